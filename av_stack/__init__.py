@@ -1,0 +1,1 @@
+"""The car side: stages that turn sensor frames into controls."""

@@ -1,0 +1,1 @@
+"""The world side: everything that would exist without an AV stack (backends, embedded simulator, env)."""

@@ -1,0 +1,1 @@
+"""The embedded simulator: a deterministic, server-less world with CARLA frames and semantics."""

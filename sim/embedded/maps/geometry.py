@@ -1,0 +1,348 @@
+"""Map geometry from a `carla.Map`: lane-area polygons, lane markings and a class raster.
+
+The polygons serve BEV rendering and analysis; the raster (`AreaRaster`) answers
+"what kind of ground is under this point" quickly for off-road and sidewalk checks.
+All coordinates are CARLA world metres (x forward, y right).
+
+Lanes are sampled only through lateral neighbours of driving-lane waypoints
+(`get_left_lane` / `get_right_lane`): the client library's longitudinal stepping on
+non-driving lanes is unreliable (`previous_until_lane_start` on a sidewalk can crash).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+import carla
+import cv2
+import numpy as np
+
+__all__ = [
+    "AreaClass",
+    "AreaRaster",
+    "LaneMarking",
+    "MapGeometry",
+    "build_map_geometry",
+    "rasterize_areas",
+]
+
+_MAX_LANES_PER_SECTION = 64  # bound on the lateral walk; real roads have < 20 lanes
+_MIN_LANE_WIDTH_M = 0.01  # lanes never wider than this are not drawn
+_FILL_SHIFT = 4  # cv2 fixed-point bits: sub-pixel polygon vertices
+
+
+class AreaClass(IntEnum):
+    """Ground class of a map point; values are the raster's uint8 codes."""
+
+    OFFROAD = 0  # buildings, terrain, anything outside the road network
+    DRIVING = 1
+    SIDEWALK = 2
+    SHOULDER = 3  # shoulder, parking, border, median, biking and other non-driving lanes
+    JUNCTION = 4  # driving area inside junctions
+    CROSSWALK = 5
+
+
+@dataclass(frozen=True, eq=False)
+class LaneMarking:
+    """A polyline along a lane boundary with one marking type and colour.
+
+    marking_type is a carla.LaneMarkingType name ("Broken", "Solid", "SolidSolid", ...,
+    "NONE"); color is a carla.LaneMarkingColor name ("White", "Yellow", ...).
+    """
+
+    points_xy: np.ndarray  # (K, 2), K >= 2
+    marking_type: str
+    color: str
+
+
+@dataclass(frozen=True, eq=False)
+class MapGeometry:
+    """Polygons (each a (K, 2) array, one per lane segment) and markings of one map."""
+
+    bounds_xy: tuple[float, float, float, float]  # xmin, ymin, xmax, ymax incl. a margin
+    driving_polygons: list[np.ndarray]  # all driving lanes, junction lanes included
+    junction_polygons: list[np.ndarray]  # driving lanes inside junctions
+    sidewalk_polygons: list[np.ndarray]
+    shoulder_polygons: list[np.ndarray]
+    crosswalk_polygons: list[np.ndarray]
+    lane_markings: list[LaneMarking]
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def drivable_union(self) -> Any:
+        """Union of all driving polygons as a shapely geometry (cached; not for hot paths)."""
+        if "drivable" not in self._cache:
+            import shapely
+
+            polys = [shapely.make_valid(shapely.Polygon(p)) for p in self.driving_polygons]
+            self._cache["drivable"] = shapely.union_all(polys)
+        return self._cache["drivable"]
+
+
+@dataclass(frozen=True, eq=False)
+class AreaRaster:
+    """Grid of `AreaClass` codes; cell (row, col) covers
+    x in [x0 + col*res, x0 + (col+1)*res) and y in [y0 + row*res, y0 + (row+1)*res).
+
+    `rasterize_areas` fills cells whose centre is within about half a cell of a polygon,
+    so area edges are accurate to one cell.
+    """
+
+    origin_xy: np.ndarray  # (2,) = (x0, y0)
+    resolution_m: float
+    classes: np.ndarray  # (H, W) uint8
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.resolution_m) and self.resolution_m > 0.0):
+            raise ValueError(f"resolution_m must be positive, got {self.resolution_m}")
+        if np.shape(self.origin_xy) != (2,):
+            raise ValueError(f"origin_xy must have shape (2,), got {np.shape(self.origin_xy)}")
+        if self.classes.ndim != 2 or self.classes.dtype != np.uint8:
+            raise ValueError(
+                f"classes must be a 2-D uint8 array, got {self.classes.ndim}-D {self.classes.dtype}"
+            )
+
+    def lookup(self, xy: np.ndarray) -> np.ndarray:
+        """Classes (N,) uint8 at points (N, 2); points outside the raster are OFFROAD."""
+        xy = np.asarray(xy, dtype=np.float64)
+        if xy.ndim != 2 or xy.shape[1] != 2:
+            raise ValueError(f"xy must have shape (N, 2), got {xy.shape}")
+        cell = (xy - self.origin_xy) / self.resolution_m  # (N, 2): col, row as floats
+        height, width = self.classes.shape
+        ok = (cell >= 0.0) & (cell < (width, height))  # False for NaN too
+        inside = ok[:, 0] & ok[:, 1]
+        # Truncation is floor for the non-negative cells kept; outside points read cell 0.
+        idx = np.where(inside[:, None], cell, 0.0).astype(np.intp)
+        return self.classes[idx[:, 1], idx[:, 0]] * inside
+
+
+@dataclass
+class _LaneSamples:
+    """Cross-section samples of one lane (road, section, lane id), in visiting order."""
+
+    lane_type: str
+    in_junction: bool
+    s: list[float] = field(default_factory=list)
+    xy_yaw_width: list[tuple[float, float, float, float]] = field(default_factory=list)
+    # Per sample: ((left type, left colour) or None if not drawn here, (right type, colour)).
+    markings: list[tuple[tuple[str, str] | None, tuple[str, str]]] = field(default_factory=list)
+
+
+def _lane_key(wp: carla.Waypoint) -> tuple[int, int, int]:
+    return (wp.road_id, wp.section_id, wp.lane_id)
+
+
+def _section_pivot_samples(start: carla.Waypoint, step_m: float) -> list[carla.Waypoint]:
+    """Waypoints along one driving lane, from its start to its end, on that lane only."""
+    key = _lane_key(start)
+    try:
+        following = start.next_until_lane_end(step_m)
+    except RuntimeError:  # start already at the lane end
+        following = []
+    return [start] + [wp for wp in following if _lane_key(wp) == key]
+
+
+def _record_cross_section(
+    pivot: carla.Waypoint, lanes: dict[tuple[int, int, int], _LaneSamples]
+) -> None:
+    """Visit every lane beside `pivot` (both directions, any orientation) and record a sample.
+
+    The left/right chains flip direction across the road centre and can cycle, so this is a
+    bounded graph walk with a visited set rather than two straight chains.
+    """
+    seen = {_lane_key(pivot)}
+    stack = [pivot]
+    while stack and len(seen) <= _MAX_LANES_PER_SECTION:
+        wp = stack.pop()
+        left, right = wp.get_left_lane(), wp.get_right_lane()
+        _record_sample(wp, left, lanes)
+        for neighbour in (left, right):
+            if neighbour is not None:
+                key = _lane_key(neighbour)
+                if key not in seen:
+                    seen.add(key)
+                    stack.append(neighbour)
+
+
+def _record_sample(
+    wp: carla.Waypoint,
+    left: carla.Waypoint | None,
+    lanes: dict[tuple[int, int, int], _LaneSamples],
+) -> None:
+    lane_type = wp.lane_type.name
+    if lane_type == "NONE":
+        return
+    key = _lane_key(wp)
+    lane = lanes.get(key)
+    if lane is None:
+        lane = lanes[key] = _LaneSamples(lane_type=lane_type, in_junction=wp.is_junction)
+    transform = wp.transform
+    location = transform.location
+    lane.s.append(wp.s)
+    lane.xy_yaw_width.append(
+        (location.x, location.y, math.radians(transform.rotation.yaw), wp.lane_width)
+    )
+    right = wp.right_lane_marking
+    # A shared boundary is drawn once. "Right" always points away from the road centre, so
+    # each lane draws its right edge; its left edge only where no recorded lane draws it
+    # (no neighbour, a NONE lane, or the centre line, which the negative-id side draws).
+    own_left = (
+        left is None
+        or left.lane_type.name == "NONE"
+        or (left.lane_id * wp.lane_id < 0 and wp.lane_id < 0)
+    )
+    left_marking = None
+    if own_left:
+        marking = wp.left_lane_marking
+        left_marking = (marking.type.name, marking.color.name)
+    lane.markings.append((left_marking, (right.type.name, right.color.name)))
+
+
+def _lane_boundaries(samples: _LaneSamples) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Sorted by s, deduplicated: (left boundary (K,2), right boundary (K,2), sample order)."""
+    s = np.asarray(samples.s)
+    order = np.argsort(s, kind="stable")
+    keep = np.concatenate([[True], np.diff(s[order]) > 1e-6])
+    order = order[keep]
+    if order.size < 2:
+        return None
+    data = np.asarray(samples.xy_yaw_width)[order]
+    if data[:, 3].max() < _MIN_LANE_WIDTH_M:
+        return None
+    # Right vector for yaw psi in the x-forward / y-right frame is (-sin psi, cos psi).
+    right = np.column_stack([-np.sin(data[:, 2]), np.cos(data[:, 2])]) * (0.5 * data[:, 3:4])
+    return data[:, :2] - right, data[:, :2] + right, order
+
+
+def _marking_runs(
+    boundary_xy: np.ndarray, styles: list[tuple[str, str] | None], keep_unmarked: bool
+) -> list[LaneMarking]:
+    """Split a boundary polyline into runs of one (type, colour); None = not drawn here.
+
+    Consecutive runs share their joint vertex so the marking has no gaps. Runs of type
+    "NONE" are dropped unless `keep_unmarked`.
+    """
+    runs: list[LaneMarking] = []
+    start = 0
+    for k in range(1, len(styles) + 1):
+        if k < len(styles) and styles[k] == styles[start]:
+            continue
+        style = styles[start]
+        end = min(k + 1, len(styles))  # include the first vertex of the next run
+        drawn = style is not None and (keep_unmarked or style[0] != "NONE")
+        if drawn and end - start >= 2:
+            runs.append(LaneMarking(boundary_xy[start:end].copy(), style[0], style[1]))
+        start = k
+    return runs
+
+
+def _split_crosswalks(locations: list[carla.Location]) -> list[np.ndarray]:
+    """The flat crosswalk vertex list closes each polygon by repeating its first vertex."""
+    polygons: list[np.ndarray] = []
+    current: list[tuple[float, float]] = []
+    for loc in locations:
+        point = (loc.x, loc.y)
+        if current and len(current) >= 3 and np.allclose(point, current[0], atol=1e-3):
+            polygons.append(np.asarray(current))
+            current = []
+        else:
+            current.append(point)
+    if len(current) >= 3:  # tolerate a last polygon without its closing vertex
+        polygons.append(np.asarray(current))
+    return polygons
+
+
+def build_map_geometry(
+    carla_map: carla.Map,
+    sample_step_m: float = 1.0,
+    margin_m: float = 10.0,
+    keep_unmarked: bool = False,
+) -> MapGeometry:
+    """Sample every lane of `carla_map` every `sample_step_m` metres into polygons and markings.
+
+    Lane markings come from every drawn lane (driving, shoulder, sidewalk, ...), so curbs
+    are included; boundaries whose marking type is "NONE" are kept only if `keep_unmarked`.
+    `bounds_xy` is the extent of all polygons grown by `margin_m`.
+    """
+    if not (np.isfinite(sample_step_m) and sample_step_m > 0.0):
+        raise ValueError(f"sample_step_m must be positive, got {sample_step_m}")
+    if not (np.isfinite(margin_m) and margin_m >= 0.0):
+        raise ValueError(f"margin_m must be non-negative, got {margin_m}")
+
+    # One driving lane per lane section serves as the pivot: every lane of a section spans
+    # the same s range, so cross-sections at the pivot's samples cover all of them.
+    lanes: dict[tuple[int, int, int], _LaneSamples] = {}
+    sections: set[tuple[int, int]] = set()
+    for start, _ in carla_map.get_topology():
+        section = (start.road_id, start.section_id)
+        if section in sections:
+            continue
+        sections.add(section)
+        for pivot in _section_pivot_samples(start, sample_step_m):
+            _record_cross_section(pivot, lanes)
+
+    driving, junction, sidewalk, shoulder = [], [], [], []
+    markings: list[LaneMarking] = []
+    for samples in lanes.values():
+        bounds = _lane_boundaries(samples)
+        if bounds is None:
+            continue
+        left, right, order = bounds
+        polygon = np.concatenate([left, right[::-1]])
+        styles = [samples.markings[k] for k in order]
+        markings += _marking_runs(left, [style[0] for style in styles], keep_unmarked)
+        markings += _marking_runs(right, [style[1] for style in styles], keep_unmarked)
+        if samples.lane_type == "Driving":
+            driving.append(polygon)
+            if samples.in_junction:
+                junction.append(polygon)
+        elif samples.lane_type == "Sidewalk":
+            sidewalk.append(polygon)
+        else:
+            shoulder.append(polygon)
+    crosswalks = _split_crosswalks(carla_map.get_crosswalks())
+
+    all_points = np.concatenate(driving + sidewalk + shoulder + crosswalks or [np.zeros((1, 2))])
+    lo = all_points.min(axis=0) - margin_m
+    hi = all_points.max(axis=0) + margin_m
+    return MapGeometry(
+        bounds_xy=(float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])),
+        driving_polygons=driving,
+        junction_polygons=junction,
+        sidewalk_polygons=sidewalk,
+        shoulder_polygons=shoulder,
+        crosswalk_polygons=crosswalks,
+        lane_markings=markings,
+    )
+
+
+def rasterize_areas(geometry: MapGeometry, resolution_m: float = 0.2) -> AreaRaster:
+    """Paint the map's area polygons into an `AreaRaster` covering `geometry.bounds_xy`.
+
+    Later layers override earlier ones: sidewalk, shoulder, driving, junction, crosswalk.
+    """
+    if not (np.isfinite(resolution_m) and resolution_m > 0.0):
+        raise ValueError(f"resolution_m must be positive, got {resolution_m}")
+    xmin, ymin, xmax, ymax = geometry.bounds_xy
+    origin = np.array([xmin, ymin])
+    width = max(1, int(np.ceil((xmax - xmin) / resolution_m)))
+    height = max(1, int(np.ceil((ymax - ymin) / resolution_m)))
+    classes = np.zeros((height, width), dtype=np.uint8)
+    layers = [
+        (geometry.sidewalk_polygons, AreaClass.SIDEWALK),
+        (geometry.shoulder_polygons, AreaClass.SHOULDER),
+        (geometry.driving_polygons, AreaClass.DRIVING),
+        (geometry.junction_polygons, AreaClass.JUNCTION),
+        (geometry.crosswalk_polygons, AreaClass.CROSSWALK),
+    ]
+    scale = float(1 << _FILL_SHIFT)
+    for polygons, area_class in layers:
+        for polygon in polygons:
+            # cv2 puts pixel centres at integer coordinates; cell col covers [col, col+1).
+            pixels = ((polygon - origin) / resolution_m - 0.5) * scale
+            # One call per polygon: a multi-contour fillPoly leaves overlaps unfilled.
+            points = [np.round(pixels).astype(np.int32)]
+            cv2.fillPoly(classes, points, int(area_class), cv2.LINE_8, _FILL_SHIFT)
+    return AreaRaster(origin_xy=origin, resolution_m=float(resolution_m), classes=classes)

@@ -1,0 +1,374 @@
+"""The lane graph: every driving lane of a map as sampled polylines in flat arrays.
+
+A *lane* here is one OpenDRIVE lane of one lane section, keyed
+``(road_id, section_id, lane_id)``, as ``carla.Map.get_topology()`` lists
+them, oriented in its driving direction. Positions along a lane are arc
+length ``s`` [m] from its start. All lanes' samples live in flat arrays
+(``points_xy`` etc., ``P`` rows) and lane ``k`` owns rows
+``offset[k] : offset[k] + count[k]``, so traffic code can turn (lane, s)
+arrays into poses with a handful of vectorised numpy calls.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import networkx as nx
+import numpy as np
+from scipy.spatial import cKDTree
+from shapely import STRtree
+from shapely.geometry import LineString
+
+from sim.api import Pose
+
+SAMPLE_STEP_M = 1.0
+DEFAULT_SPEED_LIMIT_MPS = 30.0 / 3.6
+MAX_LATERAL_ACCEL_MPS2 = 2.5
+CONFLICT_DISTANCE_M = 2.2
+_SPEED_UNITS = {"km/h": 1 / 3.6, "kmh": 1 / 3.6, "mph": 0.44704, "m/s": 1.0, "ms": 1.0}
+_MARKING_NAMES = ("NONE", "Other", "Broken", "Solid", "SolidSolid", "SolidBroken", "BrokenSolid",
+                  "BrokenBroken", "BottsDots", "Grass", "Curb")
+
+LaneKey = tuple[int, int, int]
+
+
+def _key(waypoint) -> LaneKey:
+    return (int(waypoint.road_id), int(waypoint.section_id), int(waypoint.lane_id))
+
+
+def wrap_angle(angle_rad: np.ndarray | float) -> np.ndarray | float:
+    """Wrap angles to (-pi, pi]."""
+    return np.pi - np.mod(np.pi - np.asarray(angle_rad), 2 * np.pi)
+
+
+def road_speed_limits(xodr_text: str) -> dict[int, float]:
+    """Maximum speed [m/s] per road id from ``<road><type><speed max=.. unit=..>`` records."""
+    limits: dict[int, float] = {}
+    root = ET.fromstring(xodr_text)
+    for road in root.iter("road"):
+        for speed in road.iter("speed"):
+            try:
+                value = float(speed.get("max", "nan"))
+            except ValueError:
+                continue
+            factor = _SPEED_UNITS.get(speed.get("unit", "m/s").lower().replace(" ", ""), 1.0)
+            if math.isfinite(value) and value > 0:
+                limits[int(road.get("id", "-1"))] = value * factor
+    return limits
+
+
+@dataclass(frozen=True)
+class SpawnPoint:
+    """A place to spawn a vehicle: lane, arc length and pose (lifted 0.5 m, like CARLA's)."""
+
+    lane: int
+    s_m: float
+    pose: Pose
+
+
+@dataclass(frozen=True, eq=False)
+class LaneGraph:
+    """Driving lanes as flat sampled arrays plus their connectivity.
+
+    Per lane (``L`` rows): ``keys``, ``length_m``, ``offset``, ``count``,
+    ``is_junction``, ``junction_id`` (-1 outside junctions), ``speed_limit_mps``,
+    ``comfort_speed_mps`` (curvature limit), ``successors`` (L, S) padded with -1,
+    ``num_successors``, ``left_lane``/``right_lane`` (same-direction neighbour
+    or -1), ``in_main_component`` (lane lies in the largest strongly connected
+    component, so traffic on it never reaches a dead end).
+    Per sample (``P`` rows): ``points_xyz``, ``yaw_rad``, ``s_m``, ``width_m``,
+    ``sample_lane``, ``left_marking``/``right_marking`` (index into
+    :data:`MARKING_NAMES`).
+    """
+
+    keys: tuple[LaneKey, ...]
+    length_m: np.ndarray
+    offset: np.ndarray
+    count: np.ndarray
+    is_junction: np.ndarray
+    junction_id: np.ndarray
+    speed_limit_mps: np.ndarray
+    comfort_speed_mps: np.ndarray
+    successors: np.ndarray
+    num_successors: np.ndarray
+    left_lane: np.ndarray
+    right_lane: np.ndarray
+    in_main_component: np.ndarray
+    points_xyz: np.ndarray
+    yaw_rad: np.ndarray
+    s_m: np.ndarray
+    width_m: np.ndarray
+    sample_lane: np.ndarray
+    left_marking: np.ndarray
+    right_marking: np.ndarray
+    graph: nx.DiGraph = field(repr=False)
+
+    @property
+    def num_lanes(self) -> int:
+        """Number of lanes ``L``."""
+        return len(self.keys)
+
+    @cached_property
+    def index(self) -> dict[LaneKey, int]:
+        """Lane index by ``(road_id, section_id, lane_id)``."""
+        return {k: i for i, k in enumerate(self.keys)}
+
+    @cached_property
+    def predecessors(self) -> list[list[int]]:
+        """Predecessor lanes of every lane."""
+        result: list[list[int]] = [[] for _ in self.keys]
+        for a, b in self.graph.edges:
+            result[b].append(a)
+        return result
+
+    @cached_property
+    def kdtree(self) -> cKDTree:
+        """KD-tree over all samples' (x, y), for projecting free-moving vehicles onto lanes."""
+        return cKDTree(self.points_xyz[:, :2])
+
+    def lane_points(self, lane: int) -> np.ndarray:
+        """The (count, 3) sample points of one lane."""
+        start = int(self.offset[lane])
+        return self.points_xyz[start:start + int(self.count[lane])]
+
+    def sample_index(self, lane: np.ndarray, s_m: np.ndarray, extrapolate: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Row of the sample at or before ``s_m`` on ``lane`` and the fraction to the next one.
+
+        The fraction is clipped to [0, 1] unless ``extrapolate``, in which case
+        positions before the start or past the end continue along the end segments.
+        """
+        local = np.minimum((s_m * (1.0 / SAMPLE_STEP_M)).astype(np.int64), self.count[lane] - 2)
+        local = np.maximum(local, 0)
+        row = self.offset[lane] + local
+        s0 = self.s_m[row]
+        span = self.s_m[row + 1] - s0
+        frac = (s_m - s0) / span
+        return row, (frac if extrapolate else np.clip(frac, 0.0, 1.0))
+
+    def interpolate(self, lane: np.ndarray, s_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (n, 3) and headings (n,) at arc lengths ``s_m`` on ``lane`` (vectorised)."""
+        row, frac = self.sample_index(lane, s_m)
+        p0 = self.points_xyz[row]
+        xyz = p0 + (self.points_xyz[row + 1] - p0) * frac[:, None]
+        y0 = self.yaw_rad[row]
+        yaw = y0 + wrap_angle(self.yaw_rad[row + 1] - y0) * frac
+        return xyz, yaw
+
+    def chord_pose(self, front_lane: np.ndarray, front_s_m: np.ndarray, rear_lane: np.ndarray,
+                   rear_s_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pose of a vehicle whose front and rear ends both lie on lane centre lines.
+
+        The box centre is the midpoint of its front and rear points and its
+        heading the chord between them, so long vehicles cut inside curves as
+        real ones do instead of swinging their ends out. Positions beyond a
+        lane's ends continue along its end segments.
+        """
+        row, frac = self.sample_index(np.concatenate([front_lane, rear_lane]),
+                                      np.concatenate([front_s_m, rear_s_m]), extrapolate=True)
+        p0 = self.points_xyz[row]
+        points = p0 + (self.points_xyz[row + 1] - p0) * frac[:, None]
+        n = front_lane.shape[0]
+        front, rear = points[:n], points[n:]
+        yaw = np.arctan2(front[:, 1] - rear[:, 1], front[:, 0] - rear[:, 0])
+        return 0.5 * (front + rear), yaw
+
+    def project(self, xy: np.ndarray, yaw_rad: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Nearest lane sample to each (x, y) whose heading is within 90 degrees of ``yaw_rad``.
+
+        Returns (lane (n,), s_m (n,), distance_m (n,)); lane -1 where no sample
+        among the ``k`` nearest faces the same way.
+        """
+        n = xy.shape[0]
+        if n == 0:
+            return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+        k = min(k, self.points_xyz.shape[0])
+        dist, rows = self.kdtree.query(xy, k=k)
+        dist = dist.reshape(n, k)
+        rows = rows.reshape(n, k)
+        misaligned = np.cos(self.yaw_rad[rows] - yaw_rad[:, None]) < 0.0
+        cost = np.where(misaligned, np.inf, dist)
+        best = np.argmin(cost, axis=1)
+        picked = rows[np.arange(n), best]
+        ok = np.isfinite(cost[np.arange(n), best])
+        lane = np.where(ok, self.sample_lane[picked], -1)
+        return lane, self.s_m[picked], np.where(ok, dist[np.arange(n), best], np.inf)
+
+    @cached_property
+    def junction_conflicts(self) -> np.ndarray:
+        """Boolean (L, L): junction lanes whose paths cross or merge.
+
+        Two junction lanes conflict when their centre lines come closer than
+        :data:`CONFLICT_DISTANCE_M` and they do not leave from the same lane
+        (lanes that diverge from one lane follow each other instead).
+        """
+        conflicts = np.zeros((self.num_lanes, self.num_lanes), dtype=bool)
+        lanes = np.flatnonzero(self.is_junction)
+        if lanes.size == 0:
+            return conflicts
+        lines = [LineString(self.lane_points(int(k))[:, :2]) for k in lanes]
+        tree = STRtree(lines)
+        left, right = tree.query(lines, predicate="dwithin", distance=CONFLICT_DISTANCE_M)
+        preds = self.predecessors
+        for a, b in zip(lanes[left], lanes[right]):
+            if a == b or set(preds[a]) & set(preds[b]):
+                continue
+            conflicts[a, b] = conflicts[b, a] = True
+        return conflicts
+
+    def spawn_points(self, spacing_m: float = 10.0, margin_m: float = 5.0,
+                     main_component_only: bool = True) -> list[SpawnPoint]:
+        """Spawn points every ``spacing_m`` along driving lanes outside junctions.
+
+        ``carla.Map.get_spawn_points()`` returns nothing offline, so they are
+        derived here, as CARLA's towns place them: on lane centres, 0.5 m up.
+        """
+        if spacing_m <= 0:
+            raise ValueError(f"spacing_m must be positive, got {spacing_m}")
+        points: list[SpawnPoint] = []
+        for lane in range(self.num_lanes):
+            if self.is_junction[lane] or (main_component_only and not self.in_main_component[lane]):
+                continue
+            length = float(self.length_m[lane])
+            if length < 2 * margin_m:
+                continue
+            s_values = np.arange(margin_m, length - margin_m + 1e-6, spacing_m)
+            xyz, yaw = self.interpolate(np.full(s_values.shape, lane), s_values)
+            for s, p, y in zip(s_values, xyz, yaw):
+                points.append(SpawnPoint(lane, float(s), Pose(float(p[0]), float(p[1]), float(p[2]) + 0.5,
+                                                              float(y))))
+        return points
+
+    def shortest_route(self, start_lane: int, goal_lane: int) -> list[int]:
+        """Lanes from ``start_lane`` to ``goal_lane`` by length (networkx A*)."""
+        try:
+            return nx.shortest_path(self.graph, start_lane, goal_lane, weight="length")
+        except nx.NetworkXNoPath as exc:
+            raise ValueError(f"no route from lane {self.keys[start_lane]} to lane {self.keys[goal_lane]}") from exc
+
+
+def _speed_limits_by_road(carla_map, xodr_text: str) -> dict[int, float]:
+    limits = road_speed_limits(xodr_text)
+    for landmark in carla_map.get_all_landmarks_of_type("274"):
+        try:
+            value = float(landmark.value)
+        except (TypeError, ValueError):
+            continue
+        if value > 0:
+            # CARLA's speed-limit signs (Speed_30/60/90) are km/h whatever unit the file writes.
+            limits[int(landmark.road_id)] = value / 3.6
+    return limits
+
+
+def build_lane_graph(carla_map, xodr_text: str, step_m: float = SAMPLE_STEP_M) -> LaneGraph:
+    """Sample every driving lane of ``carla_map`` and build the lane graph (a few ms per town)."""
+    topology = carla_map.get_topology()
+    starts: dict[LaneKey, object] = {}
+    edges: set[tuple[LaneKey, LaneKey]] = set()
+    for entry, exit_ in topology:
+        starts.setdefault(_key(entry), entry)
+        edges.add((_key(entry), _key(exit_)))
+    keys = tuple(sorted(starts))
+    index = {k: i for i, k in enumerate(keys)}
+    limits = _speed_limits_by_road(carla_map, xodr_text)
+    marking_index = {name: i for i, name in enumerate(_MARKING_NAMES)}
+
+    xyz_parts, yaw_parts, s_parts, width_parts, lm_parts, rm_parts = [], [], [], [], [], []
+    counts, lengths, junction_ids = [], [], []
+    for key in keys:
+        first = starts[key]
+        waypoints = [first] + list(first.next_until_lane_end(step_m))
+        # next_until_lane_end can step onto the successor's first sample; keep this lane only.
+        waypoints = [w for w in waypoints if _key(w) == key] or [first]
+        xyz = np.array([[w.transform.location.x, w.transform.location.y, w.transform.location.z]
+                        for w in waypoints])
+        yaw = np.deg2rad([w.transform.rotation.yaw for w in waypoints])
+        if len(waypoints) == 1:  # degenerate lane: give it a tiny second sample along its heading
+            xyz = np.vstack([xyz, xyz[0] + [0.1 * math.cos(yaw[0]), 0.1 * math.sin(yaw[0]), 0.0]])
+            yaw = np.append(yaw, yaw[0])
+            waypoints = waypoints * 2
+        s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xyz[:, :2], axis=0), axis=1))])
+        s = np.maximum.accumulate(s + np.arange(len(s)) * 1e-6)
+        xyz_parts.append(xyz)
+        yaw_parts.append(wrap_angle(yaw))
+        s_parts.append(s)
+        width_parts.append([w.lane_width for w in waypoints])
+        lm_parts.append([marking_index.get(str(w.left_lane_marking.type), 1) for w in waypoints])
+        rm_parts.append([marking_index.get(str(w.right_lane_marking.type), 1) for w in waypoints])
+        counts.append(len(waypoints))
+        lengths.append(float(s[-1]))
+        junction_ids.append(int(first.junction_id) if first.is_junction else -1)
+
+    count = np.array(counts, dtype=np.int64)
+    offset = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    yaw_all = np.concatenate(yaw_parts)
+    s_all = np.concatenate(s_parts)
+    sample_lane = np.repeat(np.arange(len(keys)), count)
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(len(keys)))
+    succ_lists: list[list[int]] = [[] for _ in keys]
+    for a, b in sorted(edges):
+        if a in index and b in index and index[b] not in succ_lists[index[a]]:
+            succ_lists[index[a]].append(index[b])
+            graph.add_edge(index[a], index[b], length=lengths[index[a]])
+    width = max(1, max(len(s) for s in succ_lists))
+    successors = np.full((len(keys), width), -1, dtype=np.int64)
+    for i, succ in enumerate(succ_lists):
+        successors[i, :len(succ)] = succ
+
+    in_main = np.zeros(len(keys), dtype=bool)
+    if len(keys):
+        main = max(nx.strongly_connected_components(graph), key=len)
+        in_main[list(main)] = True
+
+    # Curvature-limited comfortable speed per lane: v = sqrt(a_lat / |kappa|).
+    comfort = np.empty(len(keys))
+    for i in range(len(keys)):
+        yaw_l, s_l = yaw_parts[i], s_parts[i]
+        if len(s_l) < 3:
+            comfort[i] = np.inf
+            continue
+        window = max(1, int(round(3.0 / step_m)))
+        dyaw = np.abs(wrap_angle(yaw_l[window:] - yaw_l[:-window]))
+        ds = np.maximum(s_l[window:] - s_l[:-window], 1e-3)
+        kappa = float(np.max(dyaw / ds)) if dyaw.size else 0.0
+        comfort[i] = math.sqrt(MAX_LATERAL_ACCEL_MPS2 / kappa) if kappa > 1e-4 else np.inf
+
+    left, right = _same_direction_neighbours(keys, index, starts)
+    speed = np.array([limits.get(k[0], DEFAULT_SPEED_LIMIT_MPS) for k in keys])
+    return LaneGraph(
+        keys=keys, length_m=np.array(lengths), offset=offset, count=count,
+        is_junction=np.array([j >= 0 for j in junction_ids]), junction_id=np.array(junction_ids, dtype=np.int64),
+        speed_limit_mps=speed, comfort_speed_mps=comfort, successors=successors,
+        num_successors=np.array([len(s) for s in succ_lists], dtype=np.int64),
+        left_lane=left, right_lane=right, in_main_component=in_main,
+        points_xyz=np.concatenate(xyz_parts), yaw_rad=yaw_all, s_m=s_all,
+        width_m=np.concatenate([np.asarray(w, float) for w in width_parts]), sample_lane=sample_lane,
+        left_marking=np.concatenate([np.asarray(m, np.int8) for m in lm_parts]),
+        right_marking=np.concatenate([np.asarray(m, np.int8) for m in rm_parts]),
+        graph=graph,
+    )
+
+
+MARKING_NAMES = _MARKING_NAMES
+"""Lane-marking type names (``carla.LaneMarkingType``) indexed by ``left_marking``/``right_marking``."""
+
+
+def _same_direction_neighbours(keys, index, starts) -> tuple[np.ndarray, np.ndarray]:
+    left = np.full(len(keys), -1, dtype=np.int64)
+    right = np.full(len(keys), -1, dtype=np.int64)
+    for i, key in enumerate(keys):
+        waypoint = starts[key]
+        for getter, out in ((waypoint.get_left_lane, left), (waypoint.get_right_lane, right)):
+            other = getter()
+            if other is None or str(other.lane_type) != "Driving":
+                continue
+            other_key = _key(other)
+            same_direction = (other_key[2] > 0) == (key[2] > 0)
+            if same_direction and other_key in index:
+                out[i] = index[other_key]
+    return left, right

@@ -1,0 +1,410 @@
+"""NPC vehicles: lane following on the lane graph with IDM car following, vectorised.
+
+Every vehicle driven by the traffic logic (CARLA's "autopilot") is a point
+``(lane, s)`` on the lane graph that moves along lane centre lines; its speed
+comes from the Intelligent Driver Model (Treiber et al., 2000) against the
+nearest of: the vehicle ahead along its planned lanes, anything in a short
+corridor straight ahead (pedestrians on the road, vehicles cutting in), and
+a virtual wall at a stop line (red or yellow light, stop sign, a junction it
+may not enter yet, a dead end).
+
+Junctions: a vehicle *commits* to the junction lane it is about to enter
+when it is close, first in its queue, the light lets it, there is room
+behind the junction, and no conflicting junction lane (one that crosses or
+merges with it) is occupied or committed to. Simultaneous requests for
+conflicting lanes go to the lowest row. A committed vehicle no longer stops
+for the light. This is what makes NPCs yield inside junctions and keeps
+them from colliding with each other.
+
+Turns at junctions are random among successors that keep the vehicle in
+the lane graph's main strongly connected component (so it never meets a dead
+end), unless the vehicle was given a route.
+
+All per-tick work is numpy over all vehicles; the only Python loops run
+over vehicles changing lanes in that tick that follow a given route.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.api import TrafficLightState
+from sim.embedded.maps.lanes import LaneGraph, wrap_angle
+from sim.embedded.traffic.lights import SignalLayout
+
+ROUTE_LOOKAHEAD = 4
+"""Lanes each vehicle plans ahead (current lane included)."""
+
+
+@dataclass(frozen=True)
+class DriverParams:
+    """IDM parameters shared by NPC drivers, plus the spread of their desired speeds.
+
+    ``speed_difference``: desired speed = limit x (1 - difference), as the
+    Traffic Manager's ``global_percentage_speed_difference`` (default 30 %),
+    spread by +-``speed_spread`` per vehicle.
+    """
+
+    max_accel_mps2: float = 2.0
+    comfort_decel_mps2: float = 3.0
+    max_decel_mps2: float = 8.0
+    time_headway_s: float = 1.2
+    min_gap_m: float = 2.0
+    speed_difference: float = 0.3
+    speed_spread: float = 0.1
+    corridor_margin_m: float = 0.4
+
+
+_FIELDS_F = ("s_m", "speed_mps", "stuck_s", "accel_mps2", "half_length_m", "half_width_m", "wheelbase_m",
+             "max_steer_rad", "speed_factor", "yaw_rad", "yaw_rate_rad_s", "steer", "throttle", "brake")
+_FIELDS_I = ("actor_id", "lane", "previous_lane", "committed_lane")
+
+
+class TrafficVehicles:
+    """Structure of arrays of NPC vehicles and the traffic logic that drives them.
+
+    Arrays (``n`` rows): ``actor_id``, ``lane``, ``s_m``, ``speed_mps``,
+    ``accel_mps2``, ``route`` (n, ROUTE_LOOKAHEAD) lane indices (-1 = dead end),
+    ``location_xyz`` (n, 3), ``yaw_rad``, ``velocity_xyz`` (n, 3),
+    ``acceleration_xyz`` (n, 3), ``yaw_rate_rad_s``, and the control that
+    would produce the motion (``steer``, ``throttle``, ``brake``).
+    """
+
+    def __init__(self, lanes: LaneGraph, signals: SignalLayout, rng: np.random.Generator,
+                 params: DriverParams | None = None) -> None:
+        self.lanes = lanes
+        self.signals = signals
+        self.rng = rng
+        self.params = params or DriverParams()
+        # Lane arrays with one sentinel row at the end, so that lane -1 (dead end) indexes it.
+        self._length = np.append(lanes.length_m, 0.0)
+        self._is_junction = np.append(lanes.is_junction, False)
+        self._junction_id = np.append(lanes.junction_id, -1)
+        self._lane_light = np.append(signals.lane_light, -1)
+        self._lane_stop = np.append(signals.lane_stop, -1)
+        target = np.minimum(lanes.speed_limit_mps, lanes.comfort_speed_mps)
+        self._target_speed = np.append(target, 0.0)
+        self._limit = np.append(lanes.speed_limit_mps, 0.0)
+        self._comfort = np.append(lanes.comfort_speed_mps, 0.0)
+        self._conflicts = np.vstack([lanes.junction_conflicts, np.zeros((1, lanes.num_lanes), bool)])
+        succ = lanes.successors
+        keep = (succ >= 0) & lanes.in_main_component[np.maximum(succ, 0)]
+        fallback = (succ >= 0) & ~keep.any(axis=1, keepdims=True)
+        good = keep | fallback
+        order = np.argsort(~good, axis=1, kind="stable")
+        self._succ = np.vstack([np.where(np.take_along_axis(good, order, 1), np.take_along_axis(succ, order, 1), -1),
+                                np.full((1, succ.shape[1]), -1)])
+        self._num_succ = np.append(good.sum(axis=1), 0)
+        self.routes: dict[int, deque[int]] = {}
+        for name in _FIELDS_F:
+            setattr(self, name, np.zeros(0))
+        for name in _FIELDS_I:
+            setattr(self, name, np.zeros(0, dtype=np.int64))
+        self.route = np.zeros((0, ROUTE_LOOKAHEAD), dtype=np.int64)
+        self.stopped_at_sign = np.zeros(0, dtype=bool)
+        self.location_xyz = np.zeros((0, 3))
+        self.velocity_xyz = np.zeros((0, 3))
+        self.acceleration_xyz = np.zeros((0, 3))
+
+    @property
+    def n(self) -> int:
+        """Number of NPC vehicles."""
+        return int(self.actor_id.shape[0])
+
+    # ------------------------------------------------------------------ actors
+    def add(self, actor_id: int, lane: int, s_m: float, speed_mps: float, half_length_m: float,
+            half_width_m: float, wheelbase_m: float, max_steer_rad: float) -> int:
+        """Add a vehicle at ``(lane, s_m)``; returns its row."""
+        if not 0 <= lane < self.lanes.num_lanes:
+            raise ValueError(f"lane {lane} is not a lane of this map (0..{self.lanes.num_lanes - 1})")
+        route = np.full(ROUTE_LOOKAHEAD, -1, dtype=np.int64)
+        route[0] = lane
+        for k in range(1, ROUTE_LOOKAHEAD):
+            route[k] = self._choose_next(route[k - 1:k])[0]
+        spread = self.params.speed_spread
+        factor = (1.0 - self.params.speed_difference) * (1.0 + self.rng.uniform(-spread, spread))
+        values_f = dict(s_m=s_m, speed_mps=speed_mps, stuck_s=0.0, accel_mps2=0.0, half_length_m=half_length_m,
+                        half_width_m=half_width_m, wheelbase_m=wheelbase_m, max_steer_rad=max_steer_rad,
+                        speed_factor=factor, yaw_rad=0.0, yaw_rate_rad_s=0.0, steer=0.0, throttle=0.0, brake=0.0)
+        for name, value in values_f.items():
+            setattr(self, name, np.append(getattr(self, name), float(value)))
+        for name, value in dict(actor_id=actor_id, lane=lane, previous_lane=-1, committed_lane=-1).items():
+            setattr(self, name, np.append(getattr(self, name), int(value)))
+        self.route = np.vstack([self.route, route])
+        self.stopped_at_sign = np.append(self.stopped_at_sign, False)
+        xyz, yaw = self._pose(np.array([self.n]), lane=np.array([lane]), s_m=np.array([s_m]),
+                              half=np.array([half_length_m]), route=route[None, :], previous=np.array([-1]))
+        self.location_xyz = np.vstack([self.location_xyz, xyz])
+        self.yaw_rad[-1] = yaw[0]
+        velocity = np.array([[np.cos(yaw[0]) * speed_mps, np.sin(yaw[0]) * speed_mps, 0.0]])
+        self.velocity_xyz = np.vstack([self.velocity_xyz, velocity])
+        self.acceleration_xyz = np.vstack([self.acceleration_xyz, np.zeros((1, 3))])
+        return self.n - 1
+
+    def remove(self, actor_ids: np.ndarray | list[int]) -> None:
+        """Remove vehicles by actor id (unknown ids are ignored)."""
+        keep = ~np.isin(self.actor_id, np.asarray(actor_ids, dtype=np.int64))
+        for name in (*_FIELDS_F, *_FIELDS_I, "route", "stopped_at_sign", "location_xyz", "velocity_xyz",
+                     "acceleration_xyz"):
+            setattr(self, name, getattr(self, name)[keep])
+        for actor in np.asarray(actor_ids).tolist():
+            self.routes.pop(int(actor), None)
+
+    def row_of(self, actor_id: int) -> int:
+        """Row of an actor id; ``KeyError`` if it is not an NPC vehicle."""
+        rows = np.flatnonzero(self.actor_id == actor_id)
+        if rows.size == 0:
+            raise KeyError(actor_id)
+        return int(rows[0])
+
+    def relocate(self, actor_id: int, lane: int, s_m: float) -> None:
+        """Move a vehicle to ``(lane, s_m)`` at standstill, with a fresh random plan."""
+        row = self.row_of(actor_id)
+        self.lane[row] = lane
+        self.previous_lane[row] = -1
+        self.committed_lane[row] = -1
+        self.s_m[row] = s_m
+        self.speed_mps[row] = 0.0
+        self.stuck_s[row] = 0.0
+        self.route[row, 0] = lane
+        for k in range(1, ROUTE_LOOKAHEAD):
+            self.route[row, k] = self._choose_next(self.route[row, k - 1:k])[0]
+        self.routes.pop(int(actor_id), None)
+        xyz, yaw = self._pose(np.array([row]))
+        self.location_xyz[row] = xyz[0]
+        self.yaw_rad[row] = yaw[0]
+        self.velocity_xyz[row] = 0.0
+
+    def set_route(self, actor_id: int, lanes: list[int]) -> None:
+        """Make a vehicle follow ``lanes`` (starting with or after its current lane), then turn at random."""
+        row = self.row_of(actor_id)
+        plan = [int(k) for k in lanes]
+        if plan and plan[0] == self.lane[row]:
+            plan = plan[1:]
+        queue = deque(plan)
+        for k in range(1, ROUTE_LOOKAHEAD):
+            self.route[row, k] = queue.popleft() if queue else self._choose_next(self.route[row, k - 1:k])[0]
+        self.routes[int(actor_id)] = queue
+
+    def _choose_next(self, lanes: np.ndarray) -> np.ndarray:
+        """Random successor of each lane (preferring the main component); -1 at dead ends."""
+        count = self._num_succ[lanes]
+        pick = (self.rng.random(lanes.shape[0]) * count).astype(np.int64)
+        return np.where(count > 0, self._succ[lanes, np.minimum(pick, self._succ.shape[1] - 1)], -1)
+
+    # ------------------------------------------------------------------ tick
+    def step(self, dt_s: float, light_state: np.ndarray, others_xy: np.ndarray, others_yaw: np.ndarray,
+             others_velocity: np.ndarray, others_half_extent: np.ndarray, others_is_walker: np.ndarray, others_on_road: np.ndarray,
+             others_self_row: np.ndarray, free_lane: np.ndarray, free_s_m: np.ndarray,
+             free_speed_mps: np.ndarray, free_half_length_m: np.ndarray) -> None:
+        """Advance every NPC vehicle by ``dt_s``.
+
+        ``light_state`` (L_lights,) int8. ``others_*``: every actor in the world
+        (NPCs first, in row order, then the rest): positions (m, 2), headings (m,), velocities
+        (m, 2), half extents (m, 2), walker flags, walkers-on-the-road flags,
+        and for NPC rows their own row (-1 otherwise). ``free_*``: vehicles not
+        driven by this logic, projected onto lanes (lane -1 when off the graph).
+        """
+        n = self.n
+        if n == 0:
+            return
+        p = self.params
+        lanes = self.lanes
+        route = self.route
+        v = self.speed_mps
+        s = self.s_m
+        hl = self.half_length_m
+
+        # Arc length from each vehicle to the start of each planned lane: (n, K).
+        lengths = self._length[route]
+        to_start = np.empty_like(lengths)
+        to_start[:, 0] = -s
+        np.cumsum(lengths[:, :-1], axis=1, out=to_start[:, 1:])
+        to_start[:, 1:] -= s[:, None]
+
+        # Path leader among all vehicles on the planned lanes.
+        other_lane = np.concatenate([self.lane, free_lane])
+        other_s = np.concatenate([s, free_s_m])
+        other_v = np.concatenate([v, free_speed_mps])
+        other_hl = np.concatenate([hl, free_half_length_m])
+        dist = to_start[:, :, None] + other_s[None, None, :]
+        on_path = (route[:, :, None] == other_lane[None, None, :]) & (dist > 1e-3)
+        dist = np.where(on_path, dist, np.inf).min(axis=1)  # (n, m)
+        dist[np.arange(n), np.arange(n)] = np.inf
+        leader = np.argmin(dist, axis=1)
+        leader_dist = dist[np.arange(n), leader]
+        leader_gap = leader_dist - hl - other_hl[leader]
+        leader_speed = other_v[leader]
+
+        # Corridor straight ahead: pedestrians on the road, vehicles cutting in.
+        cos_y, sin_y = np.cos(self.yaw_rad), np.sin(self.yaw_rad)
+        dx = others_xy[None, :, 0] - self.location_xyz[:, 0:1]
+        dy = others_xy[None, :, 1] - self.location_xyz[:, 1:2]
+        ahead = dx * cos_y[:, None] + dy * sin_y[:, None]
+        side = -dx * sin_y[:, None] + dy * cos_y[:, None]
+        # Vehicles count unless they face us (oncoming traffic passes beside, it is not a leader).
+        other_heading_ok = np.cos(others_yaw[None, :] - self.yaw_rad[:, None]) > -0.5
+        reach = np.where(others_is_walker, 6.0 + 2.0 * v[:, None], 3.0 + 0.8 * v[:, None]) + hl[:, None]
+        relevant = np.where(others_is_walker, others_on_road, other_heading_ok)
+        corridor = (relevant & (ahead > 0) & (ahead < reach)
+                    & (np.abs(side) < self.half_width_m[:, None] + others_half_extent[None, :, 1] + p.corridor_margin_m))
+        self_cols = np.flatnonzero(others_self_row >= 0)
+        corridor[others_self_row[self_cols], self_cols] = False
+        corridor_dist = np.where(corridor, ahead - others_half_extent[None, :, 0], np.inf)
+        c_idx = np.argmin(corridor_dist, axis=1)
+        corridor_gap = corridor_dist[np.arange(n), c_idx] - hl
+        corridor_speed = np.maximum(0.0, others_velocity[c_idx, 0] * cos_y + others_velocity[c_idx, 1] * sin_y)
+
+        # Stop lines. Entering a junction (or the next one straight from a junction) is gated.
+        junction_of = self._junction_id
+        entry0 = self._is_junction[route[:, 1]] & (junction_of[route[:, 1]] != junction_of[route[:, 0]])
+        d_line = to_start[:, 1]
+        light_idx = self._lane_light[route[:, 0]]
+        state = np.where(light_idx >= 0, light_state[np.maximum(light_idx, 0)] if light_state.size else -1, -1)
+        stoppable = d_line > v * v / (2.0 * p.comfort_decel_mps2) + 0.5
+        light_stop = (state == TrafficLightState.RED) | ((state == TrafficLightState.YELLOW) & stoppable)
+        sign = self._lane_stop[route[:, 0]] >= 0
+        self.stopped_at_sign |= sign & (v < 0.3) & (d_line < hl + p.min_gap_m + 2.0)
+        sign_stop = sign & ~self.stopped_at_sign
+
+        committed = self.committed_lane >= 0
+        target = route[:, 1]
+        # Junction lanes in use: committed to, driven on, or still under a vehicle's rear end.
+        occupied = np.zeros(lanes.num_lanes + 1, dtype=bool)
+        occupied[self.committed_lane[committed]] = True
+        in_junction = other_lane[self._is_junction[other_lane]]
+        occupied[in_junction] = True
+        rear_inside = (s < hl + 0.5) & self._is_junction[self.previous_lane]
+        occupied[self.previous_lane[rear_inside]] = True
+        occupied[-1] = False
+        conflict_rows = self._conflicts[target]
+        blocked = (conflict_rows & occupied[None, :-1]).any(axis=1) | occupied[target]
+        room_after = leader_dist - to_start[:, 2] > hl + other_hl[leader] + p.min_gap_m + 2.0 * hl
+        # A lane after the junction too short to hold us, ending at another junction: only
+        # go if that next junction is clear as well (never stop with the rear in the box).
+        after = route[:, 2]
+        short = self._is_junction[route[:, 3]] & (self._length[after] < 2.0 * hl + 1.0)
+        next_clear = ~((self._conflicts[route[:, 3]] & occupied[None, :-1]).any(axis=1) | occupied[route[:, 3]])
+        room_after &= ~short | next_clear
+        first_in_queue = leader_dist > d_line
+        commit_dist = v * v / (2.0 * p.comfort_decel_mps2) + hl + p.min_gap_m + 4.0
+        want = (entry0 & ~committed & (d_line < commit_dist) & first_in_queue & ~light_stop & ~sign_stop
+                & ~blocked & room_after)
+        self.last_gate = dict(entry=entry0, light_stop=light_stop, sign_stop=sign_stop, blocked=blocked,
+                              room_after=room_after, first_in_queue=first_in_queue, near=d_line < commit_dist)
+        cand = np.flatnonzero(want)
+        if cand.size > 1:
+            pair = self._conflicts[target[cand]][:, target[cand]] | (target[cand][:, None] == target[cand][None, :])
+            lose = np.triu(pair, k=1).any(axis=0)
+            cand = cand[~lose]
+        self.committed_lane[cand] = target[cand]
+        committed = self.committed_lane >= 0
+        must_stop0 = entry0 & ~committed
+        # A lane two ahead entering a junction behind a red light (short lanes before junctions).
+        entry1 = self._is_junction[route[:, 2]] & ~self._is_junction[route[:, 1]]
+        light1 = self._lane_light[route[:, 1]]
+        state1 = np.where(light1 >= 0, light_state[np.maximum(light1, 0)] if light_state.size else -1, -1)
+        must_stop1 = entry1 & (state1 == TrafficLightState.RED)
+        dead_end = route == -1
+        dead_dist = np.where(dead_end, to_start, np.inf).min(axis=1)
+        stop_dist = np.minimum.reduce([np.where(must_stop0, d_line, np.inf),
+                                       np.where(must_stop1, to_start[:, 2], np.inf), dead_dist])
+        stop_gap = stop_dist - hl - 0.5
+
+        # Desired speed: limit x driver factor, slowed ahead of curves.
+        v0 = self._limit[route[:, 0]] * self.speed_factor
+        v0 = np.minimum(v0, self._comfort[route[:, 0]])
+        ahead_target = np.minimum(self._limit[route[:, 1:]] * self.speed_factor[:, None], self._comfort[route[:, 1:]])
+        need = (v * v)[:, None] - ahead_target ** 2 > 2.0 * p.comfort_decel_mps2 * np.maximum(to_start[:, 1:], 0.0)
+        v0 = np.maximum(np.minimum(v0, np.where(need, ahead_target, np.inf).min(axis=1)), 0.5)
+
+        # IDM against each obstacle; the most restrictive wins.
+        gaps = np.stack([leader_gap, corridor_gap, stop_gap], axis=1)
+        closing = v[:, None] - np.stack([leader_speed, corridor_speed, np.zeros(n)], axis=1)
+        root_ab = 2.0 * np.sqrt(p.max_accel_mps2 * p.comfort_decel_mps2)
+        desired_gap = p.min_gap_m + np.maximum(0.0, v[:, None] * p.time_headway_s + v[:, None] * closing / root_ab)
+        interaction = np.where(np.isfinite(gaps), (desired_gap / np.maximum(gaps, 0.05)) ** 2, 0.0).max(axis=1)
+        accel = p.max_accel_mps2 * (1.0 - (v / v0) ** 4 - interaction)
+        accel = np.clip(accel, -p.max_decel_mps2, p.max_accel_mps2)
+        new_v = np.maximum(v + accel * dt_s, 0.0)
+        new_v = np.where(gaps.min(axis=1) < 0.05, 0.0, new_v)
+        new_s = s + 0.5 * (v + new_v) * dt_s
+        self.accel_mps2 = (new_v - v) / dt_s
+        self.speed_mps = new_v
+        # Standing still for any reason but a red light or a stop sign counts towards being stuck.
+        waiting_legally = (must_stop0 & (light_stop | sign_stop)) | must_stop1
+        self.stuck_s = np.where((new_v < 0.1) & ~waiting_legally, self.stuck_s + dt_s, 0.0)
+
+        # Advance along lanes; hop to the next planned lane(s) at lane ends.
+        over = new_s >= self._length[self.lane]
+        while over.any():
+            rows = np.flatnonzero(over)
+            nxt = route[rows, 1]
+            dead = nxt < 0
+            if dead.any():
+                new_s[rows[dead]] = self._length[self.lane[rows[dead]]]
+                self.speed_mps[rows[dead]] = 0.0
+                rows = rows[~dead]
+                if rows.size == 0:
+                    break
+            new_s[rows] -= self._length[self.lane[rows]]
+            route[rows, :-1] = route[rows, 1:]
+            route[rows, -1] = self._choose_next(route[rows, -2])
+            if self.routes:
+                self._apply_routes(rows)
+            self.previous_lane[rows] = self.lane[rows]
+            self.lane[rows] = route[rows, 0]
+            self.stopped_at_sign[rows] = False
+            over = np.zeros(n, dtype=bool)
+            over[rows] = new_s[rows] >= self._length[self.lane[rows]]
+        self.s_m = new_s
+        # Once in the lane it committed to, occupancy holds the reservation.
+        self.committed_lane[self.lane == self.committed_lane] = -1
+
+        # Poses, velocities and the equivalent control.
+        xyz, yaw = self._pose(np.arange(n))
+        yaw_rate = wrap_angle(yaw - self.yaw_rad) / dt_s
+        velocity = np.zeros((n, 3))
+        velocity[:, 0] = np.cos(yaw) * new_v
+        velocity[:, 1] = np.sin(yaw) * new_v
+        self.acceleration_xyz = (velocity - self.velocity_xyz) / dt_s
+        self.location_xyz, self.yaw_rad, self.velocity_xyz, self.yaw_rate_rad_s = xyz, yaw, velocity, yaw_rate
+        curvature = np.where(new_v > 0.1, yaw_rate / np.maximum(new_v, 0.1), 0.0)
+        self.steer = np.clip(np.arctan(self.wheelbase_m * curvature) / self.max_steer_rad, -1.0, 1.0)
+        self.throttle = np.clip(self.accel_mps2 / p.max_accel_mps2, 0.0, 1.0)
+        self.brake = np.clip(-self.accel_mps2 / p.max_decel_mps2, 0.0, 1.0)
+
+    def _pose(self, rows: np.ndarray, lane=None, s_m=None, half=None, route=None, previous=None):
+        """Chord pose of vehicles whose front and rear may lie on the next / previous lane."""
+        lane = self.lane[rows] if lane is None else lane
+        s_m = self.s_m[rows] if s_m is None else s_m
+        half = self.half_length_m[rows] if half is None else half
+        route = self.route[rows] if route is None else route
+        previous = self.previous_lane[rows] if previous is None else previous
+        front_s = s_m + half
+        length = self._length[lane]
+        ahead = (front_s > length) & (route[:, 1] >= 0)
+        front_lane = np.where(ahead, route[:, 1], lane)
+        front_s = np.where(ahead, front_s - length, front_s)
+        rear_s = s_m - half
+        behind = (rear_s < 0) & (previous >= 0)
+        rear_lane = np.where(behind, previous, lane)
+        rear_s = np.where(behind, rear_s + self._length[previous], rear_s)
+        return self.lanes.chord_pose(front_lane, front_s, rear_lane, rear_s)
+
+    def _apply_routes(self, rows: np.ndarray) -> None:
+        for row in rows.tolist():
+            queue = self.routes.get(int(self.actor_id[row]))
+            if queue:
+                # The planned lanes are consumed in order; the newest lookahead slot takes the next one.
+                self.route[row, -1] = queue.popleft()
+
+    def lane_light_states(self, light_state: np.ndarray) -> np.ndarray:
+        """Light state at the end of every NPC's current lane (-1: none)."""
+        light = self._lane_light[self.lane]
+        if light_state.size == 0:
+            return np.full(self.n, -1, dtype=np.int8)
+        return np.where(light >= 0, light_state[np.maximum(light, 0)], -1).astype(np.int8)

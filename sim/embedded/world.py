@@ -1,0 +1,634 @@
+"""The embedded world: map, actors, traffic logic, collisions and events, one fixed step at a time.
+
+Actors live in three vectorised groups:
+
+- NPC / autopilot vehicles (:class:`~sim.embedded.traffic.vehicles.TrafficVehicles`),
+  moved along lane centre lines by the traffic logic;
+- free vehicles (:class:`~sim.embedded.dynamics.BicycleFleet`), driven by
+  ``VehicleControl`` through a kinematic or dynamic bicycle model: the ego;
+- pedestrians (:class:`~sim.embedded.traffic.walkers.Walkers`).
+
+``set_autopilot`` moves a vehicle between the first two groups, keeping its
+pose and speed. Every tick: lights, pedestrians, NPCs and free vehicles
+advance, then oriented-box collisions are found among all actors and events
+(collision, lane invasion, off-road, red light, stop sign) are raised for
+free vehicles. Everything random flows from the config's seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from sim.api import (ActorKind, CollisionEvent, Event, LaneInvasionEvent, OffRoadEvent, Pose, RedLightEvent,
+                     StopSignEvent, TrafficLightState, VehicleControl, WorldSnapshot)
+from sim.embedded.collision import box_corners, find_contacts
+from sim.embedded.config import WorldConfig
+from sim.embedded.dynamics import BicycleFleet, ControlArrays
+from sim.embedded.maps.lanes import MARKING_NAMES, LaneGraph, SpawnPoint, build_lane_graph
+from sim.embedded.maps.loader import MapSource, load_carla_map, resolve_map
+from sim.embedded.traffic.lights import TrafficLights, build_signal_layout
+from sim.embedded.traffic.vehicles import DriverParams, TrafficVehicles
+from sim.embedded.vehicle_types import VEHICLE_TYPES, VehicleType, get_vehicle_type
+
+WALKER_BLUEPRINT = "walker.pedestrian.0001"
+WALKER_MASS_KG = 80.0
+PEDESTRIAN_TAG = 12
+# Buses are left out of the default mix: at 12 m they cut into the oncoming lane on tight town corners.
+_TRAFFIC_MIX = (("car", 0.74), ("van", 0.08), ("truck", 0.06), ("motorcycle", 0.12))
+
+
+class SpawnError(RuntimeError):
+    """An actor could not be spawned (occupied spot, off the road network, unknown blueprint)."""
+
+
+@dataclass(frozen=True)
+class ActorInfo:
+    """What does not change during an actor's life."""
+
+    actor_id: int
+    kind: ActorKind
+    type_id: str
+    semantic_tag: int
+    extent_m: tuple[float, float, float]
+    role_name: str
+    vehicle_type: VehicleType | None
+
+
+class EmbeddedWorld:
+    """A deterministic world on one OpenDRIVE map; see the module docstring.
+
+    Build it from a :class:`WorldConfig` (or keywords of one); it loads the map
+    (validating untrusted files in a child process) and derives the lane
+    graph, signals and pedestrian network.
+    """
+
+    def __init__(self, config: WorldConfig | None = None, *, source: MapSource | None = None, **overrides) -> None:
+        config = config or WorldConfig()
+        if overrides:
+            config = WorldConfig.model_validate({**config.model_dump(), **overrides})
+        self.config = config
+        self.dt_s = config.dt_s
+        self.source = source or resolve_map(config.map)
+        self.carla_map = load_carla_map(self.source)
+        self.lanes: LaneGraph = build_lane_graph(self.carla_map, self.source.xodr_text)
+        self.signals = build_signal_layout(self.carla_map, self.lanes, config.generate_missing_lights)
+        self.rng = np.random.default_rng(config.seed)
+        self.lights = TrafficLights(self.signals, config.lights, np.random.default_rng([config.seed, 1]))
+        t = config.traffic
+        self.traffic = TrafficVehicles(
+            self.lanes, self.signals, np.random.default_rng([config.seed, 2]),
+            DriverParams(max_accel_mps2=t.max_accel_mps2, comfort_decel_mps2=t.comfort_decel_mps2,
+                         max_decel_mps2=t.max_decel_mps2, time_headway_s=t.time_headway_s, min_gap_m=t.min_gap_m,
+                         speed_difference=t.speed_difference, speed_spread=t.speed_spread))
+        self.fleet = BicycleFleet(config.dynamics)
+        self._controls = np.zeros((0, 5))  # throttle, steer, brake, hand_brake, reverse per fleet row
+        self._fleet_state = _FleetEventState.empty()
+        self._walkers = None
+        self.actors: dict[int, ActorInfo] = {}
+        self._next_id = 1
+        self.frame = 0
+        self.time_s = 0.0
+        self.relocations = 0
+        self._structure_dirty = True
+        self._static: dict[str, object] = {}
+        self._last_events: tuple[Event, ...] = ()
+        self.light_state = self.lights.update(0.0)
+        self._snapshot = self._build_snapshot(())
+
+    # ------------------------------------------------------------------ lazily built parts
+    @cached_property
+    def walker_network(self):
+        """The pedestrian network (sidewalks, corners, crossings), built on first use."""
+        from sim.embedded.traffic.walker_graph import build_walker_network
+
+        return build_walker_network(self.carla_map, self.lanes, self.signals)
+
+    @property
+    def walkers(self):
+        """Pedestrians of this world (created on first use)."""
+        if self._walkers is None:
+            from sim.embedded.traffic.walkers import WalkerParams, Walkers
+
+            w = self.config.walkers
+            params = WalkerParams(speed_range_mps=(w.min_speed_mps, w.max_speed_mps), careless_share=w.careless_share)
+            self._walkers = Walkers(self.walker_network, params, np.random.default_rng([self.config.seed, 3]))
+        return self._walkers
+
+    @cached_property
+    def area_raster(self):
+        """Rasterised area classes (driving, sidewalk, ...) for off-road and kerb checks."""
+        from sim.embedded.maps.geometry import build_map_geometry, rasterize_areas
+
+        return rasterize_areas(self.geometry, resolution_m=0.2)
+
+    @cached_property
+    def geometry(self):
+        """Polygons of drivable area, sidewalks, crosswalks and lane markings (for rendering)."""
+        from sim.embedded.maps.geometry import build_map_geometry
+
+        return build_map_geometry(self.carla_map)
+
+    @cached_property
+    def spawn_points(self) -> list[SpawnPoint]:
+        """Derived spawn points (carla.Map has none offline), every 10 m on the main lane component."""
+        return self.lanes.spawn_points()
+
+    @cached_property
+    def dense_spawn_points(self) -> list[SpawnPoint]:
+        """Spawn points every 6.5 m, for filling a map with NPC traffic."""
+        return self.lanes.spawn_points(spacing_m=6.5, margin_m=3.5)
+
+    # ------------------------------------------------------------------ spawning
+    def _new_id(self) -> int:
+        actor_id = self._next_id
+        self._next_id += 1
+        return actor_id
+
+    def _occupied(self, x: float, y: float, yaw: float, half: tuple[float, float], clearance_m: float = 0.5) -> bool:
+        snap = self._current_boxes()
+        if snap[0].shape[0] == 0:
+            return False
+        center = np.vstack([snap[0], [[x, y]]])
+        yaws = np.append(snap[1], yaw)
+        halves = np.vstack([snap[2], [[half[0] + clearance_m, half[1] + clearance_m]]])
+        contacts = find_contacts(center, yaws, halves)
+        last = center.shape[0] - 1
+        return bool((contacts.pairs == last).any())
+
+    def spawn_vehicle(self, blueprint_id: str = "vehicle.lincoln.mkz_2020", pose: Pose | SpawnPoint | None = None,
+                      *, autopilot: bool = False, role_name: str = "", speed_mps: float = 0.0,
+                      clearance_m: float = 0.3) -> int:
+        """Spawn a vehicle at ``pose`` (a random free spawn point when None); returns its id.
+
+        Raises :class:`SpawnError` if the spot is occupied or, for autopilot,
+        off the lane graph; ``ValueError`` for an unknown blueprint.
+        """
+        vtype = get_vehicle_type(blueprint_id)
+        if pose is None:
+            pose = self._free_spawn_point(vtype)
+        lane, s_m = (pose.lane, pose.s_m) if isinstance(pose, SpawnPoint) else (None, None)
+        pose = pose.pose if isinstance(pose, SpawnPoint) else pose
+        if not all(math.isfinite(v) for v in (pose.x_m, pose.y_m, pose.yaw_rad, speed_mps)):
+            raise SpawnError(f"spawn pose must be finite, got {pose}")
+        if self._occupied(pose.x_m, pose.y_m, pose.yaw_rad, vtype.extent_m[:2], clearance_m):
+            raise SpawnError(f"spawn of {vtype.blueprint_id} at ({pose.x_m:.1f}, {pose.y_m:.1f}) failed: "
+                             "the spot is occupied")
+        actor_id = self._new_id()
+        self.actors[actor_id] = ActorInfo(actor_id, ActorKind.VEHICLE, vtype.blueprint_id, vtype.semantic_tag,
+                                          tuple(vtype.extent_m), role_name, vtype)
+        try:
+            if autopilot:
+                self._add_traffic(actor_id, vtype, pose, speed_mps, lane, s_m)
+            else:
+                self._add_free(actor_id, vtype, pose, speed_mps)
+        except SpawnError:
+            del self.actors[actor_id]
+            raise
+        self._structure_dirty = True
+        return actor_id
+
+    def _free_spawn_point(self, vtype: VehicleType) -> SpawnPoint:
+        points = self.spawn_points
+        for index in self.rng.permutation(len(points)):
+            point = points[int(index)]
+            if not self._occupied(point.pose.x_m, point.pose.y_m, point.pose.yaw_rad, vtype.extent_m[:2], 1.5):
+                return point
+        raise SpawnError(f"no free spawn point left on {self.source.name} ({len(points)} in all)")
+
+    def _add_traffic(self, actor_id: int, vtype: VehicleType, pose: Pose, speed_mps: float,
+                     lane: int | None = None, s_m: float | None = None) -> None:
+        if lane is None:
+            found, s, dist = self.lanes.project(np.array([[pose.x_m, pose.y_m]]), np.array([pose.yaw_rad]))
+            if found[0] < 0 or dist[0] > 3.0:
+                raise SpawnError(f"({pose.x_m:.1f}, {pose.y_m:.1f}) is not on a driving lane: autopilot needs one")
+            lane, s_m = int(found[0]), float(s[0])
+        self.traffic.add(actor_id, lane, s_m, speed_mps, vtype.extent_m[0], vtype.extent_m[1], vtype.wheelbase_m,
+                         vtype.max_steer_rad)
+
+    def _add_free(self, actor_id: int, vtype: VehicleType, pose: Pose, speed_mps: float) -> None:
+        self.fleet.add(vtype, pose.x_m, pose.y_m, pose.yaw_rad, speed_mps, vehicle_id=actor_id)
+        self._controls = np.vstack([self._controls, np.zeros((1, 5))])
+        self._fleet_state = self._fleet_state.appended()
+
+    def spawn_traffic(self, count: int, mix: tuple[tuple[str, float], ...] = _TRAFFIC_MIX) -> list[int]:
+        """Spawn ``count`` NPC vehicles on autopilot at random free spawn points (a seeded mix of types)."""
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        names = [name for name, _ in mix]
+        weights = np.array([w for _, w in mix], dtype=float)
+        kinds = self.rng.choice(len(names), size=count, p=weights / weights.sum())
+        ids = []
+        points = self.dense_spawn_points
+        order = self.rng.permutation(len(points))
+        cursor = 0
+        for kind in kinds:
+            vtype = VEHICLE_TYPES[names[int(kind)]]
+            while cursor < order.size:
+                point = points[int(order[cursor])]
+                cursor += 1
+                if not self._occupied(point.pose.x_m, point.pose.y_m, point.pose.yaw_rad, vtype.extent_m[:2], 0.3):
+                    ids.append(self.spawn_vehicle(vtype.blueprint_id, point, autopilot=True))
+                    break
+            else:
+                raise SpawnError(f"only {len(ids)} of {count} vehicles fit on {self.source.name}'s spawn points")
+        return ids
+
+    def spawn_walkers(self, count: int) -> list[int]:
+        """Spawn ``count`` pedestrians at random places on sidewalks."""
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        ids = np.arange(self._next_id, self._next_id + count, dtype=np.int64)
+        self._next_id += count
+        self.walkers.spawn_random(count, ids)
+        extent = tuple(float(v) for v in self.walkers.params.extent_m)
+        for actor_id in ids.tolist():
+            self.actors[actor_id] = ActorInfo(actor_id, ActorKind.WALKER, WALKER_BLUEPRINT, PEDESTRIAN_TAG, extent,
+                                              "", None)
+        self._structure_dirty = True
+        return ids.tolist()
+
+    def destroy(self, actor_ids: list[int]) -> None:
+        """Remove actors by id; ``KeyError`` names an unknown id (nothing is removed then)."""
+        unknown = [a for a in actor_ids if a not in self.actors]
+        if unknown:
+            raise KeyError(f"unknown actor ids: {unknown}")
+        ids = np.asarray(actor_ids, dtype=np.int64)
+        self.traffic.remove(ids)
+        fleet_rows = np.flatnonzero(np.isin(self.fleet.ids, ids))
+        if fleet_rows.size:
+            keep = np.ones(self.fleet.n, dtype=bool)
+            keep[fleet_rows] = False
+            self.fleet.remove(fleet_rows)
+            self._controls = self._controls[keep]
+            self._fleet_state = self._fleet_state.subset(keep)
+        if self._walkers is not None:
+            self._walkers.remove(ids)
+        for actor_id in actor_ids:
+            del self.actors[actor_id]
+        self._structure_dirty = True
+
+    # ------------------------------------------------------------------ control
+    def _fleet_row(self, actor_id: int) -> int:
+        rows = np.flatnonzero(self.fleet.ids == actor_id)
+        return int(rows[0]) if rows.size else -1
+
+    def is_autopilot(self, actor_id: int) -> bool:
+        """Whether the traffic logic drives this vehicle."""
+        return bool((self.traffic.actor_id == actor_id).any())
+
+    def set_autopilot(self, actor_id: int, enabled: bool = True) -> None:
+        """Hand a vehicle to the traffic logic or take it back, keeping pose and speed."""
+        info = self._vehicle_info(actor_id)
+        if enabled == self.is_autopilot(actor_id):
+            return
+        if enabled:
+            row = self._fleet_row(actor_id)
+            pose = Pose(float(self.fleet.x_m[row]), float(self.fleet.y_m[row]), 0.0, float(self.fleet.yaw_rad[row]))
+            speed = max(float(self.fleet.v_long_mps[row]), 0.0)
+            self._add_traffic(actor_id, info.vehicle_type, pose, speed)
+            keep = self.fleet.ids != actor_id
+            self.fleet.remove([row])
+            self._controls = self._controls[keep]
+            self._fleet_state = self._fleet_state.subset(keep)
+        else:
+            row = self.traffic.row_of(actor_id)
+            x, y, _ = self.traffic.location_xyz[row]
+            pose = Pose(float(x), float(y), 0.0, float(self.traffic.yaw_rad[row]))
+            speed = float(self.traffic.speed_mps[row])
+            self.traffic.remove([actor_id])
+            self._add_free(actor_id, info.vehicle_type, pose, speed)
+        self._structure_dirty = True
+
+    def _vehicle_info(self, actor_id: int) -> ActorInfo:
+        info = self.actors.get(actor_id)
+        if info is None:
+            raise KeyError(f"unknown actor id {actor_id}")
+        if info.kind != ActorKind.VEHICLE:
+            raise ValueError(f"actor {actor_id} is a {info.type_id}, not a vehicle")
+        return info
+
+    def apply_control(self, actor_id: int, control: VehicleControl) -> None:
+        """Set the control a free vehicle holds from the next tick on (ignored while on autopilot, as CARLA)."""
+        self._vehicle_info(actor_id)
+        row = self._fleet_row(actor_id)
+        if row < 0:
+            return
+        self._controls[row] = (control.throttle, control.steer, control.brake, float(control.hand_brake),
+                               float(control.reverse))
+
+    def route_vehicle(self, actor_id: int, lanes: list[int]) -> None:
+        """Make an autopilot vehicle take these lanes at the next junctions (routed turns)."""
+        self.traffic.set_route(actor_id, lanes)
+
+    def teleport(self, actor_id: int, pose: Pose, speed_mps: float | None = None) -> None:
+        """Move a free vehicle to ``pose`` (``set_transform``), optionally setting its speed."""
+        row = self._fleet_row(actor_id)
+        if row < 0:
+            raise ValueError(f"actor {actor_id} is not a free (non-autopilot) vehicle")
+        self.fleet.set_state([row], x_m=pose.x_m, y_m=pose.y_m, yaw_rad=pose.yaw_rad, speed_mps=speed_mps)
+        self._fleet_state.lane[row] = -1
+
+    # ------------------------------------------------------------------ the tick
+    def _current_boxes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        parts_xy = [self.traffic.location_xyz[:, :2], np.stack([self.fleet.x_m, self.fleet.y_m], axis=1)]
+        parts_yaw = [self.traffic.yaw_rad, self.fleet.yaw_rad]
+        parts_half = [np.stack([self.traffic.half_length_m, self.traffic.half_width_m], axis=1),
+                      self.fleet.extent_m[:, :2]]
+        if self._walkers is not None:
+            parts_xy.append(self._walkers.location_xyz[:, :2])
+            parts_yaw.append(self._walkers.yaw_rad)
+            parts_half.append(np.broadcast_to(np.asarray(self._walkers.params.extent_m[:2]),
+                                              (self._walkers.location_xyz.shape[0], 2)))
+        return np.concatenate(parts_xy), np.concatenate(parts_yaw), np.concatenate(parts_half)
+
+    def tick(self) -> WorldSnapshot:
+        """Advance one fixed step of ``dt_s`` and return the new snapshot."""
+        dt = self.dt_s
+        self.frame += 1
+        self.time_s = self.frame * dt
+        light_state = self.lights.update(self.time_s)
+        self.light_state = light_state
+        traffic, fleet = self.traffic, self.fleet
+        nt, nf = traffic.n, fleet.n
+        walkers = self._walkers
+        nw = 0 if walkers is None else walkers.location_xyz.shape[0]
+        static = self._static_arrays()
+
+        # Free vehicles on the lane graph (for NPCs' car following and for events).
+        fxy = np.stack([fleet.x_m, fleet.y_m], axis=1)
+        f_lane, f_s, f_dist = self.lanes.project(fxy, fleet.yaw_rad)
+        f_lane = np.where(f_dist < 3.0, f_lane, -1)
+        f_vel = fleet.velocity_world()
+
+        all_xy = np.concatenate([traffic.location_xyz[:, :2], fxy] + ([walkers.location_xyz[:, :2]] if nw else []))
+        all_vel = np.concatenate([traffic.velocity_xyz[:, :2], f_vel] + ([walkers.velocity_xyz[:, :2]] if nw else []))
+        on_road = np.zeros(nt + nf + nw, dtype=bool)
+        if nw:
+            on_road[nt + nf:] = walkers.on_road
+        if nt:
+            all_yaw = np.concatenate([traffic.yaw_rad, fleet.yaw_rad] + ([walkers.yaw_rad] if nw else []))
+            traffic.step(dt, light_state, all_xy, all_yaw, all_vel, static["half_xy"], static["is_walker"], on_road,
+                         static["self_row"], f_lane, f_s, np.hypot(f_vel[:, 0], f_vel[:, 1]),
+                         fleet.extent_m[:, 0])
+            self._relieve_gridlock()
+        if nw:
+            lane_light = self.signals.lane_light
+            lane_state = np.where(lane_light >= 0, light_state[np.maximum(lane_light, 0)], -1).astype(np.int8) \
+                if light_state.size else np.full(lane_light.shape, -1, dtype=np.int8)
+            vehicles_xy = all_xy[: nt + nf]
+            walkers.step(dt, lane_state, vehicles_xy, all_vel[: nt + nf])
+        events: list[Event] = []
+        if nf:
+            prev_xy = fxy
+            prev_yaw = fleet.yaw_rad.copy()
+            c = self._controls
+            fleet.step(ControlArrays(c[:, 0], c[:, 1], c[:, 2], c[:, 3] > 0.5, c[:, 4] > 0.5), dt)
+            self._static_layout_collisions(prev_xy, prev_yaw, events)
+        self._actor_collisions(static, events)
+        if nf:
+            self._lane_events(f_lane, events)
+        self._last_events = tuple(events)
+        self._snapshot = self._build_snapshot(self._last_events)
+        return self._snapshot
+
+    def _relieve_gridlock(self) -> None:
+        """Move NPCs stuck longer than ``stuck_timeout_s`` to free spawn points away from free vehicles."""
+        timeout = self.config.traffic.stuck_timeout_s
+        traffic = self.traffic
+        if timeout is None or not (traffic.stuck_s > timeout).any():
+            return
+        for row in np.flatnonzero(traffic.stuck_s > timeout).tolist():
+            actor_id = int(traffic.actor_id[row])
+            half = (float(traffic.half_length_m[row]), float(traffic.half_width_m[row]))
+            for index in self.rng.permutation(len(self.spawn_points))[:50]:
+                point = self.spawn_points[int(index)]
+                p = point.pose
+                far = self.fleet.n == 0 or np.min(np.hypot(self.fleet.x_m - p.x_m, self.fleet.y_m - p.y_m)) > 30.0
+                if far and not self._occupied(p.x_m, p.y_m, p.yaw_rad, half, 1.5):
+                    traffic.relocate(actor_id, point.lane, point.s_m)
+                    self.relocations += 1
+                    break
+
+    # ------------------------------------------------------------------ collisions and events
+    def _static_layout_collisions(self, prev_xy: np.ndarray, prev_yaw: np.ndarray, events: list[Event]) -> None:
+        """Free vehicles whose box reaches off the road network (kerbs, buildings) stop there."""
+        fleet = self.fleet
+        raster = self.area_raster
+        corners = box_corners(np.stack([fleet.x_m, fleet.y_m], axis=1), fleet.yaw_rad, fleet.extent_m[:, :2])
+        classes = raster.lookup(corners.reshape(-1, 2)).reshape(-1, 4)
+        hit = (classes == 0).any(axis=1)
+        centre_class = raster.lookup(np.stack([fleet.x_m, fleet.y_m], axis=1))
+        state = self._fleet_state
+        off = ~np.isin(centre_class, (1, 4, 5))
+        for row in np.flatnonzero(off != state.off_road):
+            events.append(OffRoadEvent(self.frame, int(fleet.ids[row]), bool(off[row]),
+                                       (float(fleet.x_m[row]), float(fleet.y_m[row]), 0.0)))
+        state.off_road[:] = off
+        for row in np.flatnonzero(hit & ~state.touching_static):
+            info = self.actors[int(fleet.ids[row])]
+            vx, vy = fleet.velocity_world()[row]
+            mass = info.vehicle_type.mass_kg
+            events.append(CollisionEvent(self.frame, info.actor_id, -1, "static", (-mass * vx, -mass * vy, 0.0),
+                                         (float(fleet.x_m[row]), float(fleet.y_m[row]), 0.0)))
+        if hit.any():
+            rows = np.flatnonzero(hit)
+            fleet.set_state(rows, x_m=prev_xy[rows, 0], y_m=prev_xy[rows, 1], yaw_rad=prev_yaw[rows], speed_mps=0.0)
+        state.touching_static[:] = hit
+
+    def _actor_collisions(self, static: dict, events: list[Event]) -> None:
+        xy, yaw, half = self._current_boxes()
+        if xy.shape[0] < 2:
+            return
+        contacts = find_contacts(xy, yaw, half)
+        if len(contacts) == 0:
+            return
+        kind = static["kind"]
+        keep = ~((kind[contacts.pairs[:, 0]] == ActorKind.WALKER) & (kind[contacts.pairs[:, 1]] == ActorKind.WALKER))
+        if not keep.any():
+            return
+        ids = static["actor_id"]
+        _, vel = self._velocities()
+        nt = self.traffic.n
+        nf = self.fleet.n
+        for (i, j), normal in zip(contacts.pairs[keep].tolist(), contacts.normal_xy[keep]):
+            mi, mj = self._mass(int(ids[i])), self._mass(int(ids[j]))
+            closing = float(np.dot(vel[i] - vel[j], normal))
+            impulse = max(closing, 0.0) * mi * mj / (mi + mj)
+            where = (float((xy[i, 0] + xy[j, 0]) / 2), float((xy[i, 1] + xy[j, 1]) / 2), 0.0)
+            for a, b, sign in ((i, j, -1.0), (j, i, 1.0)):
+                other_kind = "walker" if kind[b] == ActorKind.WALKER else "vehicle"
+                events.append(CollisionEvent(self.frame, int(ids[a]), int(ids[b]), other_kind,
+                                             (sign * impulse * normal[0], sign * impulse * normal[1], 0.0), where))
+            for a, sign, m in ((i, -1.0, mi), (j, 1.0, mj)):
+                if a < nt:
+                    self.traffic.speed_mps[a] = 0.0
+                elif a < nt + nf and impulse > 0:
+                    row = a - nt
+                    dv = sign * impulse / m * normal
+                    v_world = self.fleet.velocity_world()[row] + dv
+                    heading = np.array([math.cos(self.fleet.yaw_rad[row]), math.sin(self.fleet.yaw_rad[row])])
+                    self.fleet.set_state([row], speed_mps=float(np.dot(v_world, heading)))
+
+    def _mass(self, actor_id: int) -> float:
+        info = self.actors[actor_id]
+        return info.vehicle_type.mass_kg if info.vehicle_type is not None else WALKER_MASS_KG
+
+    def _lane_events(self, previous_lane: np.ndarray, events: list[Event]) -> None:
+        """Lane invasion, red-light and stop-sign events of free vehicles."""
+        fleet, lanes, state = self.fleet, self.lanes, self._fleet_state
+        xy = np.stack([fleet.x_m, fleet.y_m], axis=1)
+        lane, s_m, dist = lanes.project(xy, fleet.yaw_rad)
+        lane = np.where(dist < 3.0, lane, -1)
+        speed = np.hypot(*fleet.velocity_world().T)
+        signals = self.signals
+        for row in range(fleet.n):
+            before, now = int(state.lane[row]), int(lane[row])
+            actor_id = int(fleet.ids[row])
+            where = (float(xy[row, 0]), float(xy[row, 1]), 0.0)
+            if before >= 0 and signals.lane_stop[before] >= 0 and speed[row] < 0.1 \
+                    and lanes.length_m[before] - state.s_m[row] < 8.0:
+                state.stopped[row] = True
+            if before >= 0 and now >= 0 and now != before:
+                entered_junction = lanes.is_junction[now] and not lanes.is_junction[before] \
+                    and now in lanes.successors[before]
+                if entered_junction and signals.lane_light[before] >= 0 and \
+                        self.light_state[signals.lane_light[before]] == TrafficLightState.RED:
+                    light = int(signals.lane_light[before])
+                    events.append(RedLightEvent(self.frame, actor_id, int(signals.light_id[light]), where))
+                if entered_junction and signals.lane_stop[before] >= 0 and not state.stopped[row]:
+                    stop = int(signals.lane_stop[before])
+                    events.append(StopSignEvent(self.frame, actor_id, int(signals.stop_id[stop]), where))
+                state.stopped[row] = False
+            state.lane[row] = now
+            state.s_m[row] = s_m[row]
+        # Lane invasion: a corner's nearest lane sample switches to a laterally adjacent lane.
+        corners = box_corners(xy, fleet.yaw_rad, fleet.extent_m[:, :2]).reshape(-1, 2)
+        _, rows = lanes.kdtree.query(corners)
+        rows = rows.reshape(-1, 4)
+        for row in range(fleet.n):
+            crossed: list[str] = []
+            for c in range(4):
+                prev_row = int(state.corner_sample[row, c])
+                new_row = int(rows[row, c])
+                if prev_row < 0:
+                    continue
+                a, b = int(lanes.sample_lane[prev_row]), int(lanes.sample_lane[new_row])
+                if a == b or lanes.is_junction[a] or lanes.is_junction[b] or b in lanes.successors[a] \
+                        or a in lanes.successors[b]:
+                    continue
+                yaw = lanes.yaw_rad[prev_row]
+                offset = corners[row * 4 + c] - lanes.points_xyz[prev_row, :2]
+                right = offset[0] * -math.sin(yaw) + offset[1] * math.cos(yaw) > 0
+                marking = lanes.right_marking[prev_row] if right else lanes.left_marking[prev_row]
+                name = MARKING_NAMES[int(marking)]
+                if name not in crossed:
+                    crossed.append(name)
+            if crossed:
+                events.append(LaneInvasionEvent(self.frame, int(fleet.ids[row]), tuple(crossed),
+                                                (float(xy[row, 0]), float(xy[row, 1]), 0.0)))
+        state.corner_sample[:] = rows
+
+    # ------------------------------------------------------------------ snapshots
+    def _static_arrays(self) -> dict:
+        if not self._structure_dirty:
+            return self._static
+        ids = np.concatenate([self.traffic.actor_id, self.fleet.ids,
+                              self._walkers.actor_id if self._walkers is not None else np.zeros(0, np.int64)])
+        infos = [self.actors[int(a)] for a in ids.tolist()]
+        nt = self.traffic.n
+        self_row = np.full(ids.shape[0], -1, dtype=np.int64)
+        self_row[:nt] = np.arange(nt)
+        extent = np.array([i.extent_m for i in infos], dtype=float).reshape(-1, 3)
+        kind = np.array([int(i.kind) for i in infos], dtype=np.int8)
+        autopilot = np.zeros(ids.shape[0], dtype=bool)
+        autopilot[:nt] = True
+        self._static = dict(
+            actor_id=ids, kind=kind, type_id=tuple(i.type_id for i in infos),
+            semantic_tag=np.array([i.semantic_tag for i in infos], dtype=np.uint8), extent=extent,
+            half_xy=extent[:, :2].copy(), is_walker=kind == ActorKind.WALKER, self_row=self_row, autopilot=autopilot,
+        )
+        for key in ("actor_id", "kind", "semantic_tag", "extent", "autopilot"):
+            self._static[key].flags.writeable = False
+        self._structure_dirty = False
+        return self._static
+
+    def _velocities(self) -> tuple[np.ndarray, np.ndarray]:
+        parts_v = [self.traffic.velocity_xyz[:, :2], self.fleet.velocity_world()]
+        if self._walkers is not None:
+            parts_v.append(self._walkers.velocity_xyz[:, :2])
+        vel = np.concatenate(parts_v)
+        return vel, vel
+
+    def _build_snapshot(self, events: tuple[Event, ...]) -> WorldSnapshot:
+        static = self._static_arrays()
+        traffic, fleet, walkers = self.traffic, self.fleet, self._walkers
+        nf = fleet.n
+        f_loc = np.zeros((nf, 3))
+        f_loc[:, 0] = fleet.x_m
+        f_loc[:, 1] = fleet.y_m
+        f_vel = np.zeros((nf, 3))
+        f_vel[:, :2] = fleet.velocity_world()
+        f_acc = np.zeros((nf, 3))
+        f_acc[:, :2] = fleet.acceleration_world()
+        loc = [traffic.location_xyz, f_loc]
+        yaw = [traffic.yaw_rad, fleet.yaw_rad]
+        vel = [traffic.velocity_xyz, f_vel]
+        acc = [traffic.acceleration_xyz, f_acc]
+        yaw_rate = [traffic.yaw_rate_rad_s, fleet.yaw_rate_rad_s]
+        if walkers is not None:
+            nw = walkers.location_xyz.shape[0]
+            loc.append(walkers.location_xyz)
+            yaw.append(walkers.yaw_rad)
+            vel.append(walkers.velocity_xyz)
+            acc.append(np.zeros((nw, 3)))
+            yaw_rate.append(np.zeros(nw))
+        n = static["actor_id"].shape[0]
+        rotation = np.zeros((n, 3))
+        rotation[:, 1] = np.concatenate(yaw)
+        angular = np.zeros((n, 3))
+        angular[:, 2] = np.concatenate(yaw_rate)
+        signals = self.signals
+        return WorldSnapshot(
+            frame=self.frame, timestamp_s=self.time_s, dt_s=self.dt_s, actor_id=static["actor_id"],
+            kind=static["kind"], type_id=static["type_id"], semantic_tag=static["semantic_tag"],
+            location_m=np.concatenate(loc), rotation_rad=rotation, velocity_mps=np.concatenate(vel),
+            acceleration_mps2=np.concatenate(acc), angular_velocity_rad_s=angular, extent_m=static["extent"],
+            autopilot=static["autopilot"], light_id=signals.light_id, light_state=self.light_state.copy(),
+            light_location_m=signals.location_xyz, light_junction_id=signals.junction_id, events=events,
+        )
+
+    def snapshot(self) -> WorldSnapshot:
+        """The latest snapshot (after the last tick or the last change of actors)."""
+        if self._structure_dirty:
+            self._snapshot = self._build_snapshot(self._last_events)
+        return self._snapshot
+
+
+@dataclass
+class _FleetEventState:
+    """Per free-vehicle memory for events: lane, corner samples, off-road and stop flags."""
+
+    lane: np.ndarray
+    s_m: np.ndarray
+    corner_sample: np.ndarray
+    off_road: np.ndarray
+    touching_static: np.ndarray
+    stopped: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "_FleetEventState":
+        return cls(np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4), np.int64), np.zeros(0, bool),
+                   np.zeros(0, bool), np.zeros(0, bool))
+
+    def appended(self) -> "_FleetEventState":
+        return _FleetEventState(np.append(self.lane, -1), np.append(self.s_m, 0.0),
+                                np.vstack([self.corner_sample, np.full((1, 4), -1)]), np.append(self.off_road, False),
+                                np.append(self.touching_static, False), np.append(self.stopped, False))
+
+    def subset(self, keep: np.ndarray) -> "_FleetEventState":
+        return _FleetEventState(self.lane[keep], self.s_m[keep], self.corner_sample[keep], self.off_road[keep],
+                                self.touching_static[keep], self.stopped[keep])
