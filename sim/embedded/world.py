@@ -114,7 +114,8 @@ class EmbeddedWorld:
             from sim.embedded.traffic.walkers import WalkerParams, Walkers
 
             w = self.config.walkers
-            params = WalkerParams(speed_range_mps=(w.min_speed_mps, w.max_speed_mps), careless_share=w.careless_share)
+            params = WalkerParams(speed_min_mps=w.min_speed_mps, speed_max_mps=w.max_speed_mps,
+                                  careless_share=w.careless_share)
             self._walkers = Walkers(self.walker_network, params, np.random.default_rng([self.config.seed, 3]))
         return self._walkers
 
@@ -250,6 +251,17 @@ class EmbeddedWorld:
                                               "", None)
         self._structure_dirty = True
         return ids.tolist()
+
+    def spawn_walker_at(self, pose: Pose) -> int:
+        """Spawn one pedestrian on the pedestrian network point nearest to ``pose``."""
+        if not all(math.isfinite(v) for v in (pose.x_m, pose.y_m)):
+            raise SpawnError(f"walker spawn pose must be finite, got {pose}")
+        actor_id = self._new_id()
+        self.walkers.spawn_at(np.array([pose.x_m, pose.y_m]), actor_id)
+        extent = tuple(float(v) for v in self.walkers.params.extent_m)
+        self.actors[actor_id] = ActorInfo(actor_id, ActorKind.WALKER, WALKER_BLUEPRINT, PEDESTRIAN_TAG, extent, "", None)
+        self._structure_dirty = True
+        return actor_id
 
     def destroy(self, actor_ids: list[int]) -> None:
         """Remove actors by id; ``KeyError`` names an unknown id (nothing is removed then)."""

@@ -195,7 +195,11 @@ class LaneGraph:
         picked = rows[np.arange(n), best]
         ok = np.isfinite(cost[np.arange(n), best])
         lane = np.where(ok, self.sample_lane[picked], -1)
-        return lane, self.s_m[picked], np.where(ok, dist[np.arange(n), best], np.inf)
+        # Refine s along the sample's heading (samples are ~1 m apart).
+        along = ((xy[:, 0] - self.points_xyz[picked, 0]) * np.cos(self.yaw_rad[picked])
+                 + (xy[:, 1] - self.points_xyz[picked, 1]) * np.sin(self.yaw_rad[picked]))
+        s_m = np.clip(self.s_m[picked] + along, 0.0, self.length_m[self.sample_lane[picked]])
+        return lane, s_m, np.where(ok, dist[np.arange(n), best], np.inf)
 
     @cached_property
     def junction_conflicts(self) -> np.ndarray:
@@ -290,16 +294,24 @@ def build_lane_graph(carla_map, xodr_text: str, step_m: float = SAMPLE_STEP_M) -
             xyz = np.vstack([xyz, xyz[0] + [0.1 * math.cos(yaw[0]), 0.1 * math.sin(yaw[0]), 0.0]])
             yaw = np.append(yaw, yaw[0])
             waypoints = waypoints * 2
-        s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xyz[:, :2], axis=0), axis=1))])
-        s = np.maximum.accumulate(s + np.arange(len(s)) * 1e-6)
+        raw_s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xyz[:, :2], axis=0), axis=1))])
+        raw_s = np.maximum.accumulate(raw_s + np.arange(len(raw_s)) * 1e-6)
+        # Resample at exact arc-length steps so that s -> sample row is a division, not a search.
+        length = float(raw_s[-1])
+        s = np.append(np.arange(0.0, length, step_m), length)
+        if s.size >= 2 and s[-1] - s[-2] < 1e-3:
+            s = np.delete(s, -2)
+        xyz = np.stack([np.interp(s, raw_s, xyz[:, i]) for i in range(3)], axis=1)
+        yaw = np.interp(s, raw_s, np.unwrap(yaw))
+        nearest = np.minimum(np.searchsorted(raw_s, s), len(waypoints) - 1)
         xyz_parts.append(xyz)
         yaw_parts.append(wrap_angle(yaw))
         s_parts.append(s)
-        width_parts.append([w.lane_width for w in waypoints])
-        lm_parts.append([marking_index.get(str(w.left_lane_marking.type), 1) for w in waypoints])
-        rm_parts.append([marking_index.get(str(w.right_lane_marking.type), 1) for w in waypoints])
-        counts.append(len(waypoints))
-        lengths.append(float(s[-1]))
+        width_parts.append(np.array([w.lane_width for w in waypoints])[nearest])
+        lm_parts.append(np.array([marking_index.get(str(w.left_lane_marking.type), 1) for w in waypoints])[nearest])
+        rm_parts.append(np.array([marking_index.get(str(w.right_lane_marking.type), 1) for w in waypoints])[nearest])
+        counts.append(len(s))
+        lengths.append(length)
         junction_ids.append(int(first.junction_id) if first.is_junction else -1)
 
     count = np.array(counts, dtype=np.int64)

@@ -277,6 +277,17 @@ def _facing_offset(positive: bool) -> float:
     return math.pi if positive else 0.0
 
 
+def _link_roads(first: xodr.Road, second: xodr.Road) -> None:
+    """Join the end of ``first`` directly to the start of ``second`` (same cross-section)."""
+    first.add_successor(xodr.ElementType.road, second.id, xodr.ContactPoint.start)
+    second.add_predecessor(xodr.ElementType.road, first.id, xodr.ContactPoint.end)
+    first_section, second_section = first.lanes.lanesections[-1], second.lanes.lanesections[0]
+    for side in ("rightlanes", "leftlanes"):
+        for lane_a, lane_b in zip(getattr(first_section, side), getattr(second_section, side), strict=True):
+            lane_a.add_link("successor", lane_b.lane_id)
+            lane_b.add_link("predecessor", lane_a.lane_id)
+
+
 class _CrosswalkObject(xodr.Object):
     """Crosswalk object whose ``<outline>`` is a direct child, where CARLA's parser looks for it."""
 
@@ -424,11 +435,13 @@ class _TownBuilder:
                 )
 
     def _add_street(
-        self, name: str, start: np.ndarray, heading: float, prims: list[_Prim], from_rc: tuple, to_rc: tuple
+        self, name: str, start: np.ndarray, heading: float, prims: list[_Prim],
+        from_rc: tuple | None, to_rc: tuple | None,
     ) -> xodr.Road:
-        """Add a standard two-way town road between two grid junctions."""
+        """Add a standard two-way town road; ``None`` ends are left for a direct road link."""
         d = self.dims
-        start_jid, end_jid = self._grid_jid(*from_rc), self._grid_jid(*to_rc)
+        start_jid = None if from_rc is None else self._grid_jid(*from_rc)
+        end_jid = None if to_rc is None else self._grid_jid(*to_rc)
         road = self._add_road(
             name, start, heading, prims, d.lanes, d.lanes, d.lane_width_m, d.sidewalk_m,
             xodr.RoadType.town, self.cfg.speed_limit_kph, start_jid, end_jid,
@@ -463,9 +476,17 @@ class _TownBuilder:
             hp, hq = headings[p[2]], headings[q[2]]
             start = self._centre(p[0], p[1]) + d.arm_m * _unit(hp)
             if (p[0], p[1]) == (q[0], q[1]):
+                # CARLA mislinks a road whose two ends meet the same junction, so the
+                # 270-degree corner loop is two roads joined directly in its middle.
                 radius = d.arm_m + LOOP_LEAD_M
-                prims = [("line", LOOP_LEAD_M), ("arc", -1.0 / radius, radius * 1.5 * math.pi), ("line", LOOP_LEAD_M)]
+                half_arc = ("arc", -1.0 / radius, radius * 0.75 * math.pi)
                 name = f"corner_loop_r{p[0]}_c{p[1]}"
+                first = self._add_street(name + "_a", start, hp, [("line", LOOP_LEAD_M), half_arc], p[:2], None)
+                x_mid, y_mid, h_mid = first.planview.get_end_point()
+                road = self._add_street(
+                    name + "_b", np.array([x_mid, y_mid]), h_mid, [half_arc, ("line", LOOP_LEAD_M)], None, q[:2]
+                )
+                _link_roads(first, road)
             else:
                 gap = float(np.linalg.norm(self._centre(q[0], q[1]) - self._centre(p[0], p[1])))
                 radius = self._u_loop_radius(gap)
@@ -474,7 +495,7 @@ class _TownBuilder:
                     prims.append(("line", gap - 2.0 * radius))
                 prims += [("arc", -1.0 / radius, radius * math.pi / 2), ("line", LOOP_LEAD_M)]
                 name = f"border_loop_r{p[0]}_c{p[1]}-r{q[0]}_c{q[1]}"
-            road = self._add_street(name, start, hp, prims, p[:2], q[:2])
+                road = self._add_street(name, start, hp, prims, p[:2], q[:2])
             self._check_end(road, self._centre(q[0], q[1]) + d.arm_m * _unit(hq), hq + math.pi)
         return ramp_pair
 
@@ -541,26 +562,34 @@ class _TownBuilder:
         sidewalk_m: float,
         road_type: xodr.RoadType,
         speed_kph: float,
-        start_jid: int,
-        end_jid: int,
+        start_jid: int | None,
+        end_jid: int | None,
     ) -> xodr.Road:
-        """Add a normal road from junction ``start_jid`` to junction ``end_jid`` and register its arms."""
+        """Add a normal road from junction ``start_jid`` to junction ``end_jid`` and register its arms.
+
+        A ``None`` end is left open for a direct road-to-road link (see ``_link_roads``)."""
         road = xodr.Road(self._take_road_id(), self._planview(start, heading, prims),
                          _road_lanes(n_right, n_left, lane_width_m, sidewalk_m), name=name)
         road.add_type(road_type, speed=float(speed_kph), speed_unit="km/h")
-        road.add_predecessor(xodr.ElementType.junction, start_jid)
-        road.add_successor(xodr.ElementType.junction, end_jid)
         self.odr.add_road(road)
 
         x_end, y_end, h_end = road.planview.get_end_point()
         common = dict(road=road, n_right=n_right, n_left=n_left, lane_width_m=lane_width_m, sidewalk_m=sidewalk_m)
-        self.junctions[start_jid].arms.append(
-            _Arm(at_end=False, point=np.asarray(start, float), out_heading_rad=heading, **common)
+        if start_jid is not None:
+            road.add_predecessor(xodr.ElementType.junction, start_jid)
+            self.junctions[start_jid].arms.append(
+                _Arm(at_end=False, point=np.asarray(start, float), out_heading_rad=heading, **common)
+            )
+        if end_jid is not None:
+            road.add_successor(xodr.ElementType.junction, end_jid)
+            self.junctions[end_jid].arms.append(
+                _Arm(at_end=True, point=np.array([x_end, y_end]), out_heading_rad=h_end + math.pi, **common)
+            )
+        # Speed-limit signs where traffic enters the road from a junction.
+        self._add_speed_signs(
+            road, n_right if start_jid is not None else 0, n_left if end_jid is not None else 0,
+            lane_width_m, sidewalk_m, speed_kph,
         )
-        self.junctions[end_jid].arms.append(
-            _Arm(at_end=True, point=np.array([x_end, y_end]), out_heading_rad=h_end + math.pi, **common)
-        )
-        self._add_speed_signs(road, n_right, n_left, lane_width_m, sidewalk_m, speed_kph)
         return road
 
     def _planview(self, start: np.ndarray, heading: float, prims: list[_Prim]) -> xodr.PlanView:

@@ -36,6 +36,9 @@ from sim.embedded.maps.lanes import LaneGraph, wrap_angle
 from sim.embedded.traffic.lights import SignalLayout
 
 ROUTE_LOOKAHEAD = 4
+_LANE_KEY_SCALE = 1.0e5
+_RED = int(TrafficLightState.RED)  # plain ints: enum attribute access is slow on the hot path
+_YELLOW = int(TrafficLightState.YELLOW)  # sort key lane * scale + s; lanes are far shorter than this
 """Lanes each vehicle plans ahead (current lane included)."""
 
 
@@ -59,7 +62,7 @@ class DriverParams:
 
 
 _FIELDS_F = ("s_m", "speed_mps", "stuck_s", "accel_mps2", "half_length_m", "half_width_m", "wheelbase_m",
-             "max_steer_rad", "speed_factor", "yaw_rad", "yaw_rate_rad_s", "steer", "throttle", "brake")
+             "max_steer_rad", "speed_factor", "yaw_rad", "yaw_rate_rad_s")
 _FIELDS_I = ("actor_id", "lane", "previous_lane", "committed_lane")
 
 
@@ -128,7 +131,7 @@ class TrafficVehicles:
         factor = (1.0 - self.params.speed_difference) * (1.0 + self.rng.uniform(-spread, spread))
         values_f = dict(s_m=s_m, speed_mps=speed_mps, stuck_s=0.0, accel_mps2=0.0, half_length_m=half_length_m,
                         half_width_m=half_width_m, wheelbase_m=wheelbase_m, max_steer_rad=max_steer_rad,
-                        speed_factor=factor, yaw_rad=0.0, yaw_rate_rad_s=0.0, steer=0.0, throttle=0.0, brake=0.0)
+                        speed_factor=factor, yaw_rad=0.0, yaw_rate_rad_s=0.0)
         for name, value in values_f.items():
             setattr(self, name, np.append(getattr(self, name), float(value)))
         for name, value in dict(actor_id=actor_id, lane=lane, previous_lane=-1, committed_lane=-1).items():
@@ -225,38 +228,51 @@ class TrafficVehicles:
         np.cumsum(lengths[:, :-1], axis=1, out=to_start[:, 1:])
         to_start[:, 1:] -= s[:, None]
 
-        # Path leader among all vehicles on the planned lanes.
+        # Path leader: the nearest vehicle ahead on the planned lanes, found by binary search
+        # in all vehicles sorted by (lane, s) instead of comparing every pair.
         other_lane = np.concatenate([self.lane, free_lane])
         other_s = np.concatenate([s, free_s_m])
         other_v = np.concatenate([v, free_speed_mps])
         other_hl = np.concatenate([hl, free_half_length_m])
-        dist = to_start[:, :, None] + other_s[None, None, :]
-        on_path = (route[:, :, None] == other_lane[None, None, :]) & (dist > 1e-3)
-        dist = np.where(on_path, dist, np.inf).min(axis=1)  # (n, m)
-        dist[np.arange(n), np.arange(n)] = np.inf
-        leader = np.argmin(dist, axis=1)
-        leader_dist = dist[np.arange(n), leader]
+        key = other_lane * _LANE_KEY_SCALE + other_s
+        order = np.argsort(key)
+        sorted_key = key[order]
+        query = route * _LANE_KEY_SCALE
+        query[:, 0] += s  # on the current lane only vehicles further along count
+        query[:, 1:] -= 1.0
+        pos = np.searchsorted(sorted_key, query, side="right")
+        found = order[np.minimum(pos, order.size - 1)]
+        hit = (pos < order.size) & (other_lane[found] == route) & (route >= 0)
+        dist = np.where(hit, to_start + other_s[found], np.inf)
+        k_best = np.argmin(dist, axis=1)
+        rows_n = np.arange(n)
+        leader = found[rows_n, k_best]
+        leader_dist = dist[rows_n, k_best]
         leader_gap = leader_dist - hl - other_hl[leader]
         leader_speed = other_v[leader]
 
-        # Corridor straight ahead: pedestrians on the road, vehicles cutting in.
+        # Corridor straight ahead: pedestrians on the road and vehicles not driven by this
+        # logic (NPCs among themselves are kept apart by lanes and junction gating).
         cos_y, sin_y = np.cos(self.yaw_rad), np.sin(self.yaw_rad)
-        dx = others_xy[None, :, 0] - self.location_xyz[:, 0:1]
-        dy = others_xy[None, :, 1] - self.location_xyz[:, 1:2]
-        ahead = dx * cos_y[:, None] + dy * sin_y[:, None]
-        side = -dx * sin_y[:, None] + dy * cos_y[:, None]
-        # Vehicles count unless they face us (oncoming traffic passes beside, it is not a leader).
-        other_heading_ok = np.cos(others_yaw[None, :] - self.yaw_rad[:, None]) > -0.5
-        reach = np.where(others_is_walker, 6.0 + 2.0 * v[:, None], 3.0 + 0.8 * v[:, None]) + hl[:, None]
-        relevant = np.where(others_is_walker, others_on_road, other_heading_ok)
-        corridor = (relevant & (ahead > 0) & (ahead < reach)
-                    & (np.abs(side) < self.half_width_m[:, None] + others_half_extent[None, :, 1] + p.corridor_margin_m))
-        self_cols = np.flatnonzero(others_self_row >= 0)
-        corridor[others_self_row[self_cols], self_cols] = False
-        corridor_dist = np.where(corridor, ahead - others_half_extent[None, :, 0], np.inf)
-        c_idx = np.argmin(corridor_dist, axis=1)
-        corridor_gap = corridor_dist[np.arange(n), c_idx] - hl
-        corridor_speed = np.maximum(0.0, others_velocity[c_idx, 0] * cos_y + others_velocity[c_idx, 1] * sin_y)
+        cols = np.flatnonzero(np.where(others_is_walker, others_on_road, others_self_row < 0))
+        corridor_gap = np.full(n, np.inf)
+        corridor_speed = np.zeros(n)
+        if cols.size:
+            o_xy, o_half, o_walker = others_xy[cols], others_half_extent[cols], others_is_walker[cols]
+            dx = o_xy[None, :, 0] - self.location_xyz[:, 0:1]
+            dy = o_xy[None, :, 1] - self.location_xyz[:, 1:2]
+            ahead = dx * cos_y[:, None] + dy * sin_y[:, None]
+            side = -dx * sin_y[:, None] + dy * cos_y[:, None]
+            # Vehicles count unless they face us (oncoming traffic passes beside, it is not a leader).
+            relevant = o_walker | (np.cos(others_yaw[cols][None, :] - self.yaw_rad[:, None]) > -0.5)
+            reach = np.where(o_walker, 6.0 + 2.0 * v[:, None], 3.0 + 0.8 * v[:, None]) + hl[:, None]
+            corridor = (relevant & (ahead > 0) & (ahead < reach)
+                        & (np.abs(side) < self.half_width_m[:, None] + o_half[None, :, 1] + p.corridor_margin_m))
+            corridor_dist = np.where(corridor, ahead - o_half[None, :, 0], np.inf)
+            c_idx = np.argmin(corridor_dist, axis=1)
+            corridor_gap = corridor_dist[rows_n, c_idx] - hl
+            o_vel = others_velocity[cols[c_idx]]
+            corridor_speed = np.maximum(0.0, o_vel[:, 0] * cos_y + o_vel[:, 1] * sin_y)
 
         # Stop lines. Entering a junction (or the next one straight from a junction) is gated.
         junction_of = self._junction_id
@@ -265,7 +281,7 @@ class TrafficVehicles:
         light_idx = self._lane_light[route[:, 0]]
         state = np.where(light_idx >= 0, light_state[np.maximum(light_idx, 0)] if light_state.size else -1, -1)
         stoppable = d_line > v * v / (2.0 * p.comfort_decel_mps2) + 0.5
-        light_stop = (state == TrafficLightState.RED) | ((state == TrafficLightState.YELLOW) & stoppable)
+        light_stop = (state == _RED) | ((state == _YELLOW) & stoppable)
         sign = self._lane_stop[route[:, 0]] >= 0
         self.stopped_at_sign |= sign & (v < 0.3) & (d_line < hl + p.min_gap_m + 2.0)
         sign_stop = sign & ~self.stopped_at_sign
@@ -287,8 +303,11 @@ class TrafficVehicles:
         # go if that next junction is clear as well (never stop with the rear in the box).
         after = route[:, 2]
         short = self._is_junction[route[:, 3]] & (self._length[after] < 2.0 * hl + 1.0)
-        next_clear = ~((self._conflicts[route[:, 3]] & occupied[None, :-1]).any(axis=1) | occupied[route[:, 3]])
-        room_after &= ~short | next_clear
+        if short.any():
+            rows_short = np.flatnonzero(short)
+            beyond = route[rows_short, 3]
+            busy = (self._conflicts[beyond] & occupied[None, :-1]).any(axis=1) | occupied[beyond]
+            room_after[rows_short[busy]] = False
         first_in_queue = leader_dist > d_line
         commit_dist = v * v / (2.0 * p.comfort_decel_mps2) + hl + p.min_gap_m + 4.0
         want = (entry0 & ~committed & (d_line < commit_dist) & first_in_queue & ~light_stop & ~sign_stop
@@ -307,7 +326,7 @@ class TrafficVehicles:
         entry1 = self._is_junction[route[:, 2]] & ~self._is_junction[route[:, 1]]
         light1 = self._lane_light[route[:, 1]]
         state1 = np.where(light1 >= 0, light_state[np.maximum(light1, 0)] if light_state.size else -1, -1)
-        must_stop1 = entry1 & (state1 == TrafficLightState.RED)
+        must_stop1 = entry1 & (state1 == _RED)
         dead_end = route == -1
         dead_dist = np.where(dead_end, to_start, np.inf).min(axis=1)
         stop_dist = np.minimum.reduce([np.where(must_stop0, d_line, np.inf),
@@ -322,13 +341,16 @@ class TrafficVehicles:
         v0 = np.maximum(np.minimum(v0, np.where(need, ahead_target, np.inf).min(axis=1)), 0.5)
 
         # IDM against each obstacle; the most restrictive wins.
-        gaps = np.stack([leader_gap, corridor_gap, stop_gap], axis=1)
-        closing = v[:, None] - np.stack([leader_speed, corridor_speed, np.zeros(n)], axis=1)
+        gaps = np.empty((n, 3))
+        gaps[:, 0], gaps[:, 1], gaps[:, 2] = leader_gap, corridor_gap, stop_gap
+        closing = np.empty((n, 3))
+        closing[:, 0], closing[:, 1], closing[:, 2] = leader_speed, corridor_speed, 0.0
+        np.subtract(v[:, None], closing, out=closing)
         root_ab = 2.0 * np.sqrt(p.max_accel_mps2 * p.comfort_decel_mps2)
         desired_gap = p.min_gap_m + np.maximum(0.0, v[:, None] * p.time_headway_s + v[:, None] * closing / root_ab)
         interaction = np.where(np.isfinite(gaps), (desired_gap / np.maximum(gaps, 0.05)) ** 2, 0.0).max(axis=1)
         accel = p.max_accel_mps2 * (1.0 - (v / v0) ** 4 - interaction)
-        accel = np.clip(accel, -p.max_decel_mps2, p.max_accel_mps2)
+        accel = np.minimum(np.maximum(accel, -p.max_decel_mps2), p.max_accel_mps2)
         new_v = np.maximum(v + accel * dt_s, 0.0)
         new_v = np.where(gaps.min(axis=1) < 0.05, 0.0, new_v)
         new_s = s + 0.5 * (v + new_v) * dt_s
@@ -365,29 +387,36 @@ class TrafficVehicles:
         self.committed_lane[self.lane == self.committed_lane] = -1
 
         # Poses, velocities and the equivalent control.
-        xyz, yaw = self._pose(np.arange(n))
+        xyz, yaw = self._pose(None)
         yaw_rate = wrap_angle(yaw - self.yaw_rad) / dt_s
         velocity = np.zeros((n, 3))
         velocity[:, 0] = np.cos(yaw) * new_v
         velocity[:, 1] = np.sin(yaw) * new_v
         self.acceleration_xyz = (velocity - self.velocity_xyz) / dt_s
         self.location_xyz, self.yaw_rad, self.velocity_xyz, self.yaw_rate_rad_s = xyz, yaw, velocity, yaw_rate
-        curvature = np.where(new_v > 0.1, yaw_rate / np.maximum(new_v, 0.1), 0.0)
-        self.steer = np.clip(np.arctan(self.wheelbase_m * curvature) / self.max_steer_rad, -1.0, 1.0)
-        self.throttle = np.clip(self.accel_mps2 / p.max_accel_mps2, 0.0, 1.0)
-        self.brake = np.clip(-self.accel_mps2 / p.max_decel_mps2, 0.0, 1.0)
 
-    def _pose(self, rows: np.ndarray, lane=None, s_m=None, half=None, route=None, previous=None):
-        """Chord pose of vehicles whose front and rear may lie on the next / previous lane."""
-        lane = self.lane[rows] if lane is None else lane
-        s_m = self.s_m[rows] if s_m is None else s_m
-        half = self.half_length_m[rows] if half is None else half
-        route = self.route[rows] if route is None else route
-        previous = self.previous_lane[rows] if previous is None else previous
+    @property
+    def control(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(steer, throttle, brake) that would produce each NPC's last motion (kinematic bicycle)."""
+        p = self.params
+        curvature = np.where(self.speed_mps > 0.1, self.yaw_rate_rad_s / np.maximum(self.speed_mps, 0.1), 0.0)
+        steer = np.clip(np.arctan(self.wheelbase_m * curvature) / self.max_steer_rad, -1.0, 1.0)
+        throttle = np.clip(self.accel_mps2 / p.max_accel_mps2, 0.0, 1.0)
+        brake = np.clip(-self.accel_mps2 / p.max_decel_mps2, 0.0, 1.0)
+        return steer, throttle, brake
+
+    def _pose(self, rows: np.ndarray | None, lane=None, s_m=None, half=None, route=None, previous=None):
+        """Chord pose of vehicles (``rows``; None = all) whose front and rear may lie on the next / previous lane."""
+        pick = (lambda a: a) if rows is None else (lambda a: a[rows])
+        lane = pick(self.lane) if lane is None else lane
+        s_m = pick(self.s_m) if s_m is None else s_m
+        half = pick(self.half_length_m) if half is None else half
+        next_lane = (pick(self.route) if route is None else route)[:, 1]
+        previous = pick(self.previous_lane) if previous is None else previous
         front_s = s_m + half
         length = self._length[lane]
-        ahead = (front_s > length) & (route[:, 1] >= 0)
-        front_lane = np.where(ahead, route[:, 1], lane)
+        ahead = (front_s > length) & (next_lane >= 0)
+        front_lane = np.where(ahead, next_lane, lane)
         front_s = np.where(ahead, front_s - length, front_s)
         rear_s = s_m - half
         behind = (rear_s < 0) & (previous >= 0)

@@ -29,6 +29,8 @@ from sim.embedded.traffic.walker_graph import EdgeKind, WalkerNetwork
 LATERAL_RAMP_M = 2.0
 """Distance from an edge's ends over which the lateral offset fades in."""
 _RIGHT = np.array([-1.0, 1.0])
+_LIGHT_LEVEL = np.array([0, 1, 2, 2, 0, 0], dtype=np.int8)
+"""Light state + 1 (-1 none, RED, YELLOW, GREEN, OFF, UNKNOWN) -> 0 no working light, 1 red, 2 go for vehicles."""
 
 LaneLightState = np.ndarray | Callable[[np.ndarray], np.ndarray] | None
 """Per-lane light states: an (L,) array (-1 none, else :class:`TrafficLightState`) or a callable
@@ -47,7 +49,8 @@ class WalkerParams:
     distance of the edge centre line. ``clear_radius_m`` and
     ``approach_speed_mps``: at an unsignalled crossing a careful walker waits
     while a vehicle within that radius of the crossing's middle moves toward
-    it faster than that speed. ``extent_m``: half sizes of the walker box
+    it faster than that speed. ``look_interval_s``: waiting walkers look
+    again this often (a reaction time; 0 looks every tick). ``extent_m``: half sizes of the walker box
     (CARLA's walker bounding box).
     """
 
@@ -58,6 +61,7 @@ class WalkerParams:
     lateral_jitter_m: float = 0.5
     clear_radius_m: float = 15.0
     approach_speed_mps: float = 1.0
+    look_interval_s: float = 0.2
     extent_m: tuple[float, float, float] = (0.25, 0.25, 0.9)
 
     def __post_init__(self) -> None:
@@ -65,7 +69,7 @@ class WalkerParams:
             "speed_min_mps": self.speed_min_mps, "speed_max_mps": self.speed_max_mps,
             "careless_share": self.careless_share, "jaywalk_probability": self.jaywalk_probability,
             "lateral_jitter_m": self.lateral_jitter_m, "clear_radius_m": self.clear_radius_m,
-            "approach_speed_mps": self.approach_speed_mps,
+            "approach_speed_mps": self.approach_speed_mps, "look_interval_s": self.look_interval_s,
         }
         for name, value in values.items():
             if not math.isfinite(value) or value < 0:
@@ -100,6 +104,8 @@ class Walkers:
         net = network
         self._is_crossing_edge = net.edge_kind >= EdgeKind.CROSSWALK
         self._is_crosswalk_edge = net.edge_kind == EdgeKind.CROSSWALK
+        self._signal_lanes = np.maximum(net.edge_signal_lanes, 0)
+        self._signal_valid = (net.edge_signal_lanes >= 0).astype(np.int8)
         self._inv_step = 1.0 / net.edge_step_m
         self._table = np.column_stack([net.points_xyz + [0.0, 0.0, params.extent_m[2]], net.point_tangent_xy])
         ends = net.points_xyz[net.edge_offset + net.edge_count - 1, :2]
@@ -116,6 +122,7 @@ class Walkers:
         self._spawn_row_edge = np.repeat(self._spawn_edges, net.edge_count[self._spawn_edges])
         self._spawn_tree = cKDTree(net.points_xyz[spawn_rows, :2])
         self._resize(0)
+        self._since_look_s = 0.0
 
     # ----------------------------------------------------------------- state
     _STATE = ("actor_id", "edge", "progress_m", "forward", "destination", "speed_mps", "offset_m", "careless",
@@ -170,7 +177,8 @@ class Walkers:
         return main[np.where(pos >= 0, pos + shift, shift) % main.size]
 
     # ------------------------------------------------------------ spawn/remove
-    def _append(self, actor_ids: np.ndarray, edge: np.ndarray, s_m: np.ndarray) -> None:
+    def _append(self, actor_ids: np.ndarray, edge: np.ndarray, s_m: np.ndarray,
+                destination: np.ndarray | None = None) -> None:
         actor_ids = np.asarray(actor_ids, dtype=np.int64).reshape(-1)
         k = actor_ids.shape[0]
         if edge.shape[0] != k:
@@ -178,12 +186,19 @@ class Walkers:
         if np.unique(actor_ids).size != k or np.isin(actor_ids, self.actor_id).any():
             raise ValueError(f"walker actor ids must be new and unique, got {actor_ids.tolist()}")
         net, p, rng = self.network, self.params, self.rng
-        forward = rng.random(k) < 0.5
         length = net.edge_length_m[edge]
+        if destination is None:
+            forward = rng.random(k) < 0.5
+            destination = self._random_destinations(net.edge_nodes[edge, 0])
+        else:
+            # head for whichever end of the edge is on the shorter way to the destination
+            via_end = (length - s_m) + net.distance_m[net.edge_nodes[edge, 1], destination]
+            via_start = s_m + net.distance_m[net.edge_nodes[edge, 0], destination]
+            forward = via_end <= via_start
         new = {
             "actor_id": actor_ids, "edge": edge, "forward": forward,
             "progress_m": np.where(forward, s_m, length - s_m),
-            "destination": self._random_destinations(net.edge_nodes[edge, 0]),
+            "destination": destination,
             "speed_mps": rng.uniform(p.speed_min_mps, p.speed_max_mps, k),
             "offset_m": rng.uniform(-p.lateral_jitter_m, p.lateral_jitter_m, k),
             "careless": rng.random(k) < p.careless_share,
@@ -209,23 +224,55 @@ class Walkers:
         s_m = self.rng.random(count) * self.network.edge_length_m[edge]
         self._append(np.asarray(actor_ids), edge, s_m)
 
-    def spawn_at(self, xy, actor_id: int) -> None:
-        """Add one walker at the main-component sidewalk point nearest ``xy`` (x, y) [m]."""
+    def spawn_at(self, xy, actor_id: int, destination: int | None = None) -> None:
+        """Add one walker at the main-component sidewalk point nearest ``xy`` (x, y) [m].
+
+        ``destination``: a node id to walk to (it sets off toward it); random if None.
+        """
         point = np.asarray(xy, dtype=float).reshape(-1)[:2]
         if point.shape[0] != 2 or not np.all(np.isfinite(point)):
             raise ValueError(f"spawn_at needs a finite (x, y), got {xy!r}")
+        goal = None if destination is None else self._check_nodes(np.array([destination]))
         _dist, i = self._spawn_tree.query(point)
         row = self._spawn_rows[i]
         edge = self._spawn_row_edge[i]
         s_m = float(np.clip(self.network.point_s_m[row], 0.0, self.network.edge_length_m[edge]))
-        self._append(np.array([actor_id]), np.array([edge]), np.array([s_m]))
+        self._append(np.array([actor_id]), np.array([edge]), np.array([s_m]), goal)
+
+    def _check_nodes(self, nodes: np.ndarray) -> np.ndarray:
+        nodes = np.asarray(nodes, dtype=np.int64).reshape(-1)
+        bad = nodes[(nodes < 0) | (nodes >= self.network.num_nodes)]
+        if bad.size == 0:
+            bad = nodes[~self.network.node_in_main[nodes]]
+        if bad.size:
+            raise ValueError(f"destination node(s) {bad.tolist()} are not nodes of the network's main component "
+                             f"(see WalkerNetwork.main_nodes)")
+        return nodes
+
+    def set_destination(self, actor_ids, nodes) -> None:
+        """Send walkers to network nodes (they keep walking along their current edge first)."""
+        ids = np.asarray(actor_ids, dtype=np.int64).reshape(-1)
+        nodes = np.broadcast_to(self._check_nodes(nodes), ids.shape)
+        self.destination[self._rows(ids)] = nodes
+
+    def _rows(self, actor_ids: np.ndarray) -> np.ndarray:
+        """Rows of the walkers with these actor ids (ValueError naming unknown ids)."""
+        if self.count == 0:
+            if actor_ids.size:
+                raise ValueError(f"no walker with actor id(s) {actor_ids.tolist()}: there are no walkers")
+            return np.zeros(0, dtype=np.int64)
+        order = np.argsort(self.actor_id, kind="stable")
+        pos = np.minimum(np.searchsorted(self.actor_id, actor_ids, sorter=order), self.count - 1)
+        rows = order[pos]
+        missing = self.actor_id[rows] != actor_ids
+        if missing.any():
+            raise ValueError(f"no walker with actor id(s) {actor_ids[missing].tolist()}")
+        return rows
 
     def remove(self, actor_ids) -> None:
         """Remove the walkers with these actor ids (ValueError naming any id that is not a walker)."""
         ids = np.asarray(actor_ids, dtype=np.int64).reshape(-1)
-        unknown = ids[~np.isin(ids, self.actor_id)]
-        if unknown.size:
-            raise ValueError(f"no walker with actor id(s) {unknown.tolist()}")
+        self._rows(ids)
         keep = ~np.isin(self.actor_id, ids)
         for name in self._STATE:
             setattr(self, name, getattr(self, name)[keep])
@@ -243,11 +290,20 @@ class Walkers:
             return
         if not dt_s > 0:
             raise ValueError(f"dt_s must be positive, got {dt_s}")
+        if vehicle_xy is not None:
+            vehicle_xy, vehicle_velocity = np.asarray(vehicle_xy, dtype=float), np.asarray(vehicle_velocity, dtype=float)
+            if vehicle_velocity.shape[0] != vehicle_xy.shape[0]:
+                raise ValueError(f"got {vehicle_xy.shape[0]} vehicle positions but {vehicle_velocity.shape[0]} velocities")
+        if lane_light_state is not None and not callable(lane_light_state):
+            lane_light_state = np.asarray(lane_light_state)
         context = (lane_light_state, vehicle_xy, vehicle_velocity)
         advance = self.speed_mps * dt_s
+        self._since_look_s += dt_s
         if self.waiting.any():
-            idx = np.flatnonzero(self.waiting)
-            self.waiting[idx] = ~self._may_cross(self.edge[idx], *context)
+            if self._since_look_s >= self.params.look_interval_s:
+                self._since_look_s = 0.0
+                idx = np.flatnonzero(self.waiting)
+                self.waiting[idx] = ~self._may_cross(self.edge[idx], *context)
             advance = np.where(self.waiting, 0.0, advance)
         progress = self.progress_m + advance
         overflow = progress - self._len
@@ -260,26 +316,35 @@ class Walkers:
 
     def _update_pose(self, idx: np.ndarray | None, dt_s: float | None) -> None:
         """Recompute location, heading and velocity (of walkers ``idx``, or all) from the edge state."""
-        sel = slice(None) if idx is None else idx
-        progress, length, sign = self.progress_m[sel], self._len[sel], self._sign[sel]
-        scaled = (self._base[sel] + sign * progress) * self._inv[sel]
-        local = np.minimum(scaled.astype(np.int64), self._max_local[sel])
-        row = self._row0[sel] + local
+        if idx is None:
+            xyz, yaw = self._pose(self.progress_m, self._len, self._sign, self._base, self._inv, self._max_local,
+                                  self._row0, self.offset_m)
+            self.velocity_xyz = (xyz - self.location_xyz) * (1.0 / dt_s)
+            self.location_xyz = xyz
+            self.yaw_rad = yaw
+            self.on_road = self._crossing & ~self.waiting
+            return
+        xyz, yaw = self._pose(self.progress_m[idx], self._len[idx], self._sign[idx], self._base[idx],
+                              self._inv[idx], self._max_local[idx], self._row0[idx], self.offset_m[idx])
+        self.velocity_xyz[idx] = 0.0 if dt_s is None else (xyz - self.location_xyz[idx]) * (1.0 / dt_s)
+        self.location_xyz[idx] = xyz
+        self.yaw_rad[idx] = yaw
+        self.on_road[idx] = self._crossing[idx] & ~self.waiting[idx]
+
+    def _pose(self, progress: np.ndarray, length: np.ndarray, sign: np.ndarray, base: np.ndarray, inv: np.ndarray,
+              max_local: np.ndarray, row0: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Box centres (k, 3) and headings (k,) of walkers from their per-walker edge data."""
+        scaled = (base + sign * progress) * inv
+        local = np.minimum(scaled.astype(np.int64), max_local)
+        row = row0 + local
         # one gather and one lerp for position and tangent together: rows (x, y, z + half height, tx, ty)
         first = self._table[row]
         pose = first + (self._table[row + 1] - first) * (scaled - local)[:, None]
         # right of the walking direction is (-ty, tx) * sign; the offset fades in near the edge ends
         lateral = np.minimum(np.minimum(progress, length - progress) * (1.0 / LATERAL_RAMP_M), 1.0)
-        lateral *= self.offset_m[sel] * sign
+        lateral *= offset * sign
         pose[:, :2] += pose[:, 4:2:-1] * (lateral[:, None] * _RIGHT)
-        xyz = pose[:, :3]
-        if dt_s is None:
-            self.velocity_xyz[sel] = 0.0
-        else:
-            self.velocity_xyz[sel] = (xyz - self.location_xyz[sel]) * (1.0 / dt_s)
-        self.location_xyz[sel] = xyz
-        self.yaw_rad[sel] = np.arctan2(pose[:, 4] * sign, pose[:, 3] * sign)
-        self.on_road[sel] = self._crossing[sel] & ~self.waiting[sel]
+        return pose[:, :3], np.arctan2(pose[:, 4] * sign, pose[:, 3] * sign)
 
     def _arrive(self, idx: np.ndarray, overflow: np.ndarray, context) -> np.ndarray:
         """Walkers ``idx`` reached the end of their edge: pick the next edge; returns their new progress."""
@@ -316,26 +381,26 @@ class Walkers:
                    vehicle_xy: np.ndarray | None, vehicle_velocity: np.ndarray | None) -> np.ndarray:
         """Whether careful walkers may step onto the crossings ``edges`` now.
 
-        Signalled crossings (a light on any lane ending there): only while all
-        those lights are red. Unsignalled ones: while no vehicle near the
-        crossing's middle is moving toward it.
+        Signalled crossings (a working light on any lane ending there): only
+        while all those lights are red. Unsignalled ones: while no vehicle near
+        the crossing's middle is moving toward it.
         """
-        lanes = self.network.edge_signal_lanes[edges]
+        lanes = self._signal_lanes[edges]
         if lane_light_state is None:
-            states = np.full(lanes.shape, -1, dtype=np.int8)
-        elif callable(lane_light_state):
-            states = np.asarray(lane_light_state(np.maximum(lanes, 0)))
+            level = np.zeros(edges.shape[0], dtype=np.int8)
         else:
-            states = np.asarray(lane_light_state)[np.maximum(lanes, 0)]
-        valid = lanes >= 0
-        lit = valid & (states >= TrafficLightState.RED) & (states <= TrafficLightState.GREEN)
-        signalled = lit.any(axis=1)
-        all_red = ~(lit & (states != TrafficLightState.RED)).any(axis=1)
-        if vehicle_xy is None or len(vehicle_xy) == 0 or signalled.all():
-            return np.where(signalled, all_red, True)
-        to_mid = self._edge_mid_xy[edges][:, None, :] - np.asarray(vehicle_xy)[None, :, :2]
-        dist = np.sqrt((to_mid ** 2).sum(axis=2))
-        closing = (to_mid * np.asarray(vehicle_velocity)[None, :, :2]).sum(axis=2)
+            states = np.asarray(lane_light_state(lanes)) if callable(lane_light_state) else lane_light_state[lanes]
+            # 0: no light, 1: red, 2: yellow or green; the padding lanes count as no light
+            level = (_LIGHT_LEVEL[states + 1] * self._signal_valid[edges]).max(axis=1)
+        if vehicle_xy is None or len(vehicle_xy) == 0 or level.all():
+            return level <= 1
+        mid = self._edge_mid_xy[edges]
+        dx = mid[:, :1] - vehicle_xy[:, 0]
+        dy = mid[:, 1:] - vehicle_xy[:, 1]
+        dist_sq = dx * dx + dy * dy
+        # speed toward the middle > v_min  <=>  closing > v_min * dist, closing = offset . velocity
+        closing = dx * vehicle_velocity[:, 0] + dy * vehicle_velocity[:, 1]
         p = self.params
-        blocked = ((dist < p.clear_radius_m) & (closing > p.approach_speed_mps * dist)).any(axis=1)
-        return np.where(signalled, all_red, ~blocked)
+        blocked = ((dist_sq < p.clear_radius_m ** 2)
+                   & (closing * np.abs(closing) > p.approach_speed_mps ** 2 * dist_sq)).any(axis=1)
+        return np.where(level > 0, level == 1, ~blocked)

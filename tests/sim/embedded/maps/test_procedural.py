@@ -96,14 +96,38 @@ def test_town_loads_with_expected_junctions_and_full_connectivity(name: str) -> 
     assert len(largest) == graph.number_of_nodes()
 
 
-def test_every_road_ends_in_a_junction_at_both_ends() -> None:
+@pytest.mark.parametrize("name", ["default_3x3", "single_junction", "highway"])
+def test_every_lane_can_be_entered_and_left(name: str) -> None:
+    """Successors and predecessors at both ends of every road lane (CARLA links both ways)."""
+    cfg = CONFIGS[name]
+    town = _map(cfg)
+    checked = 0
+    for road_id, road_name in _road_names(cfg).items():
+        if road_name.startswith(("junction_", "highway_on_ramp", "highway_off_ramp")):
+            continue  # connecting roads
+        for lane_id in (-1, 1):
+            wp = town.get_waypoint_xodr(road_id, lane_id, 1.0)
+            if wp is None:
+                continue  # one-way ramp
+            assert wp.previous_until_lane_start(1.0)[-1].previous(2.0), (road_name, lane_id)
+            assert wp.next_until_lane_end(1.0)[-1].next(2.0), (road_name, lane_id)
+            checked += 1
+    assert checked >= 8
+
+
+def test_every_road_ends_in_a_junction_or_continues_directly() -> None:
     root = ET.fromstring(_text(DEFAULT))
     roads = [road for road in root.findall("road") if road.get("junction") == "-1"]
     assert roads
     for road in roads:
         link = road.find("link")
-        assert link.find("predecessor").get("elementType") == "junction"
-        assert link.find("successor").get("elementType") == "junction"
+        ends = [link.find("predecessor"), link.find("successor")]
+        assert all(end is not None for end in ends)
+        if road.get("name").startswith("corner_loop"):
+            # Two halves joined in the middle of the loop.
+            assert sorted(end.get("elementType") for end in ends) == ["junction", "road"]
+        else:
+            assert all(end.get("elementType") == "junction" for end in ends)
     road_ids = {road.get("id") for road in root.findall("road")}
     junction_ids = {junction.get("id") for junction in root.findall("junction")}
     assert not road_ids & junction_ids  # CARLA tells junction links from road links by id
@@ -188,7 +212,8 @@ def _walk_right_to(wp: carla.Waypoint, lane_type: carla.LaneType) -> carla.Waypo
 
 def test_sidewalk_lanes_on_the_outer_edge() -> None:
     town = _map(CONFIGS["two_lanes_jitter"])
-    street = [w for w in town.generate_waypoints(2.0) if not w.is_junction and w.road_id in _street_ids(town)]
+    street_ids = _street_ids(CONFIGS["two_lanes_jitter"])
+    street = [w for w in town.generate_waypoints(2.0) if not w.is_junction and w.road_id in street_ids]
     for wp in street[::7]:
         sidewalk = _walk_right_to(wp, carla.LaneType.Sidewalk)
         assert sidewalk is not None
@@ -199,8 +224,8 @@ def test_sidewalk_lanes_on_the_outer_edge() -> None:
         assert _walk_right_to(wp, carla.LaneType.Sidewalk) is None
 
 
-def _street_ids(town: carla.Map) -> set[int]:
-    names = _road_names(CONFIGS["two_lanes_jitter"])
+def _street_ids(cfg: ProceduralTownConfig) -> set[int]:
+    names = _road_names(cfg)
     return {road_id for road_id, name in names.items() if name.startswith(("street_", "border_loop", "corner_loop"))}
 
 
@@ -248,8 +273,11 @@ def test_crosswalks_on_every_arm_of_signalised_junctions() -> None:
         centre = carla.Location(
             x=sum(p.x for p in polygon[:4]) / 4, y=sum(p.y for p in polygon[:4]) / 4, z=0.0
         )
-        wp = town.get_waypoint(centre, project_to_road=False)
-        assert wp is not None and not wp.is_junction
+        # Centred on the centre line of a road, right at the junction.
+        wp = town.get_waypoint(centre)
+        assert wp.transform.location.distance(centre) == pytest.approx(wp.lane_width / 2, abs=1e-3)
+        assert not wp.is_junction
+        assert any(w.is_junction for w in wp.next(4.0) + wp.previous(4.0))
         # Spans both carriageways: 2 lanes of 3.5 m across, 3 m along the road.
         sides = sorted(polygon[i].distance(polygon[i + 1]) for i in range(4))
         assert sides[0] == pytest.approx(3.0, abs=1e-3) and sides[-1] == pytest.approx(7.0, abs=1e-3)
@@ -322,7 +350,8 @@ def test_write_town_writes_the_generated_text(tmp_path: Path) -> None:
 
 def test_example_config_loads() -> None:
     cfg = ProceduralTownConfig(**yaml.safe_load(EXAMPLE_CONFIG.read_text()))
-    assert len(_junction_ids(carla.Map("example", generate_town(cfg)))) == cfg.grid_rows * cfg.grid_cols
+    expected = cfg.grid_rows * cfg.grid_cols + (2 if cfg.highway else 0)
+    assert len(_junction_ids(carla.Map("example", generate_town(cfg)))) == expected
 
 
 def test_5x5_generates_in_under_two_seconds() -> None:

@@ -1,0 +1,153 @@
+"""``avsim``: the command-line interface.
+
+Commands: ``run`` (a closed-loop drive on the embedded simulator), ``bench
+world`` (ticks per second), ``map check`` / ``map info`` / ``map generate``.
+Every benchmark and evaluation command takes ``--json`` and then prints one
+JSON object as its last line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Autonomous-driving simulator: embedded CARLA-compatible world, env and AV stack.",
+                  no_args_is_help=True, add_completion=False)
+bench_app = typer.Typer(help="Speed benchmarks (results recorded under benchmarks/).", no_args_is_help=True)
+map_app = typer.Typer(help="Inspect, validate and generate OpenDRIVE maps.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+app.add_typer(map_app, name="map")
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def run(
+    map_name: str = typer.Option("Town10HD", "--map", help="Shipped town name or path to an .xodr file."),
+    vehicles: int = typer.Option(30, min=0, help="NPC vehicles on autopilot."),
+    walkers: int = typer.Option(20, min=0, help="Pedestrians."),
+    seconds: float = typer.Option(30.0, min=0.05, help="Simulated duration [s]."),
+    seed: int = typer.Option(0, help="Seed: the same seed gives the same run."),
+    out: Path = typer.Option(Path("outputs/demo"), help="Folder for the video and the summary."),
+    video: bool = typer.Option(True, help="Write a top-down MP4 following the ego."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object last."),
+) -> None:
+    """Drive the ego on autopilot through traffic on the embedded simulator; write a summary and an MP4."""
+    from launch.demo import DemoError, run_demo
+
+    try:
+        summary = run_demo(map_name, vehicles, walkers, seconds, seed, out, video, console)
+    except DemoError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            console.print(f"{key:>24}: {value}")
+
+
+@bench_app.command("world")
+def bench_world(
+    map_name: str = typer.Option("Town10HD", "--map", help="Shipped town name or path to an .xodr file."),
+    vehicles: int = typer.Option(50, min=0, help="NPC vehicles on autopilot."),
+    walkers: int = typer.Option(30, min=0, help="Pedestrians."),
+    ticks: int = typer.Option(2000, min=1, help="Measured ticks (after warm-up)."),
+    warmup: int = typer.Option(200, min=0, help="Ticks run before measuring."),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """World ticks per second (traffic, pedestrians, lights, collisions, snapshot) on one core."""
+    from benchmarks.world_bench import BenchError, run_world_bench
+
+    try:
+        result = run_world_bench(map_name, vehicles, walkers, ticks, warmup, seed)
+    except BenchError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print(f"{result['ticks_per_s']:.0f} ticks/s on {result['map']} with {vehicles} vehicles "
+                      f"+ {walkers} walkers ({result['machine']['cpu']})")
+
+
+@map_app.command("check")
+def map_check(path: str = typer.Argument(..., help="Town name or .xodr path.")) -> None:
+    """Validate a map safely (in a child process); exit 2 with a clear error if it is bad."""
+    from sim.embedded.maps.loader import MapLoadError, check_opendrive_text, resolve_map, validate_in_child
+
+    try:
+        source = resolve_map(path)
+        label = str(source.path or source.name)
+        check_opendrive_text(source.xodr_text, label)
+        edges, waypoints = validate_in_child(source.xodr_text, label)
+    except MapLoadError as exc:
+        _fail(str(exc))
+        return
+    console.print(f"[green]ok[/]: {label}: {edges} topology edges, {waypoints} waypoints at 2 m")
+
+
+@map_app.command("info")
+def map_info(path: str = typer.Argument(..., help="Town name or .xodr path."),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Lanes, junctions, lights, stop signs and spawn points of a map."""
+    from sim.embedded.maps.loader import MapLoadError
+    from sim.embedded.world import EmbeddedWorld
+
+    try:
+        world = EmbeddedWorld(map=path)
+    except MapLoadError as exc:
+        _fail(str(exc))
+        return
+    lanes = world.lanes
+    info = {
+        "map": world.source.name, "lanes": lanes.num_lanes,
+        "lane_length_km": round(float(lanes.length_m.sum()) / 1000, 3),
+        "junctions": int(len(set(lanes.junction_id[lanes.junction_id >= 0].tolist()))),
+        "traffic_lights": world.signals.num_lights, "lights_generated": world.signals.generated,
+        "stop_signs": int(world.signals.stop_id.size), "spawn_points": len(world.spawn_points),
+        "main_component_share": round(float(lanes.in_main_component.mean()), 3),
+    }
+    if as_json:
+        print(json.dumps(info))
+    else:
+        for key, value in info.items():
+            console.print(f"{key:>22}: {value}")
+
+
+@map_app.command("generate")
+def map_generate(
+    out: Path = typer.Argument(..., help="Where to write the .xodr."),
+    config: Path = typer.Option(None, help="YAML with ProceduralTownConfig fields (see configs/world/)."),
+    seed: int = typer.Option(None, help="Override the config's seed."),
+) -> None:
+    """Generate a procedural town as OpenDRIVE (same config and seed, same bytes)."""
+    from sim.embedded.config import ConfigError, load_yaml_config
+    from sim.embedded.maps.procedural import ProceduralTownConfig, write_town
+
+    try:
+        cfg = load_yaml_config(config, ProceduralTownConfig) if config else ProceduralTownConfig()
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    if seed is not None:
+        cfg = cfg.model_copy(update={"seed": seed})
+    path = write_town(cfg, out)
+    console.print(f"wrote {path}")
+
+
+def main() -> None:
+    """Entry point for ``python -m launch.cli``."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
