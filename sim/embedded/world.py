@@ -277,8 +277,9 @@ class EmbeddedWorld:
             self.fleet.remove(fleet_rows)
             self._controls = self._controls[keep]
             self._fleet_state = self._fleet_state.subset(keep)
-        if self._walkers is not None:
-            self._walkers.remove(ids)
+        walker_ids = [a for a in actor_ids if self.actors[a].kind == ActorKind.WALKER]
+        if walker_ids:
+            self.walkers.remove(np.asarray(walker_ids, dtype=np.int64))
         for actor_id in actor_ids:
             del self.actors[actor_id]
         self._structure_dirty = True

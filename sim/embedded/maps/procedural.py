@@ -9,8 +9,12 @@ Layout, in the OpenDRIVE frame (x east, y north; ``carla.Map`` negates y):
 - Every grid junction is a 4-way junction. The outward arms of the border
   junctions are joined in pairs, going clockwise around the border: two
   neighbouring arms on one side by a U-shaped loop road, the two arms of a
-  corner junction by a 270-degree loop. So every road ends in a junction at
-  both ends and every lane can continue: no dead ends.
+  corner junction by a 270-degree loop (two roads joined directly in the
+  middle: CARLA mislinks a road whose two ends meet the same junction). So
+  every road ends in a junction and every lane can continue: no dead ends.
+- Junction movements: straight on keeps the lane, left turns leave from the
+  innermost lane, right turns from the others; turns may end in any lane. The
+  topology alone (no lane changes) is strongly connected.
 - ``highway=True`` adds a ring road (2 lanes per direction, no sidewalks)
   around the whole town. One pair of neighbouring arms on the south border is
   used for a one-way on-ramp (grid to ring) and a one-way off-ramp (ring to
@@ -306,7 +310,7 @@ class _CrosswalkObject(xodr.Object):
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Arm:
     """One road end at a junction."""
 
@@ -384,9 +388,10 @@ class _TownBuilder:
     # -- entry point ---------------------------------------------------------
 
     def build(self) -> str:
-        cfg, dims = self.cfg, self.dims
-        col_gaps = cfg.block_length_m * (1.0 + self._rng.uniform(-1.0, 1.0, cfg.grid_cols - 1) * cfg.block_length_jitter)
-        row_gaps = cfg.block_length_m * (1.0 + self._rng.uniform(-1.0, 1.0, cfg.grid_rows - 1) * cfg.block_length_jitter)
+        cfg = self.cfg
+        jitter = cfg.block_length_jitter
+        col_gaps = cfg.block_length_m * (1.0 + jitter * self._rng.uniform(-1.0, 1.0, cfg.grid_cols - 1))
+        row_gaps = cfg.block_length_m * (1.0 + jitter * self._rng.uniform(-1.0, 1.0, cfg.grid_rows - 1))
         self.xs = np.concatenate([[0.0], np.cumsum(col_gaps)])
         self.ys = -np.concatenate([[0.0], np.cumsum(row_gaps)])
 

@@ -194,10 +194,12 @@ def _sample_sidewalks(carla_map, lanes: LaneGraph) -> list[_Sidewalk]:
     """
     samples: dict[tuple[int, int, int], dict[float, tuple[float, float, float, float]]] = {}
     driver_of: dict[tuple[int, int, int], tuple[int, int, int]] = {}
+    seen: set[tuple[int, int, int]] = set()
     for entry, _exit in carla_map.get_topology():
         lane_key = _key(entry)
-        if lane_key not in lanes.index:
+        if lane_key not in lanes.index or lane_key in seen:
             continue
+        seen.add(lane_key)
         first = _sidewalk_beside(entry)
         if first is None:
             continue
@@ -271,11 +273,12 @@ def _add_crosswalk(pieces: list[_Piece], nodes: list[np.ndarray], left: tuple[in
     shift = _unit(out_a + out_b) * CROSSWALK_SETBACK_M
     stub_a, stub_b = _segment(nodes[a], nodes[a] + shift), _segment(nodes[b], nodes[b] + shift)
     if _clear_of_lanes(lanes, stub_a) and _clear_of_lanes(lanes, stub_b):
-        for stub in (stub_a, stub_b):
+        kerb_nodes = []
+        for node, stub in ((a, stub_a), (b, stub_b)):
             nodes.append(stub[1])
-            pieces.append(_Piece(stub, EdgeKind.CORNER, CROSSING_WIDTH_M, -1,
-                                 a if stub is stub_a else b, len(nodes) - 1))
-        a, b = len(nodes) - 2, len(nodes) - 1
+            kerb_nodes.append(len(nodes) - 1)
+            pieces.append(_Piece(stub, EdgeKind.CORNER, CROSSING_WIDTH_M, -1, node, kerb_nodes[-1]))
+        a, b = kerb_nodes
     crossed = sorted(set(road_lanes) | set(_crossed_lanes(lanes, nodes[a], nodes[b])))
     pieces.append(_Piece(_segment(nodes[a], nodes[b]), EdgeKind.CROSSWALK, CROSSING_WIDTH_M, -1, a, b, crossed,
                          sorted(entering)))
@@ -317,7 +320,7 @@ def _crossed_lanes(lanes: LaneGraph, a: np.ndarray, b: np.ndarray) -> list[int]:
 
 
 def _clear_of_lanes(lanes: LaneGraph, points: np.ndarray) -> bool:
-    """Whether a straight link between the polyline ``points`` stays off every driving lane."""
+    """Whether the polyline ``points`` stays outside every driving lane (by :data:`CLEARANCE_MARGIN_M`)."""
     arc = _arc_length(points)
     count = max(2, int(math.ceil(arc[-1] / 0.5)) + 1)
     targets = np.linspace(0.0, arc[-1], count)
@@ -377,11 +380,14 @@ def _merge_points(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def build_walker_network(carla_map, lanes: LaneGraph, signals: SignalLayout) -> WalkerNetwork:
     """Build the pedestrian network of ``carla_map`` beside the driving lanes of ``lanes``.
 
-    ``signals`` is accepted so crossings can be related to lights; light states
-    are looked up per crossed lane at run time (``SignalLayout.lane_light``).
-    Raises ValueError when the map has no sidewalks.
+    Crossings record the lanes whose lights govern them (``edge_signal_lanes``);
+    their states are looked up per tick through ``signals.lane_light``, which
+    must describe the same lanes. Raises ValueError when the map has no
+    sidewalks or ``signals`` belongs to another lane graph.
     """
-    del signals  # crossings record lanes; the lanes' lights are looked up per tick
+    if signals.lane_light.shape[0] != lanes.num_lanes:
+        raise ValueError(f"signals describe {signals.lane_light.shape[0]} lanes but the lane graph has "
+                         f"{lanes.num_lanes}: build both from the same map")
     sidewalks = _sample_sidewalks(carla_map, lanes)
     if not sidewalks:
         raise ValueError("the map has no Sidewalk lanes beside its driving lanes: no walker network")
@@ -430,10 +436,11 @@ def build_walker_network(carla_map, lanes: LaneGraph, signals: SignalLayout) -> 
     return _assemble(pieces, node_xyz)
 
 
-def _walk_graph(pieces: list[_Piece], num_nodes: int, skip_jaywalk: bool = True):
+def _walk_graph(pieces: list[_Piece], num_nodes: int) -> np.ndarray:
+    """Dense symmetric (N, N) edge lengths of the network without JAYWALK edges (inf: no edge)."""
     rows, cols, weights = [], [], []
     for piece in pieces:
-        if skip_jaywalk and piece.kind == EdgeKind.JAYWALK:
+        if piece.kind == EdgeKind.JAYWALK:
             continue
         length = float(_arc_length(piece.points)[-1])
         rows.append(piece.node_a)
@@ -516,7 +523,8 @@ def _assemble(pieces: list[_Piece], node_xyz: np.ndarray) -> WalkerNetwork:
     for e in np.flatnonzero(walkable)[np.argsort(-lengths[walkable], kind="stable")]:
         a, b = nodes[e]
         edge_between[a, b] = edge_between[b, a] = e
-    weights = np.where(edge_between >= 0, lengths[np.maximum(edge_between, 0)], 0.0)
+    # csgraph reads zeros as missing edges: keep real ones strictly positive
+    weights = np.where(edge_between >= 0, np.maximum(lengths[np.maximum(edge_between, 0)], 1e-3), 0.0)
     count, labels = connected_components(weights, directed=False)
     main_label = int(np.argmax(np.bincount(labels, minlength=count)))
     in_main = labels == main_label

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import timeit
 from dataclasses import dataclass
@@ -161,6 +162,9 @@ def test_map_without_sidewalks_is_rejected(town: Town) -> None:
 
     with pytest.raises(ValueError, match="Sidewalk"):
         build_walker_network(NoTopology(), town.lanes, town.signals)
+    wrong = dataclasses.replace(town.signals, lane_light=town.signals.lane_light[:-1])
+    with pytest.raises(ValueError, match="same map"):
+        build_walker_network(town.carla_map, town.lanes, wrong)
 
 
 # --------------------------------------------------------------------------- walkers
@@ -251,11 +255,13 @@ def _unsignalled_crosswalk(town: Town) -> int:
 
 
 def _walker_before(town: Town, crossing: int, **params) -> tuple[Walkers, int, int]:
-    """One walker on the sidewalk next to ``crossing``'s start, heading for its far end."""
+    """One walker on the sidewalk next to ``crossing``'s start, heading for a node just past its far end."""
     net = town.network
     near, far = (int(v) for v in net.edge_nodes[crossing])
+    beyond = [int(n) for n in np.flatnonzero(net.edge_between[far] >= 0)
+              if n != near and net.edge_kind[net.edge_between[far, n]] < EdgeKind.CROSSWALK]
     walkers = _walkers(town, seed=1, **params)
-    walkers.spawn_at(net.node_xy[near], actor_id=5, destination=far)
+    walkers.spawn_at(net.node_xy[near], actor_id=5, destination=beyond[0])
     return walkers, near, far
 
 

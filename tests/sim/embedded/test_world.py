@@ -1,0 +1,189 @@
+"""The embedded world: spawning, control, autopilot hand-over, events, snapshots."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sim.api import (ActorKind, CollisionEvent, LaneInvasionEvent, OffRoadEvent, Pose, RedLightEvent,
+                     TrafficLightState, VehicleControl, WorldSnapshot)
+from sim.embedded.backend import EmbeddedBackend
+from sim.embedded.config import ConfigError, WorldConfig, load_yaml_config
+from sim.embedded.maps.lanes import SpawnPoint
+from sim.embedded.world import EmbeddedWorld, SpawnError
+
+
+@pytest.fixture()
+def world():
+    return EmbeddedWorld(map="Town01", seed=0)
+
+
+def _pose_on(world, lane, s_m, lateral_m=0.0):
+    xyz, yaw = world.lanes.interpolate(np.array([lane]), np.array([s_m]))
+    y = float(yaw[0])
+    return Pose(float(xyz[0, 0]) - math.sin(y) * lateral_m, float(xyz[0, 1]) + math.cos(y) * lateral_m, 0.0, y)
+
+
+def _straight_lane(world, min_length=80.0):
+    lanes = world.lanes
+    for k in np.argsort(-lanes.length_m):
+        pts = lanes.lane_points(int(k))
+        if not lanes.is_junction[k] and np.ptp(np.unwrap(lanes.yaw_rad[lanes.offset[k]:lanes.offset[k] + lanes.count[k]])) < 0.05:
+            return int(k)
+    raise AssertionError("no straight lane")
+
+
+def test_snapshot_layout(world):
+    world.spawn_traffic(5)
+    world.spawn_walkers(3)
+    snap = world.tick()
+    assert isinstance(snap, WorldSnapshot) and snap.frame == 1 and snap.timestamp_s == pytest.approx(0.05)
+    assert snap.num_actors == 8
+    assert (snap.kind == ActorKind.WALKER).sum() == 3
+    assert set(snap.semantic_tag[snap.kind == ActorKind.WALKER].tolist()) == {12}
+    for name in ("location_m", "rotation_rad", "velocity_mps", "acceleration_mps2", "extent_m"):
+        assert getattr(snap, name).shape == (8, 3)
+    assert not snap.location_m.flags.writeable
+    assert snap.light_state.shape == snap.light_id.shape and snap.light_id.size == 36
+    assert (np.abs(snap.rotation_rad[:, 1]) <= math.pi + 1e-9).all()
+
+
+def test_free_vehicle_follows_control_and_autopilot_handover(world):
+    lane = _straight_lane(world)
+    ego = world.spawn_vehicle("vehicle.lincoln.mkz_2020", _pose_on(world, lane, 10.0), role_name="hero")
+    world.apply_control(ego, VehicleControl(throttle=1.0))
+    for _ in range(40):
+        snap = world.tick()
+    speed = snap.speed_mps()[snap.index_of(ego)]
+    assert speed > 3.0
+    assert not snap.autopilot[snap.index_of(ego)]
+    world.set_autopilot(ego, True)
+    snap = world.tick()
+    assert snap.autopilot[snap.index_of(ego)]
+    assert snap.speed_mps()[snap.index_of(ego)] == pytest.approx(speed, abs=1.0)
+    world.set_autopilot(ego, False)
+    assert not world.is_autopilot(ego)
+
+
+def test_bad_inputs_give_clear_errors(world):
+    with pytest.raises(ValueError, match="unknown vehicle type 'vehicle.nope'"):
+        world.spawn_vehicle("vehicle.nope")
+    with pytest.raises(ValueError, match="throttle must be finite"):
+        VehicleControl(throttle=float("nan"))
+    with pytest.raises(KeyError, match="unknown actor ids: \\[999\\]"):
+        world.destroy([999])
+    with pytest.raises(SpawnError, match="not on a driving lane"):
+        world.spawn_vehicle("vehicle.lincoln.mkz_2020", Pose(5000.0, 5000.0), autopilot=True)
+    with pytest.raises(ValueError):
+        WorldConfig(dt_s=0)
+    with pytest.raises(ValueError, match="extra"):
+        WorldConfig.model_validate({"mapp": "Town01"})
+
+
+def test_occupied_spawn_refused_and_nothing_changed(world):
+    point = world.spawn_points[0]
+    world.spawn_vehicle("vehicle.lincoln.mkz_2020", point)
+    before = set(world.actors)
+    with pytest.raises(SpawnError, match="occupied"):
+        world.spawn_vehicle("vehicle.lincoln.mkz_2020", point)
+    assert set(world.actors) == before
+
+
+def test_out_of_range_control_is_clamped():
+    control = VehicleControl(throttle=3.0, steer=-2.0, brake=-1.0)
+    assert (control.throttle, control.steer, control.brake) == (1.0, -1.0, 0.0)
+
+
+def test_destroy_keeps_others(world):
+    ids = world.spawn_traffic(6)
+    walkers = world.spawn_walkers(3)
+    world.tick()
+    world.destroy([ids[2], walkers[0]])
+    snap = world.tick()
+    assert set(snap.actor_id.tolist()) == set(ids + walkers) - {ids[2], walkers[0]}
+
+
+def test_collision_between_free_vehicles_reports_both_with_impulse(world):
+    lane = _straight_lane(world)
+    a = world.spawn_vehicle("vehicle.lincoln.mkz_2020", _pose_on(world, lane, 10.0), speed_mps=10.0)
+    b = world.spawn_vehicle("vehicle.lincoln.mkz_2020", _pose_on(world, lane, 30.0))
+    world.apply_control(b, VehicleControl(brake=1.0))
+    hits = []
+    for _ in range(60):
+        hits += [e for e in world.tick().events if isinstance(e, CollisionEvent)]
+        if hits:
+            break
+    assert {e.actor_id for e in hits} == {a, b}
+    first = next(e for e in hits if e.actor_id == a)
+    assert first.other_id == b and first.other_kind == "vehicle"
+    assert np.hypot(*first.impulse_ns[:2]) > 1000.0  # ~ reduced mass 900 kg x closing speed ~10 m/s
+
+
+def test_static_layout_collision_and_off_road(world):
+    lane = _straight_lane(world)
+    pose = _pose_on(world, lane, 20.0)
+    ego = world.spawn_vehicle("vehicle.lincoln.mkz_2020", pose)
+    # Full throttle, full right steer: leaves the road into the kerb/buildings.
+    world.apply_control(ego, VehicleControl(throttle=1.0, steer=1.0))
+    events = []
+    for _ in range(200):
+        events += world.tick().events
+    kinds = {type(e) for e in events}
+    assert OffRoadEvent in kinds
+    static = [e for e in events if isinstance(e, CollisionEvent) and e.other_kind == "static"]
+    assert static and static[0].other_id == -1
+
+
+def test_lane_invasion_names_the_marking(world):
+    lane = _straight_lane(world)
+    ego = world.spawn_vehicle("vehicle.lincoln.mkz_2020", _pose_on(world, lane, 10.0), speed_mps=6.0)
+    world.apply_control(ego, VehicleControl(throttle=0.3, steer=-0.08))
+    invasions = []
+    for _ in range(60):
+        invasions += [e for e in world.tick().events if isinstance(e, LaneInvasionEvent)]
+    assert invasions, "steering left across the centre line must raise a lane invasion"
+    assert invasions[0].marking_types and all(isinstance(m, str) for m in invasions[0].marking_types)
+
+
+def test_red_light_run_is_reported(world):
+    lanes, signals = world.lanes, world.signals
+    lane = max((k for k in range(lanes.num_lanes) if signals.lane_light[k] >= 0), key=lambda k: lanes.length_m[k])
+    world.lights.force_state(int(signals.lane_light[lane]), TrafficLightState.RED)
+    ego = world.spawn_vehicle("vehicle.lincoln.mkz_2020", _pose_on(world, lane, lanes.length_m[lane] - 15.0),
+                              speed_mps=6.0)
+    world.apply_control(ego, VehicleControl(throttle=0.4))
+    red = []
+    for _ in range(80):
+        red += [e for e in world.tick().events if isinstance(e, RedLightEvent)]
+    assert len(red) == 1 and red[0].actor_id == ego
+    assert red[0].light_id == int(signals.light_id[signals.lane_light[lane]])
+
+
+def test_backend_protocol_and_context_manager():
+    from sim.api import Backend
+
+    with EmbeddedBackend(WorldConfig(map="Town02", seed=1)) as sim:
+        assert isinstance(sim, Backend)
+        assert len(sim.map_info.spawn_points) > 50
+        ego = sim.spawn_vehicle("vehicle.lincoln.mkz_2020", sim.map_info.spawn_points[0])
+        walker = sim.spawn_walker()
+        sim.apply_control(ego, VehicleControl(throttle=0.5))
+        snap = sim.tick()
+        assert {ego, walker} <= set(snap.actor_id.tolist())
+        sim.destroy([walker])
+        assert walker not in sim.tick().actor_id
+    with pytest.raises(RuntimeError, match="closed"):
+        sim.tick()
+
+
+def test_yaml_config_errors_name_file_and_key(tmp_path):
+    good = load_yaml_config("configs/world/default.yaml", WorldConfig)
+    assert good.map == "Town10HD"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("map: Town01\nsed: 3\n")
+    with pytest.raises(ConfigError, match="bad.yaml.*sed"):
+        load_yaml_config(bad, WorldConfig)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_yaml_config(tmp_path / "missing.yaml", WorldConfig)
