@@ -29,8 +29,10 @@ from sim.embedded.traffic.walker_graph import EdgeKind, WalkerNetwork
 LATERAL_RAMP_M = 2.0
 """Distance from an edge's ends over which the lateral offset fades in."""
 _RIGHT = np.array([-1.0, 1.0])
-_LIGHT_LEVEL = np.array([0, 1, 2, 2, 0, 0], dtype=np.int8)
-"""Light state + 1 (-1 none, RED, YELLOW, GREEN, OFF, UNKNOWN) -> 0 no working light, 1 red, 2 go for vehicles."""
+_LIGHT_LEVEL = np.zeros(len(TrafficLightState) + 1, dtype=np.int8)
+_LIGHT_LEVEL[[TrafficLightState.RED + 1]] = 1
+_LIGHT_LEVEL[[TrafficLightState.YELLOW + 1, TrafficLightState.GREEN + 1]] = 2
+"""Indexed by light state + 1 (-1 none .. UNKNOWN): 0 no working light, 1 red, 2 vehicles may go."""
 
 LaneLightState = np.ndarray | Callable[[np.ndarray], np.ndarray] | None
 """Per-lane light states: an (L,) array (-1 none, else :class:`TrafficLightState`) or a callable
@@ -291,9 +293,13 @@ class Walkers:
         if not dt_s > 0:
             raise ValueError(f"dt_s must be positive, got {dt_s}")
         if vehicle_xy is not None:
-            vehicle_xy, vehicle_velocity = np.asarray(vehicle_xy, dtype=float), np.asarray(vehicle_velocity, dtype=float)
+            if vehicle_velocity is None:
+                raise ValueError("vehicle_xy needs vehicle_velocity (V, 2) with it")
+            vehicle_xy = np.asarray(vehicle_xy, dtype=float)
+            vehicle_velocity = np.asarray(vehicle_velocity, dtype=float)
             if vehicle_velocity.shape[0] != vehicle_xy.shape[0]:
-                raise ValueError(f"got {vehicle_xy.shape[0]} vehicle positions but {vehicle_velocity.shape[0]} velocities")
+                raise ValueError(f"got {vehicle_xy.shape[0]} vehicle positions "
+                                 f"but {vehicle_velocity.shape[0]} velocities")
         if lane_light_state is not None and not callable(lane_light_state):
             lane_light_state = np.asarray(lane_light_state)
         context = (lane_light_state, vehicle_xy, vehicle_velocity)

@@ -219,7 +219,8 @@ def test_walkers_roam_smoothly_within_the_network(town: Town) -> None:
                   & (w.forward == state["prev_forward"]))
         state["prev_edge"], state["prev_forward"] = w.edge.copy(), w.forward.copy()
         heading = np.stack([np.cos(w.yaw_rad), np.sin(w.yaw_rad)], axis=1)
-        align = (heading * w.velocity_xyz[:, :2]).sum(axis=1) / np.maximum(np.linalg.norm(w.velocity_xyz[:, :2], axis=1), 1e-9)
+        speed = np.maximum(np.linalg.norm(w.velocity_xyz[:, :2], axis=1), 1e-9)
+        align = (heading * w.velocity_xyz[:, :2]).sum(axis=1) / speed
         if moving.any():
             state["min_align"] = min(state["min_align"], float(align[moving].min()))
         state["on_road"] += int(w.on_road.sum())
@@ -462,6 +463,8 @@ def test_bad_calls_raise() -> None:
         walkers.step(0.0)
     with pytest.raises(ValueError, match="velocities"):
         walkers.step(DT_S, None, np.zeros((2, 2)), np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="vehicle_velocity"):
+        walkers.step(DT_S, None, np.zeros((2, 2)))
 
 
 def test_step_is_fast() -> None:

@@ -1,0 +1,74 @@
+"""The avsim command line, run as a user would (subprocess), on small settings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def avsim(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "launch.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def test_run_demo_writes_summary_and_video(tmp_path):
+    out = tmp_path / "demo"
+    result = avsim("run", "--map", "Town01", "--vehicles", "5", "--walkers", "3", "--seconds", "2",
+                   "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["ticks"] == 40 and summary["map"] == "Town01"
+    assert json.loads((out / "summary.json").read_text()) == summary
+    capture = cv2.VideoCapture(str(out / "topdown.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 40
+    capture.release()
+
+
+def test_bench_world_json_fields():
+    result = avsim("bench", "world", "--map", "Town02", "--vehicles", "10", "--walkers", "5", "--ticks", "100",
+                   "--warmup", "10", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("ticks_per_s", "map", "vehicles", "walkers", "machine"):
+        assert key in record
+    assert record["vehicles"] == 10 and record["walkers"] == 5 and record["ticks_per_s"] > 0
+    assert record["ratio_vs_carla"] == round(record["ticks_per_s"] / 98, 1)
+
+
+def test_bench_world_on_a_user_file(tmp_path):
+    path = tmp_path / "mytown.xodr"
+    path.write_text((ROOT / "sim/embedded/maps/data/Town02.xodr").read_text())
+    result = avsim("bench", "world", "--map", str(path), "--vehicles", "5", "--walkers", "0", "--ticks", "50",
+                   "--warmup", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["map"] == "mytown"
+
+
+def test_malformed_map_exits_2_with_clear_error(tmp_path):
+    bad = tmp_path / "broken.xodr"
+    bad.write_text("<OpenDRIVE><header/><road id='1'")
+    for args in (("map", "check", str(bad)), ("bench", "world", "--map", str(bad), "--json"),
+                 ("run", "--map", str(bad), "--seconds", "1")):
+        result = avsim(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "broken.xodr" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_map_and_bad_option():
+    result = avsim("map", "info", "nowhere.xodr")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    result = avsim("bench", "world", "--vehicles", "-3")
+    assert result.returncode != 0 and "vehicles" in result.stderr
+
+
+def test_map_info_json():
+    result = avsim("map", "info", "Town10HD", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    assert info["traffic_lights"] == 17 and info["stop_signs"] >= 3 and info["spawn_points"] > 100
