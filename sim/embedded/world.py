@@ -36,6 +36,8 @@ from sim.embedded.vehicle_types import VEHICLE_TYPES, VehicleType, get_vehicle_t
 
 WALKER_BLUEPRINT = "walker.pedestrian.0001"
 WALKER_MASS_KG = 80.0
+_WALKER_LANE_SAMPLES = 12
+_WALKER_LANE_REACH_M = 3.0
 PEDESTRIAN_TAG = 12
 # Buses are left out of the default mix: at 12 m they cut into the oncoming lane on tight town corners.
 _TRAFFIC_MIX = (("car", 0.74), ("van", 0.08), ("truck", 0.06), ("motorcycle", 0.12))
@@ -384,16 +386,23 @@ class EmbeddedWorld:
             on_road[nt + nf:] = walkers.on_road
         if nt:
             all_yaw = np.concatenate([traffic.yaw_rad, fleet.yaw_rad] + ([walkers.yaw_rad] if nw else []))
+            o_lane, o_s, o_speed, o_half = f_lane, f_s, np.hypot(f_vel[:, 0], f_vel[:, 1]), fleet.extent_m[:, 0]
+            if nw and walkers.on_road.any():
+                w_lane, w_s = self._walkers_on_lanes(walkers.location_xyz[walkers.on_road, :2])
+                o_lane = np.concatenate([o_lane, w_lane])
+                o_s = np.concatenate([o_s, w_s])
+                o_speed = np.concatenate([o_speed, np.zeros(w_lane.shape)])
+                o_half = np.concatenate([o_half, np.full(w_lane.shape, self.walkers.params.extent_m[0])])
             traffic.step(dt, light_state, all_xy, all_yaw, all_vel, static["half_xy"], static["is_walker"], on_road,
-                         static["self_row"], f_lane, f_s, np.hypot(f_vel[:, 0], f_vel[:, 1]),
-                         fleet.extent_m[:, 0])
+                         static["self_row"], o_lane, o_s, o_speed, o_half)
             self._relieve_gridlock()
         if nw:
             lane_light = self.signals.lane_light
             lane_state = np.where(lane_light >= 0, light_state[np.maximum(lane_light, 0)], -1).astype(np.int8) \
                 if light_state.size else np.full(lane_light.shape, -1, dtype=np.int8)
-            vehicles_xy = all_xy[: nt + nf]
-            walkers.step(dt, lane_state, vehicles_xy, all_vel[: nt + nf])
+            nv = nt + nf
+            vehicle_yaw = np.concatenate([traffic.yaw_rad, fleet.yaw_rad])
+            walkers.step(dt, lane_state, all_xy[:nv], all_vel[:nv], vehicle_yaw, static["half_xy"][:nv])
         events: list[Event] = []
         if nf:
             prev_xy = fxy
@@ -407,6 +416,21 @@ class EmbeddedWorld:
         self._last_events = tuple(events)
         self._snapshot = self._build_snapshot(self._last_events)
         return self._snapshot
+
+    def _walkers_on_lanes(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pedestrians on the road as obstacles in lane coordinates: every lane whose centre is near them.
+
+        Each walker becomes a standing obstacle on each lane (either direction)
+        whose centre line passes within half a lane width plus a margin, so NPCs
+        stop for pedestrians on their path, curves and junctions included.
+        """
+        lanes = self.lanes
+        dist, rows = lanes.kdtree.query(xy, k=_WALKER_LANE_SAMPLES, distance_upper_bound=_WALKER_LANE_REACH_M)
+        ok = np.isfinite(dist)
+        rows = rows[ok]
+        near = dist[ok] < 0.5 * lanes.width_m[rows] + 0.6
+        rows = rows[near]
+        return lanes.sample_lane[rows], lanes.s_m[rows]
 
     def _relieve_gridlock(self) -> None:
         """Move NPCs stuck longer than ``stuck_timeout_s`` to free spawn points away from free vehicles."""

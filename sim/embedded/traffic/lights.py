@@ -23,6 +23,7 @@ from sim.api import TrafficLightState
 from sim.embedded.maps.lanes import LaneGraph, _key
 
 TRAFFIC_LIGHT_TYPE = "1000001"
+_RED, _YELLOW, _GREEN = (int(TrafficLightState.RED), int(TrafficLightState.YELLOW), int(TrafficLightState.GREEN))
 STOP_SIGN_TYPE = "206"
 
 
@@ -223,6 +224,7 @@ class TrafficLights:
             self._start[members] = starts
             self._cycle[members] = slot[members].sum()
         self._offset = self._junction_phase * self._cycle
+        self._cached_from, self._next_change = np.inf, -np.inf  # invalidate update()'s cache
 
     def set_timing(self, light: int, green_s: float | None = None, yellow_s: float | None = None,
                    all_red_s: float | None = None) -> None:
@@ -237,18 +239,28 @@ class TrafficLights:
     def force_state(self, light: int, state: TrafficLightState | int | None) -> None:
         """Hold ``light`` in ``state`` (``None`` releases it back to its cycle)."""
         self.forced_state[light] = -1 if state is None else int(TrafficLightState(state))
+        self._cached_from, self._next_change = np.inf, -np.inf
 
     def states_at(self, time_s: float) -> np.ndarray:
         """States (L,) int8 of every light at ``time_s``."""
+        return self._states_and_next_change(time_s)[0]
+
+    def _states_and_next_change(self, time_s: float) -> tuple[np.ndarray, float]:
         phase = np.mod(time_s + self._offset - self._start, np.maximum(self._cycle, 1e-9))
-        state = np.where(phase < self.green_s, TrafficLightState.GREEN,
-                         np.where(phase < self.green_s + self.yellow_s, TrafficLightState.YELLOW,
-                                  TrafficLightState.RED)).astype(np.int8)
-        return np.where(self.forced_state >= 0, self.forced_state, state).astype(np.int8)
+        end_green = self.green_s
+        end_yellow = self.green_s + self.yellow_s
+        state = np.where(phase < end_green, _GREEN, np.where(phase < end_yellow, _YELLOW, _RED)).astype(np.int8)
+        state = np.where(self.forced_state >= 0, self.forced_state, state).astype(np.int8)
+        until = np.where(phase < end_green, end_green - phase,
+                         np.where(phase < end_yellow, end_yellow - phase, self._cycle - phase))
+        next_change = time_s + (float(until.min()) if until.size else np.inf)
+        return state, next_change
 
     def update(self, time_s: float) -> np.ndarray:
-        """Advance to ``time_s``; returns and stores the states."""
-        self.state = self.states_at(time_s)
+        """Advance to ``time_s``; returns and stores the states (recomputed only when one changes)."""
+        if not self._cached_from <= time_s < self._next_change:
+            self.state, self._next_change = self._states_and_next_change(time_s)
+            self._cached_from = time_s
         return self.state
 
     def lane_states(self, lanes: np.ndarray) -> np.ndarray:

@@ -27,6 +27,9 @@ from sim.api import TrafficLightState
 from sim.embedded.traffic.walker_graph import EdgeKind, WalkerNetwork
 
 LATERAL_RAMP_M = 2.0
+WALKER_PROBE_M = 0.6
+"""How far ahead [m] a walker on the road checks for vehicles before stepping."""
+WALKER_CLEARANCE_M = 0.2
 """Distance from an edge's ends over which the lateral offset fades in."""
 _RIGHT = np.array([-1.0, 1.0])
 _LIGHT_LEVEL = np.zeros(len(TrafficLightState) + 1, dtype=np.int8)
@@ -281,12 +284,15 @@ class Walkers:
 
     # ------------------------------------------------------------------ tick
     def step(self, dt_s: float, lane_light_state: LaneLightState = None,
-             vehicle_xy: np.ndarray | None = None, vehicle_velocity: np.ndarray | None = None) -> None:
+             vehicle_xy: np.ndarray | None = None, vehicle_velocity: np.ndarray | None = None,
+             vehicle_yaw: np.ndarray | None = None, vehicle_half_xy: np.ndarray | None = None) -> None:
         """Advance every walker by ``dt_s`` seconds.
 
         ``lane_light_state``: per-lane light states (see :data:`LaneLightState`).
         ``vehicle_xy`` (V, 2) and ``vehicle_velocity`` (V, 2+) [m/s]: vehicles
-        that careful walkers watch at unsignalled crossings.
+        that careful walkers watch at unsignalled crossings. With ``vehicle_yaw``
+        (V,) and ``vehicle_half_xy`` (V, 2) too, walkers on the road never step
+        into a vehicle's box: they wait until it has moved.
         """
         if self.count == 0:
             return
@@ -311,6 +317,8 @@ class Walkers:
                 idx = np.flatnonzero(self.waiting)
                 self.waiting[idx] = ~self._may_cross(self.edge[idx], *context)
             advance = np.where(self.waiting, 0.0, advance)
+        if vehicle_yaw is not None and vehicle_xy is not None and vehicle_xy.shape[0]:
+            advance = self._hold_before_vehicles(advance, vehicle_xy, vehicle_yaw, vehicle_half_xy)
         progress = self.progress_m + advance
         overflow = progress - self._len
         arrived = overflow >= 0.0
@@ -319,6 +327,27 @@ class Walkers:
             progress[idx] = self._arrive(idx, overflow[idx], context)
         self.progress_m = progress
         self._update_pose(None, dt_s)
+
+    def _hold_before_vehicles(self, advance: np.ndarray, vehicle_xy: np.ndarray, vehicle_yaw: np.ndarray,
+                              vehicle_half_xy: np.ndarray) -> np.ndarray:
+        """Zero the advance of walkers on the road whose next step would enter a vehicle (plus a margin)."""
+        rows = np.flatnonzero(self._crossing & (advance > 0))
+        if rows.size == 0:
+            return advance
+        heading = self.yaw_rad[rows]
+        probe = self.location_xyz[rows, :2] + WALKER_PROBE_M * np.stack([np.cos(heading), np.sin(heading)], axis=1)
+        dx = probe[:, None, 0] - vehicle_xy[None, :, 0]
+        dy = probe[:, None, 1] - vehicle_xy[None, :, 1]
+        cos_v, sin_v = np.cos(vehicle_yaw), np.sin(vehicle_yaw)
+        along = np.abs(dx * cos_v + dy * sin_v)
+        across = np.abs(-dx * sin_v + dy * cos_v)
+        margin = self.params.extent_m[0] + WALKER_CLEARANCE_M
+        inside = (along < vehicle_half_xy[:, 0] + margin) & (across < vehicle_half_xy[:, 1] + margin)
+        blocked = rows[inside.any(axis=1)]
+        if blocked.size:
+            advance = advance.copy()
+            advance[blocked] = 0.0
+        return advance
 
     def _update_pose(self, idx: np.ndarray | None, dt_s: float | None) -> None:
         """Recompute location, heading and velocity (of walkers ``idx``, or all) from the edge state."""

@@ -81,3 +81,12 @@ def test_bad_timing_config_rejected():
         TrafficLightTiming(green_s=-1)
     with pytest.raises(ValueError):
         TrafficLightTiming.model_validate({"green": 3})
+
+
+def test_cached_update_matches_direct_computation(town01):
+    _, carla_map, lanes = town01
+    lights = TrafficLights(build_signal_layout(carla_map, lanes))
+    for t in np.arange(0.0, 90.0, 0.05):
+        np.testing.assert_array_equal(lights.update(float(t)), lights.states_at(float(t)))
+    lights.force_state(2, TrafficLightState.YELLOW)
+    assert lights.update(90.0)[2] == TrafficLightState.YELLOW
