@@ -25,13 +25,13 @@ import numpy as np
 
 from sim.api import (ActorKind, CollisionEvent, Event, LaneInvasionEvent, OffRoadEvent, Pose, RedLightEvent,
                      StopSignEvent, TrafficLightState, VehicleControl, WorldSnapshot)
-from sim.embedded.collision import box_corners, find_contacts
+from sim.embedded.collision import box_corners, candidate_pairs, find_contacts
 from sim.embedded.config import WorldConfig
 from sim.embedded.dynamics import BicycleFleet, ControlArrays
 from sim.embedded.maps.lanes import MARKING_NAMES, LaneGraph, SpawnPoint, build_lane_graph
 from sim.embedded.maps.loader import MapSource, load_carla_map, resolve_map
 from sim.embedded.traffic.lights import TrafficLights, build_signal_layout
-from sim.embedded.traffic.vehicles import DriverParams, TrafficVehicles
+from sim.embedded.traffic.vehicles import DriverParams, Obstacles, TrafficVehicles
 from sim.embedded.vehicle_types import VEHICLE_TYPES, VehicleType, get_vehicle_type
 
 WALKER_BLUEPRINT = "walker.pedestrian.0001"
@@ -379,13 +379,11 @@ class EmbeddedWorld:
         f_lane = np.where(f_dist < 3.0, f_lane, -1)
         f_vel = fleet.velocity_world()
 
-        all_xy = np.concatenate([traffic.location_xyz[:, :2], fxy] + ([walkers.location_xyz[:, :2]] if nw else []))
-        all_vel = np.concatenate([traffic.velocity_xyz[:, :2], f_vel] + ([walkers.velocity_xyz[:, :2]] if nw else []))
-        on_road = np.zeros(nt + nf + nw, dtype=bool)
-        if nw:
-            on_road[nt + nf:] = walkers.on_road
+        nv = nt + nf
+        vehicles_xy = np.concatenate([traffic.location_xyz[:, :2], fxy])
+        vehicles_vel = np.concatenate([traffic.velocity_xyz[:, :2], f_vel])
+        vehicles_yaw = np.concatenate([traffic.yaw_rad, fleet.yaw_rad])
         if nt:
-            all_yaw = np.concatenate([traffic.yaw_rad, fleet.yaw_rad] + ([walkers.yaw_rad] if nw else []))
             o_lane, o_s, o_speed, o_half = f_lane, f_s, np.hypot(f_vel[:, 0], f_vel[:, 1]), fleet.extent_m[:, 0]
             if nw and walkers.on_road.any():
                 w_lane, w_s = self._walkers_on_lanes(walkers.location_xyz[walkers.on_road, :2])
@@ -393,16 +391,14 @@ class EmbeddedWorld:
                 o_s = np.concatenate([o_s, w_s])
                 o_speed = np.concatenate([o_speed, np.zeros(w_lane.shape)])
                 o_half = np.concatenate([o_half, np.full(w_lane.shape, self.walkers.params.extent_m[0])])
-            traffic.step(dt, light_state, all_xy, all_yaw, all_vel, static["half_xy"], static["is_walker"], on_road,
-                         static["self_row"], o_lane, o_s, o_speed, o_half)
+            traffic.step(dt, light_state, Obstacles(o_lane, o_s, o_speed, o_half, fxy, fleet.yaw_rad, f_vel,
+                                                    fleet.extent_m[:, :2]))
             self._relieve_gridlock()
         if nw:
             lane_light = self.signals.lane_light
             lane_state = np.where(lane_light >= 0, light_state[np.maximum(lane_light, 0)], -1).astype(np.int8) \
                 if light_state.size else np.full(lane_light.shape, -1, dtype=np.int8)
-            nv = nt + nf
-            vehicle_yaw = np.concatenate([traffic.yaw_rad, fleet.yaw_rad])
-            walkers.step(dt, lane_state, all_xy[:nv], all_vel[:nv], vehicle_yaw, static["half_xy"][:nv])
+            walkers.step(dt, lane_state, vehicles_xy, vehicles_vel, vehicles_yaw, static["half_xy"][:nv])
         events: list[Event] = []
         if nf:
             prev_xy = fxy
@@ -410,11 +406,13 @@ class EmbeddedWorld:
             c = self._controls
             fleet.step(ControlArrays(c[:, 0], c[:, 1], c[:, 2], c[:, 3] > 0.5, c[:, 4] > 0.5), dt)
             self._static_layout_collisions(prev_xy, prev_yaw, events)
-        self._actor_collisions(static, events)
+        state = self._gather()
+        if self._actor_collisions(static, state, events):
+            state = self._gather()  # collision responses changed velocities
         if nf:
             self._lane_events(f_lane, events)
         self._last_events = tuple(events)
-        self._snapshot = self._build_snapshot(self._last_events)
+        self._snapshot = self._build_snapshot(self._last_events, state)
         return self._snapshot
 
     def _walkers_on_lanes(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -476,22 +474,25 @@ class EmbeddedWorld:
             fleet.set_state(rows, x_m=prev_xy[rows, 0], y_m=prev_xy[rows, 1], yaw_rad=prev_yaw[rows], speed_mps=0.0)
         state.touching_static[:] = hit
 
-    def _actor_collisions(self, static: dict, events: list[Event]) -> None:
-        xy, yaw, half = self._current_boxes()
+    def _actor_collisions(self, static: dict, state: dict[str, np.ndarray], events: list[Event]) -> bool:
+        """Oriented-box contacts among all actors (walker-walker ignored); returns whether any was found."""
+        xy = state["location"][:, :2]
         if xy.shape[0] < 2:
-            return
-        contacts = find_contacts(xy, yaw, half)
+            return False
+        pairs = candidate_pairs(xy, static["radius"])
+        is_walker = static["is_walker"]
+        pairs = pairs[~(is_walker[pairs[:, 0]] & is_walker[pairs[:, 1]])]  # pedestrians pass each other
+        if pairs.shape[0] == 0:
+            return False
+        contacts = find_contacts(xy, state["yaw"], static["half_xy"], pairs)
         if len(contacts) == 0:
-            return
+            return False
         kind = static["kind"]
-        keep = ~((kind[contacts.pairs[:, 0]] == ActorKind.WALKER) & (kind[contacts.pairs[:, 1]] == ActorKind.WALKER))
-        if not keep.any():
-            return
         ids = static["actor_id"]
-        _, vel = self._velocities()
+        vel = state["velocity"][:, :2]
         nt = self.traffic.n
         nf = self.fleet.n
-        for (i, j), normal in zip(contacts.pairs[keep].tolist(), contacts.normal_xy[keep]):
+        for (i, j), normal in zip(contacts.pairs.tolist(), contacts.normal_xy):
             mi, mj = self._mass(int(ids[i])), self._mass(int(ids[j]))
             closing = float(np.dot(vel[i] - vel[j], normal))
             impulse = max(closing, 0.0) * mi * mj / (mi + mj)
@@ -509,6 +510,7 @@ class EmbeddedWorld:
                     v_world = self.fleet.velocity_world()[row] + dv
                     heading = np.array([math.cos(self.fleet.yaw_rad[row]), math.sin(self.fleet.yaw_rad[row])])
                     self.fleet.set_state([row], speed_mps=float(np.dot(v_world, heading)))
+        return True
 
     def _mass(self, actor_id: int) -> float:
         info = self.actors[actor_id]
@@ -586,22 +588,16 @@ class EmbeddedWorld:
         self._static = dict(
             actor_id=ids, kind=kind, type_id=tuple(i.type_id for i in infos),
             semantic_tag=np.array([i.semantic_tag for i in infos], dtype=np.uint8), extent=extent,
-            half_xy=extent[:, :2].copy(), is_walker=kind == ActorKind.WALKER, self_row=self_row, autopilot=autopilot,
+            half_xy=extent[:, :2].copy(), radius=np.hypot(extent[:, 0], extent[:, 1]),
+            is_walker=kind == ActorKind.WALKER, self_row=self_row, autopilot=autopilot,
         )
         for key in ("actor_id", "kind", "semantic_tag", "extent", "autopilot"):
             self._static[key].flags.writeable = False
         self._structure_dirty = False
         return self._static
 
-    def _velocities(self) -> tuple[np.ndarray, np.ndarray]:
-        parts_v = [self.traffic.velocity_xyz[:, :2], self.fleet.velocity_world()]
-        if self._walkers is not None:
-            parts_v.append(self._walkers.velocity_xyz[:, :2])
-        vel = np.concatenate(parts_v)
-        return vel, vel
-
-    def _build_snapshot(self, events: tuple[Event, ...]) -> WorldSnapshot:
-        static = self._static_arrays()
+    def _gather(self) -> dict[str, np.ndarray]:
+        """Per-actor state arrays in snapshot order (NPCs, free vehicles, walkers)."""
         traffic, fleet, walkers = self.traffic, self.fleet, self._walkers
         nf = fleet.n
         f_loc = np.zeros((nf, 3))
@@ -623,19 +619,27 @@ class EmbeddedWorld:
             vel.append(walkers.velocity_xyz)
             acc.append(np.zeros((nw, 3)))
             yaw_rate.append(np.zeros(nw))
-        n = static["actor_id"].shape[0]
-        rotation = np.zeros((n, 3))
-        rotation[:, 1] = np.concatenate(yaw)
-        angular = np.zeros((n, 3))
+        yaw_all = np.concatenate(yaw)
+        rotation = np.zeros((yaw_all.shape[0], 3))
+        rotation[:, 1] = yaw_all
+        angular = np.zeros((yaw_all.shape[0], 3))
         angular[:, 2] = np.concatenate(yaw_rate)
+        return dict(location=np.concatenate(loc), yaw=yaw_all, rotation=rotation, velocity=np.concatenate(vel),
+                    acceleration=np.concatenate(acc), angular=angular)
+
+    def _build_snapshot(self, events: tuple[Event, ...], state: dict[str, np.ndarray] | None = None
+                        ) -> WorldSnapshot:
+        static = self._static_arrays()
+        state = state or self._gather()
         signals = self.signals
         return WorldSnapshot(
             frame=self.frame, timestamp_s=self.time_s, dt_s=self.dt_s, actor_id=static["actor_id"],
             kind=static["kind"], type_id=static["type_id"], semantic_tag=static["semantic_tag"],
-            location_m=np.concatenate(loc), rotation_rad=rotation, velocity_mps=np.concatenate(vel),
-            acceleration_mps2=np.concatenate(acc), angular_velocity_rad_s=angular, extent_m=static["extent"],
-            autopilot=static["autopilot"], light_id=signals.light_id, light_state=self.light_state.copy(),
-            light_location_m=signals.location_xyz, light_junction_id=signals.junction_id, events=events,
+            location_m=state["location"], rotation_rad=state["rotation"], velocity_mps=state["velocity"],
+            acceleration_mps2=state["acceleration"], angular_velocity_rad_s=state["angular"],
+            extent_m=static["extent"], autopilot=static["autopilot"], light_id=signals.light_id,
+            light_state=self.light_state.copy(), light_location_m=signals.location_xyz,
+            light_junction_id=signals.junction_id, events=events,
         )
 
     def snapshot(self) -> WorldSnapshot:

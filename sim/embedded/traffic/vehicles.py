@@ -43,6 +43,34 @@ _YELLOW = int(TrafficLightState.YELLOW)  # sort key lane * scale + s; lanes are 
 
 
 @dataclass(frozen=True)
+class Obstacles:
+    """What NPC drivers must not hit besides each other.
+
+    In lane coordinates (``k`` rows; lane -1 when off the lane graph): ``lane``,
+    ``s_m``, ``speed_mps``, ``half_length_m`` (free vehicles projected on their
+    lane; pedestrians on the road, once per lane they stand on). For the
+    straight-ahead corridor check (``m`` free vehicles): ``xy`` (m, 2),
+    ``yaw_rad``, ``velocity_xy`` (m, 2), ``half_xy`` (m, 2).
+    """
+
+    lane: np.ndarray
+    s_m: np.ndarray
+    speed_mps: np.ndarray
+    half_length_m: np.ndarray
+    xy: np.ndarray
+    yaw_rad: np.ndarray
+    velocity_xy: np.ndarray
+    half_xy: np.ndarray
+
+    @classmethod
+    def none(cls) -> "Obstacles":
+        """No obstacles."""
+        empty = np.zeros(0)
+        return cls(np.zeros(0, np.int64), empty, empty, empty, np.zeros((0, 2)), empty, np.zeros((0, 2)),
+                   np.zeros((0, 2)))
+
+
+@dataclass(frozen=True)
 class DriverParams:
     """IDM parameters shared by NPC drivers, plus the spread of their desired speeds.
 
@@ -102,6 +130,8 @@ class TrafficVehicles:
                                 np.full((1, succ.shape[1]), -1)])
         self._num_succ = np.append(good.sum(axis=1), 0)
         self.routes: dict[int, deque[int]] = {}
+        self._plan: dict[str, np.ndarray] = {}
+        self._plan_dirty = True
         for name in _FIELDS_F:
             setattr(self, name, np.zeros(0))
         for name in _FIELDS_I:
@@ -121,6 +151,7 @@ class TrafficVehicles:
     def add(self, actor_id: int, lane: int, s_m: float, speed_mps: float, half_length_m: float,
             half_width_m: float, wheelbase_m: float, max_steer_rad: float) -> int:
         """Add a vehicle at ``(lane, s_m)``; returns its row."""
+        self._plan_dirty = True
         if not 0 <= lane < self.lanes.num_lanes:
             raise ValueError(f"lane {lane} is not a lane of this map (0..{self.lanes.num_lanes - 1})")
         route = np.full(ROUTE_LOOKAHEAD, -1, dtype=np.int64)
@@ -149,6 +180,7 @@ class TrafficVehicles:
 
     def remove(self, actor_ids: np.ndarray | list[int]) -> None:
         """Remove vehicles by actor id (unknown ids are ignored)."""
+        self._plan_dirty = True
         keep = ~np.isin(self.actor_id, np.asarray(actor_ids, dtype=np.int64))
         for name in (*_FIELDS_F, *_FIELDS_I, "route", "stopped_at_sign", "location_xyz", "velocity_xyz",
                      "acceleration_xyz"):
@@ -165,6 +197,7 @@ class TrafficVehicles:
 
     def relocate(self, actor_id: int, lane: int, s_m: float) -> None:
         """Move a vehicle to ``(lane, s_m)`` at standstill, with a fresh random plan."""
+        self._plan_dirty = True
         row = self.row_of(actor_id)
         self.lane[row] = lane
         self.previous_lane[row] = -1
@@ -183,6 +216,7 @@ class TrafficVehicles:
 
     def set_route(self, actor_id: int, lanes: list[int]) -> None:
         """Make a vehicle follow ``lanes`` (starting with or after its current lane), then turn at random."""
+        self._plan_dirty = True
         row = self.row_of(actor_id)
         plan = [int(k) for k in lanes]
         if plan and plan[0] == self.lane[row]:
@@ -199,17 +233,11 @@ class TrafficVehicles:
         return np.where(count > 0, self._succ[lanes, np.minimum(pick, self._succ.shape[1] - 1)], -1)
 
     # ------------------------------------------------------------------ tick
-    def step(self, dt_s: float, light_state: np.ndarray, others_xy: np.ndarray, others_yaw: np.ndarray,
-             others_velocity: np.ndarray, others_half_extent: np.ndarray, others_is_walker: np.ndarray, others_on_road: np.ndarray,
-             others_self_row: np.ndarray, free_lane: np.ndarray, free_s_m: np.ndarray,
-             free_speed_mps: np.ndarray, free_half_length_m: np.ndarray) -> None:
+    def step(self, dt_s: float, light_state: np.ndarray, obstacles: "Obstacles") -> None:
         """Advance every NPC vehicle by ``dt_s``.
 
-        ``light_state`` (L_lights,) int8. ``others_*``: every actor in the world
-        (NPCs first, in row order, then the rest): positions (m, 2), headings (m,), velocities
-        (m, 2), half extents (m, 2), walker flags, walkers-on-the-road flags,
-        and for NPC rows their own row (-1 otherwise). ``free_*``: vehicles not
-        driven by this logic, projected onto lanes (lane -1 when off the graph).
+        ``light_state`` (L_lights,) int8; ``obstacles``: everything else NPC
+        drivers must not hit (free vehicles, pedestrians on the road).
         """
         n = self.n
         if n == 0:
@@ -221,19 +249,19 @@ class TrafficVehicles:
         s = self.s_m
         hl = self.half_length_m
 
+        if self._plan_dirty:
+            self._update_plan(None)
+            self._plan_dirty = False
+        plan = self._plan
         # Arc length from each vehicle to the start of each planned lane: (n, K).
-        lengths = self._length[route]
-        to_start = np.empty_like(lengths)
-        to_start[:, 0] = -s
-        np.cumsum(lengths[:, :-1], axis=1, out=to_start[:, 1:])
-        to_start[:, 1:] -= s[:, None]
+        to_start = plan["cum_len"] - s[:, None]
 
         # Path leader: the nearest vehicle ahead on the planned lanes, found by binary search
         # in all vehicles sorted by (lane, s) instead of comparing every pair.
-        other_lane = np.concatenate([self.lane, free_lane])
-        other_s = np.concatenate([s, free_s_m])
-        other_v = np.concatenate([v, free_speed_mps])
-        other_hl = np.concatenate([hl, free_half_length_m])
+        other_lane = np.concatenate([self.lane, obstacles.lane])
+        other_s = np.concatenate([s, obstacles.s_m])
+        other_v = np.concatenate([v, obstacles.speed_mps])
+        other_hl = np.concatenate([hl, obstacles.half_length_m])
         key = other_lane * _LANE_KEY_SCALE + other_s
         order = np.argsort(key)
         sorted_key = key[order]
@@ -251,38 +279,36 @@ class TrafficVehicles:
         leader_gap = leader_dist - hl - other_hl[leader]
         leader_speed = other_v[leader]
 
-        # Corridor straight ahead: pedestrians on the road and vehicles not driven by this
-        # logic (NPCs among themselves are kept apart by lanes and junction gating).
-        cos_y, sin_y = np.cos(self.yaw_rad), np.sin(self.yaw_rad)
-        cols = np.flatnonzero(np.where(others_is_walker, others_on_road, others_self_row < 0))
+        # Corridor straight ahead for free vehicles (the ego) that may be off their lane or
+        # cutting in; NPCs among themselves are kept apart by lanes and junction gating.
         corridor_gap = np.full(n, np.inf)
         corridor_speed = np.zeros(n)
-        if cols.size:
-            o_xy, o_half, o_walker = others_xy[cols], others_half_extent[cols], others_is_walker[cols]
-            dx = o_xy[None, :, 0] - self.location_xyz[:, 0:1]
-            dy = o_xy[None, :, 1] - self.location_xyz[:, 1:2]
+        if obstacles.xy.shape[0]:
+            cos_y, sin_y = np.cos(self.yaw_rad), np.sin(self.yaw_rad)
+            dx = obstacles.xy[None, :, 0] - self.location_xyz[:, 0:1]
+            dy = obstacles.xy[None, :, 1] - self.location_xyz[:, 1:2]
             ahead = dx * cos_y[:, None] + dy * sin_y[:, None]
             side = -dx * sin_y[:, None] + dy * cos_y[:, None]
             # Vehicles count unless they face us (oncoming traffic passes beside, it is not a leader).
-            relevant = o_walker | (np.cos(others_yaw[cols][None, :] - self.yaw_rad[:, None]) > -0.5)
-            reach = np.where(o_walker, 6.0 + 2.0 * v[:, None], 3.0 + 0.8 * v[:, None]) + hl[:, None]
-            corridor = (relevant & (ahead > 0) & (ahead < reach)
-                        & (np.abs(side) < self.half_width_m[:, None] + o_half[None, :, 1] + p.corridor_margin_m))
-            corridor_dist = np.where(corridor, ahead - o_half[None, :, 0], np.inf)
+            facing_ok = np.cos(obstacles.yaw_rad[None, :] - self.yaw_rad[:, None]) > -0.5
+            reach = (3.0 + 0.8 * v + hl)[:, None]
+            half = obstacles.half_xy
+            corridor = (facing_ok & (ahead > 0) & (ahead < reach)
+                        & (np.abs(side) < self.half_width_m[:, None] + half[None, :, 1] + p.corridor_margin_m))
+            corridor_dist = np.where(corridor, ahead - half[None, :, 0], np.inf)
             c_idx = np.argmin(corridor_dist, axis=1)
             corridor_gap = corridor_dist[rows_n, c_idx] - hl
-            o_vel = others_velocity[cols[c_idx]]
+            o_vel = obstacles.velocity_xy[c_idx]
             corridor_speed = np.maximum(0.0, o_vel[:, 0] * cos_y + o_vel[:, 1] * sin_y)
 
         # Stop lines. Entering a junction (or the next one straight from a junction) is gated.
-        junction_of = self._junction_id
-        entry0 = self._is_junction[route[:, 1]] & (junction_of[route[:, 1]] != junction_of[route[:, 0]])
+        entry0 = plan["entry0"]
         d_line = to_start[:, 1]
-        light_idx = self._lane_light[route[:, 0]]
-        state = np.where(light_idx >= 0, light_state[np.maximum(light_idx, 0)] if light_state.size else -1, -1)
+        light_idx = plan["light0"]
+        state = light_state[light_idx] if light_state.size else np.full(n, -1, np.int8)  # light -1: sentinel
         stoppable = d_line > v * v / (2.0 * p.comfort_decel_mps2) + 0.5
-        light_stop = (state == _RED) | ((state == _YELLOW) & stoppable)
-        sign = self._lane_stop[route[:, 0]] >= 0
+        light_stop = (light_idx >= 0) & ((state == _RED) | ((state == _YELLOW) & stoppable))
+        sign = plan["sign0"]
         self.stopped_at_sign |= sign & (v < 0.3) & (d_line < hl + p.min_gap_m + 2.0)
         sign_stop = sign & ~self.stopped_at_sign
 
@@ -301,8 +327,7 @@ class TrafficVehicles:
         room_after = leader_dist - to_start[:, 2] > hl + other_hl[leader] + p.min_gap_m + 2.0 * hl
         # A lane after the junction too short to hold us, ending at another junction: only
         # go if that next junction is clear as well (never stop with the rear in the box).
-        after = route[:, 2]
-        short = self._is_junction[route[:, 3]] & (self._length[after] < 2.0 * hl + 1.0)
+        short = plan["short"]
         if short.any():
             rows_short = np.flatnonzero(short)
             beyond = route[rows_short, 3]
@@ -323,22 +348,16 @@ class TrafficVehicles:
         committed = self.committed_lane >= 0
         must_stop0 = entry0 & ~committed
         # A lane two ahead entering a junction behind a red light (short lanes before junctions).
-        entry1 = self._is_junction[route[:, 2]] & ~self._is_junction[route[:, 1]]
-        light1 = self._lane_light[route[:, 1]]
-        state1 = np.where(light1 >= 0, light_state[np.maximum(light1, 0)] if light_state.size else -1, -1)
-        must_stop1 = entry1 & (state1 == _RED)
-        dead_end = route == -1
-        dead_dist = np.where(dead_end, to_start, np.inf).min(axis=1)
-        stop_dist = np.minimum.reduce([np.where(must_stop0, d_line, np.inf),
-                                       np.where(must_stop1, to_start[:, 2], np.inf), dead_dist])
+        light1 = plan["light1"]
+        must_stop1 = plan["entry1"] & (light1 >= 0) & (light_state[light1] == _RED if light_state.size else False)
+        stop_dist = np.minimum(np.minimum(np.where(must_stop0, d_line, np.inf),
+                                          np.where(must_stop1, to_start[:, 2], np.inf)), plan["dead_end"] - s)
         stop_gap = stop_dist - hl - 0.5
 
         # Desired speed: limit x driver factor, slowed ahead of curves.
-        v0 = self._limit[route[:, 0]] * self.speed_factor
-        v0 = np.minimum(v0, self._comfort[route[:, 0]])
-        ahead_target = np.minimum(self._limit[route[:, 1:]] * self.speed_factor[:, None], self._comfort[route[:, 1:]])
+        ahead_target = plan["ahead_speed"]
         need = (v * v)[:, None] - ahead_target ** 2 > 2.0 * p.comfort_decel_mps2 * np.maximum(to_start[:, 1:], 0.0)
-        v0 = np.maximum(np.minimum(v0, np.where(need, ahead_target, np.inf).min(axis=1)), 0.5)
+        v0 = np.maximum(np.minimum(plan["speed0"], np.where(need, ahead_target, np.inf).min(axis=1)), 0.5)
 
         # IDM against each obstacle; the most restrictive wins.
         gaps = np.empty((n, 3))
@@ -380,6 +399,7 @@ class TrafficVehicles:
             self.previous_lane[rows] = self.lane[rows]
             self.lane[rows] = route[rows, 0]
             self.stopped_at_sign[rows] = False
+            self._update_plan(rows)
             over = np.zeros(n, dtype=bool)
             over[rows] = new_s[rows] >= self._length[self.lane[rows]]
         self.s_m = new_s
@@ -404,6 +424,34 @@ class TrafficVehicles:
         throttle = np.clip(self.accel_mps2 / p.max_accel_mps2, 0.0, 1.0)
         brake = np.clip(-self.accel_mps2 / p.max_decel_mps2, 0.0, 1.0)
         return steer, throttle, brake
+
+    def _update_plan(self, rows: np.ndarray | None) -> None:
+        """Cache what depends only on each vehicle's planned lanes (recomputed when they change)."""
+        route = self.route if rows is None else self.route[rows]
+        k = route.shape[1]
+        lengths = self._length[route]
+        cum_len = np.zeros(route.shape)
+        np.cumsum(lengths[:, :-1], axis=1, out=cum_len[:, 1:])
+        junction_of = self._junction_id
+        hl = self.half_length_m if rows is None else self.half_length_m[rows]
+        factor = self.speed_factor if rows is None else self.speed_factor[rows]
+        values = dict(
+            cum_len=cum_len,
+            entry0=self._is_junction[route[:, 1]] & (junction_of[route[:, 1]] != junction_of[route[:, 0]]),
+            light0=self._lane_light[route[:, 0]],
+            sign0=self._lane_stop[route[:, 0]] >= 0,
+            entry1=self._is_junction[route[:, 2]] & ~self._is_junction[route[:, 1]],
+            light1=self._lane_light[route[:, 1]],
+            dead_end=np.where(route == -1, cum_len, np.inf).min(axis=1),
+            speed0=np.minimum(self._limit[route[:, 0]] * factor, self._comfort[route[:, 0]]),
+            ahead_speed=np.minimum(self._limit[route[:, 1:]] * factor[:, None], self._comfort[route[:, 1:]]),
+            short=self._is_junction[route[:, 3 % k]] & (self._length[route[:, 2 % k]] < 2.0 * hl + 1.0),
+        )
+        if rows is None:
+            self._plan = values
+        else:
+            for name, value in values.items():
+                self._plan[name][rows] = value
 
     def _pose(self, rows: np.ndarray | None, lane=None, s_m=None, half=None, route=None, previous=None):
         """Chord pose of vehicles (``rows``; None = all) whose front and rear may lie on the next / previous lane."""
