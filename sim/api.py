@@ -126,7 +126,8 @@ Event = CollisionEvent | LaneInvasionEvent | OffRoadEvent | RedLightEvent | Stop
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
+    if array.flags.writeable:
+        array.flags.writeable = False
     return array
 
 

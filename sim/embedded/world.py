@@ -96,6 +96,9 @@ class EmbeddedWorld:
         self.time_s = 0.0
         self.relocations = 0
         self._structure_dirty = True
+        self._last_state: dict[str, np.ndarray] | None = None  # per-actor arrays of the last tick
+        self._lane_state_source: np.ndarray | None = None
+        self._lane_state = np.zeros(0, dtype=np.int8)
         self._static: dict[str, object] = {}
         self._last_events: tuple[Event, ...] = ()
         self.light_state = self.lights.update(0.0)
@@ -191,7 +194,7 @@ class EmbeddedWorld:
         except SpawnError:
             del self.actors[actor_id]
             raise
-        self._structure_dirty = True
+        self._invalidate()
         return actor_id
 
     def _free_spawn_point(self, vtype: VehicleType) -> SpawnPoint:
@@ -251,7 +254,7 @@ class EmbeddedWorld:
         for actor_id in ids.tolist():
             self.actors[actor_id] = ActorInfo(actor_id, ActorKind.WALKER, WALKER_BLUEPRINT, PEDESTRIAN_TAG, extent,
                                               "", None)
-        self._structure_dirty = True
+        self._invalidate()
         return ids.tolist()
 
     def spawn_walker_at(self, pose: Pose) -> int:
@@ -262,7 +265,7 @@ class EmbeddedWorld:
         self.walkers.spawn_at(np.array([pose.x_m, pose.y_m]), actor_id)
         extent = tuple(float(v) for v in self.walkers.params.extent_m)
         self.actors[actor_id] = ActorInfo(actor_id, ActorKind.WALKER, WALKER_BLUEPRINT, PEDESTRIAN_TAG, extent, "", None)
-        self._structure_dirty = True
+        self._invalidate()
         return actor_id
 
     def destroy(self, actor_ids: list[int]) -> None:
@@ -284,7 +287,7 @@ class EmbeddedWorld:
             self.walkers.remove(np.asarray(walker_ids, dtype=np.int64))
         for actor_id in actor_ids:
             del self.actors[actor_id]
-        self._structure_dirty = True
+        self._invalidate()
 
     # ------------------------------------------------------------------ control
     def _fleet_row(self, actor_id: int) -> int:
@@ -316,7 +319,7 @@ class EmbeddedWorld:
             speed = float(self.traffic.speed_mps[row])
             self.traffic.remove([actor_id])
             self._add_free(actor_id, info.vehicle_type, pose, speed)
-        self._structure_dirty = True
+        self._invalidate()
 
     def _vehicle_info(self, actor_id: int) -> ActorInfo:
         info = self.actors.get(actor_id)
@@ -339,6 +342,11 @@ class EmbeddedWorld:
         """Make an autopilot vehicle take these lanes at the next junctions (routed turns)."""
         self.traffic.set_route(actor_id, lanes)
 
+    def _invalidate(self) -> None:
+        """Actors were added, removed or moved outside a tick: rebuild cached per-actor arrays."""
+        self._structure_dirty = True
+        self._last_state = None
+
     def teleport(self, actor_id: int, pose: Pose, speed_mps: float | None = None) -> None:
         """Move a free vehicle to ``pose`` (``set_transform``), optionally setting its speed."""
         row = self._fleet_row(actor_id)
@@ -346,6 +354,7 @@ class EmbeddedWorld:
             raise ValueError(f"actor {actor_id} is not a free (non-autopilot) vehicle")
         self.fleet.set_state([row], x_m=pose.x_m, y_m=pose.y_m, yaw_rad=pose.yaw_rad, speed_mps=speed_mps)
         self._fleet_state.lane[row] = -1
+        self._last_state = None
 
     # ------------------------------------------------------------------ the tick
     def _current_boxes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -373,16 +382,17 @@ class EmbeddedWorld:
         nw = 0 if walkers is None else walkers.location_xyz.shape[0]
         static = self._static_arrays()
 
+        # Everyone's state as of the last tick (gathered once per tick, reused here).
+        state = self._last_state if self._last_state is not None else self._gather()
+        nv = nt + nf
+        vehicles_xy = state["location"][:nv, :2]
+        vehicles_vel = state["velocity"][:nv, :2]
+        vehicles_yaw = state["yaw"][:nv]
         # Free vehicles on the lane graph (for NPCs' car following and for events).
-        fxy = np.stack([fleet.x_m, fleet.y_m], axis=1)
+        fxy = vehicles_xy[nt:]
+        f_vel = vehicles_vel[nt:]
         f_lane, f_s, f_dist = self.lanes.project(fxy, fleet.yaw_rad)
         f_lane = np.where(f_dist < 3.0, f_lane, -1)
-        f_vel = fleet.velocity_world()
-
-        nv = nt + nf
-        vehicles_xy = np.concatenate([traffic.location_xyz[:, :2], fxy])
-        vehicles_vel = np.concatenate([traffic.velocity_xyz[:, :2], f_vel])
-        vehicles_yaw = np.concatenate([traffic.yaw_rad, fleet.yaw_rad])
         if nt:
             o_lane, o_s, o_speed, o_half = f_lane, f_s, np.hypot(f_vel[:, 0], f_vel[:, 1]), fleet.extent_m[:, 0]
             if nw and walkers.on_road.any():
@@ -395,10 +405,8 @@ class EmbeddedWorld:
                                                     fleet.extent_m[:, :2]))
             self._relieve_gridlock()
         if nw:
-            lane_light = self.signals.lane_light
-            lane_state = np.where(lane_light >= 0, light_state[np.maximum(lane_light, 0)], -1).astype(np.int8) \
-                if light_state.size else np.full(lane_light.shape, -1, dtype=np.int8)
-            walkers.step(dt, lane_state, vehicles_xy, vehicles_vel, vehicles_yaw, static["half_xy"][:nv])
+            walkers.step(dt, self._lane_light_states(light_state), vehicles_xy, vehicles_vel, vehicles_yaw,
+                         static["half_xy"][:nv])
         events: list[Event] = []
         if nf:
             prev_xy = fxy
@@ -409,11 +417,23 @@ class EmbeddedWorld:
         state = self._gather()
         if self._actor_collisions(static, state, events):
             state = self._gather()  # collision responses changed velocities
+        self._last_state = state
         if nf:
             self._lane_events(f_lane, events)
         self._last_events = tuple(events)
         self._snapshot = self._build_snapshot(self._last_events, state)
         return self._snapshot
+
+    def _lane_light_states(self, light_state: np.ndarray) -> np.ndarray:
+        """State of the light at the end of every lane (-1: none); recomputed only when lights change."""
+        if self._lane_state_source is not light_state:
+            lane_light = self.signals.lane_light
+            if light_state.size:
+                self._lane_state = np.where(lane_light >= 0, light_state[np.maximum(lane_light, 0)], -1).astype(np.int8)
+            else:
+                self._lane_state = np.full(lane_light.shape, -1, dtype=np.int8)
+            self._lane_state_source = light_state
+        return self._lane_state
 
     def _walkers_on_lanes(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pedestrians on the road as obstacles in lane coordinates: every lane whose centre is near them.

@@ -158,6 +158,16 @@ class LaneGraph:
         yaw = y0 + wrap_angle(self.yaw_rad[row + 1] - y0) * frac
         return xyz, yaw
 
+    @cached_property
+    def _segment_table(self) -> np.ndarray:
+        """Per sample row: (x, y, z, dx, dy, dz, 1/span) of the segment to the next sample."""
+        table = np.zeros((self.points_xyz.shape[0], 7))
+        table[:, :3] = self.points_xyz
+        table[:-1, 3:6] = np.diff(self.points_xyz, axis=0)
+        span = np.diff(self.s_m, append=self.s_m[-1])
+        table[:, 6] = np.where(span > 0, 1.0 / np.where(span > 0, span, 1.0), 0.0)
+        return table
+
     def chord_pose(self, front_lane: np.ndarray, front_s_m: np.ndarray, rear_lane: np.ndarray,
                    rear_s_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pose of a vehicle whose front and rear ends both lie on lane centre lines.
@@ -167,10 +177,13 @@ class LaneGraph:
         real ones do instead of swinging their ends out. Positions beyond a
         lane's ends continue along its end segments.
         """
-        row, frac = self.sample_index(np.concatenate([front_lane, rear_lane]),
-                                      np.concatenate([front_s_m, rear_s_m]), extrapolate=True)
-        p0 = self.points_xyz[row]
-        points = p0 + (self.points_xyz[row + 1] - p0) * frac[:, None]
+        lane = np.concatenate([front_lane, rear_lane])
+        s_m = np.concatenate([front_s_m, rear_s_m])
+        # Samples sit at exact multiples of the step along each lane, so s -> row is a division.
+        local = np.maximum(np.minimum((s_m * (1.0 / SAMPLE_STEP_M)).astype(np.int64), self.count[lane] - 2), 0)
+        segment = self._segment_table[self.offset[lane] + local]
+        frac = (s_m - local * SAMPLE_STEP_M) * segment[:, 6]
+        points = segment[:, :3] + segment[:, 3:6] * frac[:, None]
         n = front_lane.shape[0]
         front, rear = points[:n], points[n:]
         yaw = np.arctan2(front[:, 1] - rear[:, 1], front[:, 0] - rear[:, 0])

@@ -121,6 +121,12 @@ class TrafficVehicles:
         self._limit = np.append(lanes.speed_limit_mps, 0.0)
         self._comfort = np.append(lanes.comfort_speed_mps, 0.0)
         self._conflicts = np.vstack([lanes.junction_conflicts, np.zeros((1, lanes.num_lanes), bool)])
+        # The same as padded index lists; padding points at the sentinel row (never occupied).
+        width = max(1, int(self._conflicts.sum(axis=1).max()))
+        self._conflict_index = np.full((lanes.num_lanes + 1, width), lanes.num_lanes, dtype=np.int64)
+        for lane, row in enumerate(self._conflicts):
+            others = np.flatnonzero(row)
+            self._conflict_index[lane, : others.size] = others
         succ = lanes.successors
         keep = (succ >= 0) & lanes.in_main_component[np.maximum(succ, 0)]
         fallback = (succ >= 0) & ~keep.any(axis=1, keepdims=True)
@@ -322,8 +328,7 @@ class TrafficVehicles:
         rear_inside = (s < hl + 0.5) & self._is_junction[self.previous_lane]
         occupied[self.previous_lane[rear_inside]] = True
         occupied[-1] = False
-        conflict_rows = self._conflicts[target]
-        blocked = (conflict_rows & occupied[None, :-1]).any(axis=1) | occupied[target]
+        blocked = occupied[self._conflict_index[target]].any(axis=1) | occupied[target]
         room_after = leader_dist - to_start[:, 2] > hl + other_hl[leader] + p.min_gap_m + 2.0 * hl
         # A lane after the junction too short to hold us, ending at another junction: only
         # go if that next junction is clear as well (never stop with the rear in the box).
@@ -331,14 +336,12 @@ class TrafficVehicles:
         if short.any():
             rows_short = np.flatnonzero(short)
             beyond = route[rows_short, 3]
-            busy = (self._conflicts[beyond] & occupied[None, :-1]).any(axis=1) | occupied[beyond]
+            busy = occupied[self._conflict_index[beyond]].any(axis=1) | occupied[beyond]
             room_after[rows_short[busy]] = False
         first_in_queue = leader_dist > d_line
         commit_dist = v * v / (2.0 * p.comfort_decel_mps2) + hl + p.min_gap_m + 4.0
         want = (entry0 & ~committed & (d_line < commit_dist) & first_in_queue & ~light_stop & ~sign_stop
                 & ~blocked & room_after)
-        self.last_gate = dict(entry=entry0, light_stop=light_stop, sign_stop=sign_stop, blocked=blocked,
-                              room_after=room_after, first_in_queue=first_in_queue, near=d_line < commit_dist)
         cand = np.flatnonzero(want)
         if cand.size > 1:
             pair = self._conflicts[target[cand]][:, target[cand]] | (target[cand][:, None] == target[cand][None, :])
@@ -367,7 +370,7 @@ class TrafficVehicles:
         np.subtract(v[:, None], closing, out=closing)
         root_ab = 2.0 * np.sqrt(p.max_accel_mps2 * p.comfort_decel_mps2)
         desired_gap = p.min_gap_m + np.maximum(0.0, v[:, None] * p.time_headway_s + v[:, None] * closing / root_ab)
-        interaction = np.where(np.isfinite(gaps), (desired_gap / np.maximum(gaps, 0.05)) ** 2, 0.0).max(axis=1)
+        interaction = ((desired_gap / np.maximum(gaps, 0.05)) ** 2).max(axis=1)  # no obstacle: gap inf -> 0
         accel = p.max_accel_mps2 * (1.0 - (v / v0) ** 4 - interaction)
         accel = np.minimum(np.maximum(accel, -p.max_decel_mps2), p.max_accel_mps2)
         new_v = np.maximum(v + accel * dt_s, 0.0)
