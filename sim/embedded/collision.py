@@ -153,3 +153,45 @@ def find_contacts(
 def _as_xy(z: np.ndarray) -> np.ndarray:
     """(K,) complex -> (K, 2) float view of (real, imag)."""
     return z.view(np.float64).reshape(-1, 2)
+
+
+class VerletPairs:
+    """Broad-phase pairs reused across ticks (a Verlet neighbour list); never misses a contact.
+
+    Pairs whose circles are within ``skin_m`` of touching are found with the
+    k-d tree and kept until some box has moved more than ``skin_m / 2`` since:
+    until then any two boxes whose circles overlap now were already listed.
+    Each call returns only the listed pairs whose circles overlap now.
+    Call :meth:`invalidate` whenever boxes are added, removed or reordered.
+    """
+
+    def __init__(self, skin_m: float = 3.0) -> None:
+        if not skin_m > 0:
+            raise ValueError(f"skin_m must be positive, got {skin_m}")
+        self.skin_m = skin_m
+        self.rebuilds = 0
+        self._center: np.ndarray | None = None
+        self._pairs = _EMPTY_PAIRS
+
+    def invalidate(self) -> None:
+        """Forget the list; the next call rebuilds it."""
+        self._center = None
+
+    def pairs(self, center_xy: np.ndarray, radius_m: np.ndarray) -> np.ndarray:
+        """Index pairs (K, 2), i < j, whose bounding circles overlap or touch now."""
+        center = np.asarray(center_xy, dtype=np.float64)
+        radius = np.asarray(radius_m, dtype=np.float64)
+        stale = self._center is None or self._center.shape != center.shape
+        if not stale:
+            moved = center - self._center
+            stale = float(np.einsum("ij,ij->i", moved, moved).max(initial=0.0)) > (0.5 * self.skin_m) ** 2
+        if stale:
+            self._pairs = candidate_pairs(center, radius + 0.5 * self.skin_m)
+            self._center = center.copy()
+            self.rebuilds += 1
+        if self._pairs.shape[0] == 0:
+            return self._pairs
+        i, j = self._pairs[:, 0], self._pairs[:, 1]
+        delta = center[j] - center[i]
+        reach = radius[i] + radius[j]
+        return self._pairs[np.einsum("ij,ij->i", delta, delta) <= reach * reach]

@@ -25,7 +25,7 @@ import numpy as np
 
 from sim.api import (ActorKind, CollisionEvent, Event, LaneInvasionEvent, OffRoadEvent, Pose, RedLightEvent,
                      StopSignEvent, TrafficLightState, VehicleControl, WorldSnapshot)
-from sim.embedded.collision import box_corners, candidate_pairs, find_contacts
+from sim.embedded.collision import VerletPairs, box_corners, find_contacts
 from sim.embedded.config import WorldConfig
 from sim.embedded.dynamics import BicycleFleet, ControlArrays
 from sim.embedded.maps.lanes import MARKING_NAMES, LaneGraph, SpawnPoint, build_lane_graph
@@ -36,8 +36,6 @@ from sim.embedded.vehicle_types import VEHICLE_TYPES, VehicleType, get_vehicle_t
 
 WALKER_BLUEPRINT = "walker.pedestrian.0001"
 WALKER_MASS_KG = 80.0
-_WALKER_LANE_SAMPLES = 12
-_WALKER_LANE_REACH_M = 3.0
 PEDESTRIAN_TAG = 12
 # Buses are left out of the default mix: at 12 m they cut into the oncoming lane on tight town corners.
 _TRAFFIC_MIX = (("car", 0.74), ("van", 0.08), ("truck", 0.06), ("motorcycle", 0.12))
@@ -96,6 +94,7 @@ class EmbeddedWorld:
         self.time_s = 0.0
         self.relocations = 0
         self._structure_dirty = True
+        self._broad_phase = VerletPairs(skin_m=3.0)
         self._last_state: dict[str, np.ndarray] | None = None  # per-actor arrays of the last tick
         self._lane_state_source: np.ndarray | None = None
         self._lane_state = np.zeros(0, dtype=np.int8)
@@ -346,6 +345,7 @@ class EmbeddedWorld:
         """Actors were added, removed or moved outside a tick: rebuild cached per-actor arrays."""
         self._structure_dirty = True
         self._last_state = None
+        self._broad_phase.invalidate()
 
     def teleport(self, actor_id: int, pose: Pose, speed_mps: float | None = None) -> None:
         """Move a free vehicle to ``pose`` (``set_transform``), optionally setting its speed."""
@@ -394,15 +394,11 @@ class EmbeddedWorld:
         f_lane, f_s, f_dist = self.lanes.project(fxy, fleet.yaw_rad)
         f_lane = np.where(f_dist < 3.0, f_lane, -1)
         if nt:
-            o_lane, o_s, o_speed, o_half = f_lane, f_s, np.hypot(f_vel[:, 0], f_vel[:, 1]), fleet.extent_m[:, 0]
-            if nw and walkers.on_road.any():
-                w_lane, w_s = self._walkers_on_lanes(walkers.location_xyz[walkers.on_road, :2])
-                o_lane = np.concatenate([o_lane, w_lane])
-                o_s = np.concatenate([o_s, w_s])
-                o_speed = np.concatenate([o_speed, np.zeros(w_lane.shape)])
-                o_half = np.concatenate([o_half, np.full(w_lane.shape, self.walkers.params.extent_m[0])])
-            traffic.step(dt, light_state, Obstacles(o_lane, o_s, o_speed, o_half, fxy, fleet.yaw_rad, f_vel,
-                                                    fleet.extent_m[:, :2]))
+            c_lane, c_s = (self._walkers_on_lanes(walkers.edge[walkers.on_road]) if nw and walkers.on_road.any()
+                           else (np.zeros(0, np.int64), np.zeros(0)))
+            traffic.step(dt, light_state, Obstacles(f_lane, f_s, np.hypot(f_vel[:, 0], f_vel[:, 1]),
+                                                    fleet.extent_m[:, 0], fxy, fleet.yaw_rad, f_vel,
+                                                    fleet.extent_m[:, :2], c_lane, c_s))
             self._relieve_gridlock()
         if nw:
             walkers.step(dt, self._lane_light_states(light_state), vehicles_xy, vehicles_vel, vehicles_yaw,
@@ -435,20 +431,32 @@ class EmbeddedWorld:
             self._lane_state_source = light_state
         return self._lane_state
 
-    def _walkers_on_lanes(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pedestrians on the road as obstacles in lane coordinates: every lane whose centre is near them.
-
-        Each walker becomes a standing obstacle on each lane (either direction)
-        whose centre line passes within half a lane width plus a margin, so NPCs
-        stop for pedestrians on their path, curves and junctions included.
-        """
+    @cached_property
+    def _crossing_obstacles(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per walker-network edge (E, C): the lanes a crossing cuts and the arc length where it cuts each."""
+        network = self.walker_network
         lanes = self.lanes
-        dist, rows = lanes.kdtree.query(xy, k=_WALKER_LANE_SAMPLES, distance_upper_bound=_WALKER_LANE_REACH_M)
-        ok = np.isfinite(dist)
-        rows = rows[ok]
-        near = dist[ok] < 0.5 * lanes.width_m[rows] + 0.6
-        rows = rows[near]
-        return lanes.sample_lane[rows], lanes.s_m[rows]
+        crossed = network.edge_crossed_lanes
+        where = np.full(crossed.shape, np.nan)
+        for edge, lane_col in zip(*np.nonzero(crossed >= 0)):
+            lane = int(crossed[edge, lane_col])
+            lane_xy = lanes.lane_points(lane)[:, :2]
+            edge_xy = network.edge_points(int(edge))[:, :2]
+            gaps = np.linalg.norm(lane_xy[:, None, :] - edge_xy[None, :, :], axis=2)
+            where[edge, lane_col] = lanes.s_m[lanes.offset[lane] + np.unravel_index(np.argmin(gaps), gaps.shape)[0]]
+        return np.where(np.isnan(where), -1, crossed), where
+
+    def _walkers_on_lanes(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pedestrians on crossings as obstacles in lane coordinates.
+
+        A pedestrian on a crossing (marked or not) stands, for NPC drivers, on
+        every lane the crossing cuts, where it cuts it: drivers yield until the
+        crossing is clear, on curves and inside junctions as well.
+        """
+        crossed, where = self._crossing_obstacles
+        lanes = crossed[edges]
+        ok = lanes >= 0
+        return lanes[ok], where[edges][ok]
 
     def _relieve_gridlock(self) -> None:
         """Move NPCs stuck longer than ``stuck_timeout_s`` to free spawn points away from free vehicles."""
@@ -499,7 +507,7 @@ class EmbeddedWorld:
         xy = state["location"][:, :2]
         if xy.shape[0] < 2:
             return False
-        pairs = candidate_pairs(xy, static["radius"])
+        pairs = self._broad_phase.pairs(xy, static["radius"])
         is_walker = static["is_walker"]
         pairs = pairs[~(is_walker[pairs[:, 0]] & is_walker[pairs[:, 1]])]  # pedestrians pass each other
         if pairs.shape[0] == 0:

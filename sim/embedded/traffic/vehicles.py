@@ -27,7 +27,7 @@ over vehicles changing lanes in that tick that follow a given route.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from sim.embedded.traffic.lights import SignalLayout
 
 ROUTE_LOOKAHEAD = 4
 _LANE_KEY_SCALE = 1.0e5
+_CROSSING_CLEARANCE_M = 1.0  # stop this far before an occupied crossing's line
 _RED = int(TrafficLightState.RED)  # plain ints: enum attribute access is slow on the hot path
 _YELLOW = int(TrafficLightState.YELLOW)  # sort key lane * scale + s; lanes are far shorter than this
 """Lanes each vehicle plans ahead (current lane included)."""
@@ -50,7 +51,10 @@ class Obstacles:
     ``s_m``, ``speed_mps``, ``half_length_m`` (free vehicles projected on their
     lane; pedestrians on the road, once per lane they stand on). For the
     straight-ahead corridor check (``m`` free vehicles): ``xy`` (m, 2),
-    ``yaw_rad``, ``velocity_xy`` (m, 2), ``half_xy`` (m, 2).
+    ``yaw_rad``, ``velocity_xy`` (m, 2), ``half_xy`` (m, 2). Occupied
+    pedestrian crossings (``c`` rows): ``crossing_lane``, ``crossing_s_m``, the
+    lanes they cut and where; drivers stop before them unless their front is
+    already on the crossing (then the pedestrian waits for them to clear it).
     """
 
     lane: np.ndarray
@@ -61,6 +65,8 @@ class Obstacles:
     yaw_rad: np.ndarray
     velocity_xy: np.ndarray
     half_xy: np.ndarray
+    crossing_lane: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    crossing_s_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @classmethod
     def none(cls) -> "Obstacles":
@@ -121,6 +127,14 @@ class TrafficVehicles:
         self._limit = np.append(lanes.speed_limit_mps, 0.0)
         self._comfort = np.append(lanes.comfort_speed_mps, 0.0)
         self._conflicts = np.vstack([lanes.junction_conflicts, np.zeros((1, lanes.num_lanes), bool)])
+        # Junction lanes leaving from the same lane as each junction lane (padded, sentinel-filled).
+        siblings = [sorted({int(b) for a in lanes.predecessors[k] for b in lanes.successors[a] if b >= 0} - {k})
+                    if lanes.is_junction[k] else [] for k in range(lanes.num_lanes)]
+        self._sibling_index = np.full((lanes.num_lanes + 1, max(1, max(map(len, siblings), default=0))),
+                                      lanes.num_lanes, dtype=np.int64)
+        for lane, sibs in enumerate(siblings):
+            self._sibling_index[lane, : len(sibs)] = sibs
+        self._fork_clear_s = np.append(_fork_clear_distances(lanes, siblings), -np.inf)
         # The same as padded index lists; padding points at the sentinel row (never occupied).
         width = max(1, int(self._conflicts.sum(axis=1).max()))
         self._conflict_index = np.full((lanes.num_lanes + 1, width), lanes.num_lanes, dtype=np.int64)
@@ -264,10 +278,13 @@ class TrafficVehicles:
 
         # Path leader: the nearest vehicle ahead on the planned lanes, found by binary search
         # in all vehicles sorted by (lane, s) instead of comparing every pair.
-        other_lane = np.concatenate([self.lane, obstacles.lane])
-        other_s = np.concatenate([s, obstacles.s_m])
-        other_v = np.concatenate([v, obstacles.speed_mps])
-        other_hl = np.concatenate([hl, obstacles.half_length_m])
+        if obstacles.lane.size:
+            other_lane = np.concatenate([self.lane, obstacles.lane])
+            other_s = np.concatenate([s, obstacles.s_m])
+            other_v = np.concatenate([v, obstacles.speed_mps])
+            other_hl = np.concatenate([hl, obstacles.half_length_m])
+        else:
+            other_lane, other_s, other_v, other_hl = self.lane, s, v, hl
         key = other_lane * _LANE_KEY_SCALE + other_s
         order = np.argsort(key)
         sorted_key = key[order]
@@ -287,8 +304,7 @@ class TrafficVehicles:
 
         # Corridor straight ahead for free vehicles (the ego) that may be off their lane or
         # cutting in; NPCs among themselves are kept apart by lanes and junction gating.
-        corridor_gap = np.full(n, np.inf)
-        corridor_speed = np.zeros(n)
+        corridor_gap = corridor_speed = None
         if obstacles.xy.shape[0]:
             cos_y, sin_y = np.cos(self.yaw_rad), np.sin(self.yaw_rad)
             dx = obstacles.xy[None, :, 0] - self.location_xyz[:, 0:1]
@@ -306,6 +322,13 @@ class TrafficVehicles:
             corridor_gap = corridor_dist[rows_n, c_idx] - hl
             o_vel = obstacles.velocity_xy[c_idx]
             corridor_speed = np.maximum(0.0, o_vel[:, 0] * cos_y + o_vel[:, 1] * sin_y)
+
+        # Occupied pedestrian crossings on the planned lanes.
+        crossing_gap = None
+        if obstacles.crossing_lane.size:
+            dist_c = to_start[:, :, None] + obstacles.crossing_s_m[None, None, :]
+            on_path = (route[:, :, None] == obstacles.crossing_lane[None, None, :]) & (dist_c - hl[:, None, None] > 1.0)
+            crossing_gap = np.where(on_path, dist_c, np.inf).min(axis=(1, 2)) - hl - _CROSSING_CLEARANCE_M
 
         # Stop lines. Entering a junction (or the next one straight from a junction) is gated.
         entry0 = plan["entry0"]
@@ -328,7 +351,13 @@ class TrafficVehicles:
         rear_inside = (s < hl + 0.5) & self._is_junction[self.previous_lane]
         occupied[self.previous_lane[rear_inside]] = True
         occupied[-1] = False
-        blocked = occupied[self._conflict_index[target]].any(axis=1) | occupied[target]
+        # Lanes diverging from one lane are not conflicts, but a vehicle still near the fork blocks
+        # its siblings: the next vehicle waits until it has pulled away.
+        near_fork = np.zeros(lanes.num_lanes + 1, dtype=bool)
+        near_fork[self.lane[s - hl < self._fork_clear_s[self.lane]]] = True
+        near_fork[-1] = False
+        blocked = (occupied[self._conflict_index[target]].any(axis=1) | occupied[target]
+                   | near_fork[self._sibling_index[target]].any(axis=1))
         room_after = leader_dist - to_start[:, 2] > hl + other_hl[leader] + p.min_gap_m + 2.0 * hl
         # A lane after the junction too short to hold us, ending at another junction: only
         # go if that next junction is clear as well (never stop with the rear in the box).
@@ -363,18 +392,25 @@ class TrafficVehicles:
         v0 = np.maximum(np.minimum(plan["speed0"], np.where(need, ahead_target, np.inf).min(axis=1)), 0.5)
 
         # IDM against each obstacle; the most restrictive wins.
-        gaps = np.empty((n, 3))
-        gaps[:, 0], gaps[:, 1], gaps[:, 2] = leader_gap, corridor_gap, stop_gap
-        closing = np.empty((n, 3))
-        closing[:, 0], closing[:, 1], closing[:, 2] = leader_speed, corridor_speed, 0.0
-        np.subtract(v[:, None], closing, out=closing)
-        root_ab = 2.0 * np.sqrt(p.max_accel_mps2 * p.comfort_decel_mps2)
-        desired_gap = p.min_gap_m + np.maximum(0.0, v[:, None] * p.time_headway_s + v[:, None] * closing / root_ab)
-        interaction = ((desired_gap / np.maximum(gaps, 0.05)) ** 2).max(axis=1)  # no obstacle: gap inf -> 0
-        accel = p.max_accel_mps2 * (1.0 - (v / v0) ** 4 - interaction)
+        inv_root_ab = 1.0 / (2.0 * np.sqrt(p.max_accel_mps2 * p.comfort_decel_mps2))
+        v_headway = v * p.time_headway_s
+
+        def interaction(gap: np.ndarray, closing: np.ndarray) -> np.ndarray:
+            desired = p.min_gap_m + np.maximum(0.0, v_headway + v * closing * inv_root_ab)
+            return (desired / np.maximum(gap, 0.05)) ** 2  # no obstacle: gap inf -> 0
+
+        push = np.maximum(interaction(leader_gap, v - leader_speed), interaction(stop_gap, v))
+        min_gap = np.minimum(leader_gap, stop_gap)
+        if corridor_gap is not None:
+            push = np.maximum(push, interaction(corridor_gap, v - corridor_speed))
+            min_gap = np.minimum(min_gap, corridor_gap)
+        if crossing_gap is not None:
+            push = np.maximum(push, interaction(crossing_gap, v))
+            min_gap = np.minimum(min_gap, crossing_gap)
+        accel = p.max_accel_mps2 * (1.0 - (v / v0) ** 4 - push)
         accel = np.minimum(np.maximum(accel, -p.max_decel_mps2), p.max_accel_mps2)
         new_v = np.maximum(v + accel * dt_s, 0.0)
-        new_v = np.where(gaps.min(axis=1) < 0.05, 0.0, new_v)
+        new_v[min_gap < 0.05] = 0.0
         new_s = s + 0.5 * (v + new_v) * dt_s
         self.accel_mps2 = (new_v - v) / dt_s
         self.speed_mps = new_v
@@ -488,3 +524,25 @@ class TrafficVehicles:
         if light_state.size == 0:
             return np.full(self.n, -1, dtype=np.int8)
         return np.where(light >= 0, light_state[np.maximum(light, 0)], -1).astype(np.int8)
+
+
+FORK_CLEARANCE_M = 3.0
+"""Lanes leaving one lane are side by side until their centre lines are this far apart."""
+
+
+def _fork_clear_distances(lanes: LaneGraph, siblings: list[list[int]]) -> np.ndarray:
+    """Per lane: arc length after which its centre line is clear of every sibling lane's (-inf: none)."""
+    from scipy.spatial import cKDTree
+
+    clear = np.full(lanes.num_lanes, -np.inf)
+    for lane, sibs in enumerate(siblings):
+        if not sibs:
+            continue
+        points = lanes.lane_points(lane)[:, :2]
+        near = np.zeros(points.shape[0], dtype=bool)
+        for other in sibs:
+            distance, _ = cKDTree(lanes.lane_points(other)[:, :2]).query(points)
+            near |= distance < FORK_CLEARANCE_M
+        last = np.flatnonzero(near)
+        clear[lane] = lanes.s_m[lanes.offset[lane] + last[-1]] if last.size else 0.0
+    return clear

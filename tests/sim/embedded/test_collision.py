@@ -187,3 +187,32 @@ def test_bad_inputs_raise():
         candidate_pairs(np.zeros((3, 2)), np.array([1.0, -1.0, 1.0]))
     with pytest.raises(ValueError, match="out of range"):
         find_contacts(np.zeros((2, 2)), np.zeros(2), np.ones((2, 2)), pairs=np.array([[0, 5]]))
+
+
+def test_verlet_pairs_match_fresh_broad_phase_under_motion():
+    from sim.embedded.collision import VerletPairs
+
+    rng = np.random.default_rng(7)
+    n = 150
+    center = rng.uniform(0, 120, (n, 2))
+    radius = rng.uniform(0.3, 3.0, n)
+    velocity = rng.normal(0, 6.0, (n, 2))
+    verlet = VerletPairs(skin_m=3.0)
+    for _ in range(200):
+        center = center + velocity * 0.05
+        got = {tuple(p) for p in verlet.pairs(center, radius).tolist()}
+        want = {tuple(p) for p in candidate_pairs(center, radius).tolist()}
+        assert got == want
+    assert 1 < verlet.rebuilds < 200  # reused between rebuilds, rebuilt when boxes moved far
+
+
+def test_verlet_pairs_rebuild_after_invalidate_and_bad_skin():
+    from sim.embedded.collision import VerletPairs
+
+    verlet = VerletPairs()
+    center = np.array([[0.0, 0.0], [1.0, 0.0]])
+    assert verlet.pairs(center, np.ones(2)).tolist() == [[0, 1]]
+    verlet.invalidate()
+    assert verlet.pairs(center[:1], np.ones(1)).shape == (0, 2)
+    with pytest.raises(ValueError, match="skin_m"):
+        VerletPairs(skin_m=0)
