@@ -121,3 +121,44 @@ def test_npcs_brake_for_a_stopped_ego_ahead():
     assert world.traffic.speed_mps[row] < 0.05
     gap = snap.location_m[snap.index_of(ego), :2] - world.traffic.location_xyz[row, :2]
     assert 5.0 < np.hypot(*gap) < 10.0
+
+
+@pytest.mark.parametrize("town", ["Town01", "Town10HD"])
+def test_no_collisions_at_all_with_pedestrians_in_five_minutes(town):
+    world = EmbeddedWorld(map=town, seed=21)
+    world.spawn_traffic(50)
+    world.spawn_walkers(40)
+    crossed = set()
+    collisions = []
+    for _ in range(int(300 / world.dt_s)):
+        snap = world.tick()
+        collisions += [e for e in snap.events if isinstance(e, CollisionEvent)]
+        crossed |= set(world.walkers.actor_id[world.walkers.on_road].tolist())
+    assert collisions == []
+    assert len(crossed) >= 5, "pedestrians must actually cross roads during the run"
+
+
+def test_npcs_wait_for_a_pedestrian_on_their_crossing():
+    world = EmbeddedWorld(map="Town01", seed=2)
+    world.spawn_walkers(1)
+    crossed, where = world._crossing_obstacles
+    lanes = world.lanes
+    edge, col = next((int(e), int(c)) for e, c in zip(*np.nonzero(crossed >= 0))
+                     if not lanes.is_junction[crossed[e, c]] and where[e, c] > 40.0)
+    lane, s_cross = int(crossed[edge, col]), float(where[edge, col])
+    car = world.spawn_vehicle("vehicle.lincoln.mkz_2020", _point(world, lane, s_cross - 35.0), autopilot=True,
+                              speed_mps=6.0)
+    # Hold the pedestrian in the middle of that crossing.
+    world.walkers.edge[:] = edge
+    world.walkers.on_road[:] = True
+    from sim.embedded.traffic.vehicles import Obstacles
+    for _ in range(int(15 / world.dt_s)):
+        world.traffic.step(world.dt_s, world.light_state,
+                           Obstacles(*(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0),
+                                       np.zeros((0, 2)), np.zeros(0), np.zeros((0, 2)), np.zeros((0, 2))),
+                                     np.array([lane]), np.array([s_cross])))
+    row = world.traffic.row_of(car)
+    assert world.traffic.lane[row] == lane
+    assert world.traffic.speed_mps[row] < 0.05
+    front = world.traffic.s_m[row] + world.traffic.half_length_m[row]
+    assert s_cross - 6.0 < front < s_cross
