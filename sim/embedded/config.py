@@ -24,6 +24,10 @@ class TrafficConfig(BaseModel):
     min_gap_m: float = Field(2.0, ge=0)
     speed_difference: float = Field(0.3, ge=-1.0, lt=1.0)
     speed_spread: float = Field(0.1, ge=0, lt=1.0)
+    lane_changes: bool = False
+    """MOBIL lane changes on multi-lane roads (off by default, as CARLA's Traffic Manager auto lane change is per vehicle)."""
+    politeness: float = Field(0.3, ge=0, le=1)
+    change_threshold_mps2: float = Field(0.3, ge=0)
     stuck_timeout_s: float | None = Field(90.0, gt=0)
     """An NPC standing still this long (not at a red light or stop sign) is moved to a free spawn
     point, as SUMO's time-to-teleport resolves gridlock; None disables it."""

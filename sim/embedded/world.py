@@ -83,7 +83,9 @@ class EmbeddedWorld:
             self.lanes, self.signals, np.random.default_rng([config.seed, 2]),
             DriverParams(max_accel_mps2=t.max_accel_mps2, comfort_decel_mps2=t.comfort_decel_mps2,
                          max_decel_mps2=t.max_decel_mps2, time_headway_s=t.time_headway_s, min_gap_m=t.min_gap_m,
-                         speed_difference=t.speed_difference, speed_spread=t.speed_spread))
+                         speed_difference=t.speed_difference, speed_spread=t.speed_spread,
+                         lane_changes=t.lane_changes, politeness=t.politeness,
+                         change_threshold_mps2=t.change_threshold_mps2))
         self.fleet = BicycleFleet(config.dynamics)
         self._controls = np.zeros((0, 5))  # throttle, steer, brake, hand_brake, reverse per fleet row
         self._fleet_state = _FleetEventState.empty()

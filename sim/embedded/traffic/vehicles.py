@@ -28,15 +28,17 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from sim.api import TrafficLightState
-from sim.embedded.maps.lanes import LaneGraph, wrap_angle
+from sim.embedded.maps.lanes import SAMPLE_STEP_M, LaneGraph, wrap_angle
 from sim.embedded.traffic.lights import SignalLayout
 
 ROUTE_LOOKAHEAD = 4
 _LANE_KEY_SCALE = 1.0e5
+_CROSSABLE_MARKINGS = np.array([0, 2, 7, 8])  # NONE, Broken, BrokenBroken, BottsDots (MARKING_NAMES)
 _CROSSING_CLEARANCE_M = 1.0  # stop this far before an occupied crossing's line
 _RED = int(TrafficLightState.RED)  # plain ints: enum attribute access is slow on the hot path
 _YELLOW = int(TrafficLightState.YELLOW)  # sort key lane * scale + s; lanes are far shorter than this
@@ -93,11 +95,16 @@ class DriverParams:
     speed_difference: float = 0.3
     speed_spread: float = 0.1
     corridor_margin_m: float = 0.4
+    lane_changes: bool = False
+    politeness: float = 0.3
+    change_threshold_mps2: float = 0.3
+    safe_decel_mps2: float = 3.0
+    change_duration_s: float = 3.0
 
 
-_FIELDS_F = ("s_m", "speed_mps", "stuck_s", "accel_mps2", "half_length_m", "half_width_m", "wheelbase_m",
+_FIELDS_F = ("s_m", "speed_mps", "stuck_s", "lateral_offset_m", "accel_mps2", "half_length_m", "half_width_m", "wheelbase_m",
              "max_steer_rad", "speed_factor", "yaw_rad", "yaw_rate_rad_s")
-_FIELDS_I = ("actor_id", "lane", "previous_lane", "committed_lane")
+_FIELDS_I = ("actor_id", "lane", "previous_lane", "committed_lane", "changed_from_lane")
 
 
 class TrafficVehicles:
@@ -118,6 +125,7 @@ class TrafficVehicles:
         self.params = params or DriverParams()
         # Lane arrays with one sentinel row at the end, so that lane -1 (dead end) indexes it.
         self._length = np.append(lanes.length_m, 0.0)
+        self._lane_width = np.append(lanes.width_m[lanes.offset], 3.5)
         self._is_junction = np.append(lanes.is_junction, False)
         self._junction_id = np.append(lanes.junction_id, -1)
         self._lane_light = np.append(signals.lane_light, -1)
@@ -180,12 +188,12 @@ class TrafficVehicles:
             route[k] = self._choose_next(route[k - 1:k])[0]
         spread = self.params.speed_spread
         factor = (1.0 - self.params.speed_difference) * (1.0 + self.rng.uniform(-spread, spread))
-        values_f = dict(s_m=s_m, speed_mps=speed_mps, stuck_s=0.0, accel_mps2=0.0, half_length_m=half_length_m,
+        values_f = dict(s_m=s_m, speed_mps=speed_mps, stuck_s=0.0, lateral_offset_m=0.0, accel_mps2=0.0, half_length_m=half_length_m,
                         half_width_m=half_width_m, wheelbase_m=wheelbase_m, max_steer_rad=max_steer_rad,
                         speed_factor=factor, yaw_rad=0.0, yaw_rate_rad_s=0.0)
         for name, value in values_f.items():
             setattr(self, name, np.append(getattr(self, name), float(value)))
-        for name, value in dict(actor_id=actor_id, lane=lane, previous_lane=-1, committed_lane=-1).items():
+        for name, value in dict(actor_id=actor_id, lane=lane, previous_lane=-1, committed_lane=-1, changed_from_lane=-1).items():
             setattr(self, name, np.append(getattr(self, name), int(value)))
         self.route = np.vstack([self.route, route])
         self.stopped_at_sign = np.append(self.stopped_at_sign, False)
@@ -278,11 +286,20 @@ class TrafficVehicles:
 
         # Path leader: the nearest vehicle ahead on the planned lanes, found by binary search
         # in all vehicles sorted by (lane, s) instead of comparing every pair.
-        if obstacles.lane.size:
-            other_lane = np.concatenate([self.lane, obstacles.lane])
-            other_s = np.concatenate([s, obstacles.s_m])
-            other_v = np.concatenate([v, obstacles.speed_mps])
-            other_hl = np.concatenate([hl, obstacles.half_length_m])
+        extra_lane, extra_s, extra_v, extra_hl = obstacles.lane, obstacles.s_m, obstacles.speed_mps, obstacles.half_length_m
+        changing = np.flatnonzero(self.changed_from_lane >= 0)
+        if changing.size:  # still partly in the lane being left: followers there keep seeing it
+            old_lane = self.changed_from_lane[changing]
+            old_s = self._s_beside(changing, old_lane)
+            extra_lane = np.concatenate([extra_lane, old_lane])
+            extra_s = np.concatenate([extra_s, old_s])
+            extra_v = np.concatenate([extra_v, v[changing]])
+            extra_hl = np.concatenate([extra_hl, hl[changing]])
+        if extra_lane.size:
+            other_lane = np.concatenate([self.lane, extra_lane])
+            other_s = np.concatenate([s, extra_s])
+            other_v = np.concatenate([v, extra_v])
+            other_hl = np.concatenate([hl, extra_hl])
         else:
             other_lane, other_s, other_v, other_hl = self.lane, s, v, hl
         key = other_lane * _LANE_KEY_SCALE + other_s
@@ -301,6 +318,14 @@ class TrafficVehicles:
         leader_dist = dist[rows_n, k_best]
         leader_gap = leader_dist - hl - other_hl[leader]
         leader_speed = other_v[leader]
+        if changing.size:  # ... and a vehicle changing lanes keeps watching the lane it is leaving
+            pos_old = np.searchsorted(sorted_key, old_lane * _LANE_KEY_SCALE + old_s + 1e-6, side="right")
+            ahead_old = order[np.minimum(pos_old, order.size - 1)]
+            seen = (pos_old < order.size) & (other_lane[ahead_old] == old_lane)
+            gap_old = np.where(seen, other_s[ahead_old] - old_s - other_hl[ahead_old] - hl[changing], np.inf)
+            closer = gap_old < leader_gap[changing]
+            leader_gap[changing[closer]] = gap_old[closer]
+            leader_speed[changing[closer]] = other_v[ahead_old[closer]]
 
         # Corridor straight ahead for free vehicles (the ego) that may be off their lane or
         # cutting in; NPCs among themselves are kept apart by lanes and junction gating.
@@ -445,8 +470,22 @@ class TrafficVehicles:
         # Once in the lane it committed to, occupancy holds the reservation.
         self.committed_lane[self.lane == self.committed_lane] = -1
 
+        if p.lane_changes:
+            self._lane_changes(dt_s, sorted_key, order, other_lane, other_s, other_v, other_hl, v0)
+
         # Poses, velocities and the equivalent control.
         xyz, yaw = self._pose(None)
+        if changing.size or (self.lateral_offset_m != 0.0).any():
+            shifting = np.flatnonzero(self.lateral_offset_m != 0.0)
+            offset = self.lateral_offset_m[shifting]
+            xyz[shifting, 0] -= np.sin(yaw[shifting]) * offset  # right of heading is (-sin, cos)
+            xyz[shifting, 1] += np.cos(yaw[shifting]) * offset
+            step = dt_s * self._lane_width[self.lane[shifting]] / p.change_duration_s
+            remaining = np.sign(offset) * np.maximum(np.abs(offset) - step, 0.0)
+            self.lateral_offset_m[shifting] = remaining
+            # The old lane is left once the whole body is out of it.
+            clear = np.abs(remaining) + self.half_width_m[shifting] < 0.5 * self._lane_width[self.lane[shifting]]
+            self.changed_from_lane[shifting[clear]] = -1
         yaw_rate = wrap_angle(yaw - self.yaw_rad) / dt_s
         velocity = np.zeros((n, 3))
         velocity[:, 0] = np.cos(yaw) * new_v
@@ -463,6 +502,114 @@ class TrafficVehicles:
         throttle = np.clip(self.accel_mps2 / p.max_accel_mps2, 0.0, 1.0)
         brake = np.clip(-self.accel_mps2 / p.max_decel_mps2, 0.0, 1.0)
         return steer, throttle, brake
+
+    @cached_property
+    def _beside_s(self) -> tuple[np.ndarray, np.ndarray]:
+        """For every lane sample: arc length of the nearest sample on the left / right neighbour lane."""
+        from scipy.spatial import cKDTree
+
+        lanes = self.lanes
+        maps = []
+        for neighbour in (lanes.left_lane, lanes.right_lane):
+            beside = np.zeros(lanes.points_xyz.shape[0])
+            for lane in np.flatnonzero(neighbour >= 0):
+                other = int(neighbour[lane])
+                rows = slice(int(lanes.offset[lane]), int(lanes.offset[lane] + lanes.count[lane]))
+                _, nearest = cKDTree(lanes.lane_points(other)[:, :2]).query(lanes.points_xyz[rows, :2])
+                beside[rows] = lanes.s_m[lanes.offset[other] + nearest]
+            maps.append(beside)
+        return maps[0], maps[1]
+
+    def _s_beside(self, rows: np.ndarray, neighbour: np.ndarray) -> np.ndarray:
+        """Arc length on the adjacent lane ``neighbour`` level with vehicles ``rows``."""
+        sample, frac = self.lanes.sample_index(self.lane[rows], self.s_m[rows])
+        left, right = self._beside_s
+        on_left = self.lanes.left_lane[self.lane[rows]] == neighbour
+        return np.where(on_left, left[sample], right[sample]) + frac * SAMPLE_STEP_M
+
+    def _idm(self, v: np.ndarray, v0: np.ndarray, gap: np.ndarray, leader_v: np.ndarray) -> np.ndarray:
+        """IDM acceleration for given speeds, desired speeds, gaps (inf: free road) and leader speeds."""
+        p = self.params
+        inv_root_ab = 1.0 / (2.0 * np.sqrt(p.max_accel_mps2 * p.comfort_decel_mps2))
+        desired = p.min_gap_m + np.maximum(0.0, v * p.time_headway_s + v * (v - leader_v) * inv_root_ab)
+        return p.max_accel_mps2 * (1.0 - (v / v0) ** 4 - (desired / np.maximum(gap, 0.05)) ** 2)
+
+    def _lane_changes(self, dt_s: float, sorted_key: np.ndarray, order: np.ndarray, other_lane: np.ndarray,
+                      other_s: np.ndarray, other_v: np.ndarray, other_hl: np.ndarray, v0: np.ndarray) -> None:
+        """MOBIL (Kesting et al., 2007): change to a neighbouring lane when it pays and is safe.
+
+        Each vehicle considers it about once a second (staggered by row), only
+        outside junctions, away from lane ends, when not committed to a junction,
+        and across a broken marking. The new follower must not have to brake
+        harder than ``safe_decel_mps2``; the gain (own acceleration change plus
+        ``politeness`` x the new follower's) must exceed ``change_threshold_mps2``.
+        """
+        p = self.params
+        lanes = self.lanes
+        self._change_clock = getattr(self, "_change_clock", 0) + 1
+        n = self.n
+        due = (np.arange(n) + self._change_clock) % max(1, int(round(1.0 / dt_s))) == 0
+        s, v, hl = self.s_m, self.speed_mps, self.half_length_m
+        length = self._length[self.lane]
+        rows = np.flatnonzero(due & ~self._is_junction[self.lane] & (self.committed_lane < 0)
+                              & (self.changed_from_lane < 0) & (s > 10.0) & (s < length - 25.0))
+        if self.routes and rows.size:  # vehicles on a given route keep to its lanes
+            rows = rows[~np.isin(self.actor_id[rows], np.fromiter(self.routes, dtype=np.int64))]
+        if rows.size == 0:
+            return
+        sample, frac = lanes.sample_index(self.lane[rows], s[rows])
+        best_gain = np.full(rows.size, p.change_threshold_mps2)
+        best_lane = np.full(rows.size, -1)
+        best_s = np.zeros(rows.size)
+        for side, (neighbour, marking) in enumerate(((lanes.left_lane, lanes.left_marking),
+                                                     (lanes.right_lane, lanes.right_marking))):
+            target = neighbour[self.lane[rows]]
+            allowed = (target >= 0) & np.isin(marking[sample], _CROSSABLE_MARKINGS)
+            target = np.where(allowed, target, self.lane[rows])
+            # Where the vehicle is along the neighbour lane (nearest-sample map, +- half a sample).
+            s_t = np.where(allowed, self._beside_s[side][sample] + frac * SAMPLE_STEP_M, s[rows])
+            key = target * _LANE_KEY_SCALE + s_t
+            ahead_pos = np.searchsorted(sorted_key, key, side="right")
+            behind_pos = np.searchsorted(sorted_key, key, side="left") - 1
+            lead = order[np.minimum(ahead_pos, order.size - 1)]
+            has_lead = (ahead_pos < order.size) & (other_lane[lead] == target)
+            follow = order[np.maximum(behind_pos, 0)]
+            has_follow = (behind_pos >= 0) & (other_lane[follow] == target)
+            lead_gap = np.where(has_lead, other_s[lead] - s_t - other_hl[lead] - hl[rows], np.inf)
+            follow_gap = np.where(has_follow, s_t - other_s[follow] - other_hl[follow] - hl[rows], np.inf)
+            own_now = self.accel_mps2[rows]
+            own_new = self._idm(v[rows], v0[rows], lead_gap, np.where(has_lead, other_v[lead], 0.0))
+            f_v = np.where(has_follow, other_v[follow], 0.0)
+            f_v0 = np.maximum(f_v, 5.0)
+            follower_new = np.where(has_follow, self._idm(f_v, f_v0, follow_gap, v[rows]), 0.0)
+            follower_now = np.where(has_follow, self._idm(f_v, f_v0, follow_gap + 2.0 * hl[rows] + p.min_gap_m,
+                                                          v[rows]), 0.0)
+            safe = (follower_new > -p.safe_decel_mps2) & (lead_gap > p.min_gap_m) & (follow_gap > p.min_gap_m)
+            gain = own_new - own_now + p.politeness * (follower_new - follower_now)
+            better = allowed & safe & (gain > best_gain)
+            best_gain = np.where(better, gain, best_gain)
+            best_lane = np.where(better, target, best_lane)
+            best_s = np.where(better, s_t, best_s)
+        go = np.flatnonzero(best_lane >= 0)
+        if go.size == 0:
+            return
+        movers = rows[go]
+        new_lane = best_lane[go]
+        old_lane = self.lane[movers]
+        # Lateral offset: where the vehicle is now, seen from the new lane's centre (+ = right).
+        old_xy = self.location_xyz[movers, :2]
+        new_xyz, new_yaw = lanes.interpolate(new_lane, best_s[go])
+        delta = old_xy - new_xyz[:, :2]
+        self.lateral_offset_m[movers] = -delta[:, 0] * np.sin(new_yaw) + delta[:, 1] * np.cos(new_yaw)
+        self.changed_from_lane[movers] = old_lane
+        self.lane[movers] = new_lane
+        self.s_m[movers] = best_s[go]
+        self.previous_lane[movers] = -1
+        self.route[movers, 0] = new_lane
+        for k in range(1, ROUTE_LOOKAHEAD):
+            self.route[movers, k] = self._choose_next(self.route[movers, k - 1])
+        self._update_plan(movers)
+        self.lane_changes_done = getattr(self, "lane_changes_done", 0) + movers.size
 
     def _update_plan(self, rows: np.ndarray | None) -> None:
         """Cache what depends only on each vehicle's planned lanes (recomputed when they change)."""

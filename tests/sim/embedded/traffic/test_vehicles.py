@@ -162,3 +162,29 @@ def test_npcs_wait_for_a_pedestrian_on_their_crossing():
     assert world.traffic.speed_mps[row] < 0.05
     front = world.traffic.s_m[row] + world.traffic.half_length_m[row]
     assert s_cross - 6.0 < front < s_cross
+
+
+def test_mobil_lane_changes_happen_without_collisions(tmp_path):
+    from sim.embedded.config import TrafficConfig, WorldConfig
+    from sim.embedded.maps.procedural import ProceduralTownConfig, write_town
+
+    path = write_town(ProceduralTownConfig(seed=1, grid_rows=2, grid_cols=3, lanes_per_direction=2,
+                                           block_length_m=120), tmp_path / "two_lanes.xodr")
+    world = EmbeddedWorld(WorldConfig(map=str(path), seed=5, traffic=TrafficConfig(lane_changes=True)))
+    world.spawn_traffic(40)
+    collisions = 0
+    for _ in range(int(180 / world.dt_s)):
+        snap = world.tick()
+        collisions += sum(isinstance(e, CollisionEvent) for e in snap.events)
+    assert collisions == 0
+    assert world.traffic.lane_changes_done >= 20
+    assert (world.traffic.lateral_offset_m == 0).mean() > 0.7  # transitions finish
+
+
+def test_lane_changes_off_by_default():
+    world = EmbeddedWorld(map="Town10HD", seed=5)
+    world.spawn_traffic(30)
+    for _ in range(400):
+        world.tick()
+    assert getattr(world.traffic, "lane_changes_done", 0) == 0
+    assert (world.traffic.lateral_offset_m == 0).all()
