@@ -140,7 +140,8 @@ class WorldSnapshot:
     - ``actor_id`` int64: stable ids, never reused within an episode.
     - ``kind`` int8: :class:`ActorKind`. ``type_id``: blueprint ids (tuple of str).
     - ``semantic_tag`` uint8: CARLA semantic tag (14 car, 12 pedestrian, ...).
-    - ``location_m`` (N, 3) centre of the bounding box's base [m].
+    - ``location_m`` (N, 3) the actor's origin as CARLA reports it [m]: a vehicle's
+      on the ground under its box centre, a walker's at its box centre.
     - ``rotation_rad`` (N, 3): (pitch, yaw, roll) [rad]; yaw wrapped to (-pi, pi].
     - ``velocity_mps`` (N, 3), ``acceleration_mps2`` (N, 3) world frame.
     - ``angular_velocity_rad_s`` (N, 3): about (x, y, z); z is the yaw rate.

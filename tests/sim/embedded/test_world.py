@@ -187,3 +187,37 @@ def test_yaml_config_errors_name_file_and_key(tmp_path):
         load_yaml_config(bad, WorldConfig)
     with pytest.raises(ConfigError, match="does not exist"):
         load_yaml_config(tmp_path / "missing.yaml", WorldConfig)
+
+
+@pytest.mark.parametrize("stop_first", [False, True])
+def test_stop_sign_run_only_without_stopping(stop_first):
+    from sim.api import StopSignEvent
+
+    world = EmbeddedWorld(map="Town10HD", seed=0)
+    lanes, signals = world.lanes, world.signals
+    lane = int(np.flatnonzero(signals.lane_stop >= 0)[0])
+    start = lanes.length_m[lane] - (5.0 if stop_first else 12.0)
+    ego = world.spawn_vehicle("vehicle.lincoln.mkz_2020", _pose_on(world, lane, start),
+                              speed_mps=0.0 if stop_first else 6.0)
+    events = []
+    for i in range(160):
+        world.apply_control(ego, VehicleControl(brake=1.0) if stop_first and i < 20 else VehicleControl(throttle=0.35))
+        events += [e for e in world.tick().events if isinstance(e, StopSignEvent)]
+    assert world._fleet_state.lane[0] != lane, "the vehicle must have left the stop lane"
+    if stop_first:
+        assert events == []
+    else:
+        assert len(events) >= 1 and events[0].actor_id == ego
+        assert events[0].stop_id == int(signals.stop_id[signals.lane_stop[lane]])
+
+
+def test_walker_spawned_at_a_pose_lands_on_the_network(world):
+    point = world.spawn_points[3].pose
+    walker = world.spawn_walker_at(Pose(point.x_m + 6.0, point.y_m))
+    snap = world.tick()
+    row = snap.index_of(walker)
+    assert snap.kind[row] == ActorKind.WALKER and snap.semantic_tag[row] == 12
+    distance = np.hypot(snap.location_m[row, 0] - point.x_m - 6.0, snap.location_m[row, 1] - point.y_m)
+    assert distance < 12.0
+    with pytest.raises(SpawnError, match="finite"):
+        world.spawn_walker_at(Pose(float("nan"), 0.0))
