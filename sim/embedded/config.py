@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sim.api import DEFAULT_DT_S
+from sim.embedded.maps.procedural import ProceduralTownConfig
 from sim.embedded.traffic.lights import TrafficLightTiming
 
 
@@ -46,12 +47,15 @@ class WalkerConfig(BaseModel):
 class WorldConfig(BaseModel):
     """Everything that defines an embedded world; unknown keys are errors.
 
-    ``map``: a shipped town (Town01, Town02, Town10HD) or a path to any .xodr.
+    ``map``: a shipped town (Town01, Town02, Town10HD), a path to any .xodr, or
+    ``"procedural"`` for a town generated from ``procedural`` (seeded: the
+    same settings give the same map).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     map: str = "Town10HD"
+    procedural: ProceduralTownConfig = ProceduralTownConfig()
     seed: int = 0
     dt_s: float = Field(DEFAULT_DT_S, gt=0, le=1.0)
     dynamics: Literal["kinematic", "dynamic"] = "dynamic"

@@ -29,7 +29,7 @@ from sim.embedded.collision import VerletPairs, box_corners, find_contacts
 from sim.embedded.config import WorldConfig
 from sim.embedded.dynamics import BicycleFleet, ControlArrays
 from sim.embedded.maps.lanes import MARKING_NAMES, LaneGraph, SpawnPoint, build_lane_graph
-from sim.embedded.maps.loader import MapSource, load_carla_map, resolve_map
+from sim.embedded.maps.loader import PROCEDURAL, MapSource, load_carla_map, procedural_source, resolve_map
 from sim.embedded.traffic.lights import TrafficLights, build_signal_layout
 from sim.embedded.traffic.vehicles import DriverParams, Obstacles, TrafficVehicles
 from sim.embedded.vehicle_types import VEHICLE_TYPES, VehicleType, get_vehicle_type
@@ -72,7 +72,9 @@ class EmbeddedWorld:
             config = WorldConfig.model_validate({**config.model_dump(), **overrides})
         self.config = config
         self.dt_s = config.dt_s
-        self.source = source or resolve_map(config.map)
+        if source is None:
+            source = procedural_source(config.procedural) if config.map == PROCEDURAL else resolve_map(config.map)
+        self.source = source
         self.carla_map = load_carla_map(self.source)
         self.lanes: LaneGraph = build_lane_graph(self.carla_map, self.source.xodr_text)
         self.signals = build_signal_layout(self.carla_map, self.lanes, config.generate_missing_lights)

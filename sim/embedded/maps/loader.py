@@ -60,6 +60,18 @@ def shipped_town_names() -> list[str]:
     return sorted(SHIPPED_TOWNS)
 
 
+PROCEDURAL = "procedural"
+"""Map name that stands for a generated town (see ``sim.embedded.maps.procedural``)."""
+
+
+def procedural_source(config) -> MapSource:
+    """A generated town (``ProceduralTownConfig``) as a map source; generated text is trusted."""
+    from sim.embedded.maps.procedural import generate_town
+
+    name = f"procedural_{config.grid_rows}x{config.grid_cols}_seed{config.seed}"
+    return MapSource(name, generate_town(config), None, trusted=True)
+
+
 def resolve_map(name_or_path: str | os.PathLike[str]) -> MapSource:
     """Read a shipped town by name (``"Town01"``) or any ``.xodr`` file by path.
 
