@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rows = [measure(args.map, n, args.walkers, args.ticks) for n in SIZES]
-    print(f"| vehicles | walkers | ticks/s | ms/tick | us per actor | CARLA FPS | ratio |")
+    print("| vehicles | walkers | ticks/s | ms/tick | us per actor | CARLA FPS | ratio |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         actors = r["vehicles"] + r["walkers"]

@@ -130,7 +130,7 @@ class EmbeddedWorld:
     @cached_property
     def area_raster(self):
         """Rasterised area classes (driving, sidewalk, ...) for off-road and kerb checks."""
-        from sim.embedded.maps.geometry import build_map_geometry, rasterize_areas
+        from sim.embedded.maps.geometry import rasterize_areas
 
         return rasterize_areas(self.geometry, resolution_m=0.2)
 

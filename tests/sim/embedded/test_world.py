@@ -11,7 +11,6 @@ from sim.api import (ActorKind, CollisionEvent, LaneInvasionEvent, OffRoadEvent,
                      TrafficLightState, VehicleControl, WorldSnapshot)
 from sim.embedded.backend import EmbeddedBackend
 from sim.embedded.config import ConfigError, WorldConfig, load_yaml_config
-from sim.embedded.maps.lanes import SpawnPoint
 from sim.embedded.world import EmbeddedWorld, SpawnError
 
 
@@ -29,7 +28,7 @@ def _pose_on(world, lane, s_m, lateral_m=0.0):
 def _straight_lane(world, min_length=80.0):
     lanes = world.lanes
     for k in np.argsort(-lanes.length_m):
-        pts = lanes.lane_points(int(k))
+        lanes.lane_points(int(k))
         if not lanes.is_junction[k] and np.ptp(np.unwrap(lanes.yaw_rad[lanes.offset[k]:lanes.offset[k] + lanes.count[k]])) < 0.05:
             return int(k)
     raise AssertionError("no straight lane")
