@@ -25,11 +25,12 @@ def _pose_on(world, lane, s_m, lateral_m=0.0):
     return Pose(float(xyz[0, 0]) - math.sin(y) * lateral_m, float(xyz[0, 1]) + math.cos(y) * lateral_m, 0.0, y)
 
 
-def _straight_lane(world, min_length=80.0):
+def _straight_lane(world):
+    """The longest lane outside junctions whose heading varies by less than 0.05 rad."""
     lanes = world.lanes
     for k in np.argsort(-lanes.length_m):
-        lanes.lane_points(int(k))
-        if not lanes.is_junction[k] and np.ptp(np.unwrap(lanes.yaw_rad[lanes.offset[k]:lanes.offset[k] + lanes.count[k]])) < 0.05:
+        headings = lanes.yaw_rad[lanes.offset[k]:lanes.offset[k] + lanes.count[k]]
+        if not lanes.is_junction[k] and np.ptp(np.unwrap(headings)) < 0.05:
             return int(k)
     raise AssertionError("no straight lane")
 
