@@ -1,0 +1,161 @@
+"""Pinhole cameras in CARLA's layouts: RGB, depth, semantic and instance segmentation.
+
+Intrinsics follow CARLA: ``f = W / (2 tan(fov / 2))`` with the horizontal
+``fov`` in degrees, principal point at the image centre. The camera looks
+along its +x axis; image columns grow along +y (right) and rows along -z
+(down). One ray goes through each pixel centre; cameras with the same pose,
+size and fov share their rays within a tick.
+
+Data (``SensorMeasurement.data``):
+
+- ``sensor.camera.rgb``: (H, W, 3) uint8 RGB (CARLA sends BGRA; conversion
+  happens at the CARLA boundary). Surfaces take their material colour lit by
+  a sun (Lambert) plus ambient light; rays that hit nothing show a sky
+  gradient.
+- ``sensor.camera.depth``: (H, W) float32 metres along the optical axis
+  (not along the ray), 1000 m where nothing is hit (CARLA's far plane).
+- ``sensor.camera.semantic_segmentation``: (H, W) uint8 CARLA tags (11 sky
+  where nothing is hit).
+- ``sensor.camera.instance_segmentation``: (H, W, 3) uint8 with R = tag and
+  (G, B) = the instance id's low and high byte (0 for the static world).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from sim.api import WorldSnapshot
+from sim.embedded.sensors.base import SensorMeasurement, SensorPose, check_finite
+from sim.embedded.sensors.raycast import RayPlan, RaycastSensor
+
+FAR_PLANE_M = 1000.0
+SKY_TAG = 11
+CAMERA_KINDS = ("rgb", "depth", "semantic_segmentation", "instance_segmentation")
+
+
+@dataclass(frozen=True)
+class Lighting:
+    """Sun and sky for the RGB camera: the sun's direction (towards the sun, world frame), light levels, sky colours."""
+
+    sun_elevation_rad: float = math.radians(50.0)
+    sun_azimuth_rad: float = math.radians(-30.0)
+    ambient: float = 0.45
+    diffuse: float = 0.65
+    sky_horizon_rgb: tuple[int, int, int] = (196, 214, 232)
+    sky_zenith_rgb: tuple[int, int, int] = (92, 140, 205)
+
+    @property
+    def sun_direction(self) -> np.ndarray:
+        """Unit vector towards the sun, CARLA world frame (z up)."""
+        ce = math.cos(self.sun_elevation_rad)
+        return np.array([ce * math.cos(self.sun_azimuth_rad), ce * math.sin(self.sun_azimuth_rad),
+                         math.sin(self.sun_elevation_rad)], dtype=np.float32)
+
+
+@lru_cache(maxsize=16)
+def pixel_directions(width: int, height: int, fov_deg: float) -> np.ndarray:
+    """Unit ray directions (H * W, 3) float32 through every pixel centre, camera frame, row-major."""
+    focal = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+    u = (np.arange(width, dtype=np.float64) + 0.5 - width / 2.0) / focal
+    v = (np.arange(height, dtype=np.float64) + 0.5 - height / 2.0) / focal
+    uu, vv = np.meshgrid(u, v)
+    rays = np.stack([np.ones_like(uu), uu, -vv], axis=-1).reshape(-1, 3)
+    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+    rays.flags.writeable = False
+    return rays.astype(np.float32)
+
+
+class Camera(RaycastSensor):
+    """A pinhole camera of one kind (see the module docstring); ``image_size_x/y`` [px], ``fov`` [deg]."""
+
+    kind: str = "rgb"
+
+    def __init__(self, parent_id: int, transform: SensorPose | None = None, *, name: str | None = None,
+                 image_size_x: int = 800, image_size_y: int = 600, fov: float = 90.0, sensor_tick: float = 0.0,
+                 lighting: Lighting | None = None) -> None:
+        super().__init__(parent_id, transform, name=name, sensor_tick=sensor_tick)
+        fov = check_finite("fov", fov)
+        if not 0.0 < fov < 180.0:
+            raise ValueError(f"{self.blueprint_id}: fov must be in (0, 180) degrees, got {fov}")
+        for attr, value in (("image_size_x", image_size_x), ("image_size_y", image_size_y)):
+            if isinstance(value, bool) or int(value) != value or int(value) < 1:
+                raise ValueError(f"{self.blueprint_id}: {attr} must be a positive integer, got {value!r}")
+        self.width, self.height, self.fov_deg = int(image_size_x), int(image_size_y), fov
+        self.lighting = lighting or Lighting()
+
+    def local_rays(self, snapshot: WorldSnapshot):
+        """One ray per pixel; shared by every camera with the same pose, size and fov."""
+        directions = pixel_directions(self.width, self.height, self.fov_deg)
+        return directions, np.full(directions.shape[0], FAR_PLANE_M, np.float32), \
+            ("camera", self.width, self.height, self.fov_deg), None
+
+    def finish(self, snapshot: WorldSnapshot, plan: RayPlan, hits) -> SensorMeasurement:
+        """The image of this camera's kind from the hits."""
+        image = render_image(self.kind, plan, hits, self.width, self.height, self.lighting)
+        return self._measurement(snapshot, plan.location.copy(), plan.rotation.copy(), image)
+
+
+def render_image(kind: str, plan: RayPlan, hits, width: int, height: int, lighting: Lighting) -> np.ndarray:
+    """An image of ``kind`` (one of :data:`CAMERA_KINDS`) from per-pixel hits."""
+    hit = np.isfinite(hits.distance_m)
+    if kind == "depth":
+        depth = np.where(hit, hits.distance_m * plan.local_directions[:, 0], FAR_PLANE_M)
+        return depth.astype(np.float32).reshape(height, width)
+    if kind == "semantic_segmentation":
+        return np.where(hit, hits.tag, SKY_TAG).astype(np.uint8).reshape(height, width)
+    if kind == "instance_segmentation":
+        image = np.empty((hits.tag.shape[0], 3), dtype=np.uint8)
+        image[:, 0] = np.where(hit, hits.tag, SKY_TAG)
+        instance = np.where(hit, hits.instance, 0).astype(np.uint32)
+        image[:, 1] = instance & 0xFF
+        image[:, 2] = (instance >> 8) & 0xFF
+        return image.reshape(height, width, 3)
+    if kind == "rgb":
+        return _shade(plan, hits, hit, lighting).reshape(height, width, 3)
+    raise ValueError(f"unknown camera kind {kind!r}; valid: {', '.join(CAMERA_KINDS)}")
+
+
+def _shade(plan: RayPlan, hits, hit: np.ndarray, lighting: Lighting) -> np.ndarray:
+    """Lambert-lit material colours, sky gradient where nothing is hit."""
+    # Surfaces are double-sided: use the side of the normal that faces the camera.
+    towards_sun = hits.normal @ lighting.sun_direction
+    away = np.einsum("ij,ij->i", hits.normal, plan.directions) > 0
+    lambert = np.maximum(np.where(away, -towards_sun, towards_sun), 0.0)
+    light = lighting.ambient + lighting.diffuse * lambert
+    colour = hits.albedo.astype(np.float32) * light[:, None]
+    elevation = np.clip(plan.directions[:, 2], 0.0, 1.0)[:, None]
+    sky = (np.asarray(lighting.sky_horizon_rgb, np.float32) * (1.0 - elevation)
+           + np.asarray(lighting.sky_zenith_rgb, np.float32) * elevation)
+    return np.clip(np.where(hit[:, None], colour, sky), 0, 255).astype(np.uint8)
+
+
+class RgbCamera(Camera):
+    """``sensor.camera.rgb``: (H, W, 3) uint8 RGB."""
+
+    blueprint_id = "sensor.camera.rgb"
+    kind = "rgb"
+
+
+class DepthCamera(Camera):
+    """``sensor.camera.depth``: (H, W) float32 metres along the optical axis."""
+
+    blueprint_id = "sensor.camera.depth"
+    kind = "depth"
+
+
+class SemanticCamera(Camera):
+    """``sensor.camera.semantic_segmentation``: (H, W) uint8 CARLA tags."""
+
+    blueprint_id = "sensor.camera.semantic_segmentation"
+    kind = "semantic_segmentation"
+
+
+class InstanceCamera(Camera):
+    """``sensor.camera.instance_segmentation``: (H, W, 3) uint8, R tag, G/B instance id bytes."""
+
+    blueprint_id = "sensor.camera.instance_segmentation"
+    kind = "instance_segmentation"

@@ -1,0 +1,82 @@
+"""What raycast sensors (cameras, LiDARs, radar) share: plan rays, cast them all at once, turn hits into data.
+
+A raycast sensor does its work in two steps so that a rig can cast the rays
+of every sensor in one call to the scene (Open3D spreads one call over all
+cores, and cameras with the same pose and intrinsics share their rays):
+
+1. :meth:`RaycastSensor.plan` returns a :class:`RayPlan`: ray origins and
+   unit directions in the world frame, a maximum range per ray, and a
+   ``share_key`` (plans with equal keys and frames are cast once);
+2. :meth:`RaycastSensor.finish` turns the hits of exactly those rays into the
+   sensor's CARLA-layout data.
+
+:meth:`RaycastSensor.measure` does both against ``world.scene`` on its own.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Hashable
+
+import numpy as np
+
+from sim.api import WorldSnapshot
+from sim.embedded.sensors.base import Sensor, SensorMeasurement
+
+
+@dataclass(frozen=True, eq=False)
+class RayPlan:
+    """Rays of one sensor for one tick, in the world frame.
+
+    ``origins`` (N, 3) float32, ``directions`` (N, 3) float32 unit vectors,
+    ``max_range_m`` (N,) float32. ``location`` (3,), ``rotation`` (3,) and
+    ``matrix`` (3, 3) are the sensor's world pose (columns of ``matrix``:
+    forward, right, up). ``local_directions`` (N, 3) are the directions in
+    the sensor frame. ``share_key``: plans with equal keys in one tick are
+    the same rays (None: never shared). ``extra``: sensor-specific
+    bookkeeping for :meth:`RaycastSensor.finish`.
+    """
+
+    origins: np.ndarray
+    directions: np.ndarray
+    max_range_m: np.ndarray
+    location: np.ndarray
+    rotation: np.ndarray
+    matrix: np.ndarray
+    local_directions: np.ndarray
+    share_key: Hashable | None = None
+    extra: object = None
+
+
+class RaycastSensor(Sensor):
+    """A sensor whose data come from rays cast into the scene."""
+
+    @abstractmethod
+    def local_rays(self, snapshot: WorldSnapshot) -> tuple[np.ndarray, np.ndarray, Hashable | None, object]:
+        """This tick's rays in the sensor frame: (directions (N, 3), max range (N,), share key, extra)."""
+
+    @abstractmethod
+    def finish(self, snapshot: WorldSnapshot, plan: RayPlan, hits) -> SensorMeasurement:
+        """The measurement from the hits (a ``RayHits`` for exactly ``plan``'s rays)."""
+
+    def plan(self, snapshot: WorldSnapshot) -> RayPlan | None:
+        """This tick's rays in the world frame, or None when ``sensor_tick`` says not now."""
+        if not self._due(snapshot.timestamp_s):
+            return None
+        row = self._parent_row(snapshot)
+        location, rotation, matrix = self._world_pose(snapshot, row)
+        local, max_range, key, extra = self.local_rays(snapshot)
+        directions = (local @ matrix.T).astype(np.float32)
+        origins = np.broadcast_to(location.astype(np.float32), directions.shape)
+        share = None if key is None else (key, tuple(np.round(location, 6)), tuple(np.round(rotation, 9)))
+        return RayPlan(origins, directions, np.asarray(max_range, dtype=np.float32), location, rotation, matrix,
+                       local, share, extra)
+
+    def measure(self, world, snapshot: WorldSnapshot) -> SensorMeasurement | None:
+        """Plan, cast against ``world.scene`` and finish, for a sensor used on its own."""
+        plan = self.plan(snapshot)
+        if plan is None:
+            return None
+        hits = world.scene.cast_rays(plan.origins, plan.directions, plan.max_range_m)
+        return self.finish(snapshot, plan, hits)

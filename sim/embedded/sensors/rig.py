@@ -1,0 +1,185 @@
+"""A sensor suite mounted on a world's actors, measured once per tick with one raycast for all.
+
+>>> rig = SensorRig(world, load_suite("configs/sensors/default.yaml"))
+>>> snapshot = world.tick()
+>>> data = rig.measure(snapshot)          # {sensor name: SensorMeasurement}
+>>> data["front_rgb"].data.shape          # (300, 400, 3)
+
+Every tick the rig moves the actors in the 3D scene, collects the rays of
+every raycast sensor that is due (cameras with the same pose and intrinsics
+share theirs), casts them in a single call, and hands each sensor its hits.
+Sensors not built on rays (GNSS, IMU, collision, lane invasion) read the
+snapshot. Attributes CARLA has but the embedded simulator does not model
+(camera post-processing, lens effects) are accepted and stored in
+``spec.attributes``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from sim.api import WorldSnapshot
+from sim.embedded.sensors.base import Sensor, SensorMeasurement, SensorPose
+from sim.embedded.sensors.blueprints import SensorConfigError
+from sim.embedded.sensors.suite import SensorSpec, SensorSuite
+
+_CLASS_PATHS = {
+    "sensor.camera.rgb": ("sim.embedded.sensors.camera", "RgbCamera"),
+    "sensor.camera.depth": ("sim.embedded.sensors.camera", "DepthCamera"),
+    "sensor.camera.semantic_segmentation": ("sim.embedded.sensors.camera", "SemanticCamera"),
+    "sensor.camera.instance_segmentation": ("sim.embedded.sensors.camera", "InstanceCamera"),
+    "sensor.lidar.ray_cast": ("sim.embedded.sensors.lidar", "RayCastLidar"),
+    "sensor.lidar.ray_cast_semantic": ("sim.embedded.sensors.lidar", "SemanticLidar"),
+    "sensor.other.radar": ("sim.embedded.sensors.radar", "Radar"),
+    "sensor.other.gnss": ("sim.embedded.sensors.gnss", "GnssSensor"),
+    "sensor.other.imu": ("sim.embedded.sensors.imu", "ImuSensor"),
+    "sensor.other.collision": ("sim.embedded.sensors.events", "CollisionSensor"),
+    "sensor.other.lane_invasion": ("sim.embedded.sensors.events", "LaneInvasionSensor"),
+}
+
+
+def sensor_class(blueprint_id: str) -> type[Sensor]:
+    """The class that implements a blueprint (imported on demand: only raycast sensors need Open3D)."""
+    try:
+        module_name, class_name = _CLASS_PATHS[blueprint_id]
+    except KeyError:
+        raise SensorConfigError(f"no sensor implements blueprint {blueprint_id!r}; "
+                                f"valid: {', '.join(sorted(_CLASS_PATHS))}") from None
+    module = __import__(module_name, fromlist=[class_name])
+    return getattr(module, class_name)
+
+
+def build_sensor(spec: SensorSpec, parent_id: int) -> Sensor:
+    """Instantiate the sensor of ``spec`` on actor ``parent_id`` with the attributes its model uses."""
+    cls = sensor_class(spec.blueprint_id)
+    accepted = _accepted_keywords(cls)
+    kwargs = {k: v for k, v in spec.attributes.values.items() if k in accepted}
+    pose = SensorPose(spec.x_m, spec.y_m, spec.z_m, spec.roll_rad, spec.pitch_rad, spec.yaw_rad)
+    return cls(parent_id, pose, name=spec.name, **kwargs)
+
+
+def _slice_hits(hits, rows: slice):
+    """The same kind of hits record restricted to ``rows``."""
+    return type(hits)(**{f.name: getattr(hits, f.name)[rows] for f in fields(hits)})
+
+
+def _accepted_keywords(cls: type) -> set[str]:
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for parameter in inspect.signature(init).parameters.values():
+            if parameter.kind == parameter.KEYWORD_ONLY or parameter.kind == parameter.POSITIONAL_OR_KEYWORD:
+                names.add(parameter.name)
+    return names - {"self", "parent_id", "transform", "name"}
+
+
+@dataclass
+class RigTimings:
+    """Seconds spent in the last :meth:`SensorRig.measure`, by stage and by sensor."""
+
+    scene_update_s: float = 0.0
+    raycast_s: float = 0.0
+    rays: int = 0
+    per_sensor_s: dict[str, float] = field(default_factory=dict)
+
+
+class SensorRig:
+    """Sensors of a :class:`SensorSuite` mounted on ``world``'s actors (by role name)."""
+
+    def __init__(self, world, suite: SensorSuite, scene_seed: int = 0) -> None:
+        self.world = world
+        self.suite = suite
+        self.scene_seed = scene_seed
+        roles = {info.role_name: actor_id for actor_id, info in world.actors.items() if info.role_name}
+        self.sensors: list[Sensor] = []
+        for spec in suite.sensors:
+            if spec.is_fixed:
+                raise SensorConfigError(f"sensor {spec.name!r}: attach_to 'world' is not supported by the embedded "
+                                        "simulator yet; attach it to an actor by role name")
+            if spec.attach_to not in roles:
+                raise SensorConfigError(f"sensor {spec.name!r}: no actor with role_name {spec.attach_to!r}; "
+                                        f"actors with role names: {sorted(roles) or 'none'}")
+            self.sensors.append(build_sensor(spec, roles[spec.attach_to]))
+        from sim.embedded.sensors.raycast import RaycastSensor
+
+        self._raycast = [s for s in self.sensors if isinstance(s, RaycastSensor)]
+        self._other = [s for s in self.sensors if not isinstance(s, RaycastSensor)]
+        self._scene = None
+        self.timings = RigTimings()
+
+    def _hidden_parents(self, snapshot: WorldSnapshot) -> tuple[int, ...]:
+        """Parents with a raycast sensor mounted inside their own box (they would blind it)."""
+        hidden = []
+        for sensor in self._raycast:
+            row = sensor._parent_row(snapshot)
+            half = snapshot.extent_m[row]
+            mount = sensor.transform
+            # Vehicle origins sit on the ground under the box centre; the box spans z in [0, 2 * half_z].
+            inside = abs(mount.x_m) < half[0] and abs(mount.y_m) < half[1] and 0.0 <= mount.z_m < 2.0 * half[2]
+            if inside and sensor.parent_id not in hidden:
+                hidden.append(sensor.parent_id)
+        return tuple(hidden)
+
+    @property
+    def scene(self):
+        """The 3D scene (built on first use; needs Open3D)."""
+        if self._scene is None:
+            from sim.embedded.sensors.scene import Scene, StaticScene
+
+            self._scene = Scene(StaticScene.build(self.world, seed=self.scene_seed))
+        return self._scene
+
+    def measure(self, snapshot: WorldSnapshot) -> dict[str, SensorMeasurement]:
+        """Every sensor's measurement for ``snapshot`` (sensors with nothing this tick are left out)."""
+        out: dict[str, SensorMeasurement] = {}
+        timings = RigTimings()
+        for sensor in self._other:
+            start = time.perf_counter()
+            result = sensor.measure(self.world, snapshot)
+            timings.per_sensor_s[sensor.name] = time.perf_counter() - start
+            if result is not None:
+                out[sensor.name] = result
+        plans = []
+        for sensor in self._raycast:
+            start = time.perf_counter()
+            plan = sensor.plan(snapshot)
+            timings.per_sensor_s[sensor.name] = time.perf_counter() - start
+            if plan is not None:
+                plans.append((sensor, plan))
+        if plans:
+            start = time.perf_counter()
+            scene = self.scene
+            scene.update(snapshot, self._hidden_parents(snapshot))
+            timings.scene_update_s = time.perf_counter() - start
+            # One slice of the combined ray batch per distinct plan; shared plans reuse theirs.
+            slices: dict[object, slice] = {}
+            batches = []
+            offset = 0
+            owner = []
+            for sensor, plan in plans:
+                key = plan.share_key if plan.share_key is not None else id(plan)
+                if key not in slices:
+                    n = plan.directions.shape[0]
+                    slices[key] = slice(offset, offset + n)
+                    offset += n
+                    batches.append(plan)
+                owner.append(key)
+            origins = np.concatenate([np.broadcast_to(p.origins, p.directions.shape) for p in batches])
+            directions = np.concatenate([p.directions for p in batches])
+            max_range = np.concatenate([np.broadcast_to(p.max_range_m, (p.directions.shape[0],)) for p in batches])
+            start = time.perf_counter()
+            hits = scene.cast_rays(origins, directions, max_range)
+            timings.raycast_s = time.perf_counter() - start
+            timings.rays = int(directions.shape[0])
+            for (sensor, plan), key in zip(plans, owner, strict=True):
+                start = time.perf_counter()
+                out[sensor.name] = sensor.finish(snapshot, plan, _slice_hits(hits, slices[key]))
+                timings.per_sensor_s[sensor.name] += time.perf_counter() - start
+        self.timings = timings
+        return out
