@@ -79,6 +79,32 @@ def bench_world(
                       f"+ {walkers} walkers ({result['machine']['cpu']})")
 
 
+@bench_app.command("sensors")
+def bench_sensors(
+    map_name: str = typer.Option("Town10HD", "--map", help="Shipped town name, .xodr path or 'procedural'."),
+    vehicles: int = typer.Option(50, min=0, help="NPC vehicles on autopilot."),
+    walkers: int = typer.Option(30, min=0, help="Pedestrians."),
+    ticks: int = typer.Option(300, min=5, help="Measured ticks (after warm-up)."),
+    warmup: int = typer.Option(30, min=0, help="Ticks run before measuring."),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """World + full sensor suite frames per second, against a bare Open3D raycast of the same rays."""
+    from benchmarks.sensors_bench import run_sensor_bench
+    from benchmarks.world_bench import BenchError
+
+    try:
+        result = run_sensor_bench(map_name, vehicles, walkers, ticks, warmup, seed)
+    except BenchError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print(f"{result['fps']:.1f} FPS (world + all sensors), reference raycast "
+                      f"{result['raycast_reference_fps']:.1f}/s, efficiency {result['efficiency']:.2f}")
+
+
 @map_app.command("check")
 def map_check(path: str = typer.Argument(..., help="Town name or .xodr path.")) -> None:
     """Validate a map safely (in a child process); exit 2 with a clear error if it is bad."""

@@ -122,15 +122,24 @@ def render_image(kind: str, plan: RayPlan, hits, width: int, height: int, lighti
 def _shade(plan: RayPlan, hits, hit: np.ndarray, lighting: Lighting) -> np.ndarray:
     """Lambert-lit material colours, sky gradient where nothing is hit."""
     # Surfaces are double-sided: use the side of the normal that faces the camera.
-    towards_sun = hits.normal @ lighting.sun_direction
+    sun = lighting.sun_direction
+    normal = hits.normal
+    towards_sun = normal[:, 0] * sun[0] + normal[:, 1] * sun[1] + normal[:, 2] * sun[2]  # no BLAS (see raycast.py)
     away = np.einsum("ij,ij->i", hits.normal, plan.directions) > 0
-    lambert = np.maximum(np.where(away, -towards_sun, towards_sun), 0.0)
-    light = lighting.ambient + lighting.diffuse * lambert
-    colour = hits.albedo.astype(np.float32) * light[:, None]
-    elevation = np.clip(plan.directions[:, 2], 0.0, 1.0)[:, None]
-    sky = (np.asarray(lighting.sky_horizon_rgb, np.float32) * (1.0 - elevation)
-           + np.asarray(lighting.sky_zenith_rgb, np.float32) * elevation)
-    return np.clip(np.where(hit[:, None], colour, sky), 0, 255).astype(np.uint8)
+    np.negative(towards_sun, out=towards_sun, where=away)
+    light = np.maximum(towards_sun, 0.0, out=towards_sun)
+    light *= lighting.diffuse
+    light += lighting.ambient
+    colour = hits.albedo * light[:, None]  # float32 (N, 3)
+    np.minimum(colour, 255.0, out=colour)
+    image = colour.astype(np.uint8)
+    miss = np.flatnonzero(~hit)
+    if miss.size:
+        elevation = np.clip(plan.directions[miss, 2], 0.0, 1.0)[:, None]
+        sky = (np.asarray(lighting.sky_horizon_rgb, np.float32) * (1.0 - elevation)
+               + np.asarray(lighting.sky_zenith_rgb, np.float32) * elevation)
+        image[miss] = sky.astype(np.uint8)
+    return image
 
 
 class RgbCamera(Camera):

@@ -49,6 +49,10 @@ class RayPlan:
     extra: object = None
 
 
+_SHARED_PLANS: dict[Hashable, tuple[int, RayPlan]] = {}
+"""Plans by share key, kept for the frame they were made in (cameras with equal rays reuse one)."""
+
+
 class RaycastSensor(Sensor):
     """A sensor whose data come from rays cast into the scene."""
 
@@ -67,11 +71,21 @@ class RaycastSensor(Sensor):
         row = self._parent_row(snapshot)
         location, rotation, matrix = self._world_pose(snapshot, row)
         local, max_range, key, extra = self.local_rays(snapshot)
-        directions = (local @ matrix.T).astype(np.float32)
-        origins = np.broadcast_to(location.astype(np.float32), directions.shape)
         share = None if key is None else (key, tuple(np.round(location, 6)), tuple(np.round(rotation, 9)))
-        return RayPlan(origins, directions, np.asarray(max_range, dtype=np.float32), location, rotation, matrix,
+        cached = _SHARED_PLANS.get(share) if share is not None else None
+        if cached is not None and cached[0] == snapshot.frame:
+            return cached[1]  # another sensor already planned exactly these rays this tick
+        # Element-wise, not a BLAS product: BLAS's spinning threads would slow the raycast after it.
+        m = matrix.astype(np.float32)
+        directions = local[:, 0:1] * m[:, 0] + local[:, 1:2] * m[:, 1] + local[:, 2:3] * m[:, 2]
+        origins = np.broadcast_to(location.astype(np.float32), directions.shape)
+        plan = RayPlan(origins, directions, np.asarray(max_range, dtype=np.float32), location, rotation, matrix,
                        local, share, extra)
+        if share is not None:
+            if len(_SHARED_PLANS) > 64:
+                _SHARED_PLANS.clear()
+            _SHARED_PLANS[share] = (snapshot.frame, plan)
+        return plan
 
     def measure(self, world, snapshot: WorldSnapshot) -> SensorMeasurement | None:
         """Plan, cast against ``world.scene`` and finish, for a sensor used on its own."""

@@ -1,0 +1,87 @@
+"""A whole sensor suite on a live world: every sensor gives CARLA-layout data each tick."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("open3d")
+
+from sim.api import Pose  # noqa: E402
+from sim.embedded.sensors.blueprints import SensorConfigError  # noqa: E402
+from sim.embedded.sensors.lidar import SEMANTIC_POINT_DTYPE  # noqa: E402
+from sim.embedded.sensors.rig import SensorRig  # noqa: E402
+from sim.embedded.sensors.suite import load_suite, suite_from_dict  # noqa: E402
+from sim.embedded.world import EmbeddedWorld  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def world_and_rig():
+    world = EmbeddedWorld(map="Town01", seed=0)
+    world.spawn_vehicle("vehicle.lincoln.mkz_2020", None, autopilot=True, role_name="hero")
+    world.spawn_traffic(10)
+    world.spawn_walkers(10)
+    rig = SensorRig(world, load_suite("configs/sensors/default.yaml"))
+    return world, rig
+
+
+def test_default_suite_gives_every_sensor_in_carla_layouts(world_and_rig):
+    world, rig = world_and_rig
+    snapshot = world.tick()
+    data = rig.measure(snapshot)
+    kinds = {sensor.name: sensor.blueprint_id for sensor in rig.sensors}
+    for name, blueprint in kinds.items():
+        if blueprint in ("sensor.other.collision", "sensor.other.lane_invasion"):
+            continue  # event sensors speak only when something happens
+        assert name in data, f"{name} ({blueprint}) gave nothing"
+        measurement = data[name]
+        assert measurement.frame == snapshot.frame and measurement.timestamp_s == snapshot.timestamp_s
+        payload = measurement.data
+        if blueprint == "sensor.camera.rgb":
+            assert payload.shape == (300, 400, 3) and payload.dtype == np.uint8
+        elif blueprint == "sensor.camera.depth":
+            assert payload.shape == (300, 400) and payload.dtype == np.float32 and payload.min() > 0
+        elif blueprint == "sensor.camera.semantic_segmentation":
+            assert payload.dtype == np.uint8 and {1, 11} <= set(np.unique(payload).tolist())  # road and sky
+        elif blueprint == "sensor.lidar.ray_cast":
+            assert payload.dtype == np.float32 and payload.shape[1] == 4 and payload.shape[0] > 1000
+            assert np.linalg.norm(payload[:, :3], axis=1).max() <= 100.0 + 1e-3
+        elif blueprint == "sensor.lidar.ray_cast_semantic":
+            assert payload.dtype == SEMANTIC_POINT_DTYPE
+        elif blueprint == "sensor.other.radar":
+            assert payload.dtype == np.float32 and payload.shape[1] == 4
+        elif blueprint == "sensor.other.gnss":
+            assert payload.shape == (3,)
+    assert rig.timings.rays > 100_000
+
+
+def test_depth_sees_a_vehicle_parked_ahead(world_and_rig):
+    world, _ = world_and_rig
+    lanes = world.lanes
+    lane = int(np.argmax(np.where(lanes.is_junction, 0, lanes.length_m)))
+    xyz, yaw = lanes.interpolate(np.array([lane, lane]), np.array([10.0, 30.0]))
+    ego = world.spawn_vehicle("vehicle.lincoln.mkz_2020", Pose(float(xyz[0, 0]), float(xyz[0, 1]), 0.0, float(yaw[0])),
+                              role_name="probe")
+    target = world.spawn_vehicle("vehicle.lincoln.mkz_2020",
+                                 Pose(float(xyz[1, 0]), float(xyz[1, 1]), 0.0, float(yaw[1])))
+    suite = suite_from_dict({"sensors": [
+        {"name": "d", "blueprint": "sensor.camera.depth", "attach_to": "probe",
+         "transform": {"x": 2.5, "z": 1.0}, "attributes": {"image_size_x": 64, "image_size_y": 48, "fov": 30}},
+        {"name": "s", "blueprint": "sensor.camera.instance_segmentation", "attach_to": "probe",
+         "transform": {"x": 2.5, "z": 1.0}, "attributes": {"image_size_x": 64, "image_size_y": 48, "fov": 30}},
+    ]})
+    rig = SensorRig(world, suite)
+    data = rig.measure(world.snapshot())
+    depth, instance = data["d"].data, data["s"].data
+    gap = 20.0 - 2.5 - world.actors[target].extent_m[0]
+    assert depth[24, 32] == pytest.approx(gap, abs=0.6)
+    assert instance[24, 32, 0] == 14
+    assert int(instance[24, 32, 1]) + 256 * int(instance[24, 32, 2]) == target
+    world.destroy([ego, target])
+
+
+def test_suite_errors_name_the_problem(world_and_rig):
+    world, _ = world_and_rig
+    with pytest.raises(SensorConfigError, match="role_name 'nobody'"):
+        SensorRig(world, suite_from_dict({"sensors": [
+            {"name": "x", "blueprint": "sensor.other.gnss", "attach_to": "nobody"}]}))
