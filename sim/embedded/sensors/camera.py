@@ -121,12 +121,10 @@ def render_image(kind: str, plan: RayPlan, hits, width: int, height: int, lighti
 
 def _shade(plan: RayPlan, hits, hit: np.ndarray, lighting: Lighting) -> np.ndarray:
     """Lambert-lit material colours, sky gradient where nothing is hit."""
-    # Surfaces are double-sided: use the side of the normal that faces the camera.
+    # Hit normals face the ray (the scene's contract), so surfaces are lit on the side the camera sees.
     sun = lighting.sun_direction
     normal = hits.normal
     towards_sun = normal[:, 0] * sun[0] + normal[:, 1] * sun[1] + normal[:, 2] * sun[2]  # no BLAS (see raycast.py)
-    away = np.einsum("ij,ij->i", hits.normal, plan.directions) > 0
-    np.negative(towards_sun, out=towards_sun, where=away)
     light = np.maximum(towards_sun, 0.0, out=towards_sun)
     light *= lighting.diffuse
     light += lighting.ambient
