@@ -170,13 +170,18 @@ class SensorRig:
                     offset += n
                     batches.append(plan)
                 owner.append(key)
-            origins = np.concatenate([np.broadcast_to(p.origins, p.directions.shape) for p in batches])
-            directions = np.concatenate([p.directions for p in batches])
-            max_range = np.concatenate([np.broadcast_to(p.max_range_m, (p.directions.shape[0],)) for p in batches])
+            # All rays packed once as (N, 6) [origin, direction], the layout the raycaster takes.
+            rays = np.empty((offset, 6), dtype=np.float32)
+            max_range = np.empty(offset, dtype=np.float32)
+            for plan in batches:
+                rows = slices[plan.share_key if plan.share_key is not None else id(plan)]
+                rays[rows, :3] = plan.origins
+                rays[rows, 3:] = plan.directions
+                max_range[rows] = plan.max_range_m
             start = time.perf_counter()
-            hits = scene.cast_rays(origins, directions, max_range)
+            hits = scene.cast_ray_array(rays, max_range)
             timings.raycast_s = time.perf_counter() - start
-            timings.rays = int(directions.shape[0])
+            timings.rays = int(offset)
             for (sensor, plan), key in zip(plans, owner, strict=True):
                 start = time.perf_counter()
                 out[sensor.name] = sensor.finish(snapshot, plan, _slice_hits(hits, slices[key]))
