@@ -130,7 +130,12 @@ class SensorRig:
     def scene(self):
         """The 3D scene (built on first use; needs Open3D)."""
         if self._scene is None:
-            from sim.embedded.sensors.scene import Scene, StaticScene
+            try:
+                from sim.embedded.sensors.scene import Scene, StaticScene
+            except ImportError as exc:
+                names = ", ".join(sorted({s.blueprint_id for s in self._raycast}))
+                raise SensorConfigError(f"{names} raycast a 3D scene with Open3D, which is not installed here "
+                                        f"({exc}); install the 'sensors' extra: pip install '.[sensors]'") from exc
 
             self._scene = Scene(StaticScene.build(self.world, seed=self.scene_seed))
         return self._scene

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,24 @@ def test_suite_errors_name_the_problem(world_and_rig):
     with pytest.raises(SensorConfigError, match="role_name 'nobody'"):
         SensorRig(world, suite_from_dict({"sensors": [
             {"name": "x", "blueprint": "sensor.other.gnss", "attach_to": "nobody"}]}))
+
+
+def test_world_and_non_raycast_sensors_import_without_open3d():
+    import subprocess
+    import sys
+
+    code = ("import sys; import sim.embedded.world, sim.embedded.backend, sim.embedded.sensors.rig, "
+            "sim.embedded.sensors.gnss, sim.embedded.sensors.imu, sim.embedded.sensors.camera, launch.cli; "
+            "print('open3d' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_missing_open3d_is_a_clear_error(world_and_rig, monkeypatch):
+    world, _ = world_and_rig
+    monkeypatch.setitem(sys.modules, "open3d", None)
+    monkeypatch.delitem(sys.modules, "sim.embedded.sensors.scene", raising=False)
+    rig = SensorRig(world, suite_from_dict({"sensors": [
+        {"name": "cam", "blueprint": "sensor.camera.rgb", "attributes": {"image_size_x": 8, "image_size_y": 6}}]}))
+    with pytest.raises(SensorConfigError, match="Open3D.*sensors"):
+        rig.measure(world.tick())
