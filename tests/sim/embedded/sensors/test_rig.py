@@ -108,3 +108,35 @@ def test_missing_open3d_is_a_clear_error(world_and_rig, monkeypatch):
         {"name": "cam", "blueprint": "sensor.camera.rgb", "attributes": {"image_size_x": 8, "image_size_y": 6}}]}))
     with pytest.raises(SensorConfigError, match="Open3D.*sensors"):
         rig.measure(world.tick())
+
+
+def test_radar_and_lidar_see_an_approaching_vehicle(world_and_rig):
+    world, _ = world_and_rig
+    lanes = world.lanes
+    lane = int(np.argmax(np.where(lanes.is_junction, 0, lanes.length_m)))
+    xyz, yaw = lanes.interpolate(np.array([lane, lane]), np.array([10.0, 40.0]))
+    probe = world.spawn_vehicle("vehicle.lincoln.mkz_2020", Pose(float(xyz[0, 0]), float(xyz[0, 1]), 0.0,
+                                                                 float(yaw[0])), role_name="radar_probe")
+    # Oncoming at 10 m/s, facing the probe.
+    oncoming = world.spawn_vehicle("vehicle.lincoln.mkz_2020",
+                                   Pose(float(xyz[1, 0]), float(xyz[1, 1]), 0.0, float(yaw[1]) + np.pi),
+                                   speed_mps=10.0)
+    suite = suite_from_dict({"sensors": [
+        {"name": "radar", "blueprint": "sensor.other.radar", "attach_to": "radar_probe",
+         "transform": {"x": 2.6, "z": 0.8},
+         "attributes": {"horizontal_fov": 6.0, "vertical_fov": 2.0, "points_per_second": 20000}},  # no ground < 45 m
+        {"name": "lidar", "blueprint": "sensor.lidar.ray_cast_semantic", "attach_to": "radar_probe",
+         "transform": {"z": 2.4}, "attributes": {"channels": 32, "range": 60.0, "points_per_second": 655360,
+                                                  "rotation_frequency": 20.0}},
+    ]})
+    rig = SensorRig(world, suite)
+    data = rig.measure(world.snapshot())
+    detections = data["radar"].data
+    gap = 30.0 - 2.6 - world.actors[oncoming].extent_m[0]
+    on_target = detections[np.abs(detections[:, 3] - gap) < 1.5]
+    assert len(on_target) > 20
+    np.testing.assert_allclose(on_target[:, 0], -10.0, atol=0.5)  # negative: approaching
+    points = data["lidar"].data
+    car_points = points[points["ObjIdx"] == oncoming]
+    assert len(car_points) > 20 and (car_points["ObjTag"] == 14).all()
+    world.destroy([probe, oncoming])
