@@ -68,7 +68,7 @@ def run_sensor_bench(map_name: str = "Town10HD", vehicles: int = 50, walkers: in
         rig.measure(world.tick())
     chunks = 5
     per_chunk = max(1, ticks // chunks)
-    rates, sensor_s, rays, raycast_s, update_s, world_s = [], {}, 0, 0.0, 0.0, 0.0
+    rates, sensor_s, raycast_s, update_s, world_s = [], {}, 0.0, 0.0, 0.0
     for _ in range(chunks):
         chunk_start = time.perf_counter()
         for _ in range(per_chunk):
@@ -79,7 +79,6 @@ def run_sensor_bench(map_name: str = "Town10HD", vehicles: int = 50, walkers: in
             timings = rig.timings
             raycast_s += timings.raycast_s
             update_s += timings.scene_update_s
-            rays = timings.rays
             for name, seconds in timings.per_sensor_s.items():
                 sensor_s[name] = sensor_s.get(name, 0.0) + seconds
         rates.append(per_chunk / (time.perf_counter() - chunk_start))
