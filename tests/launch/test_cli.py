@@ -72,3 +72,16 @@ def test_map_info_json():
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout.strip().splitlines()[-1])
     assert info["traffic_lights"] == 17 and info["stop_signs"] >= 3 and info["spawn_points"] > 100
+
+
+def test_bench_sensors_json_fields():
+    result = avsim("bench", "sensors", "--map", "Town02", "--vehicles", "5", "--walkers", "5", "--ticks", "10",
+                   "--warmup", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("fps", "ms_per_sensor", "raycast_reference_fps", "efficiency", "machine"):
+        assert key in record
+    assert set(record["ms_per_sensor"]) == {"rgb", "depth", "semantic", "lidar", "radar", "gnss", "imu",
+                                            "collision", "lane_invasion"}
+    assert abs(record["efficiency"] - record["fps"] / record["raycast_reference_fps"]) < 0.002
+    assert record["rays_per_tick"] == 400 * 300 + 32 * 1024 + 75
