@@ -463,18 +463,25 @@ class EmbeddedWorld:
         return lanes[ok], where[edges][ok]
 
     def _relieve_gridlock(self) -> None:
-        """Move NPCs stuck longer than ``stuck_timeout_s`` to free spawn points away from free vehicles."""
+        """Move NPCs stuck longer than ``stuck_timeout_s`` to free spawn points.
+
+        Vehicles with a role name (the hero) are never moved, and nothing
+        appears within 30 m of them or of a free vehicle.
+        """
         timeout = self.config.traffic.stuck_timeout_s
         traffic = self.traffic
         if timeout is None or not (traffic.stuck_s > timeout).any():
             return
-        for row in np.flatnonzero(traffic.stuck_s > timeout).tolist():
+        named = np.array([bool(self.actors[int(a)].role_name) for a in traffic.actor_id])
+        watched = np.concatenate([np.stack([self.fleet.x_m, self.fleet.y_m], axis=1),
+                                  traffic.location_xyz[named, :2]])
+        for row in np.flatnonzero((traffic.stuck_s > timeout) & ~named).tolist():
             actor_id = int(traffic.actor_id[row])
             half = (float(traffic.half_length_m[row]), float(traffic.half_width_m[row]))
             for index in self.rng.permutation(len(self.spawn_points))[:50]:
                 point = self.spawn_points[int(index)]
                 p = point.pose
-                far = self.fleet.n == 0 or np.min(np.hypot(self.fleet.x_m - p.x_m, self.fleet.y_m - p.y_m)) > 30.0
+                far = watched.shape[0] == 0 or np.min(np.hypot(watched[:, 0] - p.x_m, watched[:, 1] - p.y_m)) > 30.0
                 if far and not self._occupied(p.x_m, p.y_m, p.yaw_rad, half, 1.5):
                     traffic.relocate(actor_id, point.lane, point.s_m)
                     self.relocations += 1

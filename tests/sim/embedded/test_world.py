@@ -237,3 +237,21 @@ def test_procedural_map_by_config_is_deterministic():
         world.final = snap
     np.testing.assert_array_equal(a.final.location_m, b.final.location_m)
     assert not [e for e in a.final.events if isinstance(e, CollisionEvent)]
+
+
+def test_gridlock_relief_moves_stuck_npcs_but_never_the_hero():
+    config = WorldConfig(map="Town01", seed=3, traffic={"stuck_timeout_s": 5.0})
+    world = EmbeddedWorld(config)
+    lane = _straight_lane(world)
+    hero = world.spawn_vehicle("vehicle.lincoln.mkz_2020", _pose_on(world, lane, 30.0), autopilot=True,
+                               role_name="hero")
+    npc = world.spawn_vehicle("vehicle.lincoln.mkz_2020", _pose_on(world, lane, 15.0), autopilot=True)
+    blocker = world.spawn_vehicle("vehicle.lincoln.mkz_2020", _pose_on(world, lane, 45.0))  # parked, free
+    world.apply_control(blocker, VehicleControl(brake=1.0))
+    for _ in range(int(15 / world.dt_s)):
+        snap = world.tick()
+    assert world.relocations >= 1
+    npc_xy = snap.location_m[snap.index_of(npc), :2]
+    hero_xy = snap.location_m[snap.index_of(hero), :2]
+    assert np.hypot(*(npc_xy - hero_xy)) > 30.0, "the stuck NPC was moved away"
+    assert world.traffic.stuck_s[world.traffic.row_of(hero)] > 5.0, "the hero stays, stuck or not"
