@@ -69,6 +69,14 @@ def pixel_directions(width: int, height: int, fov_deg: float) -> np.ndarray:
     return rays.astype(np.float32)
 
 
+@lru_cache(maxsize=16)
+def pixel_columns(width: int, height: int, fov_deg: float) -> np.ndarray:
+    """:func:`pixel_directions` transposed to a contiguous (3, H * W) array."""
+    columns = np.ascontiguousarray(pixel_directions(width, height, fov_deg).T)
+    columns.flags.writeable = False
+    return columns
+
+
 class Camera(RaycastSensor):
     """A pinhole camera of one kind (see the module docstring); ``image_size_x/y`` [px], ``fov`` [deg]."""
 
@@ -92,6 +100,10 @@ class Camera(RaycastSensor):
         directions = pixel_directions(self.width, self.height, self.fov_deg)
         return directions, np.full(directions.shape[0], FAR_PLANE_M, np.float32), \
             ("camera", self.width, self.height, self.fov_deg), None
+
+    def local_columns(self, local: np.ndarray) -> np.ndarray:
+        """The cached transposed pixel rays."""
+        return pixel_columns(self.width, self.height, self.fov_deg)
 
     def finish(self, snapshot: WorldSnapshot, plan: RayPlan, hits) -> SensorMeasurement:
         """The image of this camera's kind from the hits."""

@@ -68,25 +68,41 @@ class _RotatingLidar(RaycastSensor):
         step = (self.upper_fov - self.lower_fov) / max(self.channels - 1, 1)
         self.elevations_deg = self.upper_fov - step * np.arange(self.channels)
         self.current_angle_deg = 0.0
+        self._ray_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # sweep start -> (rays, columns)
+        self._columns: np.ndarray | None = None
 
     def local_rays(self, snapshot: WorldSnapshot):
         """This tick's slice of the rotation; advances the rotation."""
         dt = snapshot.dt_s
         per_laser = max(1, int(math.floor(self.points_per_second * dt / self.channels + 0.5)))
         sweep = self.rotation_frequency * self.horizontal_fov * dt
-        azimuth = self.current_angle_deg + sweep / per_laser * np.arange(per_laser)
-        azimuth = np.mod(azimuth, self.horizontal_fov)
-        if self.horizontal_fov < 360.0:
-            azimuth -= self.horizontal_fov / 2.0
+        key = (round(self.current_angle_deg, 9), per_laser, round(sweep, 9))
+        cached = self._ray_cache.get(key)
+        if cached is None:
+            azimuth = self.current_angle_deg + sweep / per_laser * np.arange(per_laser)
+            azimuth = np.mod(azimuth, self.horizontal_fov)
+            if self.horizontal_fov < 360.0:
+                azimuth -= self.horizontal_fov / 2.0
+            el = np.radians(self.elevations_deg)[:, None]
+            az = np.radians(azimuth)[None, :]
+            shape = (el.shape[0], az.shape[1])
+            directions = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az),
+                                   np.broadcast_to(np.sin(el), shape)], axis=-1).reshape(-1, 3).astype(np.float32)
+            cached = (directions, np.ascontiguousarray(directions.T))
+            if len(self._ray_cache) >= 64:  # a sweep that never repeats: keep the cache small
+                self._ray_cache.clear()
+            self._ray_cache[key] = cached
         self.current_angle_deg = float(np.mod(self.current_angle_deg + sweep, self.horizontal_fov))
-        el = np.radians(self.elevations_deg)[:, None]
-        az = np.radians(azimuth)[None, :]
-        shape = (el.shape[0], az.shape[1])
-        directions = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.broadcast_to(np.sin(el), shape)],
-                              axis=-1).reshape(-1, 3)
+        directions, columns = cached
         keep = self._keep_before_tracing(directions.shape[0])
-        directions = directions[keep] if keep is not None else directions
-        return directions.astype(np.float32), np.full(directions.shape[0], self.range_m, np.float32), None, None
+        if keep is not None:
+            directions, columns = directions[keep], None
+        self._columns = columns
+        return directions, np.full(directions.shape[0], self.range_m, np.float32), None, None
+
+    def local_columns(self, local: np.ndarray) -> np.ndarray:
+        """The cached transposed directions when no ray was dropped."""
+        return self._columns if self._columns is not None else np.ascontiguousarray(local.T)
 
     def _keep_before_tracing(self, n: int) -> np.ndarray | None:
         return None

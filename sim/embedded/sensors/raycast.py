@@ -16,7 +16,7 @@ cores, and cameras with the same pose and intrinsics share their rays):
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Hashable
 
 import numpy as np
@@ -25,28 +25,69 @@ from sim.api import WorldSnapshot
 from sim.embedded.sensors.base import Sensor, SensorMeasurement
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class RayPlan:
-    """Rays of one sensor for one tick, in the world frame.
+    """Rays of one sensor for one tick.
 
-    ``origins`` (N, 3) float32, ``directions`` (N, 3) float32 unit vectors,
+    ``local_directions`` (N, 3) float32 unit vectors in the sensor frame,
     ``max_range_m`` (N,) float32. ``location`` (3,), ``rotation`` (3,) and
     ``matrix`` (3, 3) are the sensor's world pose (columns of ``matrix``:
-    forward, right, up). ``local_directions`` (N, 3) are the directions in
-    the sensor frame. ``share_key``: plans with equal keys in one tick are
+    forward, right, up). ``share_key``: plans with equal keys in one tick are
     the same rays (None: never shared). ``extra``: sensor-specific
     bookkeeping for :meth:`RaycastSensor.finish`.
+
+    The world rays are written by :meth:`write` straight into a caller's
+    (N, 6) float32 ``[origin, direction]`` buffer (the layout the raycaster
+    takes), one component at a time: about five times faster than a (N, 3)
+    matrix product and without BLAS threads. ``origins`` and ``directions``
+    read them back (writing them into a buffer of the plan's own first if
+    needed).
     """
 
-    origins: np.ndarray
-    directions: np.ndarray
-    max_range_m: np.ndarray
     location: np.ndarray
     rotation: np.ndarray
     matrix: np.ndarray
     local_directions: np.ndarray
+    max_range_m: np.ndarray
     share_key: Hashable | None = None
     extra: object = None
+    local_columns: np.ndarray | None = None  # (3, N) contiguous copy of local_directions.T
+    rays: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def num_rays(self) -> int:
+        """Number of rays N."""
+        return int(self.local_directions.shape[0])
+
+    def write(self, out: np.ndarray) -> None:
+        """Write the world rays into ``out`` (N, 6) float32 and keep it as this plan's rays."""
+        local = self.local_columns if self.local_columns is not None else np.ascontiguousarray(self.local_directions.T)
+        m = self.matrix.astype(np.float32)
+        out[:, :3] = self.location.astype(np.float32)
+        scratch = np.empty(local.shape[1], dtype=np.float32)
+        for k in range(3):
+            column = out[:, 3 + k]
+            np.multiply(local[0], m[k, 0], out=column)
+            np.multiply(local[1], m[k, 1], out=scratch)
+            column += scratch
+            np.multiply(local[2], m[k, 2], out=scratch)
+            column += scratch
+        self.rays = out
+
+    def _world_rays(self) -> np.ndarray:
+        if self.rays is None:
+            self.write(np.empty((self.num_rays, 6), dtype=np.float32))
+        return self.rays
+
+    @property
+    def origins(self) -> np.ndarray:
+        """(N, 3) float32 ray origins, world frame."""
+        return self._world_rays()[:, :3]
+
+    @property
+    def directions(self) -> np.ndarray:
+        """(N, 3) float32 unit ray directions, world frame."""
+        return self._world_rays()[:, 3:]
 
 
 _SHARED_PLANS: dict[Hashable, tuple[int, RayPlan]] = {}
@@ -64,6 +105,10 @@ class RaycastSensor(Sensor):
     def finish(self, snapshot: WorldSnapshot, plan: RayPlan, hits) -> SensorMeasurement:
         """The measurement from the hits (a ``RayHits`` for exactly ``plan``'s rays)."""
 
+    def local_columns(self, local: np.ndarray) -> np.ndarray:
+        """``local.T`` as a contiguous (3, N) array (sensors with fixed rays cache it)."""
+        return np.ascontiguousarray(local.T)
+
     def plan(self, snapshot: WorldSnapshot) -> RayPlan | None:
         """This tick's rays in the world frame, or None when ``sensor_tick`` says not now."""
         if not self._due(snapshot.timestamp_s):
@@ -75,12 +120,8 @@ class RaycastSensor(Sensor):
         cached = _SHARED_PLANS.get(share) if share is not None else None
         if cached is not None and cached[0] == snapshot.frame:
             return cached[1]  # another sensor already planned exactly these rays this tick
-        # Element-wise, not a BLAS product: BLAS's spinning threads would slow the raycast after it.
-        m = matrix.astype(np.float32)
-        directions = local[:, 0:1] * m[:, 0] + local[:, 1:2] * m[:, 1] + local[:, 2:3] * m[:, 2]
-        origins = np.broadcast_to(location.astype(np.float32), directions.shape)
-        plan = RayPlan(origins, directions, np.asarray(max_range, dtype=np.float32), location, rotation, matrix,
-                       local, share, extra)
+        plan = RayPlan(location, rotation, matrix, local, np.asarray(max_range, dtype=np.float32), share, extra,
+                       self.local_columns(local))
         if share is not None:
             if len(_SHARED_PLANS) > 64:
                 _SHARED_PLANS.clear()

@@ -170,7 +170,7 @@ class SensorRig:
             for sensor, plan in plans:
                 key = plan.share_key if plan.share_key is not None else id(plan)
                 if key not in slices:
-                    n = plan.directions.shape[0]
+                    n = plan.num_rays
                     slices[key] = slice(offset, offset + n)
                     offset += n
                     batches.append(plan)
@@ -180,8 +180,7 @@ class SensorRig:
             max_range = np.empty(offset, dtype=np.float32)
             for plan in batches:
                 rows = slices[plan.share_key if plan.share_key is not None else id(plan)]
-                rays[rows, :3] = plan.origins
-                rays[rows, 3:] = plan.directions
+                plan.write(rays[rows])
                 max_range[rows] = plan.max_range_m
             start = time.perf_counter()
             hits = scene.cast_ray_array(rays, max_range)
