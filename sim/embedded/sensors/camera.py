@@ -105,10 +105,64 @@ class Camera(RaycastSensor):
         """The cached transposed pixel rays."""
         return pixel_columns(self.width, self.height, self.fov_deg)
 
+    def actor_candidates(self, plan: RayPlan, corners: np.ndarray) -> np.ndarray | None:
+        """Pixels inside the image rectangles that bound the actors' boxes (clipped at the camera plane)."""
+        rect = projected_rectangles(corners, plan.location, plan.matrix, self.width, self.height, self.fov_deg)
+        mask = np.zeros((self.height, self.width), dtype=bool)
+        for r0, r1, c0, c1 in rect.tolist():
+            mask[r0:r1, c0:c1] = True
+        return np.flatnonzero(mask.ravel())
+
     def finish(self, snapshot: WorldSnapshot, plan: RayPlan, hits) -> SensorMeasurement:
         """The image of this camera's kind from the hits."""
         image = render_image(self.kind, plan, hits, self.width, self.height, self.lighting)
         return self._measurement(snapshot, plan.location.copy(), plan.rotation.copy(), image)
+
+
+_NEAR_M = 0.02
+# Box corner k has bits (x, y, z) = (k >> 2 & 1, k >> 1 & 1, k & 1); edges join corners one bit apart.
+_BOX_EDGES = np.array([(a, a | bit) for a in range(8) for bit in (1, 2, 4) if not a & bit])
+
+
+def projected_rectangles(corners: np.ndarray, location: np.ndarray, matrix: np.ndarray, width: int, height: int,
+                         fov_deg: float) -> np.ndarray:
+    """Pixel rectangles (K, 4) ``row0, row1, col0, col1`` (half-open) bounding boxes seen by a camera.
+
+    ``corners`` (A, 8, 3) world corners of each box (bit order: see
+    ``_BOX_EDGES``). The part of a box in front of the camera is its corners
+    there plus the points where its edges cross the near plane; the bounding
+    rectangle of their projections, widened by a pixel, holds every pixel
+    whose ray can hit the box. Boxes wholly behind the camera give none.
+    """
+    if corners.shape[0] == 0:
+        return np.zeros((0, 4), dtype=np.int64)
+    local = (corners - location) @ matrix  # columns of matrix: forward, right, up; small (A, 8, 3): no BLAS threads
+    a = local[:, _BOX_EDGES[:, 0]]
+    b = local[:, _BOX_EDGES[:, 1]]
+    xa, xb = a[..., 0], b[..., 0]
+    crosses = (xa > _NEAR_M) != (xb > _NEAR_M)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(crosses, (_NEAR_M - xa) / (xb - xa), 0.0)
+    cut = a + (b - a) * t[..., None]
+    points = np.concatenate([local, cut], axis=1)  # (A, 20, 3)
+    valid = np.concatenate([local[..., 0] > _NEAR_M, crosses], axis=1)
+    x = np.where(valid, np.maximum(points[..., 0], _NEAR_M), 1.0)
+    focal = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+    u = width / 2.0 + focal * points[..., 1] / x
+    v = height / 2.0 - focal * points[..., 2] / x
+    seen = valid.any(axis=1)
+    big = np.float64(1e9)
+    u_min = np.where(valid, u, big).min(axis=1)[seen]
+    u_max = np.where(valid, u, -big).max(axis=1)[seen]
+    v_min = np.where(valid, v, big).min(axis=1)[seen]
+    v_max = np.where(valid, v, -big).max(axis=1)[seen]
+    # Pixel (row, col) casts through (col + 0.5, row + 0.5); one pixel of slack on every side.
+    c0 = np.clip(np.floor(u_min - 0.5) - 1, 0, width).astype(np.int64)
+    c1 = np.clip(np.ceil(u_max - 0.5) + 2, 0, width).astype(np.int64)
+    r0 = np.clip(np.floor(v_min - 0.5) - 1, 0, height).astype(np.int64)
+    r1 = np.clip(np.ceil(v_max - 0.5) + 2, 0, height).astype(np.int64)
+    keep = (c1 > c0) & (r1 > r0)
+    return np.stack([r0, r1, c0, c1], axis=1)[keep]
 
 
 def render_image(kind: str, plan: RayPlan, hits, width: int, height: int, lighting: Lighting) -> np.ndarray:

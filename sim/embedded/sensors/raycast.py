@@ -105,6 +105,14 @@ class RaycastSensor(Sensor):
     def finish(self, snapshot: WorldSnapshot, plan: RayPlan, hits) -> SensorMeasurement:
         """The measurement from the hits (a ``RayHits`` for exactly ``plan``'s rays)."""
 
+    def actor_candidates(self, plan: RayPlan, corners: np.ndarray) -> np.ndarray | None:
+        """Indices of this plan's rays that may hit an actor, given actor box corners (A, 8, 3).
+
+        Must be conservative (never leave out a ray that hits an actor). None,
+        the default, means all rays.
+        """
+        return None
+
     def local_columns(self, local: np.ndarray) -> np.ndarray:
         """``local.T`` as a contiguous (3, N) array (sensors with fixed rays cache it)."""
         return np.ascontiguousarray(local.T)

@@ -62,6 +62,32 @@ def build_sensor(spec: SensorSpec, parent_id: int) -> Sensor:
     return cls(parent_id, pose, name=spec.name, **kwargs)
 
 
+ACTOR_BOX_MARGIN_M = 0.05
+"""Slack around each actor's bounding box (its mesh lies inside the box) when choosing rays that may hit it."""
+
+
+def _actor_corners(snapshot: WorldSnapshot, hidden: tuple[int, ...]) -> np.ndarray:
+    """World corners (A, 8, 3) of every visible actor's box, widened by :data:`ACTOR_BOX_MARGIN_M`.
+
+    Corner k has bits (x, y, z) = (k >> 2 & 1, k >> 1 & 1, k & 1) (low or high
+    side). Vehicle origins are on the ground under the box; walkers' at its centre.
+    """
+    keep = ~np.isin(snapshot.actor_id, np.asarray(hidden, dtype=np.int64))
+    half = snapshot.extent_m[keep] + ACTOR_BOX_MARGIN_M
+    centre = snapshot.location_m[keep].copy()
+    vehicle = snapshot.kind[keep] == 0
+    centre[vehicle, 2] += snapshot.extent_m[keep][vehicle, 2]
+    yaw = snapshot.rotation_rad[keep, 1]
+    bits = np.array([[(k >> 2) & 1, (k >> 1) & 1, k & 1] for k in range(8)], dtype=np.float64) * 2.0 - 1.0
+    local = bits[None, :, :] * half[:, None, :]
+    cos, sin = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    world = np.empty_like(local)
+    world[..., 0] = centre[:, None, 0] + cos * local[..., 0] - sin * local[..., 1]
+    world[..., 1] = centre[:, None, 1] + sin * local[..., 0] + cos * local[..., 1]
+    world[..., 2] = centre[:, None, 2] + local[..., 2]
+    return world
+
+
 def _slice_hits(hits, rows: slice):
     """The same kind of hits record restricted to ``rows``."""
     return type(hits)(**{f.name: getattr(hits, f.name)[rows] for f in fields(hits)})
@@ -92,8 +118,9 @@ class RigTimings:
 class SensorRig:
     """Sensors of a :class:`SensorSuite` mounted on ``world``'s actors (by role name)."""
 
-    def __init__(self, world, suite: SensorSuite, scene_seed: int = 0) -> None:
+    def __init__(self, world, suite: SensorSuite, scene_seed: int = 0, cull_actor_rays: bool = True) -> None:
         self.world = world
+        self.cull_actor_rays = cull_actor_rays
         self.suite = suite
         self.scene_seed = scene_seed
         roles = {info.role_name: actor_id for actor_id, info in world.actors.items() if info.role_name}
@@ -160,14 +187,17 @@ class SensorRig:
         if plans:
             start = time.perf_counter()
             scene = self.scene
-            scene.update(snapshot, self._hidden_parents(snapshot))
+            hidden = self._hidden_parents(snapshot)
+            scene.update(snapshot, hidden)
             timings.scene_update_s = time.perf_counter() - start
             # One slice of the combined ray batch per distinct plan; shared plans reuse theirs.
             slices: dict[object, slice] = {}
             batches = []
             offset = 0
             owner = []
+            planner: dict[int, object] = {}
             for sensor, plan in plans:
+                planner.setdefault(id(plan), sensor)
                 key = plan.share_key if plan.share_key is not None else id(plan)
                 if key not in slices:
                     n = plan.num_rays
@@ -178,12 +208,19 @@ class SensorRig:
             # All rays packed once as (N, 6) [origin, direction], the layout the raycaster takes.
             rays = np.empty((offset, 6), dtype=np.float32)
             max_range = np.empty(offset, dtype=np.float32)
+            corners = _actor_corners(snapshot, hidden) if self.cull_actor_rays else None
+            candidates: list[np.ndarray] | None = [] if corners is not None else None
             for plan in batches:
                 rows = slices[plan.share_key if plan.share_key is not None else id(plan)]
                 plan.write(rays[rows])
                 max_range[rows] = plan.max_range_m
+                if candidates is not None:
+                    sensor = planner[id(plan)]
+                    chosen = sensor.actor_candidates(plan, corners)
+                    candidates.append(np.arange(rows.start, rows.stop) if chosen is None else chosen + rows.start)
+            actor_rays = np.concatenate(candidates) if candidates else None
             start = time.perf_counter()
-            hits = scene.cast_ray_array(rays, max_range)
+            hits = scene.cast_ray_array(rays, max_range, actor_rays)
             timings.raycast_s = time.perf_counter() - start
             timings.rays = int(offset)
             for (sensor, plan), key in zip(plans, owner, strict=True):

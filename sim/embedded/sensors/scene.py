@@ -1063,8 +1063,14 @@ class Scene:
             raise ValueError(f"origins must have shape ({n}, 3) or (3,), got {origins.shape}")
         return self.cast_ray_array(_pack_rays(origins, directions), max_range_m)
 
-    def cast_ray_array(self, rays: np.ndarray, max_range_m: float | np.ndarray = math.inf) -> RayHits:
-        """Like :meth:`cast_rays` for rays packed as a C-contiguous (N, 6) float32 array [origin, direction]."""
+    def cast_ray_array(self, rays: np.ndarray, max_range_m: float | np.ndarray = math.inf,
+                       actor_rays: np.ndarray | None = None) -> RayHits:
+        """Like :meth:`cast_rays` for rays packed as a C-contiguous (N, 6) float32 array [origin, direction].
+
+        ``actor_rays``: indices of the only rays that can hit an actor (from
+        conservative bounds, see ``RaycastSensor.actor_candidates``); the others
+        skip the actor scene. None: every ray is cast against the actors.
+        """
         if not (isinstance(rays, np.ndarray) and rays.dtype == np.float32 and rays.ndim == 2
                 and rays.shape[1] == 6 and rays.flags.c_contiguous):
             raise ValueError("rays must be a C-contiguous (N, 6) float32 array, got "
@@ -1086,14 +1092,22 @@ class Scene:
         index = out["primitive_ids"].numpy().view(np.int32)  # Open3D's INVALID_ID reads -1: the miss row
         normal = out["primitive_normals"].numpy()  # zero on a miss
         nearer = np.zeros(0, dtype=np.int64)
-        if self.dynamic.raycasting_scene is not None:
-            out_d = self.dynamic.raycasting_scene.cast_rays(tensor, nthreads=self.nthreads)
-            t_d = out_d["t_hit"].numpy()
-            nearer = np.flatnonzero(t_d < t)
+        if self.dynamic.raycasting_scene is not None and (actor_rays is None or actor_rays.size):
+            if actor_rays is None:
+                out_d = self.dynamic.raycasting_scene.cast_rays(tensor, nthreads=self.nthreads)
+                t_d = out_d["t_hit"].numpy()
+                local = np.flatnonzero(t_d < t)
+                nearer = local
+            else:
+                subset = _o3c.Tensor.from_numpy(np.ascontiguousarray(rays[actor_rays]))
+                out_d = self.dynamic.raycasting_scene.cast_rays(subset, nthreads=self.nthreads)
+                t_d = out_d["t_hit"].numpy()
+                local = np.flatnonzero(t_d < t[actor_rays])
+                nearer = actor_rays[local]
             if nearer.size:
-                t[nearer] = t_d[nearer]
-                index[nearer] = out_d["primitive_ids"].numpy()[nearer].view(np.int32) + self.static.num_triangles
-                normal[nearer] = out_d["primitive_normals"].numpy()[nearer]
+                t[nearer] = t_d[local]
+                index[nearer] = out_d["primitive_ids"].numpy()[local].view(np.int32) + self.static.num_triangles
+                normal[nearer] = out_d["primitive_normals"].numpy()[local]
         if max_range.ndim or math.isfinite(float(max_range)):
             beyond = np.flatnonzero(~(t <= max_range) & (t < np.inf))
             t[beyond] = np.inf

@@ -140,3 +140,21 @@ def test_radar_and_lidar_see_an_approaching_vehicle(world_and_rig):
     car_points = points[points["ObjIdx"] == oncoming]
     assert len(car_points) > 20 and (car_points["ObjTag"] == 14).all()
     world.destroy([probe, oncoming])
+
+
+def test_culling_actor_rays_changes_nothing():
+    """Rays left out of the actor cast by the cameras' box rectangles could not have hit an actor."""
+    world = EmbeddedWorld(map="Town10HD", seed=4)
+    world.spawn_vehicle("vehicle.lincoln.mkz_2020", None, autopilot=True, role_name="hero")
+    world.spawn_traffic(40)
+    world.spawn_walkers(30)
+    suite = load_suite("configs/sensors/benchmark.yaml")
+    culled, full = SensorRig(world, suite, cull_actor_rays=True), SensorRig(world, suite, cull_actor_rays=False)
+    actor_pixels = 0
+    for _ in range(30):
+        snapshot = world.tick()
+        a, b = culled.measure(snapshot), full.measure(snapshot)
+        for name in ("rgb", "depth", "semantic", "lidar", "radar"):
+            np.testing.assert_array_equal(a[name].data, b[name].data, err_msg=name)
+        actor_pixels += int(np.isin(a["semantic"].data, (12, 13, 14, 15, 16, 18)).sum())
+    assert actor_pixels > 1000, "the cameras must actually have seen actors for this to mean anything"
