@@ -70,6 +70,7 @@ class _RotatingLidar(RaycastSensor):
         self.current_angle_deg = 0.0
         self._ray_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # sweep start -> (rays, columns)
         self._columns: np.ndarray | None = None
+        self._azimuth_cos = self._azimuth_sin = np.zeros(0)
 
     def local_rays(self, snapshot: WorldSnapshot):
         """This tick's slice of the rotation; advances the rotation."""
@@ -88,17 +89,61 @@ class _RotatingLidar(RaycastSensor):
             shape = (el.shape[0], az.shape[1])
             directions = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az),
                                    np.broadcast_to(np.sin(el), shape)], axis=-1).reshape(-1, 3).astype(np.float32)
-            cached = (directions, np.ascontiguousarray(directions.T))
+            azimuth_rad = np.radians(azimuth)
+            cached = (directions, np.ascontiguousarray(directions.T), np.cos(azimuth_rad), np.sin(azimuth_rad))
             if len(self._ray_cache) >= 64:  # a sweep that never repeats: keep the cache small
                 self._ray_cache.clear()
             self._ray_cache[key] = cached
         self.current_angle_deg = float(np.mod(self.current_angle_deg + sweep, self.horizontal_fov))
-        directions, columns = cached
+        directions, columns, self._azimuth_cos, self._azimuth_sin = cached
         keep = self._keep_before_tracing(directions.shape[0])
         if keep is not None:
             directions, columns = directions[keep], None
         self._columns = columns
         return directions, np.full(directions.shape[0], self.range_m, np.float32), None, None
+
+    def actor_candidates(self, plan: RayPlan, corners: np.ndarray) -> np.ndarray | None:
+        """Rays of the (channel, azimuth) cells that bound the actors' boxes, seen from the sensor.
+
+        Each box is bounded by a sphere around its centre: its azimuth lies
+        within ``asin(r / d_xy)`` of the centre's (all azimuths when the sensor
+        is above or inside it), and its elevation between the extreme corner
+        heights over the nearest and farthest horizontal distances. All rays
+        when some rays were dropped before tracing (the grid is then irregular).
+        """
+        if self._columns is None or corners.shape[0] == 0:
+            return None if self._columns is None else np.zeros(0, dtype=np.int64)
+        local = (corners - plan.location) @ plan.matrix  # (A, 8, 3) sensor frame
+        centre = local.mean(axis=1)
+        radius = np.linalg.norm(local - centre[:, None, :], axis=2).max(axis=1) + 1e-3
+        d_xy = np.hypot(centre[:, 0], centre[:, 1])
+        z_min, z_max = local[..., 2].min(axis=1), local[..., 2].max(axis=1)
+        near_r = np.maximum(d_xy - radius, 1e-9)  # the nearest point may lie inside a face: sphere bound
+        far_r = np.hypot(local[..., 0], local[..., 1]).max(axis=1)  # the farthest is a corner
+        el_max = np.where(z_max > 0, np.arctan2(z_max, near_r), np.arctan2(z_max, far_r))
+        el_min = np.where(z_min < 0, np.arctan2(z_min, near_r), np.arctan2(z_min, far_r))
+        around = d_xy <= radius
+        half = np.where(around, np.pi, np.arcsin(np.minimum(radius / np.maximum(d_xy, 1e-9), 1.0)))
+        slack = 1e-6
+        elevation = np.radians(self.elevations_deg)
+        channel = (elevation[None, :] >= el_min[:, None] - slack) & (elevation[None, :] <= el_max[:, None] + slack)
+        # Only actors seen on some channel matter; their azimuth windows as (A', P) masks.
+        seen = np.flatnonzero(channel.any(axis=1))
+        if seen.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        channel = channel[seen]
+        # |azimuth - centre azimuth| <= half  <=>  cos(difference) >= cos(half), for half <= pi.
+        heading = np.arctan2(centre[seen, 1], centre[seen, 0])
+        cos_diff = (np.cos(heading)[:, None] * self._azimuth_cos[None, :]
+                    + np.sin(heading)[:, None] * self._azimuth_sin[None, :])
+        column = cos_diff >= np.cos(np.minimum(half[seen] + slack, np.pi))[:, None] - slack  # (A', P)
+        # OR over actors, per channel, on packed bits: (C, A, words) -> (C, words).
+        bits = np.packbits(column, axis=1)
+        pad = (-bits.shape[1]) % 8
+        words = np.pad(bits, ((0, 0), (0, pad))).view(np.uint64)  # 64 azimuth cells per word
+        grid_words = np.bitwise_or.reduce(np.where(channel.T[:, :, None], words[None, :, :], np.uint64(0)), axis=1)
+        grid = np.unpackbits(np.ascontiguousarray(grid_words).view(np.uint8), axis=1, count=column.shape[1])
+        return np.flatnonzero(grid.ravel())
 
     def local_columns(self, local: np.ndarray) -> np.ndarray:
         """The cached transposed directions when no ray was dropped."""
