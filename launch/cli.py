@@ -54,6 +54,21 @@ def run(
             console.print(f"{key:>24}: {value}")
 
 
+def _run_bench(bench, args: tuple, as_json: bool, summary) -> None:
+    """Run a benchmark; a BenchError exits 2 with its message; print JSON last or a one-line summary."""
+    from benchmarks.world_bench import BenchError
+
+    try:
+        result = bench(*args)
+    except BenchError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print(summary(result))
+
+
 @bench_app.command("world")
 def bench_world(
     map_name: str = typer.Option("Town10HD", "--map", help="Shipped town name or path to an .xodr file."),
@@ -65,18 +80,11 @@ def bench_world(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """World ticks per second (traffic, pedestrians, lights, collisions, snapshot) on one core."""
-    from benchmarks.world_bench import BenchError, run_world_bench
+    from benchmarks.world_bench import run_world_bench
 
-    try:
-        result = run_world_bench(map_name, vehicles, walkers, ticks, warmup, seed)
-    except BenchError as exc:
-        _fail(str(exc))
-        return
-    if as_json:
-        print(json.dumps(result))
-    else:
-        console.print(f"{result['ticks_per_s']:.0f} ticks/s on {result['map']} with {vehicles} vehicles "
-                      f"+ {walkers} walkers ({result['machine']['cpu']})")
+    _run_bench(run_world_bench, (map_name, vehicles, walkers, ticks, warmup, seed), as_json,
+               lambda r: f"{r['ticks_per_s']:.0f} ticks/s on {r['map']} with {vehicles} vehicles "
+                         f"+ {walkers} walkers ({r['machine']['cpu']})")
 
 
 @bench_app.command("sensors")
@@ -91,18 +99,10 @@ def bench_sensors(
 ) -> None:
     """World + full sensor suite frames per second, against a bare Open3D raycast of the same rays."""
     from benchmarks.sensors_bench import run_sensor_bench
-    from benchmarks.world_bench import BenchError
 
-    try:
-        result = run_sensor_bench(map_name, vehicles, walkers, ticks, warmup, seed)
-    except BenchError as exc:
-        _fail(str(exc))
-        return
-    if as_json:
-        print(json.dumps(result))
-    else:
-        console.print(f"{result['fps']:.1f} FPS (world + all sensors), reference raycast "
-                      f"{result['raycast_reference_fps']:.1f}/s, efficiency {result['efficiency']:.2f}")
+    _run_bench(run_sensor_bench, (map_name, vehicles, walkers, ticks, warmup, seed), as_json,
+               lambda r: f"{r['fps']:.1f} FPS (world + all sensors), reference raycast "
+                         f"{r['raycast_reference_fps']:.1f}/s, efficiency {r['efficiency']:.2f}")
 
 
 @map_app.command("check")
