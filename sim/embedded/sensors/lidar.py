@@ -31,7 +31,7 @@ import numpy as np
 
 from sim.api import WorldSnapshot
 from sim.embedded.sensors.base import SensorMeasurement, SensorPose, check_finite, check_seed, check_stddev
-from sim.embedded.sensors.raycast import RayPlan, RaycastSensor
+from sim.embedded.sensors.raycast import RayPlan, RaycastSensor, check_range_and_rate
 
 SEMANTIC_POINT_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("CosAngle", "<f4"),
                                  ("ObjIdx", "<u4"), ("ObjTag", "<u4")])
@@ -50,12 +50,7 @@ class _RotatingLidar(RaycastSensor):
         if isinstance(channels, bool) or int(channels) != channels or int(channels) < 1:
             raise ValueError(f"{bp}: channels must be an integer >= 1, got {channels!r}")
         self.channels = int(channels)
-        self.range_m = check_finite("range", range)
-        if self.range_m <= 0:
-            raise ValueError(f"{bp}: range must be > 0 m, got {range}")
-        self.points_per_second = check_finite("points_per_second", points_per_second)
-        if self.points_per_second < 1:
-            raise ValueError(f"{bp}: points_per_second must be >= 1, got {points_per_second}")
+        self.range_m, self.points_per_second = check_range_and_rate(bp, range, points_per_second)
         self.rotation_frequency = check_finite("rotation_frequency", rotation_frequency)
         if self.rotation_frequency <= 0:
             raise ValueError(f"{bp}: rotation_frequency must be > 0 Hz, got {rotation_frequency}")

@@ -16,7 +16,7 @@ import numpy as np
 
 from sim.api import WorldSnapshot
 from sim.embedded.sensors.base import SensorMeasurement, SensorPose, check_finite, check_seed
-from sim.embedded.sensors.raycast import RayPlan, RaycastSensor
+from sim.embedded.sensors.raycast import RayPlan, RaycastSensor, check_range_and_rate
 
 
 class Radar(RaycastSensor):
@@ -34,12 +34,7 @@ class Radar(RaycastSensor):
         for attr in ("horizontal_fov", "vertical_fov"):
             if not 0 < getattr(self, attr) < 180:
                 raise ValueError(f"{bp}: {attr} must be in (0, 180) degrees, got {getattr(self, attr)}")
-        self.range_m = check_finite("range", range)
-        if self.range_m <= 0:
-            raise ValueError(f"{bp}: range must be > 0 m, got {range}")
-        self.points_per_second = check_finite("points_per_second", points_per_second)
-        if self.points_per_second < 1:
-            raise ValueError(f"{bp}: points_per_second must be >= 1, got {points_per_second}")
+        self.range_m, self.points_per_second = check_range_and_rate(bp, range, points_per_second)
         self.rng = np.random.default_rng(check_seed("noise_seed", noise_seed))
 
     def local_rays(self, snapshot: WorldSnapshot):

@@ -22,7 +22,7 @@ from typing import Hashable
 import numpy as np
 
 from sim.api import WorldSnapshot
-from sim.embedded.sensors.base import Sensor, SensorMeasurement
+from sim.embedded.sensors.base import Sensor, SensorMeasurement, check_finite
 
 
 @dataclass(eq=False)
@@ -88,6 +88,17 @@ class RayPlan:
     def directions(self) -> np.ndarray:
         """(N, 3) float32 unit ray directions, world frame."""
         return self._world_rays()[:, 3:]
+
+
+def check_range_and_rate(blueprint_id: str, range_m: object, points_per_second: object) -> tuple[float, float]:
+    """A ray sensor's ``range`` (> 0 m) and ``points_per_second`` (>= 1) as floats; ``ValueError`` naming them."""
+    checked_range = check_finite("range", range_m)
+    if checked_range <= 0:
+        raise ValueError(f"{blueprint_id}: range must be > 0 m, got {range_m}")
+    rate = check_finite("points_per_second", points_per_second)
+    if rate < 1:
+        raise ValueError(f"{blueprint_id}: points_per_second must be >= 1, got {points_per_second}")
+    return checked_range, rate
 
 
 _SHARED_PLANS: dict[Hashable, tuple[int, RayPlan]] = {}

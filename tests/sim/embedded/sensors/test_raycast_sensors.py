@@ -223,3 +223,10 @@ def test_sensor_follows_parent_rotation():
     turned = snapshot(location=(22.0, -25.0, 0.0), yaw=math.pi / 2)
     image = cam.measure(World(BoxScene()), turned).data
     assert image[12, 16] == pytest.approx(24.0, abs=1e-3)  # box face at y = -1, 24 m away
+
+
+def test_bad_radar_attributes():
+    for kwargs, name in ((dict(range=0.0), "range"), (dict(points_per_second=0), "points_per_second"),
+                         (dict(horizontal_fov=180.0), "horizontal_fov"), (dict(vertical_fov=-1.0), "vertical_fov")):
+        with pytest.raises(ValueError, match=name):
+            Radar(1, MOUNT, **kwargs)
