@@ -26,11 +26,12 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 from sim.api import WorldSnapshot
 from sim.embedded.sensors.base import SensorMeasurement, SensorPose, check_finite
-from sim.embedded.sensors.raycast import RayPlan, RaycastSensor
+from sim.embedded.sensors.raycast import RayPlan, RaycastSensor, homogeneous
 
 FAR_PLANE_M = 1000.0
 SKY_TAG = 11
@@ -70,11 +71,11 @@ def pixel_directions(width: int, height: int, fov_deg: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def pixel_columns(width: int, height: int, fov_deg: float) -> np.ndarray:
-    """:func:`pixel_directions` transposed to a contiguous (3, H * W) array."""
-    columns = np.ascontiguousarray(pixel_directions(width, height, fov_deg).T)
-    columns.flags.writeable = False
-    return columns
+def pixel_homogeneous(width: int, height: int, fov_deg: float) -> np.ndarray:
+    """:func:`pixel_directions` as (H * W, 4) ``[d, 1]`` rows (see ``RayPlan.write``)."""
+    rows = homogeneous(pixel_directions(width, height, fov_deg))
+    rows.flags.writeable = False
+    return rows
 
 
 class Camera(RaycastSensor):
@@ -101,9 +102,9 @@ class Camera(RaycastSensor):
         return directions, np.full(directions.shape[0], FAR_PLANE_M, np.float32), \
             ("camera", self.width, self.height, self.fov_deg), None
 
-    def local_columns(self, local: np.ndarray) -> np.ndarray:
-        """The cached transposed pixel rays."""
-        return pixel_columns(self.width, self.height, self.fov_deg)
+    def local_homogeneous(self, local: np.ndarray) -> np.ndarray:
+        """The cached homogeneous pixel rays."""
+        return pixel_homogeneous(self.width, self.height, self.fov_deg)
 
     def actor_candidates(self, plan: RayPlan, corners: np.ndarray) -> np.ndarray | None:
         """Pixels inside the image rectangles that bound the actors' boxes (clipped at the camera plane)."""
@@ -186,17 +187,16 @@ def render_image(kind: str, plan: RayPlan, hits, width: int, height: int, lighti
 
 
 def _shade(plan: RayPlan, hits, hit: np.ndarray, lighting: Lighting) -> np.ndarray:
-    """Lambert-lit material colours, sky gradient where nothing is hit."""
+    """Lambert-lit material colours, sky gradient where nothing is hit: (N, 3) uint8."""
     # Hit normals face the ray (the scene's contract), so surfaces are lit on the side the camera sees.
-    sun = lighting.sun_direction
-    normal = hits.normal
-    towards_sun = normal[:, 0] * sun[0] + normal[:, 1] * sun[1] + normal[:, 2] * sun[2]  # no BLAS (see raycast.py)
-    light = np.maximum(towards_sun, 0.0, out=towards_sun)
+    n = hit.shape[0]
+    towards_sun = cv2.transform(hits.normal.reshape(n, 1, 3), lighting.sun_direction.reshape(1, 3))
+    light = np.maximum(towards_sun, 0.0, out=towards_sun).reshape(n, 1)
     light *= lighting.diffuse
     light += lighting.ambient
-    colour = hits.albedo * light[:, None]  # float32 (N, 3)
-    np.minimum(colour, 255.0, out=colour)
-    image = colour.astype(np.uint8)
+    # OpenCV rounds and saturates at 255 in one pass (numpy: float (N, 3) temporaries, ~5x slower).
+    image = cv2.multiply(hits.albedo.reshape(n, 1, 3), cv2.merge([light, light, light]), dtype=cv2.CV_8U)
+    image = image.reshape(n, 3)
     miss = np.flatnonzero(~hit)
     if miss.size:
         elevation = np.clip(plan.directions[miss, 2], 0.0, 1.0)[:, None]

@@ -31,7 +31,7 @@ import numpy as np
 
 from sim.api import WorldSnapshot
 from sim.embedded.sensors.base import SensorMeasurement, SensorPose, check_finite, check_seed, check_stddev
-from sim.embedded.sensors.raycast import RayPlan, RaycastSensor, check_range_and_rate
+from sim.embedded.sensors.raycast import RayPlan, RaycastSensor, check_range_and_rate, homogeneous
 
 SEMANTIC_POINT_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("CosAngle", "<f4"),
                                  ("ObjIdx", "<u4"), ("ObjTag", "<u4")])
@@ -63,8 +63,9 @@ class _RotatingLidar(RaycastSensor):
         step = (self.upper_fov - self.lower_fov) / max(self.channels - 1, 1)
         self.elevations_deg = self.upper_fov - step * np.arange(self.channels)
         self.current_angle_deg = 0.0
-        self._ray_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # sweep start -> (rays, columns)
-        self._columns: np.ndarray | None = None
+        self._ray_cache: dict[tuple, tuple[np.ndarray, ...]] = {}  # sweep start -> (rays, [rays, 1], cos, sin)
+        self._homogeneous = np.zeros((0, 4), dtype=np.float32)
+        self._kept: np.ndarray | None = None  # rays of the full grid traced this tick (None: all)
         self._azimuth_cos = self._azimuth_sin = np.zeros(0)
 
     def local_rays(self, snapshot: WorldSnapshot):
@@ -85,16 +86,16 @@ class _RotatingLidar(RaycastSensor):
             directions = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az),
                                    np.broadcast_to(np.sin(el), shape)], axis=-1).reshape(-1, 3).astype(np.float32)
             azimuth_rad = np.radians(azimuth)
-            cached = (directions, np.ascontiguousarray(directions.T), np.cos(azimuth_rad), np.sin(azimuth_rad))
+            cached = (directions, homogeneous(directions), np.cos(azimuth_rad), np.sin(azimuth_rad))
             if len(self._ray_cache) >= 64:  # a sweep that never repeats: keep the cache small
                 self._ray_cache.clear()
             self._ray_cache[key] = cached
         self.current_angle_deg = float(np.mod(self.current_angle_deg + sweep, self.horizontal_fov))
-        directions, columns, self._azimuth_cos, self._azimuth_sin = cached
-        keep = self._keep_before_tracing(directions.shape[0])
-        if keep is not None:
-            directions, columns = directions[keep], None
-        self._columns = columns
+        directions, rows, self._azimuth_cos, self._azimuth_sin = cached
+        self._kept = self._keep_before_tracing(directions.shape[0])
+        if self._kept is not None:
+            directions, rows = directions[self._kept], rows[self._kept]
+        self._homogeneous = rows
         return directions, np.full(directions.shape[0], self.range_m, np.float32), None, None
 
     def actor_candidates(self, plan: RayPlan, corners: np.ndarray) -> np.ndarray | None:
@@ -103,11 +104,11 @@ class _RotatingLidar(RaycastSensor):
         Each box is bounded by a sphere around its centre: its azimuth lies
         within ``asin(r / d_xy)`` of the centre's (all azimuths when the sensor
         is above or inside it), and its elevation between the extreme corner
-        heights over the nearest and farthest horizontal distances. All rays
-        when some rays were dropped before tracing (the grid is then irregular).
+        heights over the nearest and farthest horizontal distances. Rays
+        dropped before tracing are left out of the grid's cells.
         """
-        if self._columns is None or corners.shape[0] == 0:
-            return None if self._columns is None else np.zeros(0, dtype=np.int64)
+        if corners.shape[0] == 0:
+            return np.zeros(0, dtype=np.int64)
         local = (corners - plan.location) @ plan.matrix  # (A, 8, 3) sensor frame
         centre = local.mean(axis=1)
         radius = np.linalg.norm(local - centre[:, None, :], axis=2).max(axis=1) + 1e-3
@@ -138,11 +139,12 @@ class _RotatingLidar(RaycastSensor):
         words = np.pad(bits, ((0, 0), (0, pad))).view(np.uint64)  # 64 azimuth cells per word
         grid_words = np.bitwise_or.reduce(np.where(channel.T[:, :, None], words[None, :, :], np.uint64(0)), axis=1)
         grid = np.unpackbits(np.ascontiguousarray(grid_words).view(np.uint8), axis=1, count=column.shape[1])
-        return np.flatnonzero(grid.ravel())
+        cells = grid.ravel().view(bool)
+        return np.flatnonzero(cells if self._kept is None else cells[self._kept])
 
-    def local_columns(self, local: np.ndarray) -> np.ndarray:
-        """The cached transposed directions when no ray was dropped."""
-        return self._columns if self._columns is not None else np.ascontiguousarray(local.T)
+    def local_homogeneous(self, local: np.ndarray) -> np.ndarray:
+        """This tick's homogeneous directions, from the cached sweep."""
+        return self._homogeneous
 
     def _keep_before_tracing(self, n: int) -> np.ndarray | None:
         return None
@@ -182,8 +184,8 @@ class RayCastLidar(_RotatingLidar):
         if self.noise_stddev > 0:
             distance = distance + self.rng.normal(0.0, self.noise_stddev, distance.shape[0])
         intensity = np.exp(-self.attenuation * distance)
-        if self.dropoff_intensity_limit > 0:
-            beta = 1.0 - self.dropoff_zero_intensity
+        beta = 1.0 - self.dropoff_zero_intensity
+        if self.dropoff_intensity_limit > 0 and beta < 1.0:  # beta = 1: every point is kept
             alpha = self.dropoff_zero_intensity / self.dropoff_intensity_limit
             keep = (intensity > self.dropoff_intensity_limit) | (self.rng.random(intensity.shape[0]) < alpha * intensity + beta)
             distance, local, intensity = distance[keep], local[keep], intensity[keep]

@@ -38,10 +38,13 @@ class RayPlan:
 
     The world rays are written by :meth:`write` straight into a caller's
     (N, 6) float32 ``[origin, direction]`` buffer (the layout the raycaster
-    takes), one component at a time: about five times faster than a (N, 3)
-    matrix product and without BLAS threads. ``origins`` and ``directions``
-    read them back (writing them into a buffer of the plan's own first if
-    needed).
+    takes) as one product ``[d, 1] @ T`` with ``T`` (4, 6) holding the
+    rotation and the origin, in row blocks small enough that OpenBLAS stays
+    on one thread (its spinning worker threads slowed the raycast that
+    follows by ~40% on two cores). ``local_homogeneous`` (N, 4) ``[d, 1]``
+    is cached by sensors whose rays are fixed. ``origins`` and
+    ``directions`` read the rays back (writing them into a buffer of the
+    plan's own first if needed).
     """
 
     location: np.ndarray
@@ -51,7 +54,7 @@ class RayPlan:
     max_range_m: np.ndarray
     share_key: Hashable | None = None
     extra: object = None
-    local_columns: np.ndarray | None = None  # (3, N) contiguous copy of local_directions.T
+    local_homogeneous: np.ndarray | None = None  # (N, 4) float32 [local_directions, 1]
     rays: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -59,19 +62,17 @@ class RayPlan:
         """Number of rays N."""
         return int(self.local_directions.shape[0])
 
+    BLOCK_ROWS = 8192  # 8192 x 4 x 6 multiply-adds: below OpenBLAS's threshold for threading
+
     def write(self, out: np.ndarray) -> None:
         """Write the world rays into ``out`` (N, 6) float32 and keep it as this plan's rays."""
-        local = self.local_columns if self.local_columns is not None else np.ascontiguousarray(self.local_directions.T)
-        m = self.matrix.astype(np.float32)
-        out[:, :3] = self.location.astype(np.float32)
-        scratch = np.empty(local.shape[1], dtype=np.float32)
-        for k in range(3):
-            column = out[:, 3 + k]
-            np.multiply(local[0], m[k, 0], out=column)
-            np.multiply(local[1], m[k, 1], out=scratch)
-            column += scratch
-            np.multiply(local[2], m[k, 2], out=scratch)
-            column += scratch
+        local = self.local_homogeneous if self.local_homogeneous is not None else homogeneous(self.local_directions)
+        transform = np.zeros((4, 6), dtype=np.float32)
+        transform[:3, 3:] = self.matrix.T
+        transform[3, :3] = self.location
+        for start in range(0, local.shape[0], self.BLOCK_ROWS):
+            stop = start + self.BLOCK_ROWS
+            np.matmul(local[start:stop], transform, out=out[start:stop])
         self.rays = out
 
     def _world_rays(self) -> np.ndarray:
@@ -88,6 +89,14 @@ class RayPlan:
     def directions(self) -> np.ndarray:
         """(N, 3) float32 unit ray directions, world frame."""
         return self._world_rays()[:, 3:]
+
+
+def homogeneous(directions: np.ndarray) -> np.ndarray:
+    """(N, 3) directions as a contiguous (N, 4) float32 array ``[d, 1]``."""
+    out = np.empty((directions.shape[0], 4), dtype=np.float32)
+    out[:, :3] = directions
+    out[:, 3] = 1.0
+    return out
 
 
 def check_range_and_rate(blueprint_id: str, range_m: object, points_per_second: object) -> tuple[float, float]:
@@ -124,9 +133,9 @@ class RaycastSensor(Sensor):
         """
         return None
 
-    def local_columns(self, local: np.ndarray) -> np.ndarray:
-        """``local.T`` as a contiguous (3, N) array (sensors with fixed rays cache it)."""
-        return np.ascontiguousarray(local.T)
+    def local_homogeneous(self, local: np.ndarray) -> np.ndarray:
+        """``[local, 1]`` as a contiguous (N, 4) float32 array (sensors with fixed rays cache it)."""
+        return homogeneous(local)
 
     def plan(self, snapshot: WorldSnapshot) -> RayPlan | None:
         """This tick's rays in the world frame, or None when ``sensor_tick`` says not now."""
@@ -140,7 +149,7 @@ class RaycastSensor(Sensor):
         if cached is not None and cached[0] == snapshot.frame:
             return cached[1]  # another sensor already planned exactly these rays this tick
         plan = RayPlan(location, rotation, matrix, local, np.asarray(max_range, dtype=np.float32), share, extra,
-                       self.local_columns(local))
+                       self.local_homogeneous(local))
         if share is not None:
             if len(_SHARED_PLANS) > 64:
                 _SHARED_PLANS.clear()

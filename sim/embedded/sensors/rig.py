@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass, field, fields
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -88,11 +89,6 @@ def _actor_corners(snapshot: WorldSnapshot, hidden: tuple[int, ...]) -> np.ndarr
     return world
 
 
-def _slice_hits(hits, rows: slice):
-    """The same kind of hits record restricted to ``rows``."""
-    return type(hits)(**{f.name: getattr(hits, f.name)[rows] for f in fields(hits)})
-
-
 def _accepted_keywords(cls: type) -> set[str]:
     names: set[str] = set()
     for klass in cls.__mro__:
@@ -103,6 +99,13 @@ def _accepted_keywords(cls: type) -> set[str]:
             if parameter.kind == parameter.KEYWORD_ONLY or parameter.kind == parameter.POSITIONAL_OR_KEYWORD:
                 names.add(parameter.name)
     return names - {"self", "parent_id", "transform", "name"}
+
+
+def _timed_finish(job: tuple, snapshot: WorldSnapshot) -> tuple[SensorMeasurement, float]:
+    sensor, plan, hits = job
+    start = time.perf_counter()
+    measurement = sensor.finish(snapshot, plan, hits)
+    return measurement, time.perf_counter() - start
 
 
 @dataclass
@@ -118,7 +121,10 @@ class RigTimings:
 class SensorRig:
     """Sensors of a :class:`SensorSuite` mounted on ``world``'s actors (by role name)."""
 
-    def __init__(self, world, suite: SensorSuite, scene_seed: int = 0, cull_actor_rays: bool = True) -> None:
+    def __init__(self, world, suite: SensorSuite, scene_seed: int = 0, cull_actor_rays: bool = True,
+                 finish_threads: int = 2) -> None:
+        if isinstance(finish_threads, bool) or not isinstance(finish_threads, int) or finish_threads < 1:
+            raise ValueError(f"finish_threads must be an integer >= 1, got {finish_threads!r}")
         self.world = world
         self.cull_actor_rays = cull_actor_rays
         self.suite = suite
@@ -139,6 +145,15 @@ class SensorRig:
         self._other = [s for s in self.sensors if not isinstance(s, RaycastSensor)]
         self._scene = None
         self.timings = RigTimings()
+        # Turning hits into data is numpy and OpenCV work that releases the GIL: sensors finish side by side.
+        self._pool = ThreadPoolExecutor(finish_threads, thread_name_prefix="sensor-finish") \
+            if finish_threads > 1 and self._raycast else None
+
+    def close(self) -> None:
+        """Stop the finishing threads (also done when the rig is garbage-collected)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _hidden_parents(self, snapshot: WorldSnapshot) -> tuple[int, ...]:
         """Parents with a raycast sensor mounted inside their own box (they would blind it)."""
@@ -209,23 +224,24 @@ class SensorRig:
             rays = np.empty((offset, 6), dtype=np.float32)
             max_range = np.empty(offset, dtype=np.float32)
             corners = _actor_corners(snapshot, hidden) if self.cull_actor_rays else None
-            candidates: list[np.ndarray] | None = [] if corners is not None else None
+            candidates: list[np.ndarray] = []
             for plan in batches:
                 rows = slices[plan.share_key if plan.share_key is not None else id(plan)]
                 plan.write(rays[rows])
                 max_range[rows] = plan.max_range_m
-                if candidates is not None:
-                    sensor = planner[id(plan)]
-                    chosen = sensor.actor_candidates(plan, corners)
+                if corners is not None:
+                    chosen = planner[id(plan)].actor_candidates(plan, corners)
                     candidates.append(np.arange(rows.start, rows.stop) if chosen is None else chosen + rows.start)
-            actor_rays = np.concatenate(candidates) if candidates else None
+            actor_rays = np.concatenate(candidates) if corners is not None else None
             start = time.perf_counter()
             hits = scene.cast_ray_array(rays, max_range, actor_rays)
             timings.raycast_s = time.perf_counter() - start
             timings.rays = int(offset)
-            for (sensor, plan), key in zip(plans, owner, strict=True):
-                start = time.perf_counter()
-                out[sensor.name] = sensor.finish(snapshot, plan, _slice_hits(hits, slices[key]))
-                timings.per_sensor_s[sensor.name] += time.perf_counter() - start
+            jobs = [(sensor, plan, hits.select(slices[key])) for (sensor, plan), key in zip(plans, owner, strict=True)]
+            results = self._pool.map(_timed_finish, jobs, [snapshot] * len(jobs)) if self._pool is not None \
+                else map(_timed_finish, jobs, [snapshot] * len(jobs))
+            for (sensor, _, _), (measurement, seconds) in zip(jobs, results, strict=True):
+                out[sensor.name] = measurement
+                timings.per_sensor_s[sensor.name] += seconds
         self.timings = timings
         return out
