@@ -145,6 +145,8 @@ class SensorRig:
         self._other = [s for s in self.sensors if not isinstance(s, RaycastSensor)]
         self._scene = None
         self.timings = RigTimings()
+        self._ray_buffer = np.empty((0, 6), dtype=np.float32)
+        self._range_buffer = np.empty(0, dtype=np.float32)
         # Turning hits into data is numpy and OpenCV work that releases the GIL: sensors finish side by side.
         self._pool = ThreadPoolExecutor(finish_threads, thread_name_prefix="sensor-finish") \
             if finish_threads > 1 and self._raycast else None
@@ -221,8 +223,12 @@ class SensorRig:
                     batches.append(plan)
                 owner.append(key)
             # All rays packed once as (N, 6) [origin, direction], the layout the raycaster takes.
-            rays = np.empty((offset, 6), dtype=np.float32)
-            max_range = np.empty(offset, dtype=np.float32)
+            # Reused from tick to tick: a fresh 3-4 MB buffer costs ~0.5 ms of page faults. The previous
+            # tick's hits read these rays lazily, so they are valid only until the next measure().
+            if self._ray_buffer.shape[0] < offset:
+                self._ray_buffer = np.empty((offset, 6), dtype=np.float32)
+                self._range_buffer = np.empty(offset, dtype=np.float32)
+            rays, max_range = self._ray_buffer[:offset], self._range_buffer[:offset]
             corners = _actor_corners(snapshot, hidden) if self.cull_actor_rays else None
             candidates: list[np.ndarray] = []
             for plan in batches:
