@@ -78,11 +78,23 @@ class EmbeddedWorld:
         self.carla_map = load_carla_map(self.source)
         self.lanes: LaneGraph = build_lane_graph(self.carla_map, self.source.xodr_text)
         self.signals = build_signal_layout(self.carla_map, self.lanes, config.generate_missing_lights)
-        self.rng = np.random.default_rng(config.seed)
-        self.lights = TrafficLights(self.signals, config.lights, np.random.default_rng([config.seed, 1]))
+        self.reset(config.seed)
+
+    def reset(self, seed: int | None = None) -> WorldSnapshot:
+        """Remove every actor and restart time, lights and random streams from ``seed`` (default: the config's).
+
+        The map and everything derived from it (lane graph, signals, geometry,
+        pedestrian network) are kept, so a reset costs milliseconds; a world
+        reset with a seed behaves exactly like a new world built with it.
+        """
+        seed = self.config.seed if seed is None else int(seed)
+        config = self.config
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.lights = TrafficLights(self.signals, config.lights, np.random.default_rng([seed, 1]))
         t = config.traffic
         self.traffic = TrafficVehicles(
-            self.lanes, self.signals, np.random.default_rng([config.seed, 2]),
+            self.lanes, self.signals, np.random.default_rng([seed, 2]),
             DriverParams(max_accel_mps2=t.max_accel_mps2, comfort_decel_mps2=t.comfort_decel_mps2,
                          max_decel_mps2=t.max_decel_mps2, time_headway_s=t.time_headway_s, min_gap_m=t.min_gap_m,
                          speed_difference=t.speed_difference, speed_spread=t.speed_spread,
@@ -106,6 +118,7 @@ class EmbeddedWorld:
         self._last_events: tuple[Event, ...] = ()
         self.light_state = self.lights.update(0.0)
         self._snapshot = self._build_snapshot(())
+        return self._snapshot
 
     # ------------------------------------------------------------------ lazily built parts
     @cached_property
@@ -124,7 +137,7 @@ class EmbeddedWorld:
             w = self.config.walkers
             params = WalkerParams(speed_min_mps=w.min_speed_mps, speed_max_mps=w.max_speed_mps,
                                   careless_share=w.careless_share)
-            self._walkers = Walkers(self.walker_network, params, np.random.default_rng([self.config.seed, 3]))
+            self._walkers = Walkers(self.walker_network, params, np.random.default_rng([self.seed, 3]))
         return self._walkers
 
     @cached_property

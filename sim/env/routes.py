@@ -1,0 +1,361 @@
+"""Routes: planned on the lane graph from waypoints, loaded from YAML route files, or sampled at random.
+
+A route file (``configs/routes/*.yaml``) lists routes of one town, each a
+start, a goal and optional waypoints between them, in world metres::
+
+    town: Town01
+    routes:
+      - id: town01_short_00
+        waypoints: [[92.1, 37.2], [150.0, 55.4], [120.4, 133.0]]
+
+:func:`plan_route` snaps every waypoint to the lanes within a few metres of
+it (either direction) and picks the chain of lanes that joins them with the
+least driving distance; the result is a dense :class:`Route` (one point per
+metre) with CARLA ``RoadOption`` commands: the turn of each junction, and
+``LANEFOLLOW`` elsewhere. :func:`random_route` walks the lane graph from a
+random spawn point for training on any map, procedural towns included.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import yaml
+
+from sim.embedded.maps.lanes import LaneGraph, wrap_angle
+
+SNAP_RADIUS_M = 4.0
+"""A waypoint may lie this far from the centre line of the lane it snaps to."""
+
+TURN_THRESHOLD_RAD = math.radians(30.0)
+"""Junction lanes turning more than this are LEFT / RIGHT, the rest STRAIGHT."""
+
+
+class RouteError(ValueError):
+    """A route cannot be planned or a route file is invalid; the message names the route or file."""
+
+
+class RoadOption(IntEnum):
+    """CARLA's ``agents.navigation.local_planner.RoadOption`` values."""
+
+    VOID = -1
+    LEFT = 1
+    RIGHT = 2
+    STRAIGHT = 3
+    LANEFOLLOW = 4
+    CHANGELANELEFT = 5
+    CHANGELANERIGHT = 6
+
+
+@dataclass(frozen=True, eq=False)
+class Route:
+    """A dense route: ``points_xy`` (M, 2) about 1 m apart with their heading, arc length and lane.
+
+    ``command`` (M,) int8 :class:`RoadOption` per point: the turn of the junction
+    lane it lies on, ``LANEFOLLOW`` outside junctions. ``waypoints_xy`` are the
+    sparse points the route was planned from (what a route file stores).
+    """
+
+    route_id: str
+    lanes: tuple[int, ...]
+    points_xy: np.ndarray
+    yaw_rad: np.ndarray
+    s_m: np.ndarray
+    lane: np.ndarray
+    in_junction: np.ndarray
+    command: np.ndarray
+    waypoints_xy: np.ndarray
+
+    @property
+    def length_m(self) -> float:
+        """Length along the route [m]."""
+        return float(self.s_m[-1])
+
+    @property
+    def num_junctions(self) -> int:
+        """Number of junctions the route crosses."""
+        return int(np.count_nonzero(np.diff(self.in_junction.astype(np.int8)) == 1) + int(self.in_junction[0]))
+
+    @property
+    def turns(self) -> int:
+        """Number of junctions crossed with a left or right turn."""
+        changes = np.flatnonzero(np.diff(self.command, prepend=RoadOption.VOID) != 0)
+        return int(np.isin(self.command[changes], (RoadOption.LEFT, RoadOption.RIGHT)).sum())
+
+
+def _turn_of_lane(lanes: LaneGraph, lane: int) -> RoadOption:
+    points = lanes.lane_points(lane)
+    start = int(lanes.offset[lane])
+    yaw = lanes.yaw_rad[start:start + points.shape[0]]
+    change = float(wrap_angle(yaw[-1] - yaw[0]))
+    if change > TURN_THRESHOLD_RAD:
+        return RoadOption.RIGHT  # CARLA's frame is left-handed: yaw grows clockwise seen from above
+    if change < -TURN_THRESHOLD_RAD:
+        return RoadOption.LEFT
+    return RoadOption.STRAIGHT
+
+
+def _snap(lanes: LaneGraph, xy: np.ndarray, radius_m: float) -> list[tuple[int, float, float]]:
+    """Candidate (lane, s, distance) for one point: the nearest sample of every lane within ``radius_m``."""
+    rows = lanes.kdtree.query_ball_point(xy, r=radius_m)
+    best: dict[int, tuple[float, int]] = {}
+    for row in rows:
+        lane = int(lanes.sample_lane[row])
+        d = float(np.hypot(*(lanes.points_xyz[row, :2] - xy)))
+        if lane not in best or d < best[lane][0]:
+            best[lane] = (d, row)
+    out = []
+    for lane, (d, row) in best.items():
+        yaw = lanes.yaw_rad[row]
+        along = (xy[0] - lanes.points_xyz[row, 0]) * math.cos(yaw) + (xy[1] - lanes.points_xyz[row, 1]) * math.sin(yaw)
+        s = float(np.clip(lanes.s_m[row] + along, 0.0, lanes.length_m[lane]))
+        out.append((lane, s, d))
+    return out
+
+
+def _segments(lanes: LaneGraph, chain: list[int], s_start: float, s_goal: float) -> list[tuple[int, float, float]]:
+    """(lane, s_from, s_to) pieces along a chain of lanes from ``s_start`` on the first to ``s_goal`` on the last."""
+    if len(chain) == 1:
+        return [(chain[0], s_start, s_goal)]
+    pieces = [(chain[0], s_start, float(lanes.length_m[chain[0]]))]
+    pieces += [(lane, 0.0, float(lanes.length_m[lane])) for lane in chain[1:-1]]
+    pieces.append((chain[-1], 0.0, s_goal))
+    return pieces
+
+
+def plan_route(lanes: LaneGraph, waypoints_xy: np.ndarray | list, route_id: str = "route",
+               snap_radius_m: float = SNAP_RADIUS_M) -> Route:
+    """The shortest drivable route through ``waypoints_xy`` (K >= 2 points, in order); ``RouteError`` if none."""
+    waypoints = np.asarray(waypoints_xy, dtype=np.float64)
+    if waypoints.ndim != 2 or waypoints.shape[0] < 2 or waypoints.shape[1] != 2 or not np.isfinite(waypoints).all():
+        raise RouteError(f"route {route_id!r}: waypoints must be a finite (K >= 2, 2) list of [x, y], "
+                         f"got shape {waypoints.shape}")
+    layers = []
+    for k, point in enumerate(waypoints):
+        candidates = _snap(lanes, point, snap_radius_m)
+        if not candidates:
+            raise RouteError(f"route {route_id!r}: waypoint {k} ({point[0]:.1f}, {point[1]:.1f}) is more than "
+                             f"{snap_radius_m} m from every driving lane")
+        layers.append(candidates)
+    # Layered shortest path: cost[j] = least distance to candidate j of the current layer, with its pieces.
+    cost = {j: (0.0, []) for j in range(len(layers[0]))}
+    for k in range(1, len(layers)):
+        new_cost: dict[int, tuple[float, list]] = {}
+        for i, (lane_a, s_a, _) in enumerate(layers[k - 1]):
+            if i not in cost:
+                continue
+            base, pieces = cost[i]
+            distances, paths = nx.single_source_dijkstra(lanes.graph, lane_a, weight="length")
+            for j, (lane_b, s_b, _) in enumerate(layers[k]):
+                if lane_b == lane_a and s_b >= s_a:
+                    total, chain = s_b - s_a, [lane_a]
+                elif lane_b in distances and lane_b != lane_a:
+                    total, chain = distances[lane_b] - s_a + s_b, paths[lane_b]
+                else:  # behind on the same lane: go round a loop through a successor
+                    loops = [(distances[p] + lanes.length_m[p], paths[p]) for p in lanes.predecessors[lane_a]
+                             if p in distances]
+                    if not loops:
+                        continue
+                    loop_length, loop_path = min(loops, key=lambda item: item[0])
+                    total, chain = loop_length - s_a + s_b, [*loop_path, lane_a]
+                if j not in new_cost or base + total < new_cost[j][0]:
+                    new_cost[j] = (base + total, pieces + _segments(lanes, chain, s_a, s_b))
+        if not new_cost:
+            raise RouteError(f"route {route_id!r}: no drivable path from waypoint {k - 1} to waypoint {k}")
+        cost = new_cost
+    _, pieces = min(cost.values(), key=lambda item: item[0])
+    return _densify(lanes, pieces, route_id, waypoints)
+
+
+def _densify(lanes: LaneGraph, pieces: list[tuple[int, float, float]], route_id: str,
+             waypoints: np.ndarray) -> Route:
+    xy, yaw, lane_of, s_local = [], [], [], []
+    for lane, s0, s1 in pieces:
+        if s1 - s0 < 1e-6:
+            continue
+        s_values = np.append(np.arange(s0, s1, 1.0), s1)
+        points, headings = lanes.interpolate(np.full(s_values.shape, lane), s_values)
+        xy.append(points[:, :2])
+        yaw.append(headings)
+        lane_of.append(np.full(s_values.shape, lane))
+        s_local.append(s_values)
+    if not xy:
+        raise RouteError(f"route {route_id!r}: start and goal are the same point")
+    points_xy = np.concatenate(xy)
+    keep = np.ones(points_xy.shape[0], dtype=bool)
+    keep[1:] = np.hypot(*np.diff(points_xy, axis=0).T) > 0.05  # lane joints repeat a point
+    points_xy, yaw_rad = points_xy[keep], np.concatenate(yaw)[keep]
+    lane = np.concatenate(lane_of)[keep]
+    s_m = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(points_xy, axis=0).T))])
+    in_junction = lanes.is_junction[lane].astype(bool)
+    command = np.full(lane.shape, RoadOption.LANEFOLLOW, dtype=np.int8)
+    for junction_lane in np.unique(lane[in_junction]):
+        command[lane == junction_lane] = _turn_of_lane(lanes, int(junction_lane))
+    chain = tuple(int(lane_id) for lane_id, _, _ in pieces)
+    return Route(route_id, chain, points_xy, yaw_rad, s_m, lane, in_junction, command, waypoints)
+
+
+def random_route(lanes: LaneGraph, rng: np.random.Generator, min_length_m: float, max_length_m: float,
+                 route_id: str = "random") -> Route:
+    """A route of length in [min, max] from a random spawn point, turning at random at every junction."""
+    if not 0 < min_length_m <= max_length_m:
+        raise RouteError(f"need 0 < min_length_m <= max_length_m, got {min_length_m} and {max_length_m}")
+    starts = [p for p in lanes.spawn_points(spacing_m=10.0)]
+    if not starts:
+        raise RouteError("the map has no spawn points on its main lane component")
+    for _ in range(50):
+        start = starts[int(rng.integers(len(starts)))]
+        target = float(rng.uniform(min_length_m, max_length_m))
+        lane, s = start.lane, start.s_m
+        pieces, total = [], 0.0
+        while True:
+            remaining = float(lanes.length_m[lane]) - s
+            if total + remaining >= target:
+                pieces.append((lane, s, s + target - total))
+                total = target
+                break
+            pieces.append((lane, s, float(lanes.length_m[lane])))
+            total += remaining
+            succ = lanes.successors[lane, : lanes.num_successors[lane]]
+            succ = succ[lanes.in_main_component[succ]]
+            if succ.size == 0:
+                break
+            lane, s = int(succ[int(rng.integers(succ.size))]), 0.0
+        if total >= min_length_m:
+            # Sparse waypoints that pin the route down: start, the middle of each junction lane, goal.
+            marks = [lanes.interpolate(np.array([pieces[0][0]]), np.array([pieces[0][1]]))[0][0, :2]]
+            for piece_lane, s0, s1 in pieces[1:]:
+                if lanes.is_junction[piece_lane]:
+                    marks.append(lanes.interpolate(np.array([piece_lane]), np.array([(s0 + s1) / 2]))[0][0, :2])
+            last_lane, _, last_s = pieces[-1]
+            marks.append(lanes.interpolate(np.array([last_lane]), np.array([last_s]))[0][0, :2])
+            return _densify(lanes, pieces, route_id, np.asarray(marks))
+    raise RouteError(f"no route of {min_length_m}-{max_length_m} m found in 50 tries: is the map that small?")
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One route of a route file: an id and its waypoints (K, 2)."""
+
+    route_id: str
+    waypoints_xy: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class RouteFile:
+    """The routes of one town, as read from YAML."""
+
+    town: str
+    routes: tuple[RouteSpec, ...]
+
+    def select(self, ids: tuple[str, ...] | None) -> tuple[RouteSpec, ...]:
+        """The routes with these ids (all when None); ``RouteError`` naming unknown ids."""
+        if ids is None:
+            return self.routes
+        by_id = {r.route_id: r for r in self.routes}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise RouteError(f"route ids {missing} are not in the {self.town} route file; "
+                             f"valid: {sorted(by_id)}")
+        return tuple(by_id[i] for i in ids)
+
+
+def load_route_file(path: str | Path) -> RouteFile:
+    """Read a route file; ``RouteError`` naming the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise RouteError(f"route file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RouteError(f"route file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or set(data) - {"town", "routes"} or "town" not in data or "routes" not in data:
+        raise RouteError(f"route file {path}: expected keys 'town' and 'routes' only")
+    specs, seen = [], set()
+    for k, entry in enumerate(data["routes"] or []):
+        if not isinstance(entry, dict) or set(entry) != {"id", "waypoints"}:
+            raise RouteError(f"route file {path}: route {k} must have exactly the keys 'id' and 'waypoints'")
+        route_id = str(entry["id"])
+        if route_id in seen:
+            raise RouteError(f"route file {path}: route id {route_id!r} appears twice")
+        seen.add(route_id)
+        try:
+            points = np.asarray(entry["waypoints"], dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise RouteError(f"route file {path}: route {route_id!r}: waypoints are not numbers ({exc})") from exc
+        if points.ndim != 2 or points.shape[0] < 2 or points.shape[1] != 2 or not np.isfinite(points).all():
+            raise RouteError(f"route file {path}: route {route_id!r}: waypoints must be a list of at least two "
+                             f"[x, y] pairs, got shape {points.shape}")
+        specs.append(RouteSpec(route_id, tuple(map(tuple, points.tolist()))))
+    if not specs:
+        raise RouteError(f"route file {path} has no routes")
+    return RouteFile(str(data["town"]), tuple(specs))
+
+
+def write_route_file(path: str | Path, town: str, routes: list[Route], header: str = "") -> None:
+    """Write routes' waypoints as a route file (``header``: comment lines at the top)."""
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    lines += [f"town: {town}", "routes:"]
+    for route in routes:
+        points = ", ".join(f"[{x:.2f}, {y:.2f}]" for x, y in route.waypoints_xy)
+        lines.append(f"  - id: {route.route_id}")
+        lines.append(f"    waypoints: [{points}]")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+@dataclass
+class RouteProgress:
+    """Where the ego is along its route this tick."""
+
+    index: int  # nearest route point
+    s_m: float  # distance driven along the route
+    lateral_m: float  # signed distance from the route (positive: right of it)
+    heading_error_rad: float  # ego yaw minus route yaw, wrapped
+    completion: float  # s / length, 0..1
+    command: RoadOption  # next junction's turn within COMMAND_HORIZON_M, else LANEFOLLOW
+    junction_distance_m: float  # to the next junction entry ahead (inf if none)
+
+
+COMMAND_HORIZON_M = 30.0
+
+
+class RouteTracker:
+    """Follows the ego along a route: progress only moves forward, within a window of the last position."""
+
+    def __init__(self, route: Route, window_back: int = 5, window_ahead: int = 40) -> None:
+        self.route = route
+        self.window_back = window_back
+        self.window_ahead = window_ahead
+        self.index = 0
+        starts = np.flatnonzero(np.diff(route.in_junction.astype(np.int8), prepend=0) == 1)
+        self._junction_starts = starts
+
+    def update(self, x: float, y: float, yaw: float) -> RouteProgress:
+        """Progress for the ego at (x, y) heading ``yaw``."""
+        r = self.route
+        lo = max(0, self.index - self.window_back)
+        hi = min(r.points_xy.shape[0], self.index + self.window_ahead + 1)
+        d2 = (r.points_xy[lo:hi, 0] - x) ** 2 + (r.points_xy[lo:hi, 1] - y) ** 2
+        index = lo + int(np.argmin(d2))
+        self.index = max(self.index, index)
+        index = self.index
+        ryaw = float(r.yaw_rad[index])
+        dx, dy = x - r.points_xy[index, 0], y - r.points_xy[index, 1]
+        along = dx * math.cos(ryaw) + dy * math.sin(ryaw)
+        lateral = -dx * math.sin(ryaw) + dy * math.cos(ryaw)
+        s = float(np.clip(r.s_m[index] + along, 0.0, r.length_m))
+        ahead = self._junction_starts[self._junction_starts > index]
+        junction_distance = float(r.s_m[ahead[0]] - s) if ahead.size else math.inf
+        if r.in_junction[index]:
+            command = RoadOption(int(r.command[index]))
+        elif junction_distance <= COMMAND_HORIZON_M:
+            command = RoadOption(int(r.command[ahead[0]]))
+        else:
+            command = RoadOption.LANEFOLLOW
+        return RouteProgress(index, s, lateral, float(wrap_angle(yaw - ryaw)), s / max(r.length_m, 1e-9), command,
+                             junction_distance)

@@ -1,0 +1,163 @@
+"""The driving environment end to end: API contract, checkers, determinism, episode ends, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium
+import numpy as np
+import pytest
+
+import sim  # noqa: F401  (registers avsim/Driving-v0)
+from sim.api import Pose
+from sim.embedded.config import ConfigError
+from sim.env.actions import ActionError
+from sim.env.driving import DrivingEnv
+
+SMALL = {"map": "Town01", "traffic": {"vehicles": 8, "walkers": 4}, "observation": {"mode": "state"}}
+
+
+@pytest.fixture(scope="module")
+def env():
+    environment = DrivingEnv(**SMALL)
+    yield environment
+    environment.close()
+
+
+def test_registered_and_made_with_keywords():
+    made = gymnasium.make("avsim/Driving-v0", map="Town01", traffic={"vehicles": 2, "walkers": 0},
+                          observation={"mode": "state"})
+    assert made.unwrapped.config.map == "Town01" and made.unwrapped.config.traffic.vehicles == 2
+    obs, info = made.reset(seed=1)
+    assert made.observation_space.contains(obs)
+    assert info["route_length_m"] > 100
+    made.close()
+
+
+def test_gymnasium_and_sb3_checkers_pass(env):
+    from gymnasium.utils.env_checker import check_env as gym_check
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    gym_check(env, skip_render_check=True)
+    sb3_check(env, warn=True)
+
+
+def test_same_seed_same_episode():
+    def rollout(seed: int) -> tuple[np.ndarray, list[float]]:
+        e = DrivingEnv(**SMALL)
+        obs, _ = e.reset(seed=seed)
+        rewards = []
+        actions = np.random.default_rng(0).uniform(-1, 1, size=(60, 2))
+        stack = [obs]
+        for action in actions:
+            obs, reward, terminated, truncated, _ = e.step(action)
+            stack.append(obs)
+            rewards.append(reward)
+            if terminated or truncated:
+                break
+        return np.stack(stack), rewards
+
+    a_obs, a_rew = rollout(5)
+    b_obs, b_rew = rollout(5)
+    c_obs, _ = rollout(6)
+    np.testing.assert_array_equal(a_obs, b_obs)
+    assert a_rew == b_rew
+    assert a_obs.shape != c_obs.shape or not np.array_equal(a_obs, c_obs)
+
+
+def test_nan_action_raises_clear_error_and_out_of_range_is_clipped(env):
+    env.reset(seed=0)
+    with pytest.raises(ActionError, match="non-finite"):
+        env.step(np.array([np.nan, 0.0]))
+    with pytest.raises(ActionError, match="shape"):
+        env.step(np.zeros(3))
+    _, _, _, _, info = env.step(np.array([3.0, -0.5]))
+    assert info["action_clipped"] is True
+    _, _, _, _, info = env.step(np.array([0.5, -0.5]))
+    assert info["action_clipped"] is False
+
+
+def test_unknown_config_key_names_it():
+    with pytest.raises(ConfigError, match="trafic"):
+        DrivingEnv(map="Town01", trafic={"vehicles": 1})
+    with pytest.raises(ConfigError, match="vehicle"):
+        DrivingEnv(map="Town01", traffic={"vehicle": 1})
+    with pytest.raises(ConfigError, match="does not exist"):
+        DrivingEnv(config="configs/env/no_such_file.yaml")
+
+
+def test_time_limit_truncates_not_terminates():
+    e = DrivingEnv(**{**SMALL, "traffic": {"vehicles": 0, "walkers": 0}, "episode": {"max_steps": 5}})
+    e.reset(seed=0)
+    for step in range(5):
+        _, _, terminated, truncated, info = e.step(np.array([-1.0, 0.0]))  # stand still on the brake
+        assert not terminated
+    assert truncated and info["termination_reason"] == "route_timeout"
+    assert info["route_score"]["route_completion"] < 5.0
+
+
+def test_driving_the_route_completes_it_and_scores_100():
+    """A scripted driver (pure pursuit on the route) completes a route: terminated, completion 100, DS 100."""
+    e = DrivingEnv(**{**SMALL, "traffic": {"vehicles": 0, "walkers": 0},
+                      "routes": {"min_length_m": 60, "max_length_m": 80},
+                      "episode": {"terminate_on": ["collision", "route_deviation"]}})
+    e.reset(seed=2)
+    route = e.route
+    for _ in range(2000):
+        snapshot = e.world.snapshot()
+        row = snapshot.index_of(e.ego_id)
+        x, y = snapshot.location_m[row, :2]
+        yaw = snapshot.rotation_rad[row, 1]
+        speed = float(np.hypot(*snapshot.velocity_mps[row, :2]))
+        target = route.points_xy[min(e._tracker.index + 6, route.points_xy.shape[0] - 1)]
+        angle = math.atan2(target[1] - y, target[0] - x) - yaw
+        angle = math.atan2(math.sin(angle), math.cos(angle))
+        acc = float(np.clip(0.5 * (6.0 - speed), -1, 1))
+        _, _, terminated, truncated, info = e.step(np.array([acc, np.clip(2.0 * angle, -1, 1)]))
+        if terminated or truncated:
+            break
+    assert terminated and not truncated
+    assert info["termination_reason"] == "completed"
+    assert info["route_score"]["route_completion"] == pytest.approx(100.0)
+    assert info["route_score"]["driving_score"] == pytest.approx(100.0)
+
+
+def test_collision_terminates_and_is_scored():
+    """Driving into a parked car: terminated by the collision, penalty 0.6 in the route score."""
+    e = DrivingEnv(**{**SMALL, "traffic": {"vehicles": 0, "walkers": 0}})
+    e.reset(seed=3)
+    ahead = e.route.points_xy[15]
+    e.world.spawn_vehicle("vehicle.lincoln.mkz_2020", Pose(float(ahead[0]), float(ahead[1]), 0.3,
+                                                   float(e.route.yaw_rad[15])))
+    for _ in range(400):
+        _, reward, terminated, truncated, info = e.step(np.array([1.0, 0.0]))
+        if terminated or truncated:
+            break
+    assert terminated and info["termination_reason"] == "collision"
+    assert info["rewards"]["terminal"] < -1.0  # Roach: -1 - speed
+    assert info["route_score"]["infraction_penalty"] == pytest.approx(0.6)
+
+
+def test_render_rgb_array():
+    e = DrivingEnv(**{**SMALL, "traffic": {"vehicles": 2, "walkers": 0}}, render_mode="rgb_array")
+    e.reset(seed=0)
+    e.step(np.array([0.5, 0.0]))
+    frame = e.render()
+    assert frame.shape == (512, 512, 3) and frame.dtype == np.uint8 and frame.std() > 5
+    with pytest.raises(ValueError, match="render_mode"):
+        DrivingEnv(**SMALL, render_mode="human")
+
+
+def test_route_file_routes_and_wrong_town(tmp_path):
+    routes = tmp_path / "routes.yaml"
+    e = DrivingEnv(**SMALL)
+    e.reset(seed=0)
+    from sim.env.routes import write_route_file
+
+    write_route_file(routes, "Town01", [e.route])
+    f = DrivingEnv(**{**SMALL, "routes": {"source": "file", "file": str(routes)}})
+    _, info = f.reset(seed=0)
+    assert info["route_id"] == e.route.route_id
+    assert info["route_length_m"] == pytest.approx(e.route.length_m, abs=1.0)
+    with pytest.raises(ConfigError, match="Town01"):
+        DrivingEnv(**{**SMALL, "map": "Town02", "routes": {"source": "file", "file": str(routes)}})
