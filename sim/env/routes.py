@@ -325,13 +325,14 @@ COMMAND_HORIZON_M = 30.0
 
 
 class RouteTracker:
-    """Follows the ego along a route: progress only moves forward, within a window of the last position."""
+    """Follows the ego along a route: progress (index and distance) only moves forward, within a window."""
 
     def __init__(self, route: Route, window_back: int = 5, window_ahead: int = 40) -> None:
         self.route = route
         self.window_back = window_back
         self.window_ahead = window_ahead
         self.index = 0
+        self.s_m = 0.0
         starts = np.flatnonzero(np.diff(route.in_junction.astype(np.int8), prepend=0) == 1)
         self._junction_starts = starts
 
@@ -348,7 +349,7 @@ class RouteTracker:
         dx, dy = x - r.points_xy[index, 0], y - r.points_xy[index, 1]
         along = dx * math.cos(ryaw) + dy * math.sin(ryaw)
         lateral = -dx * math.sin(ryaw) + dy * math.cos(ryaw)
-        s = float(np.clip(r.s_m[index] + along, 0.0, r.length_m))
+        self.s_m = s = max(self.s_m, float(np.clip(r.s_m[index] + along, 0.0, r.length_m)))
         ahead = self._junction_starts[self._junction_starts > index]
         junction_distance = float(r.s_m[ahead[0]] - s) if ahead.size else math.inf
         if r.in_junction[index]:
@@ -359,3 +360,40 @@ class RouteTracker:
             command = RoadOption.LANEFOLLOW
         return RouteProgress(index, s, lateral, float(wrap_angle(yaw - ryaw)), s / max(r.length_m, 1e-9), command,
                              junction_distance)
+
+
+ROUTE_CLASSES: dict[str, tuple[float, float, int]] = {
+    "short": (150.0, 300.0, 1),
+    "medium": (300.0, 600.0, 2),
+    "long": (600.0, 1000.0, 3),
+}
+"""Benchmark route classes: (min length m, max length m, min junction turns)."""
+
+
+def generate_route_set(lanes: LaneGraph, town: str, seed: int = 0, per_class: int = 4,
+                       classes: dict[str, tuple[float, float, int]] | None = None) -> list[Route]:
+    """Routes of every class (``ROUTE_CLASSES``) with at least its number of turns, re-planned from waypoints.
+
+    Each route is kept only if planning it again from its sparse waypoints (what
+    a route file stores) gives the same length within 1 m, so a route file
+    reproduces exactly the routes generated here.
+    """
+    rng = np.random.default_rng(seed)
+    routes: list[Route] = []
+    for name, (low, high, min_turns) in (classes or ROUTE_CLASSES).items():
+        found = 0
+        for _ in range(400 * per_class):
+            if found == per_class:
+                break
+            try:
+                candidate = random_route(lanes, rng, low, high)
+                replanned = plan_route(lanes, candidate.waypoints_xy, f"{town.lower()}_{name}_{found:02d}")
+            except RouteError:
+                continue
+            if candidate.turns < min_turns or abs(replanned.length_m - candidate.length_m) > 1.0:
+                continue
+            routes.append(replanned)
+            found += 1
+        if found < per_class:
+            raise RouteError(f"{town}: found only {found} {name} routes ({low}-{high} m, >= {min_turns} turns)")
+    return routes
