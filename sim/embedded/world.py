@@ -354,6 +354,13 @@ class EmbeddedWorld:
         self._controls[row] = (control.throttle, control.steer, control.brake, float(control.hand_brake),
                                float(control.reverse))
 
+    def apply_walker_control(self, actor_id: int, direction_xy: tuple[float, float], speed_mps: float) -> None:
+        """Walk a pedestrian straight along ``direction_xy`` at ``speed_mps`` (CARLA's ``WalkerControl``)."""
+        info = self.actors.get(actor_id)
+        if info is None or info.kind != ActorKind.WALKER:
+            raise ValueError(f"actor {actor_id} is not a walker")
+        self.walkers.apply_control(actor_id, direction_xy, speed_mps)
+
     def route_vehicle(self, actor_id: int, lanes: list[int]) -> None:
         """Make an autopilot vehicle take these lanes at the next junctions (routed turns)."""
         self.traffic.set_route(actor_id, lanes)

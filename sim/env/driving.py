@@ -45,6 +45,7 @@ from sim.env.metrics import Infraction, InfractionKind, RouteResult, score_route
 from sim.env.observations import StateObserver, measurement_space, measurements
 from sim.env.rewards import RewardInput, make_reward
 from sim.env.routes import Route, RouteTracker, load_route_file, plan_route, random_route
+from sim.env.scenarios import check_scenario_names, place_scenarios
 
 HERO = "hero"
 COMPLETION_DISTANCE_M = 3.0
@@ -85,6 +86,8 @@ class DrivingEnv(gymnasium.Env):
                                   f"{self.world.source.name}")
             self._route_specs = route_file.select(c.routes.ids)
         self._route_cursor = 0
+        check_scenario_names(c.scenarios)
+        self._scenarios: list = []
         action_size = self.action_space.shape[0]
         self._bev = None
         self._rig = None
@@ -148,6 +151,8 @@ class DrivingEnv(gymnasium.Env):
         options = options or {}
         c = self.config
         episode_seed = int(self.np_random.integers(2**31 - 1))
+        for scenario in self._scenarios:
+            scenario.cleanup()
         self.world.reset(episode_seed)
         self.route = self._next_route(options, np.random.default_rng(episode_seed))
         start_xyz, start_yaw = self.lanes.interpolate(np.array([self.route.lane[0]]),
@@ -155,6 +160,8 @@ class DrivingEnv(gymnasium.Env):
         pose = Pose(float(self.route.points_xy[0, 0]), float(self.route.points_xy[0, 1]),
                     float(start_xyz[0, 2]), float(self.route.yaw_rad[0]))
         self.ego_id = self.world.spawn_vehicle(c.ego_blueprint, pose, role_name=HERO)
+        self._scenarios = place_scenarios(c.scenarios, self.world, self.ego_id, self.route,
+                                          np.random.default_rng([episode_seed, 7]))
         if c.traffic.vehicles:
             self.world.spawn_traffic(c.traffic.vehicles)
         if c.traffic.walkers:
@@ -199,6 +206,8 @@ class DrivingEnv(gymnasium.Env):
         control, clipped, applied = self.action_mapping.to_control(action)
         c = self.config
         self.world.apply_control(self.ego_id, control)
+        for scenario in self._scenarios:
+            scenario.tick(self._snapshot, self._progress.s_m)
         snapshot = self.world.tick()
         self._steps += 1
         row = snapshot.index_of(self.ego_id)
@@ -256,7 +265,9 @@ class DrivingEnv(gymnasium.Env):
                                      trail_xy=np.asarray(self._trail))
 
     def close(self) -> None:
-        """Release the sensor threads; the world is dropped with the env."""
+        """Release the sensor threads and forced lights; the world is dropped with the env."""
+        for scenario in self._scenarios:
+            scenario.cleanup()
         if self._rig is not None:
             self._rig.close()
             self._rig = None

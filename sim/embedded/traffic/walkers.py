@@ -132,7 +132,7 @@ class Walkers:
     # ----------------------------------------------------------------- state
     _STATE = ("actor_id", "edge", "progress_m", "forward", "destination", "speed_mps", "offset_m", "careless",
               "waiting", "location_xyz", "yaw_rad", "velocity_xyz", "on_road",
-              "_len", "_base", "_row0", "_inv", "_max_local", "_sign", "_crossing")
+              "_len", "_base", "_row0", "_inv", "_max_local", "_sign", "_crossing", "controlled", "control_velocity")
 
     def _resize(self, n: int) -> None:
         self.actor_id = np.zeros(n, dtype=np.int64)
@@ -148,6 +148,8 @@ class Walkers:
         self.yaw_rad = np.zeros(n)
         self.velocity_xyz = np.zeros((n, 3))
         self.on_road = np.zeros(n, dtype=bool)
+        self.controlled = np.zeros(n, dtype=bool)  # moved by apply_control, not by the network
+        self.control_velocity = np.zeros((n, 2))
         # per-walker copies of its edge's data, refreshed when the edge changes
         self._len = np.zeros(n)
         self._base = np.zeros(n)
@@ -282,6 +284,21 @@ class Walkers:
         for name in self._STATE:
             setattr(self, name, getattr(self, name)[keep])
 
+    def apply_control(self, actor_id: int, direction_xy: tuple[float, float], speed_mps: float) -> None:
+        """Walk ``actor_id`` straight along ``direction_xy`` at ``speed_mps`` (``carla.WalkerControl``).
+
+        The walker leaves the pedestrian network and ignores lights and
+        vehicles until :meth:`release`; speed 0 stands still.
+        """
+        row = int(self._rows(np.array([actor_id]))[0])
+        direction = np.asarray(direction_xy, dtype=float)
+        norm = float(np.hypot(*direction))
+        if not (np.isfinite(direction).all() and math.isfinite(speed_mps)) or speed_mps < 0:
+            raise ValueError(f"walker control needs a finite direction and speed >= 0, got {direction_xy}, "
+                             f"{speed_mps}")
+        self.controlled[row] = True
+        self.control_velocity[row] = direction / norm * speed_mps if norm > 0 else 0.0
+
     # ------------------------------------------------------------------ tick
     def step(self, dt_s: float, lane_light_state: LaneLightState = None,
              vehicle_xy: np.ndarray | None = None, vehicle_velocity: np.ndarray | None = None,
@@ -326,7 +343,18 @@ class Walkers:
             idx = np.flatnonzero(arrived)
             progress[idx] = self._arrive(idx, overflow[idx], context)
         self.progress_m = progress
+        held = self.location_xyz.copy() if self.controlled.any() else None
         self._update_pose(None, dt_s)
+        if held is not None:
+            rows = np.flatnonzero(self.controlled)
+            velocity = self.control_velocity[rows]
+            self.location_xyz[rows] = held[rows]
+            self.location_xyz[rows, :2] += velocity * dt_s
+            self.velocity_xyz[rows] = 0.0
+            self.velocity_xyz[rows, :2] = velocity
+            moving = np.hypot(velocity[:, 0], velocity[:, 1]) > 0
+            self.yaw_rad[rows[moving]] = np.arctan2(velocity[moving, 1], velocity[moving, 0])
+            self.on_road[rows] = True
 
     def _hold_before_vehicles(self, advance: np.ndarray, vehicle_xy: np.ndarray, vehicle_yaw: np.ndarray,
                               vehicle_half_xy: np.ndarray) -> np.ndarray:

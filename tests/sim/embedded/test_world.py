@@ -274,3 +274,20 @@ def test_reset_with_a_seed_replays_a_new_world_built_with_it():
     replay = drive(reused)
     fresh = drive(EmbeddedWorld(map="Town01", seed=7))
     np.testing.assert_array_equal(replay, fresh)
+
+
+def test_walker_control_walks_straight_at_the_given_speed():
+    world = EmbeddedWorld(map="Town01", seed=0)
+    walker = world.spawn_walkers(1)[0]
+    start = world.tick().location_m[0].copy()
+    world.apply_walker_control(walker, (0.0, 2.0), 1.5)  # +y, normalised
+    for _ in range(20):
+        snap = world.tick()
+    row = snap.index_of(walker)
+    np.testing.assert_allclose(snap.location_m[row, :2], start[:2] + [0.0, 1.5 * 20 * world.dt_s], atol=1e-9)
+    np.testing.assert_allclose(snap.velocity_mps[row, :2], [0.0, 1.5])
+    assert snap.rotation_rad[row, 1] == pytest.approx(math.pi / 2)
+    with pytest.raises(ValueError, match="not a walker"):
+        world.apply_walker_control(12345, (1.0, 0.0), 1.0)
+    with pytest.raises(ValueError, match="finite"):
+        world.apply_walker_control(walker, (float("nan"), 0.0), 1.0)

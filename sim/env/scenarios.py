@@ -1,0 +1,290 @@
+"""Scenario events placed along the ego's route, in the spirit of CARLA's Leaderboard scenarios.
+
+Scenarios are spread evenly along the route (from 40 m after the start to
+40 m before the goal) and triggered by the ego's distance to them along the
+route. Their actors use only backend operations CARLA also has (spawning,
+``VehicleControl``, ``WalkerControl``, traffic-light states), and carry the
+role name ``scenario`` so the embedded gridlock relief never moves them.
+
+- ``leading_vehicle_brake``: a vehicle waits ahead of the ego, drives off at
+  4 m/s when the ego is 25 m behind it, brakes to a stop for 3 s when the
+  ego has closed to 15 m, then drives on.
+- ``pedestrian_crossing_occluded``: a van parked at the right kerb hides a
+  pedestrian who steps out and crosses the road at 2 m/s when the ego is
+  18 m away.
+- ``red_light_runner``: at the next signalised junction on the route, a
+  vehicle on a crossing approach runs its red light at 9 m/s as the ego
+  arrives on green (the two lights are forced for the scenario's duration).
+- ``parked_car_blocking``: a car parked in the ego's lane.
+- ``dense_junction``: the next junction on the route gets a queue of NPC
+  vehicles on every approach.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from sim.api import Pose, TrafficLightState, VehicleControl, WorldSnapshot
+from sim.embedded.config import ConfigError
+from sim.embedded.world import SpawnError
+from sim.env.routes import Route
+
+ROLE = "scenario"
+CAR = "vehicle.lincoln.mkz_2020"
+VAN = "vehicle.mercedes.sprinter"
+
+
+@dataclass
+class ScenarioContext:
+    """What a scenario may use: the world, the ego, its route and where along it the scenario sits."""
+
+    world: object
+    ego_id: int
+    route: Route
+    anchor_s_m: float
+    rng: np.random.Generator
+
+
+def route_pose(route: Route, s_m: float, lateral_m: float = 0.0, z_m: float = 0.3) -> Pose:
+    """The pose at arc length ``s_m`` on the route, ``lateral_m`` to its right (CARLA's +y side)."""
+    i = int(np.clip(np.searchsorted(route.s_m, s_m), 0, route.s_m.shape[0] - 1))
+    yaw = float(route.yaw_rad[i])
+    x = float(route.points_xy[i, 0]) - lateral_m * math.sin(yaw)
+    y = float(route.points_xy[i, 1]) + lateral_m * math.cos(yaw)
+    return Pose(x, y, z_m, yaw)
+
+
+def pursue(snapshot: WorldSnapshot, actor_id: int, path_xy: np.ndarray, speed_mps: float,
+           lookahead_m: float = 6.0) -> VehicleControl:
+    """Pure-pursuit control that follows ``path_xy`` (about 1 m apart) at ``speed_mps``."""
+    row = snapshot.index_of(actor_id)
+    x, y = snapshot.location_m[row, :2]
+    yaw = float(snapshot.rotation_rad[row, 1])
+    nearest = int(np.argmin(np.hypot(path_xy[:, 0] - x, path_xy[:, 1] - y)))
+    target = path_xy[min(nearest + int(lookahead_m), path_xy.shape[0] - 1)]
+    angle = math.atan2(target[1] - y, target[0] - x) - yaw
+    angle = math.atan2(math.sin(angle), math.cos(angle))
+    speed = float(np.hypot(*snapshot.velocity_mps[row, :2]))
+    accel = float(np.clip(0.6 * (speed_mps - speed), -1.0, 1.0))
+    return VehicleControl(throttle=max(accel, 0.0), brake=max(-accel, 0.0), steer=float(np.clip(1.5 * angle, -1, 1)))
+
+
+class Scenario:
+    """A scenario: ``setup`` spawns its actors, ``tick`` drives them once per step."""
+
+    name: ClassVar[str]
+
+    def __init__(self, context: ScenarioContext) -> None:
+        self.ctx = context
+        self.actors: list[int] = []
+
+    def setup(self) -> None:
+        """Spawn the scenario's actors (before the first tick)."""
+
+    def tick(self, snapshot: WorldSnapshot, ego_s_m: float) -> None:
+        """Drive the scenario's actors for this step; ``ego_s_m`` is the ego's progress along the route."""
+
+    def cleanup(self) -> None:
+        """Undo anything that outlives the episode's actors (forced lights)."""
+
+    def _spawn(self, blueprint: str, pose: Pose, **kwargs) -> int | None:
+        try:
+            actor = self.ctx.world.spawn_vehicle(blueprint, pose, role_name=ROLE, **kwargs)
+        except SpawnError:
+            return None
+        self.actors.append(actor)
+        return actor
+
+
+class LeadingVehicleBrake(Scenario):
+    """A leading vehicle brakes hard in front of the ego."""
+
+    name = "leading_vehicle_brake"
+
+    def setup(self) -> None:
+        self.lead = self._spawn(CAR, route_pose(self.ctx.route, self.ctx.anchor_s_m))
+        self.started = False
+        self.brake_until = None
+        self.done = False
+
+    def tick(self, snapshot: WorldSnapshot, ego_s_m: float) -> None:
+        if self.lead is None:
+            return
+        route = self.ctx.route
+        row = snapshot.index_of(self.lead)
+        lead_s = float(route.s_m[int(np.argmin(np.hypot(*(route.points_xy - snapshot.location_m[row, :2]).T)))])
+        gap = lead_s - ego_s_m - 5.0  # about one car length between the two reference points
+        self.started = self.started or gap < 25.0
+        if self.started and not self.done and self.brake_until is None and 0.0 < gap < 15.0:
+            self.brake_until = snapshot.timestamp_s + 3.0
+        if not self.started or (self.brake_until is not None and snapshot.timestamp_s < self.brake_until):
+            control = VehicleControl(brake=1.0)
+        else:
+            if self.brake_until is not None:
+                self.done, self.brake_until = True, None
+            control = pursue(snapshot, self.lead, route.points_xy, 4.0)
+        self.ctx.world.apply_control(self.lead, control)
+
+
+class OccludedPedestrian(Scenario):
+    """A pedestrian steps out from behind a parked van."""
+
+    name = "pedestrian_crossing_occluded"
+
+    def setup(self) -> None:
+        route, s = self.ctx.route, self.ctx.anchor_s_m
+        self._spawn(VAN, route_pose(route, s, lateral_m=3.0))
+        self.walker = None
+        behind = route_pose(route, s + 4.0, lateral_m=4.5)
+        try:
+            self.walker = self.ctx.world.spawn_walker_at(behind)
+            self.actors.append(self.walker)
+        except (SpawnError, ValueError):
+            return
+        i = int(np.clip(np.searchsorted(route.s_m, s), 0, route.s_m.shape[0] - 1))
+        yaw = float(route.yaw_rad[i])
+        self.across = (math.sin(yaw), -math.cos(yaw))  # towards the route's left: across the ego's lane
+        self.started_at = None
+
+    def tick(self, snapshot: WorldSnapshot, ego_s_m: float) -> None:
+        if self.walker is None:
+            return
+        if self.started_at is None and self.ctx.anchor_s_m - ego_s_m < 18.0:
+            self.started_at = snapshot.timestamp_s
+            self.ctx.world.apply_walker_control(self.walker, self.across, 2.0)
+        elif self.started_at is not None and snapshot.timestamp_s - self.started_at > 6.0:
+            self.ctx.world.apply_walker_control(self.walker, self.across, 0.0)
+
+
+class ParkedCarBlocking(Scenario):
+    """A car parked in the ego's lane."""
+
+    name = "parked_car_blocking"
+
+    def setup(self) -> None:
+        self._spawn(CAR, route_pose(self.ctx.route, self.ctx.anchor_s_m))
+
+
+def _next_junction_entry(route: Route, from_s_m: float) -> int | None:
+    entries = np.flatnonzero(np.diff(route.in_junction.astype(np.int8), prepend=0) == 1)
+    entries = entries[route.s_m[entries] >= from_s_m]
+    return int(entries[0]) if entries.size else None
+
+
+class RedLightRunner(Scenario):
+    """A crossing vehicle runs its red light as the ego enters the junction on green."""
+
+    name = "red_light_runner"
+
+    def setup(self) -> None:
+        world, route = self.ctx.world, self.ctx.route
+        lanes, signals = world.lanes, world.signals
+        self.runner = None
+        self.forced: list[int] = []
+        entry = _next_junction_entry(route, self.ctx.anchor_s_m - 20.0)
+        if entry is None or entry == 0:
+            return
+        ego_lane = int(route.lane[entry])
+        self.entry_s = float(route.s_m[entry])
+        self.ego_light = int(signals.lane_light[int(route.lane[entry - 1])])
+        conflicts = np.flatnonzero(lanes.junction_conflicts[ego_lane])
+        for lane in self.ctx.rng.permutation(conflicts).tolist():
+            approach = [p for p in lanes.predecessors[lane] if not lanes.is_junction[p]]
+            if not approach:
+                continue
+            before = approach[0]
+            points = [lanes.lane_points(before)[:, :2], lanes.lane_points(lane)[:, :2]]
+            succ = lanes.successors[lane, : lanes.num_successors[lane]]
+            if succ.size:
+                points.append(lanes.lane_points(int(succ[0]))[:, :2])
+            path = np.concatenate(points)
+            start = max(0, lanes.lane_points(before).shape[0] - 30)
+            pose = Pose(float(path[start, 0]), float(path[start, 1]), 0.3,
+                        float(lanes.yaw_rad[int(lanes.offset[before]) + start]))
+            runner = self._spawn(CAR, pose)
+            if runner is not None:
+                self.runner, self.path = runner, path[start:]
+                self.runner_light = int(signals.lane_light[before])
+                break
+        self.go = False
+
+    def tick(self, snapshot: WorldSnapshot, ego_s_m: float) -> None:
+        if self.runner is None:
+            return
+        lights = getattr(self.ctx.world, "lights", None)
+        if not self.go and self.entry_s - ego_s_m < 30.0:
+            self.go = True
+            if lights is not None:
+                for light, state in ((self.ego_light, TrafficLightState.GREEN),
+                                     (self.runner_light, TrafficLightState.RED)):
+                    if light >= 0:
+                        lights.force_state(light, state)
+                        self.forced.append(light)
+        control = pursue(snapshot, self.runner, self.path, 9.0) if self.go else VehicleControl(brake=1.0)
+        self.ctx.world.apply_control(self.runner, control)
+
+    def cleanup(self) -> None:
+        lights = getattr(self.ctx.world, "lights", None)
+        for light in self.forced:
+            lights.force_state(light, None)
+        self.forced = []
+
+
+class DenseJunction(Scenario):
+    """Queues of NPC traffic on every approach of the next junction on the route."""
+
+    name = "dense_junction"
+
+    def setup(self) -> None:
+        world, route = self.ctx.world, self.ctx.route
+        lanes = world.lanes
+        entry = _next_junction_entry(route, self.ctx.anchor_s_m - 20.0)
+        if entry is None:
+            return
+        junction = int(lanes.junction_id[int(route.lane[entry])])
+        approaches = {p for lane in np.flatnonzero(lanes.junction_id == junction).tolist()
+                      for p in lanes.predecessors[lane] if not lanes.is_junction[p]}
+        ego_approach = int(route.lane[entry - 1]) if entry > 0 else -1
+        for lane in sorted(approaches - {ego_approach}):
+            for back in (8.0, 16.0, 24.0):
+                s = float(lanes.length_m[lane]) - back
+                if s < 4.0:
+                    break
+                xyz, yaw = lanes.interpolate(np.array([lane]), np.array([s]))
+                pose = Pose(float(xyz[0, 0]), float(xyz[0, 1]), float(xyz[0, 2]) + 0.3, float(yaw[0]))
+                try:
+                    self.actors.append(world.spawn_vehicle(CAR, pose, autopilot=True))
+                except SpawnError:
+                    continue
+
+
+SCENARIOS: dict[str, type[Scenario]] = {cls.name: cls for cls in (
+    LeadingVehicleBrake, OccludedPedestrian, RedLightRunner, ParkedCarBlocking, DenseJunction)}
+"""Registry of scenarios by name (the env config's ``scenarios`` list)."""
+
+
+def check_scenario_names(names: tuple[str, ...]) -> None:
+    """``ConfigError`` naming any unknown scenario."""
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise ConfigError(f"unknown scenarios {unknown}; valid: {', '.join(sorted(SCENARIOS))}")
+
+
+def place_scenarios(names: tuple[str, ...], world, ego_id: int, route: Route,
+                    rng: np.random.Generator) -> list[Scenario]:
+    """Build and set up the named scenarios, spread evenly along the route."""
+    check_scenario_names(names)
+    if not names:
+        return []
+    start, end = 40.0, max(route.length_m - 40.0, 41.0)
+    anchors = np.linspace(start, end, len(names) + 2)[1:-1] if len(names) > 1 else [0.5 * (start + end)]
+    scenarios = []
+    for name, anchor in zip(names, anchors):
+        scenario = SCENARIOS[name](ScenarioContext(world, ego_id, route, float(anchor), rng))
+        scenario.setup()
+        scenarios.append(scenario)
+    return scenarios

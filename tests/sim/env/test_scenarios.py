@@ -1,0 +1,106 @@
+"""Scenario events along the route: each spawns its actors and does what it says when the ego arrives."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sim.api import RedLightEvent, TrafficLightState
+from sim.embedded.config import ConfigError
+from sim.env.driving import DrivingEnv
+from sim.env.scenarios import SCENARIOS
+
+
+def make_env(name: str) -> DrivingEnv:
+    return DrivingEnv(map="Town01", traffic={"vehicles": 0, "walkers": 0}, observation={"mode": "state"},
+                      scenarios=[name], routes={"min_length_m": 150, "max_length_m": 250},
+                      episode={"terminate_on": []})
+
+
+def drive(env: DrivingEnv, steps: int, speed_mps: float = 6.0, careful: bool = True):
+    """A scripted driver: pure pursuit on the route, slowing for the env's hazard distance. Yields snapshots."""
+    for _ in range(steps):
+        snap = env.world.snapshot()
+        row = snap.index_of(env.ego_id)
+        x, y = snap.location_m[row, :2]
+        target = env.route.points_xy[min(env._tracker.index + 6, env.route.points_xy.shape[0] - 1)]
+        angle = math.atan2(target[1] - y, target[0] - x) - snap.rotation_rad[row, 1]
+        angle = math.atan2(math.sin(angle), math.cos(angle))
+        speed = float(np.hypot(*snap.velocity_mps[row, :2]))
+        hazard = env._hazard_distance(snap, row, env._progress) if careful else math.inf
+        wanted = speed_mps if hazard > 15 else max(0.0, (hazard - 5.0) / 10.0 * speed_mps)
+        acc = float(np.clip(0.5 * (wanted - speed) - (1.0 if hazard < 5 else 0.0), -1, 1))
+        _, _, terminated, truncated, info = env.step(np.array([acc, np.clip(1.5 * angle, -1, 1)]))
+        yield env.world.snapshot(), info
+        if terminated or truncated:
+            return
+
+
+def test_unknown_scenario_is_named():
+    with pytest.raises(ConfigError, match="nope"):
+        make_env("nope")
+
+
+def test_leading_vehicle_drives_then_brakes_to_a_stop():
+    env = make_env("leading_vehicle_brake")
+    env.reset(seed=1)
+    lead = env._scenarios[0].lead
+    assert lead is not None
+    speeds = [float(np.hypot(*s.velocity_mps[s.index_of(lead), :2])) for s, _ in drive(env, 500)]
+    moving = [i for i, v in enumerate(speeds) if v > 3.0]
+    assert moving, "the lead vehicle never drove off"
+    assert min(speeds[moving[0]:]) < 0.2, "the lead vehicle never braked to a stop"
+
+
+def test_occluded_pedestrian_crosses_in_front_of_the_ego():
+    env = make_env("pedestrian_crossing_occluded")
+    env.reset(seed=1)
+    scenario = env._scenarios[0]
+    assert scenario.walker is not None and len(scenario.actors) == 2  # the van and the pedestrian
+    route = env.route
+    i = int(np.searchsorted(route.s_m, scenario.ctx.anchor_s_m))
+    yaw = route.yaw_rad[i]
+    lateral = []
+    for snap, _ in drive(env, 600):
+        dx, dy = snap.location_m[snap.index_of(scenario.walker), :2] - route.points_xy[i]
+        lateral.append(-dx * math.sin(yaw) + dy * math.cos(yaw))
+    assert lateral[0] > 3.0  # starts behind the van, right of the route
+    assert min(lateral) < -1.0  # ends up across the ego's lane
+
+
+def test_red_light_runner_enters_the_junction_on_red():
+    env = make_env("red_light_runner")
+    for seed in range(1, 6):
+        env.reset(seed=seed)
+        scenario = env._scenarios[0]
+        if scenario.runner is not None:
+            break
+    assert scenario.runner is not None, "no route with a signalised junction in 5 seeds"
+    ran_red = False
+    for snap, _ in drive(env, 600):
+        if scenario.go and scenario.runner_light >= 0:
+            assert snap.light_state[scenario.runner_light] == TrafficLightState.RED
+        ran_red |= any(isinstance(e, RedLightEvent) and e.actor_id == scenario.runner for e in snap.events)
+    assert ran_red
+
+
+def test_parked_car_blocks_the_lane_and_the_careful_ego_stops_behind_it():
+    env = make_env("parked_car_blocking")
+    env.reset(seed=1)
+    parked = env._scenarios[0].actors[0]
+    gaps = []
+    for snap, info in drive(env, 700):
+        ego, car = snap.index_of(env.ego_id), snap.index_of(parked)
+        gaps.append(float(np.hypot(*(snap.location_m[ego, :2] - snap.location_m[car, :2]))))
+        assert "collision" not in info["infractions"]
+    assert min(gaps) < 12.0  # it got close, and stopped without touching it
+
+
+def test_dense_junction_fills_the_approaches():
+    env = make_env("dense_junction")
+    env.reset(seed=1)
+    assert len(env._scenarios[0].actors) >= 4
+    assert set(SCENARIOS) == {"leading_vehicle_brake", "pedestrian_crossing_occluded", "red_light_runner",
+                              "parked_car_blocking", "dense_junction"}
