@@ -186,14 +186,9 @@ def sensor_arrays(data: dict, space: spaces.Dict, padded: dict[str, int]) -> dic
             out[f"{name}_count"] = np.array([count], dtype=np.int64)
         elif measurement is None:
             out[name] = np.zeros(box.shape, dtype=box.dtype)
-        elif name and box.shape == (7,):  # IMU
+        elif hasattr(measurement.data, "accelerometer_mps2"):  # IMU
             m = measurement.data
-            out[name] = np.concatenate([m.accelerometer, m.gyroscope, [m.compass]]).astype(np.float32) \
-                if hasattr(m, "accelerometer") else np.asarray(m, dtype=np.float32).reshape(7)
-        elif box.shape == (3,) and box.dtype == np.float64:  # GNSS
-            m = measurement.data
-            out[name] = np.array([m.latitude, m.longitude, m.altitude], dtype=np.float64) \
-                if hasattr(m, "latitude") else np.asarray(m, dtype=np.float64).reshape(3)
+            out[name] = np.concatenate([m.accelerometer_mps2, m.gyroscope_rad_s, [m.compass_rad]]).astype(np.float32)
         else:
             out[name] = np.asarray(measurement.data, dtype=box.dtype).reshape(box.shape)
     return out

@@ -161,3 +161,43 @@ def test_route_file_routes_and_wrong_town(tmp_path):
     assert info["route_length_m"] == pytest.approx(e.route.length_m, abs=1.0)
     with pytest.raises(ConfigError, match="Town01"):
         DrivingEnv(**{**SMALL, "map": "Town02", "routes": {"source": "file", "file": str(routes)}})
+
+
+def test_scripted_episode_one_vehicle_collision_and_80_percent_scores_48():
+    """Drive 80% of a route, bumping into one car on the way: driving score = 80 x 0.6 = 48 (Leaderboard 2.0)."""
+    e = DrivingEnv(**{**SMALL, "traffic": {"vehicles": 0, "walkers": 0},
+                      "routes": {"min_length_m": 120, "max_length_m": 160},
+                      "episode": {"terminate_on": [], "max_steps": 1200}})
+    e.reset(seed=2)
+    route = e.route
+    obstacle = None
+    collisions = 0
+    for _ in range(1200):
+        snapshot = e.world.snapshot()
+        row = snapshot.index_of(e.ego_id)
+        x, y = snapshot.location_m[row, :2]
+        speed = float(np.hypot(*snapshot.velocity_mps[row, :2]))
+        target = route.points_xy[min(e._tracker.index + 6, route.points_xy.shape[0] - 1)]
+        angle = math.atan2(target[1] - y, target[0] - x) - snapshot.rotation_rad[row, 1]
+        angle = math.atan2(math.sin(angle), math.cos(angle))
+        completion = e._progress.completion
+        if obstacle is None and collisions == 0 and completion > 0.3:
+            ahead = route.points_xy[e._tracker.index + 9]
+            obstacle = e.world.spawn_vehicle("vehicle.lincoln.mkz_2020", Pose(
+                float(ahead[0]), float(ahead[1]), 0.3, float(route.yaw_rad[e._tracker.index + 9])))
+        light, light_m = e._next_light(snapshot, e._progress)
+        stop_for_light = light in (0, 1) and light_m < 12.0  # red or yellow ahead
+        acc = float(np.clip(0.5 * (6.0 - speed), -1, 1)) if completion < 0.8 and not stop_for_light else -1.0
+        _, _, terminated, truncated, info = e.step(np.array([acc, np.clip(1.5 * angle, -1, 1)]))
+        if "collision" in info["infractions"]:
+            collisions += 1
+            e.world.destroy([obstacle])  # the car is gone: drive on
+        if terminated or truncated:
+            break
+    assert truncated and collisions == 1
+    score = info["route_score"]
+    completion = score["route_completion"] / 100.0
+    assert 0.8 <= completion < 0.82  # braked once past 80%
+    assert score["infraction_penalty"] == pytest.approx(0.6)
+    assert score["driving_score"] == pytest.approx(100.0 * completion * 0.6)
+    assert score["driving_score"] == pytest.approx(48.0, abs=1.3)
