@@ -105,6 +105,27 @@ def bench_sensors(
                          f"{r['raycast_reference_fps']:.1f}/s, efficiency {r['efficiency']:.2f}")
 
 
+@bench_app.command("env")
+def bench_env(
+    map_name: str = typer.Option("Town10HD", "--map", help="Shipped town name, .xodr path or 'procedural'."),
+    vehicles: int = typer.Option(50, min=0, help="NPC vehicles on autopilot."),
+    walkers: int = typer.Option(30, min=0, help="Pedestrians."),
+    steps: int = typer.Option(2000, min=1, help="Measured env steps (after 50 warm-up steps)."),
+    observation: str = typer.Option("bev", help="Observation mode: bev or state."),
+    seed: int = typer.Option(0),
+    vector: bool = typer.Option(True, "--vector/--no-vector", help="Also time AsyncVectorEnv with 2 and 4 workers."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """Env steps per second with random actions, against highway-env's highway-fast-v0 in the same run."""
+    from benchmarks.env_bench import run_env_bench
+
+    _run_bench(run_env_bench, (map_name, vehicles, walkers, steps, observation, seed, vector, True), as_json,
+               lambda r: f"{r['steps_per_s']:.0f} env steps/s ({r['observation']}, {r['resets']} resets), "
+                         f"{r['peer']} {r['peer_steps_per_s']:.1f}/s, ratio {r['ratio']:.1f}"
+                         + (f"; vector (workers: steps/s) {r['vector_steps_per_s']}" if r["vector_steps_per_s"]
+                            else ""))
+
+
 @map_app.command("check")
 def map_check(path: str = typer.Argument(..., help="Town name or .xodr path.")) -> None:
     """Validate a map safely (in a child process); exit 2 with a clear error if it is bad."""
