@@ -116,6 +116,7 @@ class EmbeddedWorld:
         self._lane_state = np.zeros(0, dtype=np.int8)
         self._static: dict[str, object] = {}
         self._last_events: tuple[Event, ...] = ()
+        self._projection: tuple[np.ndarray, ...] | None = None
         self.light_state = self.lights.update(0.0)
         self._snapshot = self._build_snapshot(())
         return self._snapshot
@@ -415,8 +416,7 @@ class EmbeddedWorld:
         # Free vehicles on the lane graph (for NPCs' car following and for events).
         fxy = vehicles_xy[nt:]
         f_vel = vehicles_vel[nt:]
-        f_lane, f_s, f_dist = self.lanes.project(fxy, fleet.yaw_rad)
-        f_lane = np.where(f_dist < 3.0, f_lane, -1)
+        f_lane, f_s = self._project_free(fxy, fleet.yaw_rad)
         if nt:
             c_lane, c_s = (self._walkers_on_lanes(walkers.edge[walkers.on_road]) if nw and walkers.on_road.any()
                            else (np.zeros(0, np.int64), np.zeros(0)))
@@ -512,12 +512,14 @@ class EmbeddedWorld:
         """Free vehicles whose box reaches off the road network (kerbs, buildings) stop there."""
         fleet = self.fleet
         raster = self.area_raster
-        corners = box_corners(np.stack([fleet.x_m, fleet.y_m], axis=1), fleet.yaw_rad, fleet.extent_m[:, :2])
-        classes = raster.lookup(corners.reshape(-1, 2)).reshape(-1, 4)
-        hit = (classes == 0).any(axis=1)
-        centre_class = raster.lookup(np.stack([fleet.x_m, fleet.y_m], axis=1))
+        centre = np.stack([fleet.x_m, fleet.y_m], axis=1)
+        corners = box_corners(centre, fleet.yaw_rad, fleet.extent_m[:, :2]).reshape(-1, 2)
+        classes = raster.lookup(np.concatenate([corners, centre]))  # one lookup: 4 corners per vehicle, then centres
+        n = centre.shape[0]
+        hit = (classes[: 4 * n].reshape(n, 4) == 0).any(axis=1)
+        centre_class = classes[4 * n:]
         state = self._fleet_state
-        off = ~np.isin(centre_class, (1, 4, 5))
+        off = (centre_class != 1) & (centre_class != 4) & (centre_class != 5)
         for row in np.flatnonzero(off != state.off_road):
             events.append(OffRoadEvent(self.frame, int(fleet.ids[row]), bool(off[row]),
                                        (float(fleet.x_m[row]), float(fleet.y_m[row]), 0.0)))
@@ -575,12 +577,25 @@ class EmbeddedWorld:
         info = self.actors[actor_id]
         return info.vehicle_type.mass_kg if info.vehicle_type is not None else WALKER_MASS_KG
 
+    def _project_free(self, xy: np.ndarray, yaw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lane (-1: off the lanes) and arc length of free vehicles, reusing the last answer for the same poses.
+
+        The end of one tick and the start of the next ask about the same poses.
+        """
+        cached = self._projection
+        if cached is not None and cached[0].shape == xy.shape and np.array_equal(cached[0], xy) \
+                and np.array_equal(cached[1], yaw):
+            return cached[2], cached[3]
+        lane, s_m, dist = self.lanes.project(xy, yaw)
+        lane = np.where(dist < 3.0, lane, -1)
+        self._projection = (xy.copy(), yaw.copy(), lane, s_m)
+        return lane, s_m
+
     def _lane_events(self, previous_lane: np.ndarray, events: list[Event]) -> None:
         """Lane invasion, red-light and stop-sign events of free vehicles."""
         fleet, lanes, state = self.fleet, self.lanes, self._fleet_state
         xy = np.stack([fleet.x_m, fleet.y_m], axis=1)
-        lane, s_m, dist = lanes.project(xy, fleet.yaw_rad)
-        lane = np.where(dist < 3.0, lane, -1)
+        lane, s_m = self._project_free(xy, fleet.yaw_rad)
         speed = np.hypot(*fleet.velocity_world().T)
         signals = self.signals
         for row in range(fleet.n):
