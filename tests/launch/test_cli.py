@@ -85,3 +85,35 @@ def test_bench_sensors_json_fields():
                                             "collision", "lane_invasion"}
     assert abs(record["efficiency"] - record["fps"] / record["raycast_reference_fps"]) < 0.002
     assert record["rays_per_tick"] == 400 * 300 + 32 * 1024 + 75
+
+
+def test_eval_json_scores_routes(tmp_path):
+    config = tmp_path / "env.yaml"
+    config.write_text("map: Town01\ntraffic: {vehicles: 0, walkers: 0}\nobservation: {mode: state}\n"
+                      "routes: {source: file, file: configs/routes/town01.yaml}\n")
+    result = avsim("eval", "--config", str(config), "--route", "town01_short_02", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["agent"] == "route_follower" and record["episodes"] == 1
+    assert record["routes"][0]["route_id"] == "town01_short_02"
+    assert record["global"]["driving_score"] == record["routes"][0]["driving_score"] == 100.0
+
+
+def test_eval_bad_inputs_exit_2():
+    result = avsim("eval", "--config", "configs/env/nope.yaml")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    result = avsim("eval", "--agent", "policy:missing.zip", "--observation", "state")
+    assert result.returncode == 2 and "missing.zip" in result.stderr
+    result = avsim("eval", "--route", "no_such_route", "--observation", "state")
+    assert result.returncode == 2 and "no_such_route" in result.stderr
+
+
+def test_routes_generate_writes_a_loadable_route_set(tmp_path):
+    from sim.env.routes import load_route_file
+
+    out = tmp_path / "routes.yaml"
+    result = avsim("routes", "generate", "Town02", str(out), "--per-class", "1")
+    assert result.returncode == 0, result.stderr
+    routes = load_route_file(out)
+    assert routes.town == "Town02" and [r.route_id for r in routes.routes] == [
+        "town02_short_00", "town02_medium_00", "town02_long_00"]
