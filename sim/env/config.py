@@ -115,6 +115,7 @@ class CarlaSection(_Section):
     host: str = "localhost"
     port: int = Field(2000, ge=1, le=65535)
     timeout_s: float = Field(20.0, gt=0)
+    tm_port: int = Field(8000, ge=1, le=65535)  # Traffic Manager port
 
 
 class EnvConfig(_Section):

@@ -124,25 +124,32 @@ class DrivingEnv(gymnasium.Env):
     @staticmethod
     def _make_world(c: EnvConfig):
         if c.backend == "carla":
-            raise ConfigError("backend 'carla' needs the CARLA backend (sim.carla_backend), which is not "
-                              "available yet; use backend: embedded")
+            from sim.carla_backend.world import CarlaWorld
+
+            return CarlaWorld(map=c.map, seed=c.seed, dt_s=c.dt_s, host=c.carla.host, port=c.carla.port,
+                              timeout_s=c.carla.timeout_s, tm_port=c.carla.tm_port)
         from sim.embedded.world import EmbeddedWorld
 
         return EmbeddedWorld(WorldConfig(map=c.map, seed=c.seed, dt_s=c.dt_s, dynamics=c.dynamics))
 
     def _sensor_space_probe(self) -> spaces.Dict:
-        """The sensors' Dict space, from a rig built on a probe ego (removed again)."""
-        from sim.embedded.sensors.rig import SensorRig
+        """The sensors' Dict space, from the suite's specs (sensor models built without a world)."""
+        from sim.embedded.sensors.rig import build_sensor
+        from sim.embedded.sensors.suite import EVENT_SENSORS
         from sim.env.observations import sensor_space
 
-        probe = self.world.spawn_vehicle(self.config.ego_blueprint, None, role_name=HERO)
-        try:
-            rig = SensorRig(self.world, self._suite, scene_seed=self.config.seed)
-            space, self._padded = sensor_space(rig, self.world.dt_s)
-            rig.close()
-        finally:
-            self.world.destroy([probe])
+        sensors = [build_sensor(spec, 0) for spec in self._suite.sensors if spec.blueprint_id not in EVENT_SENSORS]
+        space, self._padded = sensor_space(sensors, self.world.dt_s)
         return space
+
+    def _make_rig(self):
+        if self.config.backend == "carla":
+            from sim.carla_backend.sensors import CarlaSensorRig
+
+            return CarlaSensorRig(self.world, self._suite)
+        from sim.embedded.sensors.rig import SensorRig
+
+        return SensorRig(self.world, self._suite, scene_seed=self.config.seed)
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -174,9 +181,7 @@ class DrivingEnv(gymnasium.Env):
             self._rig.close()
             self._rig = None
         if c.observation.mode == "sensors":
-            from sim.embedded.sensors.rig import SensorRig
-
-            self._rig = SensorRig(self.world, self._suite, scene_seed=c.seed)
+            self._rig = self._make_rig()
         self._light_of_junction = self._route_lights(self.route)
         self._steps = 0
         self._max_steps = c.episode.max_steps or int(math.ceil(
@@ -271,6 +276,8 @@ class DrivingEnv(gymnasium.Env):
         if self._rig is not None:
             self._rig.close()
             self._rig = None
+        if self.config.backend == "carla":
+            self.world.close()  # destroys what it spawned, restores the server's settings
 
     # ------------------------------------------------------------------ episode pieces
     def _next_route(self, options: dict, rng: np.random.Generator) -> Route:

@@ -120,8 +120,8 @@ class StateObserver:
         return np.concatenate(parts).astype(np.float32)
 
 
-def sensor_space(rig, dt_s: float) -> tuple[spaces.Dict, dict[str, int]]:
-    """The Dict space of a sensor rig's arrays, and the padded row count of variable-size sensors.
+def sensor_space(sensors: list, dt_s: float) -> tuple[spaces.Dict, dict[str, int]]:
+    """The Dict space of sensors' arrays, and the padded row count of variable-size sensors.
 
     Cameras have fixed shapes. LiDAR and radar give a varying number of points
     per tick: their arrays are padded with zeros to the most they can give, and
@@ -137,7 +137,7 @@ def sensor_space(rig, dt_s: float) -> tuple[spaces.Dict, dict[str, int]]:
 
     entries: dict[str, spaces.Space] = {}
     padded: dict[str, int] = {}
-    for sensor in rig.sensors:
+    for sensor in sensors:
         name = sensor.name
         if isinstance(sensor, Camera):
             shape = {"rgb": (sensor.height, sensor.width, 3), "instance_segmentation": (sensor.height, sensor.width, 3),
