@@ -272,8 +272,7 @@ class CarlaWorld:
         commands = []
         for k in order[:count].tolist():
             bp = available[int(self.rng.integers(len(available)))]
-            commands.append(carla.command.SpawnActor(bp, points[k]).then(
-                carla.command.SetAutopilot(carla.command.FutureActor, True, self.tm_port)))
+            commands.append(self._spawn_on_autopilot(bp, points[k]))
         spawned = []
         for response in self.client.apply_batch_sync(commands, True):
             if not response.error:
@@ -282,6 +281,11 @@ class CarlaWorld:
             self._remember(actor)
             self._autopilot.add(actor.id)
         return spawned
+
+    def _spawn_on_autopilot(self, blueprint, transform: carla.Transform):
+        """The batch command that spawns one vehicle and hands it to the Traffic Manager."""
+        return carla.command.SpawnActor(blueprint, transform).then(
+            carla.command.SetAutopilot(carla.command.FutureActor, True, self.tm_port))
 
     def spawn_walkers(self, count: int) -> list[int]:
         """``count`` pedestrians walking to random places under CARLA's walker AI controllers."""
@@ -437,15 +441,16 @@ class CarlaWorld:
         return self._snapshot
 
     def _sensor_event(self, data) -> list[Event]:
+        """A collision or lane-invasion sensor's data as our event (told apart by their fields)."""
         parent = data.actor.parent.id if data.actor.parent is not None else -1
         where = cv.vector_xyz(data.transform.location)
-        if isinstance(data, carla.CollisionEvent):
+        if hasattr(data, "other_actor"):
             other = data.other_actor
             static = other is None or not other.id or not other.type_id.startswith(("vehicle.", "walker."))
             other_id = -1 if static else int(other.id)
             kind = "static" if static else ("walker" if other.type_id.startswith("walker") else "vehicle")
             return [CollisionEvent(data.frame, parent, other_id, kind, cv.vector_xyz(data.normal_impulse), where)]
-        if isinstance(data, carla.LaneInvasionEvent):
+        if hasattr(data, "crossed_lane_markings"):
             names = tuple(sorted({str(m.type) for m in data.crossed_lane_markings}))
             return [LaneInvasionEvent(data.frame, parent, names, where)]
         return []
