@@ -199,11 +199,18 @@ def _shade(plan: RayPlan, hits, hit: np.ndarray, lighting: Lighting) -> np.ndarr
     image = image.reshape(n, 3)
     miss = np.flatnonzero(~hit)
     if miss.size:
-        elevation = np.clip(plan.directions[miss, 2], 0.0, 1.0)[:, None]
-        sky = (np.asarray(lighting.sky_horizon_rgb, np.float32) * (1.0 - elevation)
-               + np.asarray(lighting.sky_zenith_rgb, np.float32) * elevation)
-        image[miss] = sky.astype(np.uint8)
+        level = (np.clip(plan.directions[miss, 2], 0.0, 1.0) * 255.0).astype(np.uint8)
+        image[miss] = _sky_table(lighting)[level]
     return image
+
+
+@lru_cache(maxsize=8)
+def _sky_table(lighting: Lighting) -> np.ndarray:
+    """Sky colour (256, 3) uint8 by ray elevation sin(angle) in 1/255 steps: horizon colour to zenith colour."""
+    elevation = np.linspace(0.0, 1.0, 256)[:, None]
+    sky = (np.asarray(lighting.sky_horizon_rgb, np.float64) * (1.0 - elevation)
+           + np.asarray(lighting.sky_zenith_rgb, np.float64) * elevation)
+    return sky.astype(np.uint8)
 
 
 class RgbCamera(Camera):
