@@ -3,7 +3,8 @@
 Commands: ``run`` (a closed-loop drive on the embedded simulator), ``eval``
 (an agent over a route set, Leaderboard scores), ``bench world`` / ``bench
 sensors`` / ``bench env`` (speed), ``map check`` / ``map info`` / ``map
-generate``, ``routes generate``.
+generate``, ``routes generate``, ``serve`` (the embedded simulator behind
+CARLA 0.9.16's client-server protocol).
 Every benchmark and evaluation command takes ``--json`` and then prints one
 JSON object as its last line.
 """
@@ -262,6 +263,39 @@ def routes_generate(
               "the env plans the dense route through them.")
     write_route_file(out, world.source.name, routes, header)
     console.print(f"wrote {len(routes)} routes to {out}")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to bind (only this one)."),
+    port: int = typer.Option(2000, min=0, max=65534, help="RPC port; streams use PORT + 1. 0 picks a free pair."),
+    map_name: str = typer.Option("Town01", "--map", help="Shipped town name or path to an .xodr file."),
+    delta_seconds: float = typer.Option(0.05, "--delta-seconds", min=0.001, max=1.0,
+                                        help="The world's fixed step [s] (fixed_delta_seconds must match it)."),
+    seed: int = typer.Option(0, help="Seed of the embedded world."),
+) -> None:
+    """Serve the embedded simulator over CARLA 0.9.16's protocol, for the unmodified carla client."""
+    import signal
+    import threading
+
+    from sim.carla_server.server import CarlaServer
+    from sim.embedded.maps.loader import MapLoadError
+
+    try:
+        server = CarlaServer(map_name, host, port, delta_seconds=delta_seconds, seed=seed)
+    except (MapLoadError, OSError, ValueError) as exc:
+        _fail(f"cannot serve {map_name} on {host}:{port}: {exc}")
+        return
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with server:
+        # One line on stdout when ready (scripts and tests wait for it; port 0 shows the chosen port).
+        print(f"avsim serve: {server.world.source.name} on {host}:{server.port} (streams on {server.stream_port})",
+              flush=True)
+        while not stop.wait(0.2):
+            pass
+    console.print("avsim serve: stopped")
 
 
 def main() -> None:

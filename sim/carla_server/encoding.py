@@ -1,0 +1,389 @@
+"""CARLA 0.9.16 wire types: msgpack forms of RPC values and the binary stream payloads.
+
+RPC values follow CARLA's msgpack adaptors (``CARLA_PROTOCOL.md`` in the
+shared notes): structs are positional arrays, ``optional`` is ``[false]`` or
+``[true, value]``, a ``variant`` is ``[index, value]``. Geometry on the wire
+is CARLA's: metres, and rotations ``[pitch, yaw, roll]`` in degrees.
+
+Stream payloads start with a 48-byte sensor header (u64 sensor type, u64
+frame, f64 timestamp, six f32 of the sensor's world transform); the exact
+struct layouts come from the 0.9.16 client library's debug info.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import struct
+from dataclasses import dataclass, replace
+from enum import IntEnum
+
+import numpy as np
+
+from sim.embedded.sensors.blueprints import AttributeSpec, get_blueprint
+from sim.embedded.sensors.blueprints import AttributeType as SpecType
+from sim.embedded.vehicle_types import VEHICLE_TYPES
+
+CARLA_VERSION = "0.9.16"
+
+
+class AttributeType(IntEnum):
+    """``carla::rpc::ActorAttributeType`` (0.9.16 starts at 1)."""
+
+    BOOL = 1
+    INT = 2
+    FLOAT = 3
+    STRING = 4
+    RGB_COLOR = 5
+
+
+class SensorType(IntEnum):
+    """Indices of the 0.9.16 ``SensorRegistry`` this server sends."""
+
+    LIDAR = 11
+    RGB_CAMERA = 13
+    EPISODE_STATE = 17
+
+
+ACTOR_STATE_ACTIVE = 1
+
+# ---------------------------------------------------------------------------------------------- RPC results
+
+
+def ok(value: object) -> list:
+    """A successful ``Response<T>``: ``[[1, value]]``."""
+    return [[1, value]]
+
+
+def ok_void() -> list:
+    """A successful ``Response<void>``: an empty optional error, ``[[false]]``."""
+    return [[False]]
+
+
+def error(message: str) -> list:
+    """A failed response: ``[[0, [message]]]`` (the client raises RuntimeError with the message)."""
+    return [[0, [message]]]
+
+
+def optional(value: object | None) -> list:
+    """``boost::optional``: ``[false]`` or ``[true, value]``."""
+    return [False] if value is None else [True, value]
+
+
+def from_optional(message: list) -> object | None:
+    """The value of an optional, or None."""
+    return message[1] if message and message[0] else None
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+
+
+@dataclass(frozen=True)
+class Transform:
+    """A CARLA transform as on the wire: location [m], rotation (pitch, yaw, roll) [deg]."""
+
+    x: float = 0.0
+    y: float = 0.0
+    z: float = 0.0
+    pitch: float = 0.0
+    yaw: float = 0.0
+    roll: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("x", "y", "z", "pitch", "yaw", "roll"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value):
+                raise ValueError(f"transform {name} must be finite, got {value!r}")
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_msg(cls, message: list) -> Transform:
+        """Parse ``[[x, y, z], [pitch, yaw, roll]]``."""
+        try:
+            (x, y, z), (pitch, yaw, roll) = message
+        except (TypeError, ValueError):
+            raise ValueError(f"a transform must be [[x, y, z], [pitch, yaw, roll]], got {message!r}") from None
+        return cls(x, y, z, pitch, yaw, roll)
+
+    def to_msg(self) -> list:
+        """``[[x, y, z], [pitch, yaw, roll]]``."""
+        return [[self.x, self.y, self.z], [self.pitch, self.yaw, self.roll]]
+
+    def as_tuple(self) -> tuple[float, float, float, float, float, float]:
+        """(x, y, z, pitch, yaw, roll), the order of the binary layouts."""
+        return (self.x, self.y, self.z, self.pitch, self.yaw, self.roll)
+
+
+def bounding_box_msg(location: tuple[float, float, float], extent: tuple[float, float, float],
+                     actor_id: int = 0) -> list:
+    """``BoundingBox``: ``[location, extent, rotation, actor_id]``."""
+    return [list(location), list(extent), [0.0, 0.0, 0.0], int(actor_id)]
+
+
+@dataclass(frozen=True)
+class VehicleControlMsg:
+    """``carla::rpc::VehicleControl`` as received from the client."""
+
+    throttle: float = 0.0
+    steer: float = 0.0
+    brake: float = 0.0
+    hand_brake: bool = False
+    reverse: bool = False
+    manual_gear_shift: bool = False
+    gear: int = 0
+
+    @classmethod
+    def from_msg(cls, message: list) -> VehicleControlMsg:
+        """Parse ``[throttle, steer, brake, hand_brake, reverse, manual_gear_shift, gear]``."""
+        if not isinstance(message, (list, tuple)) or len(message) != 7:
+            raise ValueError(f"a VehicleControl must have 7 fields, got {message!r}")
+        t, s, b, hb, r, m, g = message
+        return cls(float(t), float(s), float(b), bool(hb), bool(r), bool(m), int(g))
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class EpisodeSettings:
+    """``carla::rpc::EpisodeSettings`` (0.9.16, 11 fields, this order on the wire)."""
+
+    synchronous_mode: bool = False
+    no_rendering_mode: bool = False
+    fixed_delta_seconds: float | None = None
+    substepping: bool = True
+    max_substep_delta_time: float = 0.01
+    max_substeps: int = 10
+    max_culling_distance: float = 0.0
+    deterministic_ragdolls: bool = True
+    tile_stream_distance: float = 3000.0
+    actor_active_distance: float = 2000.0
+    spectator_as_ego: bool = True
+
+    @classmethod
+    def from_msg(cls, message: list) -> EpisodeSettings:
+        """Parse the 11-field array."""
+        if not isinstance(message, (list, tuple)) or len(message) != 11:
+            raise ValueError(f"EpisodeSettings must have 11 fields (CARLA 0.9.16), got {message!r}")
+        (sync, no_render, delta, substep, max_sub_dt, max_subs, culling, ragdolls, tile, active,
+         spectator) = message
+        delta = from_optional(delta)
+        return cls(bool(sync), bool(no_render), None if delta is None else float(delta), bool(substep),
+                   float(max_sub_dt), int(max_subs), float(culling), bool(ragdolls), float(tile), float(active),
+                   bool(spectator))
+
+    def to_msg(self) -> list:
+        """The 11-field array."""
+        return [self.synchronous_mode, self.no_rendering_mode, optional(self.fixed_delta_seconds), self.substepping,
+                self.max_substep_delta_time, self.max_substeps, self.max_culling_distance,
+                self.deterministic_ragdolls, self.tile_stream_distance, self.actor_active_distance,
+                self.spectator_as_ego]
+
+    def with_delta(self, seconds: float | None) -> EpisodeSettings:
+        """A copy with another ``fixed_delta_seconds``."""
+        return replace(self, fixed_delta_seconds=seconds)
+
+
+# ---------------------------------------------------------------------------------------------- actors
+
+
+@dataclass(frozen=True)
+class AttributeDef:
+    """One ``ActorAttribute`` of a blueprint definition (values as CARLA's strings)."""
+
+    id: str
+    type: AttributeType
+    value: str
+    recommended: tuple[str, ...] = ()
+    modifiable: bool = True
+    restrict_to_recommended: bool = False
+
+    def to_msg(self) -> list:
+        """``[id, type, value, recommended_values, is_modifiable, restrict_to_recommended]``."""
+        return [self.id, int(self.type), self.value, list(self.recommended), self.modifiable,
+                self.restrict_to_recommended]
+
+
+@dataclass(frozen=True)
+class ActorDefinition:
+    """A blueprint: ``[uid, id, tags, attributes]``; ``tags`` comma-separated as CARLA sends them."""
+
+    uid: int
+    id: str
+    tags: str
+    attributes: tuple[AttributeDef, ...]
+
+    def to_msg(self) -> list:
+        """The positional array."""
+        return [self.uid, self.id, self.tags, [a.to_msg() for a in self.attributes]]
+
+
+@dataclass(frozen=True)
+class ActorDescription:
+    """What the client sends to spawn: blueprint ``uid``, ``id`` and attribute values (strings)."""
+
+    uid: int
+    id: str
+    attributes: dict[str, str]
+    raw_attributes: tuple
+
+    @classmethod
+    def from_msg(cls, message: list) -> ActorDescription:
+        """Parse ``[uid, id, [[attr_id, type, value], ...]]``."""
+        try:
+            uid, blueprint_id, attributes = message
+            values = {str(a[0]): str(a[2]) for a in attributes}
+        except (TypeError, ValueError, IndexError):
+            raise ValueError(f"an ActorDescription must be [uid, id, [[id, type, value], ...]], "
+                             f"got {message!r}") from None
+        return cls(int(uid), str(blueprint_id), values, tuple(tuple(a) for a in attributes))
+
+    def to_msg(self) -> list:
+        """The array form, attributes as received."""
+        return [self.uid, self.id, [list(a) for a in self.raw_attributes]]
+
+
+def actor_msg(actor_id: int, parent_id: int, description: ActorDescription, bbox_location: tuple[float, float, float],
+              extent: tuple[float, float, float], semantic_tags: bytes, stream_token: bytes = b"") -> list:
+    """``carla::rpc::Actor``: ``[id, parent_id, description, bounding_box, semantic_tags, stream_token]``."""
+    return [int(actor_id), int(parent_id), description.to_msg(), bounding_box_msg(bbox_location, extent, actor_id),
+            bytes(semantic_tags), bytes(stream_token)]
+
+
+# ---------------------------------------------------------------------------------------------- blueprints
+STREAMED_SENSORS = ("sensor.camera.rgb", "sensor.lidar.ray_cast")
+"""Sensor blueprints whose data this server streams."""
+
+_VEHICLE_COLORS = ("17,37,103", "255,255,255", "0,0,0", "153,0,0", "30,110,40", "120,120,120")
+_SPEC_TYPES = {SpecType.BOOL: AttributeType.BOOL, SpecType.INT: AttributeType.INT, SpecType.FLOAT: AttributeType.FLOAT,
+          SpecType.STRING: AttributeType.STRING, SpecType.RGB_COLOR: AttributeType.RGB_COLOR}
+
+
+def carla_value(value: object) -> str:
+    """A typed value as CARLA's attribute string ("true", "90.000000", "1,2,3")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:f}"
+    if isinstance(value, tuple):
+        return ",".join(str(int(v)) for v in value)
+    return str(value)
+
+
+def _sensor_attribute(spec: AttributeSpec) -> AttributeDef:
+    recommended = tuple(carla_value(v) for v in (spec.choices or spec.recommended))
+    return AttributeDef(spec.name, _SPEC_TYPES[spec.type], carla_value(spec.default), recommended, True,
+                        spec.choices is not None)
+
+
+def vehicle_definitions(first_uid: int = 1) -> list[ActorDefinition]:
+    """One definition per embedded vehicle type."""
+    out = []
+    for uid, vtype in enumerate(VEHICLE_TYPES.values(), start=first_uid):
+        attributes = (
+            AttributeDef("role_name", AttributeType.STRING, "autopilot", ("autopilot", "scenario", "ego_vehicle")),
+            AttributeDef("color", AttributeType.RGB_COLOR, _VEHICLE_COLORS[0], _VEHICLE_COLORS),
+            AttributeDef("number_of_wheels", AttributeType.INT, str(vtype.number_of_wheels), (), False),
+            AttributeDef("base_type", AttributeType.STRING, vtype.base_type, (), False),
+            AttributeDef("generation", AttributeType.INT, "2", (), False),
+            AttributeDef("sticky_control", AttributeType.BOOL, "true", ("true", "false")),
+        )
+        out.append(ActorDefinition(uid, vtype.blueprint_id, ",".join(vtype.blueprint_id.split(".")), attributes))
+    return out
+
+
+def sensor_definitions(first_uid: int) -> list[ActorDefinition]:
+    """Definitions of the streamed sensors."""
+    out = []
+    for uid, blueprint_id in enumerate(STREAMED_SENSORS, start=first_uid):
+        blueprint = get_blueprint(blueprint_id)
+        attributes = tuple(_sensor_attribute(spec) for spec in blueprint.attributes.values())
+        out.append(ActorDefinition(uid, blueprint_id, ",".join(blueprint.tags), attributes))
+    return out
+
+
+def all_definitions() -> list[ActorDefinition]:
+    """Every blueprint of the library."""
+    vehicles = vehicle_definitions()
+    return vehicles + sensor_definitions(len(vehicles) + 1)
+
+
+# ---------------------------------------------------------------------------------------------- streams
+
+
+_TOKEN = struct.Struct("<IHBB16s")
+TOKEN_SIZE = _TOKEN.size  # 24
+
+
+def make_token(stream_id: int, port: int, host: str) -> bytes:
+    """A 24-byte stream token: u32 stream id, u16 port, u8 protocol (1 TCP), u8 address type (1 IPv4), address."""
+    address = socket.inet_aton(socket.gethostbyname(host)) + bytes(12)
+    return _TOKEN.pack(int(stream_id), int(port), 1, 1, address)
+
+
+def token_stream_id(token: bytes) -> int:
+    """The stream id inside a token."""
+    return _TOKEN.unpack(bytes(token))[0]
+
+
+_HEADER = struct.Struct("<QQd6f")
+SENSOR_HEADER_SIZE = _HEADER.size  # 48
+
+
+def sensor_header(sensor_type: int, frame: int, timestamp_s: float, transform: Transform) -> bytes:
+    """The 48-byte header every stream payload starts with."""
+    return _HEADER.pack(int(sensor_type), int(frame), float(timestamp_s), *transform.as_tuple())
+
+
+_EPISODE_HEADER = struct.Struct("<Qdf3iI")  # 36 bytes
+
+ACTOR_STATE_DTYPE = np.dtype([
+    ("id", "<u4"), ("state", "u1"), ("transform", "<f4", (6,)), ("velocity", "<f4", (3,)),
+    ("angular_velocity", "<f4", (3,)), ("acceleration", "<f4", (3,)),
+    # Vehicle branch of the 54-byte union: packed control (19), speed limit, light state, has light, light id,
+    # failure state; the rest is padding.
+    ("throttle", "<f4"), ("steer", "<f4"), ("brake", "<f4"), ("hand_brake", "u1"), ("reverse", "u1"),
+    ("manual_gear_shift", "u1"), ("gear", "<i4"), ("speed_limit", "<f4"), ("light_state", "u1"),
+    ("has_light", "u1"), ("light_id", "<u4"), ("failure_state", "u1"), ("pad", "V24"),
+])
+"""``carla::sensor::data::ActorDynamicState``: 119 packed bytes per actor."""
+assert ACTOR_STATE_DTYPE.itemsize == 119
+
+
+def episode_state_payload(frame: int, timestamp_s: float, episode_id: int, delta_seconds: float,
+                          records: np.ndarray, platform_timestamp_s: float = 0.0) -> bytes:
+    """The episode-state message: sensor header (type 17), 36-byte episode header, one record per actor."""
+    if records.dtype != ACTOR_STATE_DTYPE:
+        raise ValueError(f"records must have ACTOR_STATE_DTYPE, got {records.dtype}")
+    header = sensor_header(SensorType.EPISODE_STATE, frame, timestamp_s, Transform())
+    episode = _EPISODE_HEADER.pack(int(episode_id), float(platform_timestamp_s), float(delta_seconds), 0, 0, 0, 0)
+    return header + episode + records.tobytes()
+
+
+def image_payload(frame: int, timestamp_s: float, transform: Transform, rgb: np.ndarray, fov_deg: float) -> bytes:
+    """An RGB camera message: header, 12-byte image header (width, height, fov), BGRA pixels from (H, W, 3) RGB."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"rgb must be an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
+    height, width = rgb.shape[:2]
+    bgra = np.empty((height, width, 4), dtype=np.uint8)
+    bgra[..., :3] = rgb[..., ::-1]
+    bgra[..., 3] = 255
+    return (sensor_header(SensorType.RGB_CAMERA, frame, timestamp_s, transform)
+            + struct.pack("<IIf", width, height, float(fov_deg)) + bgra.tobytes())
+
+
+def lidar_payload(frame: int, timestamp_s: float, transform: Transform, points: np.ndarray,
+                  point_channel: np.ndarray, channels: int, horizontal_angle_rad: float) -> bytes:
+    """A LiDAR message: header, u32 words (horizontal angle as f32 bits, channel count, points per channel), points.
+
+    ``points`` (N, 4) float32 x, y, z, intensity, already in channel order;
+    ``point_channel`` (N,) the channel of each point.
+    """
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    if points.ndim != 2 or points.shape[1] != 4:
+        raise ValueError(f"points must be (N, 4), got {points.shape}")
+    counts = np.bincount(np.asarray(point_channel, dtype=np.int64), minlength=channels).astype("<u4")
+    if counts.shape[0] != channels or int(counts.sum()) != points.shape[0]:
+        raise ValueError(f"point channels must lie in [0, {channels}) and cover every point")
+    words = struct.pack("<fI", float(horizontal_angle_rad), int(channels)) + counts.tobytes()
+    return sensor_header(SensorType.LIDAR, frame, timestamp_s, transform) + words + points.tobytes()

@@ -1,0 +1,198 @@
+"""The unmodified ``carla`` 0.9.16 client against ``avsim serve`` (run as a child process on a free port).
+
+The server runs in its own process: the carla Python binding keeps the GIL
+while it waits for some answers (``get_world``), so a server on threads of
+the test process would never get to answer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+carla = pytest.importorskip("carla")
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _start_server() -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "launch.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+                             "--map", "Town01"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            line = proc.stdout.readline()
+            if line.startswith("avsim serve:"):
+                return proc, int(line.split(" on 127.0.0.1:")[1].split()[0])
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError(f"avsim serve did not start: {proc.communicate()[1][-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc, port = _start_server()
+    try:
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    c = carla.Client("127.0.0.1", server[1])
+    c.set_timeout(10.0)
+    return c
+
+
+@pytest.fixture()
+def sync_world(client):
+    """The world in synchronous mode at 20 Hz; the original settings come back afterwards."""
+    world = client.get_world()
+    original = world.get_settings()
+    settings = world.get_settings()
+    settings.synchronous_mode = True
+    settings.fixed_delta_seconds = 0.05
+    world.apply_settings(settings)
+    try:
+        yield world
+    finally:
+        for actor in world.get_actors():
+            actor.destroy()
+        world.apply_settings(original)
+
+
+def test_version_and_default_settings(client):
+    assert client.get_server_version() == "0.9.16"
+    settings = client.get_world().get_settings()
+    assert settings.synchronous_mode is False and settings.fixed_delta_seconds is None
+
+
+def test_synchronous_flow_with_camera_and_lidar(sync_world):
+    world = sync_world
+    library = world.get_blueprint_library()
+    carla_map = world.get_map()
+    assert carla_map.name == "Town01" and len(carla_map.get_spawn_points()) > 100
+    spawn = carla_map.get_spawn_points()[0]
+
+    bp = library.find("vehicle.lincoln.mkz_2020")
+    bp.set_attribute("role_name", "hero")
+    vehicle = world.spawn_actor(bp, spawn)
+    assert vehicle.attributes["role_name"] == "hero" and vehicle.attributes["number_of_wheels"] == "4"
+    assert vehicle.bounding_box.extent.x == pytest.approx(2.45)
+
+    cam_bp = library.find("sensor.camera.rgb")
+    cam_bp.set_attribute("image_size_x", "64")
+    cam_bp.set_attribute("image_size_y", "48")
+    cam_bp.set_attribute("fov", "90")
+    camera = world.spawn_actor(cam_bp, carla.Transform(carla.Location(x=1.5, z=2.4)), attach_to=vehicle)
+    lidar_bp = library.find("sensor.lidar.ray_cast")
+    for key, value in (("channels", "16"), ("points_per_second", "16000"), ("rotation_frequency", "20"),
+                       ("range", "40"), ("dropoff_general_rate", "0")):
+        lidar_bp.set_attribute(key, value)
+    lidar = world.spawn_actor(lidar_bp, carla.Transform(carla.Location(z=2.5)), attach_to=vehicle)
+    assert camera.parent.id == vehicle.id and lidar.parent.id == vehicle.id
+
+    images, clouds = {}, {}
+    camera.listen(lambda image: images.setdefault(image.frame, (image.width, image.height, bytes(image.raw_data))))
+    lidar.listen(lambda data: clouds.setdefault(data.frame, (
+        data.channels, np.frombuffer(data.raw_data, dtype=np.float32).reshape(-1, 4).copy(),
+        [data.get_point_count(c) for c in range(data.channels)])))
+    # The stream connections open asynchronously, as in CARLA: tick until data flows, then count.
+    for _ in range(40):
+        world.tick()
+        if images and clouds:
+            break
+    start = world.get_snapshot().frame
+    frames = [world.tick() for _ in range(5)]
+    assert frames == list(range(start + 1, start + 6))
+    assert world.get_snapshot().frame == frames[-1]
+    deadline = time.monotonic() + 2.0
+    while not all(f in images and f in clouds for f in frames) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for frame in frames:
+        width, height, raw = images[frame]
+        assert (width, height, len(raw)) == (64, 48, 64 * 48 * 4)
+        bgra = np.frombuffer(raw, dtype=np.uint8).reshape(48, 64, 4)
+        assert (bgra[..., 3] == 255).all() and bgra[..., :3].std() > 1.0  # an image, not a blank
+        channels, points, counts = clouds[frame]
+        # 16000 points/s at 20 Hz over 16 channels: 50 per channel per tick; ground and buildings send most back.
+        assert channels == 16 and points.shape[0] == sum(counts) and 0 < points.shape[0] <= 800
+        assert (np.linalg.norm(points[:, :3], axis=1) <= 40.0 + 1e-3).all()
+
+    before = vehicle.get_transform()
+    assert before.location.x == pytest.approx(spawn.location.x, abs=1e-3)
+    assert before.rotation.yaw == pytest.approx(spawn.rotation.yaw, abs=1e-3)
+    vehicle.apply_control(carla.VehicleControl(throttle=1.0))
+    for _ in range(20):
+        world.tick()
+    after = vehicle.get_transform()
+    heading = math.radians(before.rotation.yaw)
+    travelled = (after.location.x - before.location.x) * math.cos(heading) + \
+        (after.location.y - before.location.y) * math.sin(heading)
+    assert travelled > 1.0
+    assert vehicle.get_velocity().length() > 1.0
+    assert vehicle.get_control().throttle == pytest.approx(1.0)
+
+    ids = {a.id for a in world.get_actors()}
+    assert {vehicle.id, camera.id, lidar.id} <= ids
+    camera.stop()
+    lidar.stop()
+    assert camera.destroy() and lidar.destroy() and vehicle.destroy()
+    world.tick()
+    assert not {vehicle.id, camera.id, lidar.id} & {a.id for a in world.get_actors()}
+
+
+def test_batch_spawn_and_destroy(sync_world, client):
+    from carla import command
+
+    world = sync_world
+    bp = world.get_blueprint_library().find("vehicle.mercedes.sprinter")
+    points = world.get_map().get_spawn_points()
+    results = client.apply_batch_sync([command.SpawnActor(bp, points[3]), command.SpawnActor(bp, points[3]),
+                                       command.SpawnActor(bp, points[40])], True)
+    assert not results[0].error and not results[2].error
+    assert "collision" in results[1].error
+    spawned = [results[0].actor_id, results[2].actor_id]
+    assert set(spawned) <= {a.id for a in world.get_actors()}
+    results = client.apply_batch_sync([command.DestroyActor(a) for a in spawned] + [command.DestroyActor(999_999)],
+                                      True)
+    assert [r.error for r in results[:2]] == ["", ""] and "999999" in results[2].error
+    assert not set(spawned) & {a.id for a in world.get_actors()}
+
+
+def test_unsupported_calls_raise_and_server_keeps_serving(sync_world, client):
+    with pytest.raises(RuntimeError, match="get_spectator"):
+        sync_world.get_spectator()
+    settings = sync_world.get_settings()
+    settings.fixed_delta_seconds = 0.1
+    with pytest.raises(RuntimeError, match="fixed_delta_seconds=0.1"):
+        sync_world.apply_settings(settings)
+    assert client.get_server_version() == "0.9.16"
+    frame = sync_world.get_snapshot().frame
+    assert sync_world.tick() == frame + 1
+
+
+def test_sigterm_stops_the_server_cleanly():
+    proc, port = _start_server()
+    carla.Client("127.0.0.1", port).get_server_version()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0

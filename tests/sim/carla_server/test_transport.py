@@ -1,0 +1,107 @@
+"""RPC framing, stream subscriptions and the server's request handling, with raw sockets (no carla client)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import msgpack
+import pytest
+
+from sim.carla_server.rpc import RpcServer
+from sim.carla_server.server import CarlaServer
+from sim.carla_server.streams import StreamServer
+
+
+def _call(sock: socket.socket, unpacker: msgpack.Unpacker, msgid: int, method: str, *params) -> list:
+    sock.sendall(msgpack.packb([0, msgid, method, [[False], *params]], use_bin_type=True))
+    while True:
+        for message in unpacker:
+            return message
+        unpacker.feed(sock.recv(1 << 16))
+
+
+def test_rpc_answers_in_order_and_survives_a_failing_handler():
+    def handler(method, params):
+        if method == "boom":
+            raise RuntimeError("kaput")
+        return [[1, [method, params[1:]]]]
+
+    server = RpcServer("127.0.0.1", 0, handler)
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            unpacker = msgpack.Unpacker(raw=False)
+            assert _call(sock, unpacker, 1, "echo", 4, b"\x01") == [1, 1, None, [[1, ["echo", [4, b"\x01"]]]]]
+            assert _call(sock, unpacker, 2, "boom") == [1, 2, None, [[0, ["boom: RuntimeError: kaput"]]]]
+            assert _call(sock, unpacker, 3, "echo")[3] == [[1, ["echo", []]]]
+    finally:
+        server.close()
+
+
+def test_streams_frame_payloads_per_subscription():
+    streams = StreamServer("127.0.0.1", 0)
+    streams.start()
+    try:
+        assert streams.publish(5, b"nobody") == 0
+        with socket.create_connection(("127.0.0.1", streams.port), timeout=5) as sock:
+            sock.sendall(struct.pack("<I", 5))
+            assert streams.wait_for_subscriber(5, 5.0)
+            assert streams.publish(5, b"hello") == 1 and streams.publish(6, b"other") == 0
+            data = b""
+            while len(data) < 9:
+                data += sock.recv(64)
+            assert data == struct.pack("<I", 5) + b"hello"
+        for _ in range(200):  # the server notices the close
+            if streams.subscriber_count(5) == 0:
+                break
+            streams.wait_for_subscriber(999, 0.01)
+        assert streams.subscriber_count(5) == 0
+    finally:
+        streams.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = CarlaServer("Town01", "127.0.0.1", 0)  # not started: handle() is called directly
+    yield srv
+    srv.stop()
+
+
+def _description(blueprint_id: str, **attributes: str) -> list:
+    return [1, blueprint_id, [[k, 4, v] for k, v in attributes.items()]]
+
+
+def test_handle_spawn_and_errors(server):
+    spawn = server.world.spawn_points[2].pose
+    transform = [[spawn.x_m, spawn.y_m, 0.5], [0.0, 0.0, 0.0]]
+    result = server.handle("spawn_actor", [[False], _description("vehicle.lincoln.mkz_2020", role_name="hero"),
+                                           transform])
+    actor = result[0][1]
+    assert result[0][0] == 1 and actor[2][1] == "vehicle.lincoln.mkz_2020" and actor[3][1] == [2.45, 1.06, 0.76]
+    again = server.handle("spawn_actor", [[False], _description("vehicle.lincoln.mkz_2020"), transform])
+    assert again[0][0] == 0 and "collision" in again[0][1][0]
+    unknown = server.handle("spawn_actor", [[False], _description("vehicle.tesla.cybertruck"), transform])
+    assert "unknown blueprint 'vehicle.tesla.cybertruck'" in unknown[0][1][0]
+    loose = server.handle("spawn_actor", [[False], _description("sensor.camera.rgb"), transform])
+    assert "must be attached to a vehicle" in loose[0][1][0]
+    bad_fov = server.handle("spawn_actor_with_parent", [[False], [1, "sensor.camera.rgb", [["fov", 3, "0"]]],
+                                                        [[0, 0, 2], [0, 0, 0]], actor[0], 0, ""])
+    assert "fov" in bad_fov[0][1][0]
+    assert server.handle("destroy_actor", [[False], actor[0]]) == [[1, True]]
+    assert "not found" in server.handle("destroy_actor", [[False], actor[0]])[0][1][0]
+    assert "bad arguments" in server.handle("get_map_info", [[False], 1, 2])[0][1][0]
+    assert server.handle("no_such_method", [[False]])[0][1][0].startswith("no_such_method: not supported")
+
+
+def test_handle_settings_and_tick(server):
+    frame = server.world.frame
+    assert server.handle("tick_cue", [[False]]) == [[1, frame]]  # asynchronous mode: no step on tick_cue
+    sync = [True, False, [True, 0.05], True, 0.01, 10, 0.0, True, 3000.0, 2000.0, True]
+    assert server.handle("set_episode_settings", [[False], sync]) == [[1, frame]]
+    assert server.handle("tick_cue", [[False]]) == [[1, frame + 1]]
+    wrong = server.handle("set_episode_settings", [[False], [True, False, [True, 0.1], *sync[3:]]])
+    assert "fixed_delta_seconds=0.1" in wrong[0][1][0]
+    assert server.handle("get_episode_settings", [[False]])[0][1][2] == [True, 0.05]
+    info = server.handle("get_map_info", [[False]])[0][1]
+    assert info[0] == "Town01" and len(info[1]) == len(server.world.spawn_points)
