@@ -213,7 +213,7 @@ def evaluate_agent(
     from sim.env.agents import make_agent
     from sim.env.driving import DrivingEnv
     from sim.env.evaluation import evaluate
-    from sim.env.routes import RouteError
+    from sim.scenarios.routes import RouteError
 
     overrides = {"observation": {"mode": observation}} if observation else {}
     try:
@@ -248,7 +248,7 @@ def routes_generate(
     """Generate a benchmark route set: short, medium and long routes with junction turns."""
     from sim.embedded.maps.loader import MapLoadError
     from sim.embedded.world import EmbeddedWorld
-    from sim.env.routes import ROUTE_CLASSES, RouteError, generate_route_set, write_route_file
+    from sim.scenarios.routes import ROUTE_CLASSES, RouteError, generate_route_set, write_route_file
 
     try:
         world = EmbeddedWorld(map=town, seed=seed)

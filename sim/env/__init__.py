@@ -3,7 +3,7 @@
 See :mod:`sim.env.driving` for the environment, :mod:`sim.env.config` for its
 configuration, :mod:`sim.env.bev` for the bird's-eye-view channels,
 :mod:`sim.env.rewards` and :mod:`sim.env.metrics` for rewards and Leaderboard
-scores, and :mod:`sim.env.routes` for routes and route files.
+scores, and :mod:`sim.scenarios.routes` for routes and route files.
 """
 
 from __future__ import annotations

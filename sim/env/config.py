@@ -134,7 +134,7 @@ class EnvConfig(_Section):
     action: ActionSection = ActionSection()
     reward: RewardSection = RewardSection()
     episode: EpisodeSection = EpisodeSection()
-    scenarios: tuple[str, ...] = ()  # scenario names (see sim.env.scenarios), placed along each route
+    scenarios: tuple[str, ...] = ()  # scenario names (see sim.scenarios.library), placed along each route
     carla: CarlaSection = CarlaSection()
 
     @model_validator(mode="after")

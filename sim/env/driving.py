@@ -44,8 +44,8 @@ from sim.env.config import EnvConfig, load_env_config
 from sim.env.metrics import Infraction, InfractionKind, RouteResult, score_route
 from sim.env.observations import StateObserver, measurement_space, measurements
 from sim.env.rewards import RewardInput, make_reward
-from sim.env.routes import Route, RouteTracker, load_route_file, plan_route, random_route
-from sim.env.scenarios import check_scenario_names, place_scenarios
+from sim.scenarios.routes import Route, RouteTracker, load_route_file, plan_route, random_route
+from sim.scenarios.library import check_scenario_names, place_scenarios
 
 HERO = "hero"
 COMPLETION_DISTANCE_M = 3.0

@@ -27,7 +27,7 @@ from gymnasium import spaces
 
 from sim.api import ActorKind, TrafficLightState, WorldSnapshot
 from sim.env.config import StateSection
-from sim.env.routes import RoadOption, Route, RouteProgress
+from sim.scenarios.routes import RoadOption, Route, RouteProgress
 
 COMMANDS = (RoadOption.LEFT, RoadOption.RIGHT, RoadOption.STRAIGHT, RoadOption.LANEFOLLOW,
             RoadOption.CHANGELANELEFT, RoadOption.CHANGELANERIGHT)

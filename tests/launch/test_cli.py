@@ -109,7 +109,7 @@ def test_eval_bad_inputs_exit_2():
 
 
 def test_routes_generate_writes_a_loadable_route_set(tmp_path):
-    from sim.env.routes import load_route_file
+    from sim.scenarios.routes import load_route_file
 
     out = tmp_path / "routes.yaml"
     result = avsim("routes", "generate", "Town02", str(out), "--per-class", "1")

@@ -152,7 +152,7 @@ def test_route_file_routes_and_wrong_town(tmp_path):
     routes = tmp_path / "routes.yaml"
     e = DrivingEnv(**SMALL)
     e.reset(seed=0)
-    from sim.env.routes import write_route_file
+    from sim.scenarios.routes import write_route_file
 
     write_route_file(routes, "Town01", [e.route])
     f = DrivingEnv(**{**SMALL, "routes": {"source": "file", "file": str(routes)}})

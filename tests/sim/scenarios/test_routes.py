@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.env.routes import (ROUTE_CLASSES, RoadOption, RouteError, RouteTracker, load_route_file, plan_route,
+from sim.scenarios.routes import (ROUTE_CLASSES, RoadOption, RouteError, RouteTracker, load_route_file, plan_route,
                             random_route, write_route_file)
 
 ROUTE_DIR = Path(__file__).resolve().parents[3] / "configs" / "routes"

@@ -31,7 +31,7 @@ import numpy as np
 from sim.api import Pose, TrafficLightState, VehicleControl, WorldSnapshot
 from sim.embedded.config import ConfigError
 from sim.embedded.world import SpawnError
-from sim.env.routes import Route
+from sim.scenarios.routes import Route
 
 ROLE = "scenario"
 CAR = "vehicle.lincoln.mkz_2020"

@@ -10,7 +10,7 @@ import pytest
 from sim.api import RedLightEvent, TrafficLightState
 from sim.embedded.config import ConfigError
 from sim.env.driving import DrivingEnv
-from sim.env.scenarios import SCENARIOS
+from sim.scenarios.library import SCENARIOS
 
 
 def make_env(name: str) -> DrivingEnv:
