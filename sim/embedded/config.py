@@ -69,15 +69,21 @@ class ConfigError(ValueError):
     """A configuration file or section is invalid; the message names the file and key."""
 
 
+def read_yaml(path: str | Path, label: str = "config file") -> object:
+    """The parsed YAML of ``path`` ({} for an empty file); ``ConfigError`` naming the file if missing or invalid."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{label} {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{label} {path} is not valid YAML: {exc}") from exc
+
+
 def load_yaml_config(path: str | Path, model: type[BaseModel], section: str | None = None) -> BaseModel:
     """Read ``path`` (optionally one top-level ``section`` of it) into ``model``, with clear errors."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    data = read_yaml(path)
     if section is not None:
         if not isinstance(data, dict) or section not in data:
             raise ConfigError(f"config file {path} has no '{section}' section")

@@ -14,10 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sim.embedded.config import ConfigError
+from sim.embedded.config import ConfigError, read_yaml
 
 INFRACTION_EVENTS = ("collision", "red_light", "stop_sign", "off_road", "route_deviation", "blocked")
 """Infractions that can end an episode (``terminate_on``)."""
@@ -181,12 +180,7 @@ def load_env_config(config: str | Path | EnvConfig | dict | None = None, **overr
     else:
         path = Path(config)
         source = f"env config {path}"
-        if not path.is_file():
-            raise ConfigError(f"env config file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
+        data = read_yaml(path, "env config file")
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
     try:

@@ -201,3 +201,29 @@ def test_scripted_episode_one_vehicle_collision_and_80_percent_scores_48():
     assert score["infraction_penalty"] == pytest.approx(0.6)
     assert score["driving_score"] == pytest.approx(100.0 * completion * 0.6)
     assert score["driving_score"] == pytest.approx(48.0, abs=1.3)
+
+
+@pytest.mark.parametrize("name", ["default", "train_state", "leaderboard_town01"])
+def test_shipped_env_configs_validate(name):
+    from sim.env.config import load_env_config
+
+    config = load_env_config(f"configs/env/{name}.yaml")
+    assert config.backend == "embedded"
+    override = load_env_config(f"configs/env/{name}.yaml", map="Town02", traffic={"walkers": 3})
+    assert override.map == "Town02" and override.traffic.walkers == 3
+    assert override.traffic.vehicles == config.traffic.vehicles  # nested sections merge key by key
+
+
+def test_bad_yaml_and_bad_values_are_named(tmp_path):
+    from sim.env.config import load_env_config
+
+    bad = tmp_path / "env.yaml"
+    bad.write_text("map: [Town01\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_env_config(bad)
+    with pytest.raises(ConfigError, match="terminate_on"):
+        load_env_config(episode={"terminate_on": ["crash"]})
+    with pytest.raises(ConfigError, match="min_length_m"):
+        load_env_config(routes={"min_length_m": 500, "max_length_m": 100})
+    with pytest.raises(ConfigError, match="routes.file"):
+        load_env_config(routes={"source": "file"})
