@@ -18,6 +18,7 @@ import struct
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
+import msgpack
 import numpy as np
 
 from sim.embedded.sensors.blueprints import AttributeSpec, get_blueprint
@@ -40,6 +41,7 @@ class AttributeType(IntEnum):
 class SensorType(IntEnum):
     """Indices of the 0.9.16 ``SensorRegistry`` this server sends."""
 
+    COLLISION = 0
     LIDAR = 11
     RGB_CAMERA = 13
     EPISODE_STATE = 17
@@ -141,6 +143,24 @@ class VehicleControlMsg:
         return cls(float(t), float(s), float(b), bool(hb), bool(r), bool(m), int(g))
 
 
+@dataclass(frozen=True)
+class WalkerControlMsg:
+    """``carla::rpc::WalkerControl``: ``[direction [x, y, z], speed, jump]``."""
+
+    direction: tuple[float, float, float]
+    speed: float
+    jump: bool = False
+
+    @classmethod
+    def from_msg(cls, message: list) -> WalkerControlMsg:
+        """Parse ``[[x, y, z], speed, jump]``."""
+        try:
+            (x, y, z), speed, jump = message
+        except (TypeError, ValueError):
+            raise ValueError(f"a WalkerControl must be [[x, y, z], speed, jump], got {message!r}") from None
+        return cls((float(x), float(y), float(z)), float(speed), bool(jump))
+
+
 # ---------------------------------------------------------------------------------------------- settings
 
 
@@ -183,6 +203,10 @@ class EpisodeSettings:
         """A copy with another ``fixed_delta_seconds``."""
         return replace(self, fixed_delta_seconds=seconds)
 
+
+CLEAR_NOON_WEATHER = (5.0, 0.0, 0.0, 10.0, -1.0, 45.0, 2.0, 0.75, 0.1, 0.0, 1.0, 0.03, 0.0331, 0.0)
+"""``WeatherParameters`` (14 floats: cloudiness, precipitation, precipitation deposits, wind, sun azimuth and
+altitude, fog density, distance and falloff, wetness, scattering, Mie and Rayleigh scales, dust storm)."""
 
 # ---------------------------------------------------------------------------------------------- actors
 
@@ -252,7 +276,12 @@ def actor_msg(actor_id: int, parent_id: int, description: ActorDescription, bbox
 
 # ---------------------------------------------------------------------------------------------- blueprints
 STREAMED_SENSORS = ("sensor.camera.rgb", "sensor.lidar.ray_cast")
-"""Sensor blueprints whose data this server streams."""
+"""Sensor blueprints whose data this server measures and streams."""
+EVENT_SENSORS = ("sensor.other.collision", "sensor.other.lane_invasion")
+"""Event sensors: collisions are streamed from the world's events; lane invasions are computed by the client."""
+WALKER_BLUEPRINTS = tuple(f"walker.pedestrian.{k:04d}" for k in range(1, 15))
+WALKER_CONTROLLER = "controller.ai.walker"
+TRAFFIC_LIGHT = "traffic.traffic_light"
 
 _VEHICLE_COLORS = ("17,37,103", "255,255,255", "0,0,0", "153,0,0", "30,110,40", "120,120,120")
 _SPEC_TYPES = {SpecType.BOOL: AttributeType.BOOL, SpecType.INT: AttributeType.INT, SpecType.FLOAT: AttributeType.FLOAT,
@@ -292,20 +321,39 @@ def vehicle_definitions(first_uid: int = 1) -> list[ActorDefinition]:
     return out
 
 
-def sensor_definitions(first_uid: int) -> list[ActorDefinition]:
-    """Definitions of the streamed sensors."""
+def sensor_definitions(first_uid: int, blueprint_ids: tuple[str, ...] = STREAMED_SENSORS) -> list[ActorDefinition]:
+    """Definitions of sensor blueprints (attributes from the embedded sensor blueprints)."""
     out = []
-    for uid, blueprint_id in enumerate(STREAMED_SENSORS, start=first_uid):
+    for uid, blueprint_id in enumerate(blueprint_ids, start=first_uid):
         blueprint = get_blueprint(blueprint_id)
         attributes = tuple(_sensor_attribute(spec) for spec in blueprint.attributes.values())
         out.append(ActorDefinition(uid, blueprint_id, ",".join(blueprint.tags), attributes))
     return out
 
 
+def walker_definitions(first_uid: int) -> list[ActorDefinition]:
+    """Pedestrian blueprints (all look alike here) and the AI walker controller."""
+    out = []
+    for uid, blueprint_id in enumerate(WALKER_BLUEPRINTS, start=first_uid):
+        attributes = (
+            AttributeDef("role_name", AttributeType.STRING, "pedestrian"),
+            AttributeDef("is_invincible", AttributeType.BOOL, "true", ("true", "false")),
+            AttributeDef("speed", AttributeType.FLOAT, "1.4", ("0.0", "1.4", "2.8"), False),
+            AttributeDef("age", AttributeType.STRING, "adult", (), False),
+            AttributeDef("gender", AttributeType.STRING, "female" if uid % 2 else "male", (), False),
+            AttributeDef("generation", AttributeType.INT, "1", (), False),
+        )
+        out.append(ActorDefinition(uid, blueprint_id, "walker,pedestrian", attributes))
+    out.append(ActorDefinition(first_uid + len(out), WALKER_CONTROLLER, "controller,ai,walker",
+                               (AttributeDef("role_name", AttributeType.STRING, ""),)))
+    return out
+
+
 def all_definitions() -> list[ActorDefinition]:
     """Every blueprint of the library."""
-    vehicles = vehicle_definitions()
-    return vehicles + sensor_definitions(len(vehicles) + 1)
+    out = vehicle_definitions()
+    out += sensor_definitions(len(out) + 1, STREAMED_SENSORS + EVENT_SENSORS)
+    return out + walker_definitions(len(out) + 1)
 
 
 # ---------------------------------------------------------------------------------------------- streams
@@ -346,8 +394,28 @@ ACTOR_STATE_DTYPE = np.dtype([
     ("manual_gear_shift", "u1"), ("gear", "<i4"), ("speed_limit", "<f4"), ("light_state", "u1"),
     ("has_light", "u1"), ("light_id", "<u4"), ("failure_state", "u1"), ("pad", "V24"),
 ])
-"""``carla::sensor::data::ActorDynamicState``: 119 packed bytes per actor."""
+"""``carla::sensor::data::ActorDynamicState``: 119 packed bytes per actor (the union as its vehicle branch)."""
 assert ACTOR_STATE_DTYPE.itemsize == 119
+STATE_UNION_OFFSET = 65
+
+TRAFFIC_LIGHT_DATA_DTYPE = np.dtype([
+    ("sign_id", "S32"), ("green_time", "<f4"), ("yellow_time", "<f4"), ("red_time", "<f4"),
+    ("elapsed_time", "<f4"), ("pole_index", "<u4"), ("frozen", "u1"), ("state", "u1"),
+])
+"""The traffic-light branch of the state union (54 bytes)."""
+assert TRAFFIC_LIGHT_DATA_DTYPE.itemsize == 54
+
+WALKER_DATA_DTYPE = np.dtype([("direction", "<f4", (3,)), ("speed", "<f4"), ("jump", "u1"), ("pad", "V37")])
+"""The walker branch of the state union (packed WalkerControl, padded to 54 bytes)."""
+assert WALKER_DATA_DTYPE.itemsize == 54
+
+
+def set_union(records: np.ndarray, rows: np.ndarray, data: np.ndarray) -> None:
+    """Write another branch of the 54-byte state union (``data``: one 54-byte record per row) into ``records``."""
+    if data.dtype.itemsize != 54 or len(data) != len(rows):
+        raise ValueError(f"need one 54-byte union record per row, got {len(data)} of {data.dtype.itemsize} bytes")
+    raw = records.view(np.uint8).reshape(len(records), ACTOR_STATE_DTYPE.itemsize)
+    raw[rows, STATE_UNION_OFFSET:] = np.ascontiguousarray(data).view(np.uint8).reshape(len(rows), 54)
 
 
 def episode_state_payload(frame: int, timestamp_s: float, episode_id: int, delta_seconds: float,
@@ -358,6 +426,13 @@ def episode_state_payload(frame: int, timestamp_s: float, episode_id: int, delta
     header = sensor_header(SensorType.EPISODE_STATE, frame, timestamp_s, Transform())
     episode = _EPISODE_HEADER.pack(int(episode_id), float(platform_timestamp_s), float(delta_seconds), 0, 0, 0, 0)
     return header + episode + records.tobytes()
+
+
+def collision_payload(frame: int, timestamp_s: float, transform: Transform, self_actor: list, other_actor: list,
+                      normal_impulse: tuple[float, float, float]) -> bytes:
+    """A collision message: header (type 0), then msgpack ``[self_actor, other_actor, normal_impulse]``."""
+    body = msgpack.packb([self_actor, other_actor, [float(v) for v in normal_impulse]], use_bin_type=True)
+    return sensor_header(SensorType.COLLISION, frame, timestamp_s, transform) + body
 
 
 def image_payload(frame: int, timestamp_s: float, transform: Transform, rgb: np.ndarray, fov_deg: float) -> bytes:

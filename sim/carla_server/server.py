@@ -16,6 +16,20 @@ The unmodified ``carla`` client connects to ``host:port`` (RPC) and
 - Sensors (``sensor.camera.rgb``, ``sensor.lidar.ray_cast``) must be attached
   to a vehicle; they are measured only while someone listens to them, with
   the embedded sensor classes raycasting one shared scene.
+- Traffic Manager: it runs inside the client library. The server keeps its
+  registry (``is/add/get_traffic_manager_running``) and the TM drives its
+  vehicles with ``apply_batch`` ApplyVehicleControl like any client; the
+  episode state gives it each vehicle's lane speed limit and the light ahead.
+- Traffic lights: light ``k`` of the embedded signal layout is actor
+  ``LIGHT_ID_BASE + k`` (``traffic.traffic_light``); its OpenDRIVE id, timing,
+  frozen flag and state travel in the episode state. ``set_state`` holds a
+  state until ``freeze(False)``.
+- Walkers: ``walker.pedestrian.*`` spawn on the nearest sidewalk and walk the
+  embedded pedestrian network on their own; ``controller.ai.walker`` is an
+  actor only. There is no navigation mesh (``get_navigation_mesh`` errors),
+  so the client's walker AI and ``get_random_location_from_navigation`` do not work.
+- ``sensor.other.collision`` streams the world's collision events of its
+  parent; ``sensor.other.lane_invasion`` is computed by the client itself.
 - Anything else answers an RPC error naming the method.
 """
 
@@ -31,7 +45,7 @@ from typing import Self
 
 import numpy as np
 
-from sim.api import ActorKind, Pose, VehicleControl, WorldSnapshot
+from sim.api import ActorKind, CollisionEvent, Pose, TrafficLightState, VehicleControl, WorldSnapshot
 from sim.carla_server import encoding as enc
 from sim.carla_server.encoding import ActorDescription, EpisodeSettings, Transform, VehicleControlMsg
 from sim.carla_server.rpc import RpcServer
@@ -43,7 +57,12 @@ log = logging.getLogger(__name__)
 
 EPISODE_STREAM_ID = 1
 SENSOR_ID_BASE = 1 << 24
-"""Sensor actor ids start here, clear of the ids the embedded world gives its actors."""
+"""Sensor and controller actor ids start here, clear of the ids the embedded world gives its actors."""
+LIGHT_ID_BASE = 1 << 23
+"""Traffic light ``k`` of the embedded signal layout is actor ``LIGHT_ID_BASE + k``."""
+DEFAULT_SPEED_LIMIT_KMH = 30.0
+LIGHT_TRIGGER_M = 15.0
+"""A vehicle is "at" the light at the end of its lane within this distance of the lane's end (CARLA's trigger box)."""
 
 
 class UnsupportedError(RuntimeError):
@@ -59,7 +78,16 @@ class _Sensor:
     parent_id: int
     mount: Transform
     stream_id: int
-    impl: object  # an embedded RaycastSensor
+    impl: object | None  # an embedded RaycastSensor; None for event sensors
+
+
+@dataclass(frozen=True)
+class _Controller:
+    """A walker AI controller: the embedded pedestrians walk on their own, so it only exists as an actor."""
+
+    actor_id: int
+    description: ActorDescription
+    parent_id: int
 
 
 @dataclass
@@ -91,9 +119,15 @@ class CarlaServer:
         self.episode_id = int(time.time_ns() & 0xFFFFFFFF) or 1
         self._vehicles: dict[int, _Vehicle] = {}
         self._sensors: dict[int, _Sensor] = {}
+        self._controllers: dict[int, _Controller] = {}
+        self._walker_descriptions: dict[int, ActorDescription] = {}
+        self._destroyed_boxes: dict[int, list] = {}  # the last box of destroyed actors (see _get_actor_bounding_box)
+        self._light_frozen = np.zeros(self.world.signals.num_lights, dtype=bool)
         self._next_sensor_id = SENSOR_ID_BASE
         self._next_stream_id = EPISODE_STREAM_ID + 1
         self._scene = None
+        self.weather = enc.CLEAR_NOON_WEATHER
+        self._traffic_managers: dict[int, tuple[str, int]] = {}  # TM port -> (host, port) of its RPC server
         self._definitions = {d.id: d for d in enc.all_definitions()}
         self.rpc, self.streams = self._bind(host, port)
         self.port, self.stream_port = self.rpc.port, self.streams.port
@@ -115,9 +149,23 @@ class CarlaServer:
             "spawn_actor_with_parent": self._spawn_actor_with_parent,
             "destroy_actor": self._destroy_actor,
             "get_actors_by_id": self._get_actors_by_id,
-            "get_actor_bounding_box": lambda actor_id: enc.ok(self._actor_msg(int(actor_id))[3]),
+            "get_actor_bounding_box": self._get_actor_bounding_box,
             "apply_control_to_vehicle": self._apply_control,
             "apply_batch": self._apply_batch,
+            "is_traffic_manager_running": lambda port: enc.ok(int(port) in self._traffic_managers),
+            "add_traffic_manager_running": self._add_traffic_manager,
+            "get_traffic_manager_running": self._get_traffic_manager,
+            "get_vehicle_light_states": lambda: enc.ok([[a, 0] for a in self._vehicle_ids()]),
+            "get_weather_parameters": lambda: enc.ok(list(self.weather)),
+            "set_weather_parameters": self._set_weather,
+            "reset_all_traffic_lights": self._reset_all_traffic_lights,
+            "set_traffic_light_state": self._set_traffic_light_state,
+            "freeze_traffic_light": self._freeze_traffic_light,
+            "freeze_all_traffic_lights": self._freeze_all_traffic_lights,
+            "apply_control_to_walker": self._apply_walker_control,
+            "set_actor_simulate_physics": self._set_simulate_physics,
+            "get_navigation_mesh": self._get_navigation_mesh,
+            "destroy_traffic_manager": lambda port: enc.ok(self._traffic_managers.pop(int(port), None) is not None),
         }
 
     def _bind(self, host: str, port: int) -> tuple[RpcServer, StreamServer]:
@@ -215,7 +263,93 @@ class CarlaServer:
                   for p in self.world.spawn_points]
         return enc.ok([self.world.source.name, points])
 
+    # ------------------------------------------------------------------ traffic manager
+    def _add_traffic_manager(self, endpoint: list) -> list:
+        """A client started a Traffic Manager (it runs inside that client) and serves it at ``endpoint``."""
+        host, port = str(endpoint[0]), int(endpoint[1])
+        if port in self._traffic_managers:
+            return enc.ok(False)
+        self._traffic_managers[port] = (host, port)
+        return enc.ok(True)
+
+    def _get_traffic_manager(self, port: int) -> list:
+        if int(port) not in self._traffic_managers:
+            raise KeyError(f"no Traffic Manager runs on port {port}")
+        return enc.ok(list(self._traffic_managers[int(port)]))
+
+    def _set_weather(self, message: list) -> list:
+        """Weather is stored and reported back; it does not change the embedded rendering."""
+        if not isinstance(message, (list, tuple)) or len(message) != len(enc.CLEAR_NOON_WEATHER):
+            raise ValueError(f"WeatherParameters must have {len(enc.CLEAR_NOON_WEATHER)} fields (CARLA 0.9.16), "
+                             f"got {message!r:.200}")
+        self.weather = tuple(float(v) for v in message)
+        return enc.ok_void()
+
+    # ------------------------------------------------------------------ traffic lights
+    def _reset_all_traffic_lights(self) -> list:
+        for light in range(self.world.signals.num_lights):
+            self.world.lights.force_state(light, None)
+        self._light_frozen[:] = False
+        return enc.ok_void()
+
+    def _light_index(self, actor_id: int) -> int:
+        index = int(actor_id) - LIGHT_ID_BASE
+        if not 0 <= index < self.world.signals.num_lights:
+            raise KeyError(f"actor {actor_id} is not a traffic light")
+        return index
+
+    def _set_traffic_light_state(self, actor_id: int, state: int) -> list:
+        """``TrafficLight.set_state``: the light holds ``state`` until ``freeze(False)`` or a reset.
+
+        (CARLA's cycle would go on from the new state unless frozen; the embedded lights can only hold it.)
+        """
+        state = TrafficLightState(int(state))
+        self.world.lights.force_state(self._light_index(actor_id), state)
+        self._refresh_lights()
+        return enc.ok_void()
+
+    def _freeze_traffic_light(self, actor_id: int, frozen: bool) -> list:
+        """``TrafficLight.freeze``: True holds the current state, False hands the light back to its cycle."""
+        index = self._light_index(actor_id)
+        self._light_frozen[index] = bool(frozen)
+        self.world.lights.force_state(index, int(self.world.light_state[index]) if frozen else None)
+        self._refresh_lights()
+        return enc.ok_void()
+
+    def _freeze_all_traffic_lights(self, frozen: bool) -> list:
+        for index in range(self.world.signals.num_lights):
+            self._light_frozen[index] = bool(frozen)
+            self.world.lights.force_state(index, int(self.world.light_state[index]) if frozen else None)
+        self._refresh_lights()
+        return enc.ok_void()
+
+    def _refresh_lights(self) -> None:
+        """Recompute the light states at the current time (a forced state shows before the next tick)."""
+        self.world.light_state = self.world.lights.update(self.world.time_s)
+
+    # ------------------------------------------------------------------ walkers
+    def _apply_walker_control(self, actor_id: int, message: list) -> list:
+        self._walker_control(int(actor_id), enc.WalkerControlMsg.from_msg(message))
+        return enc.ok_void()
+
+    def _walker_control(self, actor_id: int, control: enc.WalkerControlMsg) -> None:
+        self.world.apply_walker_control(actor_id, control.direction[:2], control.speed)
+
+    def _get_navigation_mesh(self) -> list:
+        raise UnsupportedError("no navigation mesh: the embedded pedestrians walk a sidewalk graph, not a Recast "
+                               "mesh, so get_random_location_from_navigation and the client's walker AI "
+                               "(crowd) cannot run; spawn walkers at sidewalk transforms instead")
+
     # ------------------------------------------------------------------ actors
+    def _vehicle_info(self, actor_id: int):
+        info = self.world.actors.get(actor_id)
+        if info is None or info.kind != ActorKind.VEHICLE:
+            raise KeyError(f"actor {actor_id} is not a vehicle")
+        return info
+
+    def _vehicle_ids(self) -> list[int]:
+        return [a for a, info in self.world.actors.items() if info.kind == ActorKind.VEHICLE]
+
     def _spawn_actor(self, description: list, transform: list) -> list:
         return enc.ok(self._spawn(ActorDescription.from_msg(description), Transform.from_msg(transform), 0))
 
@@ -231,6 +365,22 @@ class CarlaServer:
         if description.id not in self._definitions:
             raise ValueError(f"unknown blueprint {description.id!r}; this server offers: "
                              f"{', '.join(sorted(self._definitions))}")
+        if description.id in enc.WALKER_BLUEPRINTS:
+            if parent_id:
+                raise UnsupportedError("walkers cannot be attached to a parent")
+            pose = Pose(transform.x, transform.y, transform.z, math.radians(transform.yaw))
+            actor_id = self.world.spawn_walker_at(pose)
+            self._walker_descriptions[actor_id] = description
+            return self._actor_msg(actor_id)
+        if description.id == enc.WALKER_CONTROLLER:
+            parent = self.world.actors.get(parent_id)
+            if parent is None or parent.kind != ActorKind.WALKER:
+                raise UnsupportedError(f"{enc.WALKER_CONTROLLER} must be attached to a walker, got parent "
+                                       f"{parent_id or 'none'}")
+            actor_id = self._next_sensor_id
+            self._next_sensor_id += 1
+            self._controllers[actor_id] = _Controller(actor_id, description, parent_id)
+            return self._actor_msg(actor_id)
         if description.id.startswith("vehicle."):
             if parent_id:
                 raise UnsupportedError("vehicles cannot be attached to a parent")
@@ -253,14 +403,18 @@ class CarlaServer:
         if parent is None or parent.kind != ActorKind.VEHICLE:
             raise UnsupportedError(f"sensor {description.id} must be attached to a vehicle (attach_to=vehicle); "
                                    f"got parent {parent_id or 'none'}")
-        blueprint = get_blueprint(description.id)
-        values = {k: v for k, v in description.attributes.items() if blueprint.has_attribute(k)}
-        attributes = blueprint.resolve(values)
         actor_id = self._next_sensor_id
-        spec = SensorSpec(str(actor_id), description.id, str(parent_id), mount.x, mount.y, mount.z,
-                          math.radians(mount.roll), math.radians(mount.pitch), math.radians(mount.yaw), attributes)
-        impl = build_sensor(spec, parent_id)
-        if self._scene is None:
+        if description.id in enc.EVENT_SENSORS:
+            impl = None
+        else:
+            blueprint = get_blueprint(description.id)
+            values = {k: v for k, v in description.attributes.items() if blueprint.has_attribute(k)}
+            attributes = blueprint.resolve(values)
+            spec = SensorSpec(str(actor_id), description.id, str(parent_id), mount.x, mount.y, mount.z,
+                              math.radians(mount.roll), math.radians(mount.pitch), math.radians(mount.yaw),
+                              attributes)
+            impl = build_sensor(spec, parent_id)
+        if impl is not None and self._scene is None:
             from sim.embedded.sensors.scene import Scene, StaticScene
 
             self._scene = Scene(StaticScene.build(self.world, seed=self.world.seed))
@@ -276,12 +430,42 @@ class CarlaServer:
             sensor = self._sensors.pop(actor_id)
             self.streams.drop_stream(sensor.stream_id)
             return
+        if self._controllers.pop(actor_id, None) is not None:
+            return
+        if LIGHT_ID_BASE <= actor_id < LIGHT_ID_BASE + self.world.signals.num_lights:
+            raise UnsupportedError(f"actor {actor_id} is a traffic light of the map; it cannot be destroyed")
         if actor_id not in self.world.actors:
             raise KeyError(f"actor {actor_id} not found")
         for child in [s.actor_id for s in self._sensors.values() if s.parent_id == actor_id]:
             self._destroy(child)
+        for child in [c.actor_id for c in self._controllers.values() if c.parent_id == actor_id]:
+            self._destroy(child)
+        if len(self._destroyed_boxes) > 10_000:
+            self._destroyed_boxes.clear()
+        self._destroyed_boxes[actor_id] = self._actor_msg(actor_id)[3]
         self.world.destroy([actor_id])
         self._vehicles.pop(actor_id, None)
+        self._walker_descriptions.pop(actor_id, None)
+
+    def _set_simulate_physics(self, actor_id: int, enabled: bool) -> list:
+        """Accepted and ignored: the embedded vehicles and walkers always move by their own models.
+
+        (The Traffic Manager calls it from its own thread for vehicles it unregisters, also just destroyed ones.)
+        """
+        if not self._exists(int(actor_id)) and int(actor_id) not in self._destroyed_boxes:
+            raise KeyError(f"actor {actor_id} not found")
+        return enc.ok_void()
+
+    def _get_actor_bounding_box(self, actor_id: int) -> list:
+        """An actor's box; a destroyed one keeps answering its last box.
+
+        The client's Traffic Manager asks for the boxes of the vehicles in the last episode state it saw, from its
+        own thread; an error for one destroyed since would abort the client.
+        """
+        actor_id = int(actor_id)
+        if actor_id in self._destroyed_boxes and not self._exists(actor_id):
+            return enc.ok(self._destroyed_boxes[actor_id])
+        return enc.ok(self._actor_msg(actor_id)[3])
 
     def _destroy_actor(self, actor_id: int) -> list:
         self._destroy(actor_id)
@@ -293,12 +477,22 @@ class CarlaServer:
             sensor = self._sensors[actor_id]
             return enc.actor_msg(actor_id, sensor.parent_id, sensor.description, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0),
                                  b"", self.token(sensor.stream_id))
+        if actor_id in self._controllers:
+            controller = self._controllers[actor_id]
+            return enc.actor_msg(actor_id, controller.parent_id, controller.description, (0.0, 0.0, 0.0),
+                                 (0.0, 0.0, 0.0), b"")
+        if LIGHT_ID_BASE <= actor_id < LIGHT_ID_BASE + self.world.signals.num_lights:
+            description = ActorDescription(0, enc.TRAFFIC_LIGHT, {}, ())
+            # CARLA's traffic-light poles: tag 18 (TrafficLight); a box around the pole head.
+            return enc.actor_msg(actor_id, 0, description, (0.0, 0.0, 2.5), (0.3, 0.3, 2.5), bytes([18]))
         info = self.world.actors.get(actor_id)
         if info is None:
             raise KeyError(f"actor {actor_id} not found")
         vehicle = self._vehicles.get(actor_id)
         if vehicle is not None:
             description = vehicle.description
+        elif actor_id in self._walker_descriptions:
+            description = self._walker_descriptions[actor_id]
         else:  # spawned inside the embedded world (traffic, walkers)
             description = ActorDescription(0, info.type_id, {"role_name": info.role_name},
                                            (("role_name", int(enc.AttributeType.STRING), info.role_name),))
@@ -306,9 +500,12 @@ class CarlaServer:
         centre_z = half[2] if info.kind == ActorKind.VEHICLE else 0.0
         return enc.actor_msg(actor_id, 0, description, (0.0, 0.0, centre_z), half, bytes([info.semantic_tag]))
 
+    def _exists(self, actor_id: int) -> bool:
+        return (actor_id in self._sensors or actor_id in self._controllers or actor_id in self.world.actors
+                or LIGHT_ID_BASE <= actor_id < LIGHT_ID_BASE + self.world.signals.num_lights)
+
     def _get_actors_by_id(self, ids: list[int]) -> list:
-        known = [int(a) for a in ids if int(a) in self._sensors or int(a) in self.world.actors]
-        return enc.ok([self._actor_msg(a) for a in known])
+        return enc.ok([self._actor_msg(int(a)) for a in ids if self._exists(int(a))])
 
     def _apply_control(self, actor_id: int, message: list) -> list:
         self._control(int(actor_id), VehicleControlMsg.from_msg(message))
@@ -349,8 +546,14 @@ class CarlaServer:
                 self._destroy(actor_id)
             elif index == 2:
                 self._control(actor_id, VehicleControlMsg.from_msg(value[1]))
+            elif index == 4:
+                self._walker_control(actor_id, enc.WalkerControlMsg.from_msg(value[1]))
             elif index == 16:
-                self.world.set_autopilot(actor_id, bool(value[1]))
+                # The client's Traffic Manager registers the vehicle itself and drives it with
+                # ApplyVehicleControl; the server only notes the flag (CARLA's server does the same).
+                self._vehicle_info(actor_id)
+            elif index == 21:
+                self._set_traffic_light_state(actor_id, value[1])
             else:
                 raise UnsupportedError(f"batch command #{index} is not supported")
             return [[1, actor_id]]
@@ -366,33 +569,112 @@ class CarlaServer:
         return _transform(location, rotation)
 
     def _publish_state(self, snapshot: WorldSnapshot) -> None:
-        """Push the episode state of ``snapshot``: every world actor and every sensor."""
+        """Push the episode state of ``snapshot``: world actors, traffic lights, sensors and controllers."""
         n = snapshot.num_actors
-        records = np.zeros(n + len(self._sensors), dtype=enc.ACTOR_STATE_DTYPE)
+        num_lights = self.world.signals.num_lights
+        extra = list(self._sensors.values()) + list(self._controllers.values())
+        records = np.zeros(n + num_lights + len(extra), dtype=enc.ACTOR_STATE_DTYPE)
+        records["state"] = enc.ACTOR_STATE_ACTIVE
         head = records[:n]
         head["id"] = snapshot.actor_id
-        head["state"] = enc.ACTOR_STATE_ACTIVE
         head["transform"][:, :3] = snapshot.location_m
         head["transform"][:, 3:] = _deg(snapshot.rotation_rad)
         head["velocity"] = snapshot.velocity_mps
         head["angular_velocity"] = _deg(snapshot.angular_velocity_rad_s)
         head["acceleration"] = snapshot.acceleration_mps2
-        for row, actor_id in enumerate(snapshot.actor_id.tolist()):
-            vehicle = self._vehicles.get(actor_id)
-            if vehicle is not None:
-                for name in ("throttle", "steer", "brake", "hand_brake", "reverse", "manual_gear_shift", "gear"):
-                    head[name][row] = getattr(vehicle.control, name)
-        for row, sensor in enumerate(self._sensors.values(), start=n):
-            records[row]["id"] = sensor.actor_id
-            records[row]["state"] = enc.ACTOR_STATE_ACTIVE
-            records[row]["transform"] = self._sensor_pose(snapshot, sensor).as_tuple()
+        self._vehicle_records(snapshot, head)
+        self._walker_records(snapshot, records)
+        self._light_records(records, n)
+        rows = {int(a): k for k, a in enumerate(snapshot.actor_id.tolist())}
+        for row, actor in enumerate(extra, start=n + num_lights):
+            records[row]["id"] = actor.actor_id
+            if isinstance(actor, _Sensor):
+                records[row]["transform"] = self._sensor_pose(snapshot, actor).as_tuple()
+            elif actor.parent_id in rows:
+                records[row]["transform"] = head["transform"][rows[actor.parent_id]]
         payload = enc.episode_state_payload(snapshot.frame, snapshot.timestamp_s, self.episode_id, snapshot.dt_s,
                                             records, time.time())
         self.streams.publish(EPISODE_STREAM_ID, payload)
 
+    def _vehicle_records(self, snapshot: WorldSnapshot, head: np.ndarray) -> None:
+        """Controls, speed limits and the light ahead (the Traffic Manager drives by these)."""
+        rows = np.flatnonzero(snapshot.kind == int(ActorKind.VEHICLE))
+        if rows.size == 0:
+            return
+        for row in rows.tolist():
+            vehicle = self._vehicles.get(int(snapshot.actor_id[row]))
+            if vehicle is not None:
+                for name in ("throttle", "steer", "brake", "hand_brake", "reverse", "manual_gear_shift", "gear"):
+                    head[name][row] = getattr(vehicle.control, name)
+        lanes, signals = self.world.lanes, self.world.signals
+        lane, s_m, _ = lanes.project(snapshot.location_m[rows, :2], snapshot.rotation_rad[rows, 1])
+        on_lane = lane >= 0
+        safe = np.maximum(lane, 0)
+        limit = np.where(on_lane, lanes.speed_limit_mps[safe] * 3.6, DEFAULT_SPEED_LIMIT_KMH)
+        head["speed_limit"][rows] = np.where(limit > 0, limit, DEFAULT_SPEED_LIMIT_KMH)
+        if signals.num_lights == 0:
+            return
+        light = np.where(on_lane, signals.lane_light[safe], -1)
+        near = (light >= 0) & (lanes.length_m[safe] - s_m < LIGHT_TRIGGER_M)
+        at = rows[near]
+        head["has_light"][at] = 1
+        head["light_id"][at] = LIGHT_ID_BASE + light[near]
+        head["light_state"][at] = self.world.light_state[light[near]]
+
+    def _walker_records(self, snapshot: WorldSnapshot, records: np.ndarray) -> None:
+        rows = np.flatnonzero(snapshot.kind == int(ActorKind.WALKER))
+        if rows.size == 0:
+            return
+        data = np.zeros(rows.size, dtype=enc.WALKER_DATA_DTYPE)
+        velocity = snapshot.velocity_mps[rows]
+        speed = np.linalg.norm(velocity, axis=1)
+        data["direction"] = velocity / np.maximum(speed, 1e-9)[:, None]
+        data["speed"] = speed
+        enc.set_union(records, rows, data)
+
+    def _light_records(self, records: np.ndarray, first_row: int) -> None:
+        """One record per traffic light: OpenDRIVE id, timing, pole index (cycle order), frozen flag, state."""
+        signals, lights = self.world.signals, self.world.lights
+        num_lights = signals.num_lights
+        if num_lights == 0:
+            return
+        rows = np.arange(first_row, first_row + num_lights)
+        records["id"][rows] = LIGHT_ID_BASE + np.arange(num_lights)
+        records["transform"][rows, :3] = signals.location_xyz
+        data = np.zeros(num_lights, dtype=enc.TRAFFIC_LIGHT_DATA_DTYPE)
+        data["sign_id"] = [str(int(v)).encode() for v in signals.light_id.tolist()]
+        data["green_time"] = lights.green_s
+        data["yellow_time"] = lights.yellow_s
+        data["red_time"] = np.maximum(lights._cycle - lights.green_s - lights.yellow_s, 0.0)
+        data["pole_index"] = signals.group_order
+        data["frozen"] = self._light_frozen
+        data["state"] = self.world.light_state
+        enc.set_union(records, rows, data)
+
+    def _publish_collisions(self, snapshot: WorldSnapshot) -> None:
+        """Each collision of a vehicle with a collision sensor, to that sensor's stream."""
+        collisions = [e for e in snapshot.events if isinstance(e, CollisionEvent)]
+        if not collisions:
+            return
+        for sensor in self._sensors.values():
+            if sensor.description.id != "sensor.other.collision":
+                continue
+            for event in collisions:
+                if event.actor_id != sensor.parent_id:
+                    continue
+                other = (self._actor_msg(event.other_id) if event.other_id in self.world.actors
+                         else enc.actor_msg(0, 0, ActorDescription(0, "static.building", {}, ()), (0.0, 0.0, 0.0),
+                                            (0.0, 0.0, 0.0), bytes([3])))
+                payload = enc.collision_payload(snapshot.frame, snapshot.timestamp_s,
+                                                self._sensor_pose(snapshot, sensor),
+                                                self._actor_msg(event.actor_id), other, event.impulse_ns)
+                self.streams.publish(sensor.stream_id, payload)
+
     def _publish_sensors(self, snapshot: WorldSnapshot) -> None:
         """Measure every sensor someone listens to and push its data (before the state of the same frame)."""
-        listened = [s for s in self._sensors.values() if self.streams.subscriber_count(s.stream_id)]
+        self._publish_collisions(snapshot)
+        listened = [s for s in self._sensors.values()
+                    if s.impl is not None and self.streams.subscriber_count(s.stream_id)]
         plans = [(s, s.impl.plan(snapshot)) for s in listened]
         plans = [(s, p) for s, p in plans if p is not None]
         if not plans:

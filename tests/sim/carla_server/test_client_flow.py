@@ -76,7 +76,8 @@ def sync_world(client):
         yield world
     finally:
         for actor in world.get_actors():
-            actor.destroy()
+            if not actor.type_id.startswith("traffic."):  # the map's lights stay
+                actor.destroy()
         world.apply_settings(original)
 
 
@@ -189,6 +190,120 @@ def test_unsupported_calls_raise_and_server_keeps_serving(sync_world, client):
     assert client.get_server_version() == "0.9.16"
     frame = sync_world.get_snapshot().frame
     assert sync_world.tick() == frame + 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_traffic_manager_drives_autopilot_vehicles_along_lanes(sync_world, client):
+    from carla import command
+
+    world = sync_world
+    tm_port = _free_port()
+    tm = client.get_trafficmanager(tm_port)
+    try:
+        tm.set_synchronous_mode(True)
+        tm.set_random_device_seed(0)
+        bp = world.get_blueprint_library().find("vehicle.lincoln.mkz_2020")
+        carla_map = world.get_map()
+        points = carla_map.get_spawn_points()
+        batch = [command.SpawnActor(bp, points[k]).then(command.SetAutopilot(command.FutureActor, True, tm_port))
+                 for k in (0, 20, 40, 60, 80, 100)]
+        ids = [r.actor_id for r in client.apply_batch_sync(batch, True) if not r.error]
+        single = world.spawn_actor(bp, points[120])
+        single.set_autopilot(True, tm_port)
+        ids.append(single.id)
+        assert len(ids) == 7
+        actors = list(world.get_actors(ids))
+        start = {a.id: a.get_location() for a in actors}
+        for _ in range(60):
+            world.tick()
+        moved = [a.get_location().distance(start[a.id]) for a in actors]
+        assert sum(m > 1.0 for m in moved) >= 5, moved
+        for actor in actors:  # driven along lanes: near a lane centre, heading along it
+            location = actor.get_location()
+            waypoint = carla_map.get_waypoint(location)
+            assert location.distance(waypoint.transform.location) < 2.0
+            assert math.cos(math.radians(actor.get_transform().rotation.yaw - waypoint.transform.rotation.yaw)) > 0.7
+            assert 30.0 - 1e-3 <= actor.get_speed_limit() <= 90.0 + 1e-3  # the lane's limit [km/h]; 0 would stop TM
+        assert any(a.get_control().throttle > 0.0 for a in actors)  # controls come from the TM's batches
+    finally:
+        tm.set_synchronous_mode(False)
+        tm.shut_down()
+
+
+def test_traffic_lights_are_actors_that_can_be_set_and_frozen(sync_world):
+    world = sync_world
+    lights = list(world.get_actors().filter("traffic.traffic_light"))
+    assert len(lights) > 10
+    ids = {light.get_opendrive_id() for light in lights}
+    assert len(ids) == len(lights) and all(i.isdigit() for i in ids)
+    light = lights[0]
+    assert light.get_green_time() == pytest.approx(10.0) and light.get_yellow_time() == pytest.approx(3.0)
+    light.set_state(carla.TrafficLightState.Green)
+    light.freeze(True)
+    for _ in range(3):
+        world.tick()
+    assert light.get_state() == carla.TrafficLightState.Green and light.is_frozen()
+    light.set_state(carla.TrafficLightState.Red)
+    world.tick()
+    assert light.get_state() == carla.TrafficLightState.Red
+    light.freeze(False)
+    world.tick()
+    assert not light.is_frozen()
+    assert light.destroy() is False  # the client logs the server's error and answers False
+    assert light.id in {a.id for a in world.get_actors()}
+
+
+def test_collision_sensor_reports_the_other_vehicle(sync_world):
+    world = sync_world
+    library = world.get_blueprint_library()
+    spawn = world.get_map().get_spawn_points()[0]
+    ego = world.spawn_actor(library.find("vehicle.lincoln.mkz_2020"), spawn)
+    forward = spawn.get_forward_vector()
+    ahead = carla.Transform(spawn.location + forward * 12.0, spawn.rotation)
+    other = world.spawn_actor(library.find("vehicle.mercedes.sprinter"), ahead)
+    sensor = world.spawn_actor(library.find("sensor.other.collision"), carla.Transform(), attach_to=ego)
+    events = []
+    sensor.listen(events.append)
+    ego.apply_control(carla.VehicleControl(throttle=1.0))
+    for _ in range(60):
+        world.tick()
+        if events:
+            break
+    deadline = time.monotonic() + 2.0
+    while not events and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert events, "no collision reported"
+    event = events[0]
+    assert event.actor.id == ego.id and event.other_actor.id == other.id
+    assert event.other_actor.type_id == "vehicle.mercedes.sprinter" and event.normal_impulse.length() > 0.0
+    sensor.stop()
+
+
+def test_walkers_spawn_take_control_and_no_navigation_mesh(sync_world):
+    world = sync_world
+    library = world.get_blueprint_library()
+    assert len(library.filter("walker.pedestrian.*")) >= 10
+    spawn = world.get_map().get_spawn_points()[0]
+    walker = world.spawn_actor(library.find("walker.pedestrian.0003"), spawn)
+    controller = world.spawn_actor(library.find("controller.ai.walker"), carla.Transform(), attach_to=walker)
+    assert controller.parent.id == walker.id and walker.type_id == "walker.pedestrian.0003"
+    world.tick()
+    start = walker.get_location()
+    walker.apply_control(carla.WalkerControl(carla.Vector3D(1.0, 0.0, 0.0), 2.0))
+    for _ in range(20):
+        world.tick()
+    end = walker.get_location()
+    assert end.x - start.x == pytest.approx(2.0, abs=0.3) and abs(end.y - start.y) < 0.1
+    assert walker.get_velocity().x == pytest.approx(2.0, abs=0.05)
+    # No Recast navigation mesh (the server answers get_navigation_mesh with an error): the client gives None.
+    assert world.get_random_location_from_navigation() is None
 
 
 def test_sigterm_stops_the_server_cleanly():

@@ -108,3 +108,37 @@ def test_lidar_payload_layout():
     np.testing.assert_array_equal(decode_lidar(payload[48 + 20:]), points)
     with pytest.raises(ValueError, match="channels"):
         enc.lidar_payload(3, 0.15, enc.Transform(), points, np.array([0, 0, 5]), 3, 0.0)
+
+
+def test_state_union_branches_at_offset_65():
+    records = np.zeros(3, dtype=enc.ACTOR_STATE_DTYPE)
+    light = np.zeros(1, dtype=enc.TRAFFIC_LIGHT_DATA_DTYPE)
+    light["sign_id"], light["green_time"], light["pole_index"], light["frozen"], light["state"] = b"393", 10.0, 2, 1, 2
+    enc.set_union(records, np.array([1]), light)
+    raw = records.tobytes()[119:238]
+    assert raw[65:68] == b"393" and raw[68:97] == bytes(29)
+    assert struct.unpack_from("<f", raw, 97)[0] == 10.0 and struct.unpack_from("<I", raw, 113)[0] == 2
+    assert raw[117] == 1 and raw[118] == 2
+    walker = np.zeros(1, dtype=enc.WALKER_DATA_DTYPE)
+    walker["direction"], walker["speed"] = (0.6, 0.8, 0.0), 1.5
+    enc.set_union(records, np.array([2]), walker)
+    assert struct.unpack_from("<4f", records.tobytes(), 238 + 65) == pytest.approx((0.6, 0.8, 0.0, 1.5))
+    assert records.tobytes()[:119] == bytes(119)  # the other rows are untouched
+    with pytest.raises(ValueError, match="54-byte"):
+        enc.set_union(records, np.array([0, 1]), light)
+
+
+def test_collision_payload_and_walker_control():
+    import msgpack
+
+    description = enc.ActorDescription(1, "vehicle.a", {}, ())
+    me = enc.actor_msg(3, 0, description, (0.0, 0.0, 0.7), (2.0, 1.0, 0.7), b"\x0e")
+    other = enc.actor_msg(0, 0, enc.ActorDescription(0, "static.building", {}, ()), (0, 0, 0), (0, 0, 0), b"\x03")
+    payload = enc.collision_payload(9, 0.45, enc.Transform(1.0, 2.0), me, other, (100.0, 0.0, 0.0))
+    assert struct.unpack_from("<QQd", payload) == (0, 9, 0.45)
+    body = msgpack.unpackb(payload[48:], raw=False)
+    assert body[0][0] == 3 and body[1][2][1] == "static.building" and body[2] == [100.0, 0.0, 0.0]
+    control = enc.WalkerControlMsg.from_msg([[1, 0, 0], 1.4, False])
+    assert control.direction == (1.0, 0.0, 0.0) and control.speed == 1.4 and not control.jump
+    with pytest.raises(ValueError, match="WalkerControl"):
+        enc.WalkerControlMsg.from_msg([1.4])

@@ -105,3 +105,44 @@ def test_handle_settings_and_tick(server):
     assert server.handle("get_episode_settings", [[False]])[0][1][2] == [True, 0.05]
     info = server.handle("get_map_info", [[False]])[0][1]
     assert info[0] == "Town01" and len(info[1]) == len(server.world.spawn_points)
+
+
+def test_handle_traffic_manager_registry(server):
+    assert server.handle("is_traffic_manager_running", [[False], 8123]) == [[1, False]]
+    assert server.handle("add_traffic_manager_running", [[False], ["10.0.0.5", 8123]]) == [[1, True]]
+    assert server.handle("add_traffic_manager_running", [[False], ["10.0.0.6", 8123]]) == [[1, False]]  # taken
+    assert server.handle("is_traffic_manager_running", [[False], 8123]) == [[1, True]]
+    assert server.handle("get_traffic_manager_running", [[False], 8123]) == [[1, ["10.0.0.5", 8123]]]
+    assert server.handle("destroy_traffic_manager", [[False], 8123]) == [[1, True]]
+    assert "no Traffic Manager runs on port 8123" in server.handle("get_traffic_manager_running",
+                                                                  [[False], 8123])[0][1][0]
+
+
+def test_handle_lights_weather_walkers_and_bad_input(server):
+    first_light = 1 << 23
+    num_lights = server.world.signals.num_lights
+    ids = [first_light + k for k in range(num_lights)]
+    actors = server.handle("get_actors_by_id", [[False], ids])[0][1]
+    assert len(actors) == num_lights and {a[2][1] for a in actors} == {"traffic.traffic_light"}
+    assert server.handle("set_traffic_light_state", [[False], first_light + 1, 2]) == [[False]]
+    assert server.world.light_state[1] == 2 and server.world.lights.forced_state[1] == 2
+    assert server.handle("freeze_traffic_light", [[False], first_light + 1, False]) == [[False]]
+    assert server.world.lights.forced_state[1] == -1
+    assert "is not a traffic light" in server.handle("set_traffic_light_state", [[False], 5, 2])[0][1][0]
+    assert "7" in server.handle("set_traffic_light_state", [[False], first_light, 7])[0][1][0]
+    assert "cannot be destroyed" in server.handle("destroy_actor", [[False], first_light])[0][1][0]
+    weather = server.handle("get_weather_parameters", [[False]])[0][1]
+    assert len(weather) == 14
+    assert server.handle("set_weather_parameters", [[False], [50.0] * 14]) == [[False]]
+    assert server.handle("get_weather_parameters", [[False]])[0][1] == [50.0] * 14
+    assert "14 fields" in server.handle("set_weather_parameters", [[False], [1.0] * 13])[0][1][0]
+    assert "navigation mesh" in server.handle("get_navigation_mesh", [[False]])[0][1][0]
+    spawn = server.world.spawn_points[5].pose
+    walker = server.handle("spawn_actor", [[False], _description("walker.pedestrian.0002"),
+                                           [[spawn.x_m, spawn.y_m, 1.0], [0.0, 0.0, 0.0]]])[0][1]
+    assert walker[2][1] == "walker.pedestrian.0002"
+    loose = server.handle("spawn_actor", [[False], _description("controller.ai.walker"), [[0, 0, 0], [0, 0, 0]]])
+    assert "must be attached to a walker" in loose[0][1][0]
+    assert server.handle("apply_control_to_walker", [[False], walker[0], [[1.0, 0.0, 0.0], 1.5, False]]) == [[False]]
+    assert "WalkerControl" in server.handle("apply_control_to_walker", [[False], walker[0], [1.0, 1.5]])[0][1][0]
+    assert server.handle("destroy_actor", [[False], walker[0]]) == [[1, True]]
