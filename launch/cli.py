@@ -131,6 +131,21 @@ def bench_env(
                             else ""))
 
 
+@bench_app.command("serve")
+def bench_serve(
+    map_name: str = typer.Option("Town01", "--map", help="Shipped town name or .xodr path."),
+    ticks: int = typer.Option(200, min=1, help="Measured frames (after warm-up)."),
+    warmup: int = typer.Option(20, min=1, help="Frames before measuring (sensor streams subscribe asynchronously)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """Client FPS through `avsim serve` (400x300 camera + 32-channel LiDAR), against the same work in-process."""
+    from benchmarks.serve_bench import run_serve_bench
+
+    _run_bench(run_serve_bench, (map_name, ticks, warmup), as_json,
+               lambda r: f"{r['fps']:.1f} FPS through the protocol, {r['inprocess_fps']:.1f} in-process, "
+                         f"ratio {r['ratio']:.2f}")
+
+
 @map_app.command("check")
 def map_check(path: str = typer.Argument(..., help="Town name or .xodr path.")) -> None:
     """Validate a map safely (in a child process); exit 2 with a clear error if it is bad."""

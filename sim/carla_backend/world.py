@@ -441,8 +441,11 @@ class CarlaWorld:
         return self._snapshot
 
     def _sensor_event(self, data) -> list[Event]:
-        """A collision or lane-invasion sensor's data as our event (told apart by their fields)."""
-        parent = data.actor.parent.id if data.actor.parent is not None else -1
+        """A collision or lane-invasion sensor's data as our event (told apart by their fields).
+
+        CARLA's ``CollisionEvent.actor`` / ``LaneInvasionEvent.actor`` is the vehicle the sensor is attached to.
+        """
+        parent = int(data.actor.id)
         where = cv.vector_xyz(data.transform.location)
         if hasattr(data, "other_actor"):
             other = data.other_actor

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,3 +118,11 @@ def test_routes_generate_writes_a_loadable_route_set(tmp_path):
     routes = load_route_file(out)
     assert routes.town == "Town02" and [r.route_id for r in routes.routes] == [
         "town02_short_00", "town02_medium_00", "town02_long_00"]
+
+
+def test_bench_serve_json_fields():
+    result = avsim("bench", "serve", "--ticks", "5", "--warmup", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["benchmark"] == "serve" and record["ticks"] == 5
+    assert record["ratio"] == pytest.approx(record["fps"] / record["inprocess_fps"], rel=0.01)

@@ -134,7 +134,7 @@ class FakeLight:
 @dataclass
 class _CollisionData:
     frame: int
-    actor: FakeActor
+    actor: FakeActor  # as CARLA: the vehicle the sensor is attached to
     transform: carla.Transform
     other_actor: FakeActor | None
     normal_impulse: carla.Vector3D
@@ -262,10 +262,10 @@ class FakeWorld:
                 where = carla.Transform(carla.Location(*event.location_m))
                 if isinstance(event, CollisionEvent) and sensor.type_id == "sensor.other.collision":
                     other = self.actors.get(event.other_id)
-                    sensor.callback(_CollisionData(snap.frame, sensor, where, other, carla.Vector3D(*event.impulse_ns)))
+                    sensor.callback(_CollisionData(snap.frame, sensor.parent, where, other, carla.Vector3D(*event.impulse_ns)))
                 elif isinstance(event, LaneInvasionEvent) and sensor.type_id == "sensor.other.lane_invasion":
                     marks = [type("Marking", (), {"type": name})() for name in event.marking_types]
-                    sensor.callback(_LaneInvasionData(snap.frame, sensor, where, marks))
+                    sensor.callback(_LaneInvasionData(snap.frame, sensor.parent, where, marks))
         return snap.frame
 
     def get_snapshot(self) -> FakeSnapshot:
