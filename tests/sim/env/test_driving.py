@@ -227,3 +227,17 @@ def test_bad_yaml_and_bad_values_are_named(tmp_path):
         load_env_config(routes={"min_length_m": 500, "max_length_m": 100})
     with pytest.raises(ConfigError, match="routes.file"):
         load_env_config(routes={"source": "file"})
+
+
+def test_any_xodr_file_and_procedural_towns_get_random_routes(tmp_path):
+    """map= a user's .xodr path (routes generated on it) or a procedural town."""
+    from sim.embedded.maps.loader import resolve_map
+
+    user_map = tmp_path / "my_town.xodr"
+    user_map.write_text(resolve_map("Town02").xodr_text)
+    for map_name in (str(user_map), "procedural"):
+        e = DrivingEnv(map=map_name, traffic={"vehicles": 2, "walkers": 0}, observation={"mode": "state"},
+                       routes={"min_length_m": 60, "max_length_m": 120})
+        obs, info = e.reset(seed=0)
+        assert e.observation_space.contains(obs) and 55 <= info["route_length_m"] <= 125
+        e.step(np.array([0.5, 0.0]))
