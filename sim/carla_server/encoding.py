@@ -42,8 +42,15 @@ class SensorType(IntEnum):
     """Indices of the 0.9.16 ``SensorRegistry`` this server sends."""
 
     COLLISION = 0
+    DEPTH_CAMERA = 1
+    GNSS = 4
+    IMU = 5
+    RADAR = 9
+    SEMANTIC_LIDAR = 10
     LIDAR = 11
     RGB_CAMERA = 13
+    SEMANTIC_CAMERA = 14
+    INSTANCE_CAMERA = 15
     EPISODE_STATE = 17
 
 
@@ -275,7 +282,9 @@ def actor_msg(actor_id: int, parent_id: int, description: ActorDescription, bbox
 
 
 # ---------------------------------------------------------------------------------------------- blueprints
-STREAMED_SENSORS = ("sensor.camera.rgb", "sensor.lidar.ray_cast")
+STREAMED_SENSORS = ("sensor.camera.rgb", "sensor.camera.depth", "sensor.camera.semantic_segmentation",
+                    "sensor.camera.instance_segmentation", "sensor.lidar.ray_cast", "sensor.lidar.ray_cast_semantic",
+                    "sensor.other.radar", "sensor.other.gnss", "sensor.other.imu")
 """Sensor blueprints whose data this server measures and streams."""
 EVENT_SENSORS = ("sensor.other.collision", "sensor.other.lane_invasion")
 """Event sensors: collisions are streamed from the world's events; lane invasions are computed by the client."""
@@ -435,30 +444,129 @@ def collision_payload(frame: int, timestamp_s: float, transform: Transform, self
     return sensor_header(SensorType.COLLISION, frame, timestamp_s, transform) + body
 
 
-def image_payload(frame: int, timestamp_s: float, transform: Transform, rgb: np.ndarray, fov_deg: float) -> bytes:
-    """An RGB camera message: header, 12-byte image header (width, height, fov), BGRA pixels from (H, W, 3) RGB."""
+DEPTH_FAR_M = 1000.0
+_DEPTH_CODE_MAX = 256**3 - 1
+
+
+def depth_to_bgra(depth_m: np.ndarray) -> np.ndarray:
+    """CARLA's depth encoding: ``code = round(d / 1000 m * (2^24 - 1))``, R the low byte, G the middle, B the high.
+
+    The client decodes ``(R + 256 G + 65536 B) / (2^24 - 1) * 1000``: within 3e-5 m of ``depth_m`` (clipped to
+    [0, 1000] m).
+    """
+    if depth_m.ndim != 2:
+        raise ValueError(f"depth must be an (H, W) image in metres, got shape {depth_m.shape}")
+    code = np.rint(np.clip(depth_m.astype(np.float64), 0.0, DEPTH_FAR_M) * (_DEPTH_CODE_MAX / DEPTH_FAR_M))
+    code = code.astype(np.uint32)
+    bgra = np.empty(depth_m.shape + (4,), dtype=np.uint8)
+    bgra[..., 0] = code >> 16
+    bgra[..., 1] = (code >> 8) & 0xFF
+    bgra[..., 2] = code & 0xFF
+    bgra[..., 3] = 255
+    return bgra
+
+
+def semantic_to_bgra(tags: np.ndarray) -> np.ndarray:
+    """CARLA's semantic segmentation image: the tag in R, B = G = 0, A = 255."""
+    if tags.ndim != 2 or tags.dtype != np.uint8:
+        raise ValueError(f"tags must be an (H, W) uint8 image, got {tags.shape} {tags.dtype}")
+    bgra = np.zeros(tags.shape + (4,), dtype=np.uint8)
+    bgra[..., 2] = tags
+    bgra[..., 3] = 255
+    return bgra
+
+
+def rgb_to_bgra(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB (also the instance camera's R tag, G/B id bytes) to BGRA with A = 255."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"rgb must be an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
-    height, width = rgb.shape[:2]
-    bgra = np.empty((height, width, 4), dtype=np.uint8)
+    bgra = np.empty(rgb.shape[:2] + (4,), dtype=np.uint8)
     bgra[..., :3] = rgb[..., ::-1]
     bgra[..., 3] = 255
-    return (sensor_header(SensorType.RGB_CAMERA, frame, timestamp_s, transform)
-            + struct.pack("<IIf", width, height, float(fov_deg)) + bgra.tobytes())
+    return bgra
+
+
+CAMERA_ENCODERS = {
+    "sensor.camera.rgb": (SensorType.RGB_CAMERA, rgb_to_bgra),
+    "sensor.camera.depth": (SensorType.DEPTH_CAMERA, depth_to_bgra),
+    "sensor.camera.semantic_segmentation": (SensorType.SEMANTIC_CAMERA, semantic_to_bgra),
+    "sensor.camera.instance_segmentation": (SensorType.INSTANCE_CAMERA, rgb_to_bgra),
+}
+"""Camera blueprint -> (sensor type, encoder of the embedded image to BGRA)."""
+
+
+def bgra_payload(sensor_type: int, frame: int, timestamp_s: float, transform: Transform, bgra: np.ndarray,
+                 fov_deg: float) -> bytes:
+    """A camera message: header, 12-byte image header (u32 width, u32 height, f32 fov), BGRA pixels."""
+    if bgra.ndim != 3 or bgra.shape[2] != 4 or bgra.dtype != np.uint8:
+        raise ValueError(f"bgra must be an (H, W, 4) uint8 image, got {bgra.shape} {bgra.dtype}")
+    height, width = bgra.shape[:2]
+    return (sensor_header(sensor_type, frame, timestamp_s, transform)
+            + struct.pack("<IIf", width, height, float(fov_deg)) + np.ascontiguousarray(bgra).tobytes())
+
+
+def camera_payload(blueprint_id: str, frame: int, timestamp_s: float, transform: Transform, image: np.ndarray,
+                   fov_deg: float) -> bytes:
+    """The message of a camera of ``blueprint_id`` from its embedded image (see :data:`CAMERA_ENCODERS`)."""
+    try:
+        sensor_type, encode = CAMERA_ENCODERS[blueprint_id]
+    except KeyError:
+        raise ValueError(f"{blueprint_id!r} is not a camera; cameras: {', '.join(CAMERA_ENCODERS)}") from None
+    return bgra_payload(sensor_type, frame, timestamp_s, transform, encode(image), fov_deg)
+
+
+def image_payload(frame: int, timestamp_s: float, transform: Transform, rgb: np.ndarray, fov_deg: float) -> bytes:
+    """An RGB camera message: header, 12-byte image header (width, height, fov), BGRA pixels from (H, W, 3) RGB."""
+    return bgra_payload(SensorType.RGB_CAMERA, frame, timestamp_s, transform, rgb_to_bgra(rgb), fov_deg)
 
 
 def lidar_payload(frame: int, timestamp_s: float, transform: Transform, points: np.ndarray,
                   point_channel: np.ndarray, channels: int, horizontal_angle_rad: float) -> bytes:
     """A LiDAR message: header, u32 words (horizontal angle as f32 bits, channel count, points per channel), points.
 
-    ``points`` (N, 4) float32 x, y, z, intensity, already in channel order;
-    ``point_channel`` (N,) the channel of each point.
+    ``points``: (N, 4) float32 x, y, z, intensity (``sensor.lidar.ray_cast``)
+    or structured 24-byte points (``SEMANTIC_POINT_DTYPE``, semantic LiDAR,
+    sensor type 10), already in channel order; ``point_channel`` (N,) the
+    channel of each point.
     """
-    points = np.ascontiguousarray(points, dtype=np.float32)
-    if points.ndim != 2 or points.shape[1] != 4:
-        raise ValueError(f"points must be (N, 4), got {points.shape}")
+    if points.dtype.names is not None:
+        if points.dtype.itemsize != 24 or points.ndim != 1:
+            raise ValueError(f"semantic LiDAR points must be (N,) 24-byte records, got {points.shape} {points.dtype}")
+        sensor_type = SensorType.SEMANTIC_LIDAR
+    else:
+        points = np.ascontiguousarray(points, dtype=np.float32)
+        if points.ndim != 2 or points.shape[1] != 4:
+            raise ValueError(f"points must be (N, 4), got {points.shape}")
+        sensor_type = SensorType.LIDAR
     counts = np.bincount(np.asarray(point_channel, dtype=np.int64), minlength=channels).astype("<u4")
     if counts.shape[0] != channels or int(counts.sum()) != points.shape[0]:
         raise ValueError(f"point channels must lie in [0, {channels}) and cover every point")
     words = struct.pack("<fI", float(horizontal_angle_rad), int(channels)) + counts.tobytes()
-    return sensor_header(SensorType.LIDAR, frame, timestamp_s, transform) + words + points.tobytes()
+    return sensor_header(sensor_type, frame, timestamp_s, transform) + words + np.ascontiguousarray(points).tobytes()
+
+
+def radar_payload(frame: int, timestamp_s: float, transform: Transform, detections: np.ndarray) -> bytes:
+    """A radar message: header, then 16-byte ``RadarDetection`` rows (f32 velocity, azimuth, altitude, depth)."""
+    if detections.ndim != 2 or detections.shape[1] != 4:
+        raise ValueError(f"radar detections must be (N, 4), got {detections.shape}")
+    rows = np.ascontiguousarray(detections, dtype="<f4")
+    return sensor_header(SensorType.RADAR, frame, timestamp_s, transform) + rows.tobytes()
+
+
+def gnss_payload(frame: int, timestamp_s: float, transform: Transform, fix: np.ndarray) -> bytes:
+    """A GNSS message: header, then msgpack ``GeoLocation`` ``[latitude, longitude, altitude]`` (doubles)."""
+    values = [float(v) for v in np.asarray(fix, dtype=np.float64).ravel()]
+    if len(values) != 3:
+        raise ValueError(f"a GNSS fix must be (latitude, longitude, altitude), got {len(values)} values")
+    return sensor_header(SensorType.GNSS, frame, timestamp_s, transform) + msgpack.packb(values)
+
+
+def imu_payload(frame: int, timestamp_s: float, transform: Transform, accelerometer: np.ndarray,
+                gyroscope: np.ndarray, compass_rad: float) -> bytes:
+    """An IMU message: header, then msgpack ``[accelerometer [x, y, z], gyroscope [x, y, z], compass]`` (floats)."""
+    accel = [float(v) for v in np.asarray(accelerometer, dtype=np.float64).ravel()]
+    gyro = [float(v) for v in np.asarray(gyroscope, dtype=np.float64).ravel()]
+    if len(accel) != 3 or len(gyro) != 3:
+        raise ValueError(f"IMU vectors must have 3 components, got {len(accel)} and {len(gyro)}")
+    body = msgpack.packb([accel, gyro, float(compass_rad)], use_single_float=True)
+    return sensor_header(SensorType.IMU, frame, timestamp_s, transform) + body

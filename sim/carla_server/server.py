@@ -13,9 +13,12 @@ The unmodified ``carla`` client connects to ``host:port`` (RPC) and
   location, the ground point under its box centre (as CARLA's vehicle
   origins); its bounding box is centred ``extent.z`` above that. Spawning
   ignores the requested z (vehicles stand on the ground).
-- Sensors (``sensor.camera.rgb``, ``sensor.lidar.ray_cast``) must be attached
-  to a vehicle; they are measured only while someone listens to them, with
-  the embedded sensor classes raycasting one shared scene.
+- Sensors (every ``sensor.*`` of the embedded simulator: RGB, depth, semantic
+  and instance cameras, LiDAR, semantic LiDAR, radar, GNSS, IMU) must be
+  attached to a vehicle; they are measured only while someone listens to them
+  (the IMU every tick, for its angular acceleration), with the embedded sensor
+  classes raycasting one shared scene, and serialized in CARLA's formats
+  (``encoding``).
 - Traffic Manager: it runs inside the client library. The server keeps its
   registry (``is/add/get_traffic_manager_running``) and the TM drives its
   vehicles with ``apply_batch`` ApplyVehicleControl like any client; the
@@ -29,7 +32,10 @@ The unmodified ``carla`` client connects to ``host:port`` (RPC) and
   actor only. There is no navigation mesh (``get_navigation_mesh`` errors),
   so the client's walker AI and ``get_random_location_from_navigation`` do not work.
 - ``sensor.other.collision`` streams the world's collision events of its
-  parent; ``sensor.other.lane_invasion`` is computed by the client itself.
+  parent; ``sensor.other.lane_invasion`` is computed by the client itself
+  (its ``LaneInvasionSensor`` crosses the parent's box corners with the map's
+  markings on every episode state; the server only keeps the actor). Those
+  client-made events carry no episode: ``event.actor`` raises in 0.9.16.
 - Anything else answers an RPC error naming the method.
 """
 
@@ -50,7 +56,9 @@ from sim.carla_server import encoding as enc
 from sim.carla_server.encoding import ActorDescription, EpisodeSettings, Transform, VehicleControlMsg
 from sim.carla_server.rpc import RpcServer
 from sim.carla_server.streams import StreamServer
-from sim.embedded.sensors.base import SensorPose, sensor_world_pose
+from sim.embedded.sensors.base import Sensor, SensorMeasurement, SensorPose, sensor_world_pose
+from sim.embedded.sensors.imu import ImuSensor
+from sim.embedded.sensors.raycast import RaycastSensor
 from sim.embedded.world import EmbeddedWorld, SpawnError
 
 log = logging.getLogger(__name__)
@@ -78,7 +86,7 @@ class _Sensor:
     parent_id: int
     mount: Transform
     stream_id: int
-    impl: object | None  # an embedded RaycastSensor; None for event sensors
+    impl: Sensor | None  # the embedded sensor; None for event sensors
 
 
 @dataclass(frozen=True)
@@ -107,11 +115,15 @@ class CarlaServer:
 
     ``port`` 0 picks a free RPC port whose next port is free too; the chosen
     ports are :attr:`port` and :attr:`stream_port`. Use as a context manager
-    or call :meth:`start` and :meth:`stop`.
+    or call :meth:`start` and :meth:`stop`. ``measurement_hook(sensor_actor_id,
+    measurement)`` sees every embedded measurement before it is serialized
+    (tests compare it with what the client decodes).
     """
 
     def __init__(self, map_name: str = "Town01", host: str = "127.0.0.1", port: int = 2000, *,
-                 delta_seconds: float = 0.05, seed: int = 0, world: EmbeddedWorld | None = None) -> None:
+                 delta_seconds: float = 0.05, seed: int = 0, world: EmbeddedWorld | None = None,
+                 measurement_hook: Callable[[int, SensorMeasurement], None] | None = None) -> None:
+        self.measurement_hook = measurement_hook
         self.world = world if world is not None else EmbeddedWorld(map=map_name, seed=seed, dt_s=delta_seconds)
         self.host = host
         self._lock = threading.RLock()
@@ -414,7 +426,7 @@ class CarlaServer:
                               math.radians(mount.roll), math.radians(mount.pitch), math.radians(mount.yaw),
                               attributes)
             impl = build_sensor(spec, parent_id)
-        if impl is not None and self._scene is None:
+        if isinstance(impl, RaycastSensor) and self._scene is None:
             from sim.embedded.sensors.scene import Scene, StaticScene
 
             self._scene = Scene(StaticScene.build(self.world, seed=self.world.seed))
@@ -673,24 +685,48 @@ class CarlaServer:
     def _publish_sensors(self, snapshot: WorldSnapshot) -> None:
         """Measure every sensor someone listens to and push its data (before the state of the same frame)."""
         self._publish_collisions(snapshot)
-        listened = [s for s in self._sensors.values()
-                    if s.impl is not None and self.streams.subscriber_count(s.stream_id)]
-        plans = [(s, s.impl.plan(snapshot)) for s in listened]
-        plans = [(s, p) for s, p in plans if p is not None]
+        plans = []
+        for sensor in list(self._sensors.values()):
+            if sensor.impl is None:
+                continue
+            listened = self.streams.subscriber_count(sensor.stream_id) > 0
+            if isinstance(sensor.impl, RaycastSensor):
+                plan = sensor.impl.plan(snapshot) if listened else None
+                if plan is not None:
+                    plans.append((sensor, plan))
+            elif listened or isinstance(sensor.impl, ImuSensor):  # the IMU differentiates omega every tick
+                measurement = sensor.impl.measure(self.world, snapshot)
+                if measurement is not None and listened:
+                    self._publish_measurement(snapshot, sensor, measurement)
         if not plans:
             return
         hidden = tuple(sorted({s.parent_id for s, _ in plans if _inside_parent(snapshot, s)}))
         self._scene.update(snapshot, hidden)
         for sensor, plan in plans:
             hits = self._scene.cast_rays(plan.origins, plan.directions, plan.max_range_m)
-            measurement = sensor.impl.finish(snapshot, plan, hits)
-            where = _transform(measurement.location_m, measurement.rotation_rad)
-            if sensor.description.id == "sensor.camera.rgb":
-                payload = enc.image_payload(snapshot.frame, snapshot.timestamp_s, where, measurement.data,
-                                            sensor.impl.fov_deg)
-            else:
-                payload = _lidar_payload(snapshot, where, sensor.impl, measurement.data)
-            self.streams.publish(sensor.stream_id, payload)
+            self._publish_measurement(snapshot, sensor, sensor.impl.finish(snapshot, plan, hits))
+
+    def _publish_measurement(self, snapshot: WorldSnapshot, sensor: _Sensor, measurement: SensorMeasurement) -> None:
+        """Serialize one embedded measurement in CARLA's format for its blueprint and push it."""
+        if self.measurement_hook is not None:
+            self.measurement_hook(sensor.actor_id, measurement)
+        where = _transform(measurement.location_m, measurement.rotation_rad)
+        blueprint_id = sensor.description.id
+        frame, stamp, data = snapshot.frame, snapshot.timestamp_s, measurement.data
+        if blueprint_id in enc.CAMERA_ENCODERS:
+            payload = enc.camera_payload(blueprint_id, frame, stamp, where, data, sensor.impl.fov_deg)
+        elif blueprint_id in ("sensor.lidar.ray_cast", "sensor.lidar.ray_cast_semantic"):
+            payload = _lidar_payload(snapshot, where, sensor.impl, data)
+        elif blueprint_id == "sensor.other.radar":
+            payload = enc.radar_payload(frame, stamp, where, data)
+        elif blueprint_id == "sensor.other.gnss":
+            payload = enc.gnss_payload(frame, stamp, where, data)
+        elif blueprint_id == "sensor.other.imu":
+            payload = enc.imu_payload(frame, stamp, where, data.accelerometer_mps2, data.gyroscope_rad_s,
+                                      data.compass_rad)
+        else:  # every streamed blueprint is handled above
+            raise AssertionError(f"no serializer for {blueprint_id}")
+        self.streams.publish(sensor.stream_id, payload)
 
 
 def _transform(location: np.ndarray, rotation_rad: np.ndarray) -> Transform:
@@ -707,9 +743,14 @@ def _inside_parent(snapshot: WorldSnapshot, sensor: _Sensor) -> bool:
 
 
 def _lidar_payload(snapshot: WorldSnapshot, where: Transform, lidar, points: np.ndarray) -> bytes:
-    """CARLA's LiDAR message; each point's channel is found from its elevation (points come channel by channel)."""
+    """CARLA's (semantic) LiDAR message; each point's channel is found from its elevation (points come channel by
+    channel)."""
     channels = lidar.channels
-    elevation = np.degrees(np.arctan2(points[:, 2], np.hypot(points[:, 0], points[:, 1])))
+    if points.dtype.names is not None:
+        x, y, z = points["x"], points["y"], points["z"]
+    else:
+        x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    elevation = np.degrees(np.arctan2(z, np.hypot(x, y)))
     step = (lidar.upper_fov - lidar.lower_fov) / max(channels - 1, 1)
     channel = np.clip(np.rint((lidar.upper_fov - elevation) / step), 0, channels - 1).astype(np.int64)
     channel = np.maximum.accumulate(channel) if channel.size else channel  # keep the counts in point order

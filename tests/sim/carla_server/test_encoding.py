@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from sim.carla_backend.decode import decode_lidar, decode_rgb
+from sim.carla_backend.decode import decode_depth, decode_lidar, decode_rgb, decode_semantic, decode_semantic_lidar
 from sim.carla_server import encoding as enc
 
 
@@ -142,3 +142,72 @@ def test_collision_payload_and_walker_control():
     assert control.direction == (1.0, 0.0, 0.0) and control.speed == 1.4 and not control.jump
     with pytest.raises(ValueError, match="WalkerControl"):
         enc.WalkerControlMsg.from_msg([1.4])
+
+
+def test_depth_encoding_hand_computed():
+    # 1000 m * 65793 / (2^24 - 1) is code 65793 = 0x010101: R = G = B = 1.
+    metres = 1000.0 * 65793 / (256**3 - 1)
+    depth = np.array([[0.0, metres, 1000.0, 2000.0]], dtype=np.float32)
+    bgra = enc.depth_to_bgra(depth)
+    assert bgra[0, 0].tolist() == [0, 0, 0, 255] and bgra[0, 1].tolist() == [1, 1, 1, 255]
+    assert bgra[0, 2].tolist() == [255, 255, 255, 255] and bgra[0, 3].tolist() == [255, 255, 255, 255]  # clipped
+    payload = enc.camera_payload("sensor.camera.depth", 4, 0.2, enc.Transform(), depth, 60.0)
+    assert struct.unpack_from("<Q", payload)[0] == 1 and struct.unpack_from("<IIf", payload, 48) == (4, 1, 60.0)
+    decoded = decode_depth(payload[60:], 4, 1)
+    np.testing.assert_allclose(decoded, [[0.0, metres, 1000.0, 1000.0]], atol=1e-4)
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        enc.depth_to_bgra(np.zeros((2, 2, 1), np.float32))
+
+
+def test_semantic_and_instance_images():
+    tags = np.array([[1, 14], [11, 0]], dtype=np.uint8)
+    payload = enc.camera_payload("sensor.camera.semantic_segmentation", 1, 0.05, enc.Transform(), tags, 90.0)
+    assert struct.unpack_from("<Q", payload)[0] == 14
+    assert payload[60:68] == bytes([0, 0, 1, 255, 0, 0, 14, 255])
+    np.testing.assert_array_equal(decode_semantic(payload[60:], 2, 2), tags)
+    instance = np.array([[[14, 0x34, 0x12]]], dtype=np.uint8)  # tag 14, id 0x1234
+    payload = enc.camera_payload("sensor.camera.instance_segmentation", 1, 0.05, enc.Transform(), instance, 90.0)
+    assert struct.unpack_from("<Q", payload)[0] == 15 and payload[60:] == bytes([0x12, 0x34, 14, 255])
+    with pytest.raises(ValueError, match="not a camera"):
+        enc.camera_payload("sensor.other.radar", 1, 0.0, enc.Transform(), tags, 90.0)
+    with pytest.raises(ValueError, match="uint8"):
+        enc.semantic_to_bgra(tags.astype(np.int32))
+
+
+def test_semantic_lidar_payload_layout():
+    from sim.embedded.sensors.lidar import SEMANTIC_POINT_DTYPE
+
+    points = np.zeros(2, dtype=SEMANTIC_POINT_DTYPE)
+    points["x"], points["CosAngle"], points["ObjIdx"], points["ObjTag"] = (1.0, 2.0), (0.5, 0.25), (0, 7), (1, 14)
+    payload = enc.lidar_payload(3, 0.15, enc.Transform(), points, np.array([1, 1]), 2, 0.5)
+    assert struct.unpack_from("<Q", payload)[0] == 10
+    assert struct.unpack_from("<fIII", payload, 48) == (0.5, 2, 0, 2)
+    body = payload[48 + 16:]
+    assert len(body) == 48 and struct.unpack_from("<4fII", body, 24) == (2.0, 0.0, 0.0, 0.25, 7, 14)
+    np.testing.assert_array_equal(decode_semantic_lidar(body), points)
+    with pytest.raises(ValueError, match="24-byte"):
+        enc.lidar_payload(3, 0.15, enc.Transform(), np.zeros(2, dtype=[("x", "<f4")]), np.array([0, 0]), 1, 0.0)
+
+
+def test_radar_gnss_and_imu_payloads():
+    import msgpack
+
+    detections = np.array([[-1.5, 0.1, -0.2, 12.0]], dtype=np.float32)
+    payload = enc.radar_payload(2, 0.1, enc.Transform(), detections)
+    assert struct.unpack_from("<Q", payload)[0] == 9 and struct.unpack_from("<4f", payload, 48) == tuple(
+        float(v) for v in detections[0]) and len(payload) == 64
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        enc.radar_payload(2, 0.1, enc.Transform(), detections[:, :3])
+    payload = enc.gnss_payload(2, 0.1, enc.Transform(), np.array([49.0, 8.25, 2.5]))
+    assert struct.unpack_from("<Q", payload)[0] == 4
+    assert payload[48:] == b"\x93" + b"".join(b"\xcb" + struct.pack(">d", v) for v in (49.0, 8.25, 2.5))
+    with pytest.raises(ValueError, match="latitude"):
+        enc.gnss_payload(2, 0.1, enc.Transform(), np.zeros(2))
+    payload = enc.imu_payload(2, 0.1, enc.Transform(), np.array([0.5, 0.0, 9.81]), np.array([0.0, 0.0, 0.25]), 1.5)
+    assert struct.unpack_from("<Q", payload)[0] == 5
+    # [[ax, ay, az], [gx, gy, gz], compass] with float32 values (0xca), as CARLA packs floats.
+    assert payload[48:50] == b"\x93\x93" and payload[50:51] == b"\xca"
+    body = msgpack.unpackb(payload[48:])
+    assert body[0] == [0.5, 0.0, pytest.approx(9.81, abs=1e-6)] and body[1] == [0.0, 0.0, 0.25] and body[2] == 1.5
+    with pytest.raises(ValueError, match="3 components"):
+        enc.imu_payload(2, 0.1, enc.Transform(), np.zeros(2), np.zeros(3), 0.0)
