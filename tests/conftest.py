@@ -10,14 +10,24 @@ from sim.embedded.maps.lanes import build_lane_graph
 from sim.embedded.maps.loader import load_carla_map, resolve_map
 
 
-def pytest_collection_modifyitems(config, items):
-    """Tests marked ``carla`` need a CARLA-protocol server: skip them unless CARLA_HOST is set."""
-    if os.environ.get("CARLA_HOST"):
+@pytest.fixture(scope="session")
+def carla_endpoint():
+    """(host, port, is_avsim_serve) of the server that ``carla``-marked tests use.
+
+    CARLA_HOST / CARLA_PORT when set (a real CARLA server); otherwise ``avsim serve``
+    on a free loopback port, started once for the session.
+    """
+    host = os.environ.get("CARLA_HOST")
+    if host:
+        yield host, int(os.environ.get("CARLA_PORT", "2000")), False
         return
-    skip = pytest.mark.skip(reason="needs a CARLA-protocol server: set CARLA_HOST (and CARLA_PORT)")
-    for item in items:
-        if "carla" in item.keywords:
-            item.add_marker(skip)
+    from benchmarks.serve_bench import start_server, stop_server
+
+    proc, port = start_server("Town01")
+    try:
+        yield "127.0.0.1", port, True
+    finally:
+        stop_server(proc)
 
 
 @pytest.fixture(scope="session")

@@ -250,7 +250,9 @@ class CarlaWorld:
         for blueprint_id in EVENT_SENSORS:
             sensor = self.carla_world.spawn_actor(self._blueprint(blueprint_id), carla.Transform(), attach_to=vehicle)
             self._owned.append(sensor.id)
-            sensor.listen(self._events.put)
+            # The parent id is bound here: 0.9.16 builds lane-invasion events without an episode, so their
+            # ``actor`` raises "trying to operate on a destroyed actor".
+            sensor.listen(lambda data, parent=vehicle.id: self._events.put((parent, data)))
             sensors.append(sensor)
         self._sensors[vehicle.id] = sensors
 
@@ -432,7 +434,7 @@ class CarlaWorld:
                                        f"{self.frame + 1}: {exc}") from exc
         events: list[Event] = []
         while not self._events.empty():
-            events.extend(self._sensor_event(self._events.get_nowait()))
+            events.extend(self._sensor_event(*self._events.get_nowait()))
         self._snapshot = self._build_snapshot(snapshot, events)
         return self._snapshot
 
@@ -440,12 +442,8 @@ class CarlaWorld:
         """The latest snapshot."""
         return self._snapshot
 
-    def _sensor_event(self, data) -> list[Event]:
-        """A collision or lane-invasion sensor's data as our event (told apart by their fields).
-
-        CARLA's ``CollisionEvent.actor`` / ``LaneInvasionEvent.actor`` is the vehicle the sensor is attached to.
-        """
-        parent = int(data.actor.id)
+    def _sensor_event(self, parent: int, data) -> list[Event]:
+        """A collision or lane-invasion sensor's data (its vehicle ``parent``) as our event (told apart by fields)."""
         where = cv.vector_xyz(data.transform.location)
         if hasattr(data, "other_actor"):
             other = data.other_actor
@@ -508,9 +506,20 @@ class CarlaWorld:
         return {k: v for k, v in self._info.items() if v.kind is not None}
 
     def close(self) -> None:
-        """Destroy everything spawned here and restore the server's settings; idempotent."""
+        """Destroy everything spawned here, restore the server's settings, stop the Traffic Manager; idempotent.
+
+        The Traffic Manager runs inside this process (one per port) and would keep reading the episode
+        after its vehicles are gone: in 0.9.16 that can crash the process (a stack overflow in its motion
+        planner on an uninitialised speed limit), so it is shut down here.
+        """
         self._destroy_owned()
         self._restore_settings()
+        if getattr(self, "traffic_manager", None) is not None:
+            try:
+                self.traffic_manager.shut_down()
+            except RuntimeError:
+                pass
+            self.traffic_manager = None
 
     def __enter__(self) -> CarlaWorld:
         return self

@@ -309,6 +309,9 @@ class FakeTrafficManager:
     def set_random_device_seed(self, seed: int) -> None:
         self.seed = seed
 
+    def shut_down(self) -> None:
+        self.synchronous = False
+
 
 @dataclass
 class _Response:
