@@ -55,6 +55,8 @@ class SensorType(IntEnum):
 
 
 ACTOR_STATE_ACTIVE = 1
+ANY_LABEL = 255
+"""``CityObjectLabel.Any``: every label."""
 
 # ---------------------------------------------------------------------------------------------- RPC results
 
@@ -427,13 +429,21 @@ def set_union(records: np.ndarray, rows: np.ndarray, data: np.ndarray) -> None:
     raw[rows, STATE_UNION_OFFSET:] = np.ascontiguousarray(data).view(np.uint8).reshape(len(rows), 54)
 
 
+MAP_CHANGE_FLAG = 1
+"""Bit 0 of the episode header's simulation state: the map changed (the client fetches the new map)."""
+
+
 def episode_state_payload(frame: int, timestamp_s: float, episode_id: int, delta_seconds: float,
-                          records: np.ndarray, platform_timestamp_s: float = 0.0) -> bytes:
-    """The episode-state message: sensor header (type 17), 36-byte episode header, one record per actor."""
+                          records: np.ndarray, platform_timestamp_s: float = 0.0, flags: int = 0) -> bytes:
+    """The episode-state message: sensor header (type 17), 36-byte episode header, one record per actor.
+
+    ``flags``: the simulation state bits (:data:`MAP_CHANGE_FLAG`, 2 a pending light update).
+    """
     if records.dtype != ACTOR_STATE_DTYPE:
         raise ValueError(f"records must have ACTOR_STATE_DTYPE, got {records.dtype}")
     header = sensor_header(SensorType.EPISODE_STATE, frame, timestamp_s, Transform())
-    episode = _EPISODE_HEADER.pack(int(episode_id), float(platform_timestamp_s), float(delta_seconds), 0, 0, 0, 0)
+    episode = _EPISODE_HEADER.pack(int(episode_id), float(platform_timestamp_s), float(delta_seconds), 0, 0, 0,
+                                   int(flags))
     return header + episode + records.tobytes()
 
 
@@ -570,3 +580,40 @@ def imu_payload(frame: int, timestamp_s: float, transform: Transform, accelerome
         raise ValueError(f"IMU vectors must have 3 components, got {len(accel)} and {len(gyro)}")
     body = msgpack.packb([accel, gyro, float(compass_rad)], use_single_float=True)
     return sensor_header(SensorType.IMU, frame, timestamp_s, transform) + body
+
+
+# ---------------------------------------------------------------------------------------------- physics control
+
+
+def vehicle_physics_control_msg(vtype) -> list:
+    """A plausible ``carla::rpc::VehiclePhysicsControl`` (0.9.16, 17 fields) for an embedded ``VehicleType``.
+
+    Mass, wheelbase, track, steering limit and brake come from the type; the engine (torque curve, rpm, gears) is
+    CARLA's default car's, scaled to the type's power. Wheel positions are in centimetres (as CARLA reports them),
+    front wheels first.
+    """
+    max_rpm = 6000.0
+    peak_torque = vtype.max_power_w / (max_rpm * 2.0 * math.pi / 60.0) * 1.6
+    torque_curve = [[0.0, 0.8 * peak_torque], [0.6 * max_rpm, peak_torque], [max_rpm, 0.7 * peak_torque]]
+    gears = [[ratio, 0.5, 0.65] for ratio in (4.0, 2.5, 1.7, 1.3, 1.0)]
+    steering_curve = [[0.0, 1.0], [20.0, 0.9], [60.0, 0.8], [120.0, 0.7]]
+    half_width = vtype.extent_m[1]
+    lf, lr = vtype.cg_to_front_axle_m, vtype.cg_to_rear_axle_m
+    radius_cm = 35.0 if vtype.number_of_wheels == 4 else 30.0
+    steer_deg = math.degrees(vtype.max_steer_rad)
+    brake_torque = vtype.mass_kg * vtype.max_brake_mps2 * radius_cm / 100.0 / vtype.number_of_wheels
+    if vtype.number_of_wheels == 2:
+        corners = ((lf, 0.0, steer_deg), (-lr, 0.0, 0.0))
+    else:
+        track = 0.85 * half_width
+        corners = ((lf, -track, steer_deg), (lf, track, steer_deg), (-lr, -track, 0.0), (-lr, track, 0.0))
+    wheels = [[3.5, 0.25, steer, radius_cm, brake_torque, 2.0 * brake_torque if steer == 0.0 else 0.0,
+               3.0, 20.0, 3000.0, [100.0 * x, 100.0 * y, radius_cm]] for x, y, steer in corners]
+    return [torque_curve, max_rpm, 1.0, 0.15, 2.0, 0.35, True, 0.5, 10.0, 4.0, gears, float(vtype.mass_kg),
+            0.3, [0.0, 0.0, 0.0], steering_curve, wheels, False]
+
+
+def environment_object_msg(transform: Transform, bbox_location: tuple[float, float, float],
+                           extent: tuple[float, float, float], object_id: int, name: str, label: int) -> list:
+    """``carla::rpc::EnvironmentObject``: ``[transform, bounding_box, id (u64), name, type (CityObjectLabel)]``."""
+    return [transform.to_msg(), bounding_box_msg(bbox_location, extent), int(object_id), str(name), int(label)]

@@ -36,6 +36,17 @@ The unmodified ``carla`` client connects to ``host:port`` (RPC) and
   (its ``LaneInvasionSensor`` crosses the parent's box corners with the map's
   markings on every episode state; the server only keeps the actor). Those
   client-made events carry no episode: ``event.actor`` raises in 0.9.16.
+- Spectator: actor ``SPECTATOR_ID`` whose transform is only stored. Vehicles
+  can be moved (``set_transform``/``set_location``: x, y and yaw, on the
+  ground), given a forward speed (``set_target_velocity``: the part along the
+  heading) and held at rest (``set_simulate_physics(False)``).
+  ``get_level_bbs``/``get_environment_objects`` know the traffic-light poles
+  (and, for level boxes, the vehicles and walkers), not buildings or props.
+- Map changes (``load_world``, ``generate_opendrive_world``) build a new
+  embedded world: a new episode id, the map-change flag on its first episode
+  state, frame numbers going on, every actor gone, settings reset unless
+  ``reset_settings=False``. All clients share one world: a client that goes
+  away leaves its actors and the synchronous mode behind (as CARLA).
 - Anything else answers an RPC error naming the method.
 """
 
@@ -46,7 +57,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Self
 
 import numpy as np
@@ -56,6 +67,7 @@ from sim.carla_server import encoding as enc
 from sim.carla_server.encoding import ActorDescription, EpisodeSettings, Transform, VehicleControlMsg
 from sim.carla_server.rpc import RpcServer
 from sim.carla_server.streams import StreamServer
+from sim.embedded.maps.loader import MapSource, check_opendrive_text, resolve_map, shipped_town_names
 from sim.embedded.sensors.base import Sensor, SensorMeasurement, SensorPose, sensor_world_pose
 from sim.embedded.sensors.imu import ImuSensor
 from sim.embedded.sensors.raycast import RaycastSensor
@@ -69,6 +81,13 @@ SENSOR_ID_BASE = 1 << 24
 LIGHT_ID_BASE = 1 << 23
 """Traffic light ``k`` of the embedded signal layout is actor ``LIGHT_ID_BASE + k``."""
 DEFAULT_SPEED_LIMIT_KMH = 30.0
+SPECTATOR_ID = SENSOR_ID_BASE - 1
+"""The spectator actor (it exists in every episode; it cannot be destroyed)."""
+TRAFFIC_LIGHT_LABEL = 7
+"""``CityObjectLabel.TrafficLight`` (0.9.16)."""
+MAP_PREFIX = "/Game/Carla/Maps/"
+"""How CARLA names its maps in ``get_available_maps``."""
+OPENDRIVE_MAP_NAME = "OpenDriveMap"
 LIGHT_TRIGGER_M = 15.0
 """A vehicle is "at" the light at the end of its lane within this distance of the lane's end (CARLA's trigger box)."""
 
@@ -129,15 +148,12 @@ class CarlaServer:
         self._lock = threading.RLock()
         self.settings = EpisodeSettings()
         self.episode_id = int(time.time_ns() & 0xFFFFFFFF) or 1
-        self._vehicles: dict[int, _Vehicle] = {}
-        self._sensors: dict[int, _Sensor] = {}
-        self._controllers: dict[int, _Controller] = {}
-        self._walker_descriptions: dict[int, ActorDescription] = {}
         self._destroyed_boxes: dict[int, list] = {}  # the last box of destroyed actors (see _get_actor_bounding_box)
-        self._light_frozen = np.zeros(self.world.signals.num_lights, dtype=bool)
         self._next_sensor_id = SENSOR_ID_BASE
         self._next_stream_id = EPISODE_STREAM_ID + 1
-        self._scene = None
+        self._new_episode_state()
+        self._state_flags = 0  # simulation state bits of the next episode state (map change)
+        self._opendrive_text: str | None = None  # the map of generate_opendrive_world
         self.weather = enc.CLEAR_NOON_WEATHER
         self._traffic_managers: dict[int, tuple[str, int]] = {}  # TM port -> (host, port) of its RPC server
         self._definitions = {d.id: d for d in enc.all_definitions()}
@@ -178,7 +194,28 @@ class CarlaServer:
             "set_actor_simulate_physics": self._set_simulate_physics,
             "get_navigation_mesh": self._get_navigation_mesh,
             "destroy_traffic_manager": lambda port: enc.ok(self._traffic_managers.pop(int(port), None) is not None),
+            "get_spectator": lambda: enc.ok(self._actor_msg(SPECTATOR_ID)),
+            "set_actor_transform": self._set_transform,
+            "set_actor_location": self._set_location,
+            "set_actor_target_velocity": self._set_target_velocity,
+            "get_physics_control": self._get_physics_control,
+            "get_all_level_BBs": lambda tag=enc.ANY_LABEL: enc.ok([b for b, _ in self._level_boxes(int(tag))]),
+            "get_environment_objects": self._get_environment_objects,
+            "get_available_maps": lambda: enc.ok([MAP_PREFIX + name for name in shipped_town_names()]),
+            "load_new_episode": self._load_new_episode,
+            "copy_opendrive_to_file": self._copy_opendrive,  # 0.9.16's generate_opendrive_world, then load_new_episode
         }
+
+    def _new_episode_state(self) -> None:
+        """Forget every actor of the episode (a new server, or a new map): the world's actors are gone too."""
+        self._vehicles: dict[int, _Vehicle] = {}
+        self._sensors: dict[int, _Sensor] = {}
+        self._controllers: dict[int, _Controller] = {}
+        self._walker_descriptions: dict[int, ActorDescription] = {}
+        self._held: dict[int, Pose] = {}  # vehicles with simulate_physics off, at the pose they are held
+        self._light_frozen = np.zeros(self.world.signals.num_lights, dtype=bool)
+        self._scene = None
+        self._spectator = _default_spectator(self.world)
 
     def _bind(self, host: str, port: int) -> tuple[RpcServer, StreamServer]:
         for _ in range(20):
@@ -265,6 +302,8 @@ class CarlaServer:
 
     def _step(self) -> WorldSnapshot:
         """Advance one step; push sensor data, then the episode state."""
+        for actor_id, pose in self._held.items():  # no physics: back where it is held, at rest
+            self.world.teleport(actor_id, pose, 0.0)
         snapshot = self.world.tick()
         self._publish_sensors(snapshot)
         self._publish_state(snapshot)
@@ -457,16 +496,160 @@ class CarlaServer:
         self._destroyed_boxes[actor_id] = self._actor_msg(actor_id)[3]
         self.world.destroy([actor_id])
         self._vehicles.pop(actor_id, None)
+        self._held.pop(actor_id, None)
         self._walker_descriptions.pop(actor_id, None)
 
     def _set_simulate_physics(self, actor_id: int, enabled: bool) -> list:
-        """Accepted and ignored: the embedded vehicles and walkers always move by their own models.
+        """Off, a vehicle is held where it is (or where ``set_transform`` puts it), at rest; on, it drives again.
 
-        (The Traffic Manager calls it from its own thread for vehicles it unregisters, also just destroyed ones.)
+        Other actors accept and ignore it. (The Traffic Manager calls it from its own thread for vehicles it
+        unregisters, also just destroyed ones: those answer success.)
         """
-        if not self._exists(int(actor_id)) and int(actor_id) not in self._destroyed_boxes:
-            raise KeyError(f"actor {actor_id} not found")
+        actor_id = int(actor_id)
+        if not self._exists(actor_id):
+            if actor_id not in self._destroyed_boxes:
+                raise KeyError(f"actor {actor_id} not found")
+            return enc.ok_void()
+        info = self.world.actors.get(actor_id)
+        if info is None or info.kind != ActorKind.VEHICLE:
+            return enc.ok_void()
+        if enabled:
+            if self._held.pop(actor_id, None) is not None:
+                self._control(actor_id, self._vehicles[actor_id].control if actor_id in self._vehicles
+                              else VehicleControlMsg())
+        elif actor_id not in self._held:
+            self._held[actor_id] = self._vehicle_pose(actor_id)
+            self.world.apply_control(actor_id, VehicleControl(brake=1.0))
         return enc.ok_void()
+
+    # ------------------------------------------------------------------ transforms, velocities, physics
+    def _vehicle_pose(self, actor_id: int) -> Pose:
+        snapshot = self.world.snapshot()
+        row = snapshot.index_of(actor_id)
+        x, y, z = (float(v) for v in snapshot.location_m[row])
+        return Pose(x, y, z, float(snapshot.rotation_rad[row][1]))
+
+    def _set_transform(self, actor_id: int, message: list) -> list:
+        """``set_transform``: the spectator anywhere; a vehicle to ``(x, y, yaw)`` on the ground, keeping its speed."""
+        self._move(int(actor_id), Transform.from_msg(message))
+        return enc.ok_void()
+
+    def _set_location(self, actor_id: int, location: list) -> list:
+        """``set_location``: as ``set_transform`` with the actor's current rotation."""
+        actor_id = int(actor_id)
+        x, y, z = (float(v) for v in location)
+        if actor_id == SPECTATOR_ID:
+            current = self._spectator
+            self._move(actor_id, Transform(x, y, z, current.pitch, current.yaw, current.roll))
+        else:
+            self._vehicle_info(actor_id)
+            yaw = math.degrees(self._vehicle_pose(actor_id).yaw_rad)
+            self._move(actor_id, Transform(x, y, z, 0.0, yaw, 0.0))
+        return enc.ok_void()
+
+    def _move(self, actor_id: int, transform: Transform) -> None:
+        if actor_id == SPECTATOR_ID:
+            self._spectator = transform
+            return
+        self._vehicle_info(actor_id)  # walkers, lights and sensors cannot be moved here
+        pose = Pose(transform.x, transform.y, 0.0, math.radians(transform.yaw))
+        self.world.teleport(actor_id, pose)
+        if actor_id in self._held:
+            self._held[actor_id] = pose
+
+    def _set_target_velocity(self, actor_id: int, velocity: list) -> list:
+        """``set_target_velocity``: the vehicle's forward speed becomes the velocity along its heading.
+
+        (The embedded bicycle model has no sideways slip to set: the lateral part is dropped.)
+        """
+        actor_id = int(actor_id)
+        self._vehicle_info(actor_id)
+        vx, vy, _ = (float(v) for v in velocity)
+        pose = self._vehicle_pose(actor_id)
+        if actor_id not in self._held:
+            self.world.teleport(actor_id, pose, vx * math.cos(pose.yaw_rad) + vy * math.sin(pose.yaw_rad))
+        return enc.ok_void()
+
+    def _get_physics_control(self, actor_id: int) -> list:
+        info = self._vehicle_info(int(actor_id))
+        return enc.ok(enc.vehicle_physics_control_msg(info.vehicle_type))
+
+    def _level_boxes(self, label: int) -> list[tuple[list, Transform]]:
+        """Boxes of the level: traffic-light poles (label 7) from the map's signals, and the vehicles and walkers.
+
+        ``label`` 255 (Any) gives all; buildings and other static meshes are not included.
+        """
+        out = []
+        if label in (enc.ANY_LABEL, TRAFFIC_LIGHT_LABEL):
+            for xyz in self.world.signals.location_xyz.tolist():
+                centre = (xyz[0], xyz[1], xyz[2] + 2.5)
+                out.append((enc.bounding_box_msg(centre, (0.3, 0.3, 2.5)), Transform(*xyz)))
+        snapshot = self.world.snapshot()
+        for row, actor_id in enumerate(snapshot.actor_id.tolist()):
+            info = self.world.actors[int(actor_id)]
+            if label not in (enc.ANY_LABEL, info.semantic_tag):
+                continue
+            x, y, z = (float(v) for v in snapshot.location_m[row])
+            pitch, yaw, roll = (math.degrees(float(v)) for v in snapshot.rotation_rad[row])
+            half = tuple(float(v) for v in info.extent_m)
+            centre_z = z + (half[2] if info.kind == ActorKind.VEHICLE else 0.0)
+            box = [[x, y, centre_z], list(half), [pitch, yaw, roll], int(actor_id)]
+            out.append((box, Transform(x, y, z, pitch, yaw, roll)))
+        return out
+
+    def _get_environment_objects(self, label: int = enc.ANY_LABEL) -> list:
+        """The map's traffic-light poles as environment objects (no other static meshes are modelled as objects)."""
+        objects = []
+        if int(label) in (enc.ANY_LABEL, TRAFFIC_LIGHT_LABEL):
+            for k, xyz in enumerate(self.world.signals.location_xyz.tolist()):
+                objects.append(enc.environment_object_msg(Transform(*xyz), (xyz[0], xyz[1], xyz[2] + 2.5),
+                                                          (0.3, 0.3, 2.5), k + 1, f"TrafficLight_{k}",
+                                                          TRAFFIC_LIGHT_LABEL))
+        return enc.ok(objects)
+
+    # ------------------------------------------------------------------ map changes
+    def _load_new_episode(self, map_name: str, reset_settings: bool = True, _map_layers: int = 0) -> list:
+        """``client.load_world``: a new embedded world on a shipped town (``Town02`` or ``/Game/Carla/Maps/Town02``).
+
+        ``OpenDriveMap`` is the OpenDRIVE text of the last ``copy_opendrive_to_file`` (``generate_opendrive_world``
+        sends the text, then loads that map).
+        """
+        name = str(map_name).rsplit("/", 1)[-1]
+        if name == OPENDRIVE_MAP_NAME and self._opendrive_text is not None:
+            source = MapSource(OPENDRIVE_MAP_NAME, self._opendrive_text, None, trusted=False)
+        elif name in shipped_town_names():
+            source = resolve_map(name)
+        else:
+            raise ValueError(f"map {map_name!r} not found; available: {', '.join(shipped_town_names())}")
+        self._change_map(source, bool(reset_settings))
+        return enc.ok_void()
+
+    def _copy_opendrive(self, xodr_text: str, _parameters: list | None = None) -> list:
+        """First half of ``client.generate_opendrive_world``: keep the (checked) OpenDRIVE text as ``OpenDriveMap``."""
+        if not isinstance(xodr_text, str):
+            raise TypeError(f"OpenDRIVE text must be a string, got {type(xodr_text).__name__}")
+        check_opendrive_text(xodr_text, "from generate_opendrive_world")
+        self._opendrive_text = xodr_text
+        return enc.ok_void()
+
+    def _change_map(self, source: MapSource, reset_settings: bool) -> None:
+        """A new episode on ``source``: every actor goes, frames go on, settings reset if asked (CARLA's default).
+
+        The first episode state of the new episode carries the map-change flag, so clients fetch the new map.
+        """
+        old = self.world
+        world = EmbeddedWorld(source=source, seed=old.seed, dt_s=old.dt_s)
+        for sensor in self._sensors.values():
+            self.streams.drop_stream(sensor.stream_id)
+        world.frame = old.frame  # frame numbers keep increasing across episodes, as CARLA's
+        self.world = world
+        self._new_episode_state()
+        self.episode_id = (self.episode_id % 0xFFFFFFFF) + 1
+        if reset_settings:
+            self.settings = EpisodeSettings()
+        self._state_flags = enc.MAP_CHANGE_FLAG
+        log.info("new episode %d on %s", self.episode_id, source.name)
+        self._publish_state(replace(world.snapshot(), frame=world.frame, timestamp_s=world.frame * world.dt_s))
 
     def _get_actor_bounding_box(self, actor_id: int) -> list:
         """An actor's box; a destroyed one keeps answering its last box.
@@ -495,8 +678,12 @@ class CarlaServer:
                                  (0.0, 0.0, 0.0), b"")
         if LIGHT_ID_BASE <= actor_id < LIGHT_ID_BASE + self.world.signals.num_lights:
             description = ActorDescription(0, enc.TRAFFIC_LIGHT, {}, ())
-            # CARLA's traffic-light poles: tag 18 (TrafficLight); a box around the pole head.
-            return enc.actor_msg(actor_id, 0, description, (0.0, 0.0, 2.5), (0.3, 0.3, 2.5), bytes([18]))
+            # CARLA's traffic-light poles: CityObjectLabel.TrafficLight; a box around the pole.
+            return enc.actor_msg(actor_id, 0, description, (0.0, 0.0, 2.5), (0.3, 0.3, 2.5),
+                                 bytes([TRAFFIC_LIGHT_LABEL]))
+        if actor_id == SPECTATOR_ID:
+            return enc.actor_msg(actor_id, 0, ActorDescription(0, "spectator", {}, ()), (0.0, 0.0, 0.0),
+                                 (0.0, 0.0, 0.0), b"")
         info = self.world.actors.get(actor_id)
         if info is None:
             raise KeyError(f"actor {actor_id} not found")
@@ -513,7 +700,7 @@ class CarlaServer:
         return enc.actor_msg(actor_id, 0, description, (0.0, 0.0, centre_z), half, bytes([info.semantic_tag]))
 
     def _exists(self, actor_id: int) -> bool:
-        return (actor_id in self._sensors or actor_id in self._controllers or actor_id in self.world.actors
+        return (actor_id == SPECTATOR_ID or actor_id in self._sensors or actor_id in self._controllers or actor_id in self.world.actors
                 or LIGHT_ID_BASE <= actor_id < LIGHT_ID_BASE + self.world.signals.num_lights)
 
     def _get_actors_by_id(self, ids: list[int]) -> list:
@@ -524,8 +711,9 @@ class CarlaServer:
         return enc.ok_void()
 
     def _control(self, actor_id: int, control: VehicleControlMsg) -> None:
-        self.world.apply_control(actor_id, VehicleControl(control.throttle, control.steer, control.brake,
-                                                          control.hand_brake, control.reverse))
+        if actor_id not in self._held:  # a held vehicle keeps braking; its control is only remembered
+            self.world.apply_control(actor_id, VehicleControl(control.throttle, control.steer, control.brake,
+                                                              control.hand_brake, control.reverse))
         if actor_id in self._vehicles:
             self._vehicles[actor_id].control = control
 
@@ -585,7 +773,7 @@ class CarlaServer:
         n = snapshot.num_actors
         num_lights = self.world.signals.num_lights
         extra = list(self._sensors.values()) + list(self._controllers.values())
-        records = np.zeros(n + num_lights + len(extra), dtype=enc.ACTOR_STATE_DTYPE)
+        records = np.zeros(n + num_lights + len(extra) + 1, dtype=enc.ACTOR_STATE_DTYPE)
         records["state"] = enc.ACTOR_STATE_ACTIVE
         head = records[:n]
         head["id"] = snapshot.actor_id
@@ -604,8 +792,11 @@ class CarlaServer:
                 records[row]["transform"] = self._sensor_pose(snapshot, actor).as_tuple()
             elif actor.parent_id in rows:
                 records[row]["transform"] = head["transform"][rows[actor.parent_id]]
+        records[-1]["id"] = SPECTATOR_ID
+        records[-1]["transform"] = self._spectator.as_tuple()
         payload = enc.episode_state_payload(snapshot.frame, snapshot.timestamp_s, self.episode_id, snapshot.dt_s,
-                                            records, time.time())
+                                            records, time.time(), self._state_flags)
+        self._state_flags = 0
         self.streams.publish(EPISODE_STREAM_ID, payload)
 
     def _vehicle_records(self, snapshot: WorldSnapshot, head: np.ndarray) -> None:
@@ -727,6 +918,15 @@ class CarlaServer:
         else:  # every streamed blueprint is handled above
             raise AssertionError(f"no serializer for {blueprint_id}")
         self.streams.publish(sensor.stream_id, payload)
+
+
+def _default_spectator(world: EmbeddedWorld) -> Transform:
+    """Where the spectator starts: 50 m above the first spawn point, looking down ahead."""
+    points = world.spawn_points
+    if not points:
+        return Transform(0.0, 0.0, 50.0, -60.0, 0.0, 0.0)
+    pose = points[0].pose
+    return Transform(pose.x_m, pose.y_m, pose.z_m + 50.0, -60.0, math.degrees(pose.yaw_rad), 0.0)
 
 
 def _transform(location: np.ndarray, rotation_rad: np.ndarray) -> Transform:

@@ -181,8 +181,8 @@ def test_batch_spawn_and_destroy(sync_world, client):
 
 
 def test_unsupported_calls_raise_and_server_keeps_serving(sync_world, client):
-    with pytest.raises(RuntimeError, match="get_spectator"):
-        sync_world.get_spectator()
+    with pytest.raises(RuntimeError, match="start_recorder"):
+        client.start_recorder("recording.log")
     settings = sync_world.get_settings()
     settings.fixed_delta_seconds = 0.1
     with pytest.raises(RuntimeError, match="fixed_delta_seconds=0.1"):

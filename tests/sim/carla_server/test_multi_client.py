@@ -1,0 +1,90 @@
+"""Several clients at once, and a client that dies while ticking in synchronous mode (the server keeps serving).
+
+As CARLA: the world stays in synchronous mode after the client that set it is gone (it waits for the next
+``tick``), and the gone client's actors stay in the world.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+
+import pytest
+
+carla = pytest.importorskip("carla")
+
+from tests.sim.carla_server.serve_proc import start_client, start_server, stop
+
+TICKING_CLIENT = """
+import sys, carla
+client = carla.Client("127.0.0.1", int(sys.argv[1]))
+client.set_timeout(10.0)
+world = client.get_world()
+settings = world.get_settings()
+settings.synchronous_mode = True
+settings.fixed_delta_seconds = 0.05
+world.apply_settings(settings)
+bp = world.get_blueprint_library().find("vehicle.lincoln.mkz_2020")
+vehicle = world.spawn_actor(bp, world.get_map().get_spawn_points()[int(sys.argv[2])])
+vehicle.apply_control(carla.VehicleControl(throttle=0.5))
+print("ready", vehicle.id, flush=True)
+while True:
+    world.tick()
+"""
+
+
+def _readline(proc, timeout_s: float = 20.0) -> str:
+    ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+    assert ready, f"no output from the client: {proc.poll()}"
+    return proc.stdout.readline()
+
+
+def test_two_clients_then_one_dies_while_ticking():
+    server, port = start_server()
+    first = second = None
+    try:
+        first = start_client(TICKING_CLIENT, port, "0")
+        line = _readline(first)
+        assert line.startswith("ready"), line + first.stderr.read() if first.poll() is not None else line
+        first_vehicle = int(line.split()[1])
+        # A second client in this process watches the first one's ticks and its vehicle.
+        client = carla.Client("127.0.0.1", port)
+        client.set_timeout(10.0)
+        world = client.get_world()
+        frame = world.wait_for_tick(5.0).frame
+        assert world.wait_for_tick(5.0).frame > frame
+        assert first_vehicle in {a.id for a in world.get_actors().filter("vehicle.*")}
+        # A third client process spawns its own vehicle while the first one ticks.
+        second = start_client(TICKING_CLIENT.replace("while True:\n    world.tick()", "world.tick()"), port, "40")
+        assert _readline(second).startswith("ready")
+        second.wait(timeout=20)
+        assert second.returncode == 0
+        first.kill()  # dies mid-run, in synchronous mode
+        first.wait(timeout=10)
+        time.sleep(0.3)
+        assert client.get_server_version() == "0.9.16"
+        settings = world.get_settings()
+        assert settings.synchronous_mode is True  # the server waits for the next tick, as CARLA's
+        frozen = world.get_snapshot().frame
+        time.sleep(0.3)
+        assert world.get_snapshot().frame == frozen
+        vehicles = world.get_actors().filter("vehicle.*")
+        assert len(vehicles) == 2 and first_vehicle in {v.id for v in vehicles}  # the dead client's actors stay
+        actor = world.get_actor(first_vehicle)
+        before = actor.get_location()
+        for _ in range(10):
+            world.tick()  # another client takes over the ticking
+        assert world.get_snapshot().frame == frozen + 10
+        assert actor.get_location().distance(before) > 0.1  # it keeps its last control (throttle 0.5)
+        for vehicle in vehicles:
+            vehicle.destroy()
+        settings.synchronous_mode = False
+        settings.fixed_delta_seconds = None
+        world.apply_settings(settings)
+        assert world.wait_for_tick(5.0).frame > frozen + 10
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        stop(server)
