@@ -14,54 +14,19 @@ reference runs the same map, vehicle and sensors on ``EmbeddedWorld`` +
 
 from __future__ import annotations
 
-import os
 import queue
-import select
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from benchmarks.world_bench import BenchError, machine_info
+from sim.carla_server.process import serve_command, start_server_process, stop_server_process
 
-REPO = Path(__file__).resolve().parents[1]
 CAMERA = {"image_size_x": 400, "image_size_y": 300, "fov": 90}
 LIDAR = {"channels": 32, "range": 100.0, "points_per_second": 655360, "rotation_frequency": 20.0,
          "dropoff_general_rate": 0.0, "dropoff_intensity_limit": 1.0, "dropoff_zero_intensity": 0.0}
 CAMERA_POSE = {"x": 1.5, "z": 2.4}
 LIDAR_POSE = {"z": 2.5}
-
-
-def start_server(map_name: str, timeout_s: float = 60.0) -> tuple[subprocess.Popen, int]:
-    """``avsim serve`` on a free loopback port in a child process; (process, RPC port)."""
-    proc = subprocess.Popen([sys.executable, "-m", "launch.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                             "--map", map_name], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            if line.startswith("avsim serve:"):
-                return proc, int(line.split(" on 127.0.0.1:")[1].split()[0])
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise BenchError(f"avsim serve did not start: {proc.communicate()[1][-1000:]}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    """SIGTERM, then kill after 10 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _client_fps(port: int, ticks: int, warmup: int) -> float:
@@ -102,7 +67,7 @@ def _client_fps(port: int, ticks: int, warmup: int) -> float:
                     np.frombuffer(data.raw_data, dtype=np.float32).reshape(-1, 4)
 
         for _ in range(warmup):  # streams subscribe asynchronously after listen()
-            frame = world.tick()
+            world.tick()
         for q in received.values():
             while not q.empty():
                 q.get_nowait()
@@ -146,11 +111,14 @@ def run_serve_bench(map_name: str = "Town01", ticks: int = 200, warmup: int = 20
         import carla  # noqa: F401
     except ImportError as exc:
         raise BenchError(f"the carla client package is needed: {exc}") from exc
-    proc, port = start_server(map_name)
+    try:
+        proc, port = start_server_process(serve_command(map_name))
+    except RuntimeError as exc:
+        raise BenchError(str(exc)) from exc
     try:
         fps = _client_fps(port, ticks, warmup)
     finally:
-        stop_server(proc)
+        stop_server_process(proc)
     inprocess = _inprocess_fps(map_name, ticks, warmup)
     return {"benchmark": "serve", "map": map_name, "ticks": ticks, "camera": "400x300 rgb",
             "lidar": "32 channels x 1024 points per tick, 100 m", "fps": round(fps, 1),

@@ -21,13 +21,13 @@ def carla_endpoint():
     if host:
         yield host, int(os.environ.get("CARLA_PORT", "2000")), False
         return
-    from benchmarks.serve_bench import start_server, stop_server
+    from sim.carla_server.process import start_server_process, stop_server_process
 
-    proc, port = start_server("Town01")
+    proc, port = start_server_process()
     try:
         yield "127.0.0.1", port, True
     finally:
-        stop_server(proc)
+        stop_server_process(proc)
 
 
 @pytest.fixture(scope="session")

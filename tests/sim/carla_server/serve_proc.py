@@ -1,45 +1,13 @@
-"""Helpers for tests: ``avsim serve`` and CARLA client scripts as child processes (killed by PID at the end)."""
+"""Helpers for tests: CARLA client scripts as child processes (the server: ``sim.carla_server.process``)."""
 
 from __future__ import annotations
 
 import os
-import select
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def start_server(map_name: str = "Town01") -> tuple[subprocess.Popen, int]:
-    """Start ``avsim serve`` on a free port; (process, RPC port) once it printed its ready line."""
-    proc = subprocess.Popen([sys.executable, "-m", "launch.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                             "--map", map_name], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            if line.startswith("avsim serve:"):
-                return proc, int(line.split(" on 127.0.0.1:")[1].split()[0])
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError(f"avsim serve did not start: {proc.communicate()[1][-2000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL after 10 s: the process is gone when this returns."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def start_client(script: str, port: int, *args: str) -> subprocess.Popen:

@@ -8,11 +8,7 @@ the test process would never get to answer.
 from __future__ import annotations
 
 import math
-import os
-import select
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,39 +17,18 @@ import pytest
 
 carla = pytest.importorskip("carla")
 
+from sim.carla_server.process import start_server_process, stop_server_process
+
 REPO = Path(__file__).resolve().parents[3]
-
-
-def _start_server() -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "launch.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                             "--map", "Town01"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            if line.startswith("avsim serve:"):
-                return proc, int(line.split(" on 127.0.0.1:")[1].split()[0])
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError(f"avsim serve did not start: {proc.communicate()[1][-2000:]}")
 
 
 @pytest.fixture(scope="module")
 def server():
-    proc, port = _start_server()
+    proc, port = start_server_process()
     try:
         yield proc, port
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_server_process(proc)
 
 
 @pytest.fixture(scope="module")
@@ -307,7 +282,7 @@ def test_walkers_spawn_take_control_and_no_navigation_mesh(sync_world):
 
 
 def test_sigterm_stops_the_server_cleanly():
-    proc, port = _start_server()
+    proc, port = start_server_process()
     carla.Client("127.0.0.1", port).get_server_version()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0

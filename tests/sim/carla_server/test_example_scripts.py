@@ -14,16 +14,17 @@ import pytest
 
 pytest.importorskip("carla")
 
-from tests.sim.carla_server.serve_proc import run_client, start_server, stop
+from sim.carla_server.process import start_server_process, stop_server_process
+from tests.sim.carla_server.serve_proc import run_client
 
 
 @pytest.fixture(scope="module")
 def port():
-    proc, rpc_port = start_server()
+    proc, rpc_port = start_server_process()
     try:
         yield rpc_port
     finally:
-        stop(proc)
+        stop_server_process(proc)
 
 
 SYNCHRONOUS_MODE = """

@@ -13,7 +13,8 @@ import pytest
 
 carla = pytest.importorskip("carla")
 
-from tests.sim.carla_server.serve_proc import start_client, start_server, stop
+from sim.carla_server.process import start_server_process, stop_server_process
+from tests.sim.carla_server.serve_proc import start_client
 
 TICKING_CLIENT = """
 import sys, carla
@@ -40,7 +41,7 @@ def _readline(proc, timeout_s: float = 20.0) -> str:
 
 
 def test_two_clients_then_one_dies_while_ticking():
-    server, port = start_server()
+    server, port = start_server_process()
     first = second = None
     try:
         first = start_client(TICKING_CLIENT, port, "0")
@@ -87,4 +88,4 @@ def test_two_clients_then_one_dies_while_ticking():
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        stop(server)
+        stop_server_process(server)

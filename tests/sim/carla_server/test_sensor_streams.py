@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import select
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +22,7 @@ import pytest
 carla = pytest.importorskip("carla")
 
 from sim.carla_backend.decode import decode_measurement
+from sim.carla_server.process import start_server_process, stop_server_process
 from sim.embedded.sensors.imu import ImuData
 
 HERE = Path(__file__).resolve().parent
@@ -43,27 +41,11 @@ MOUNT = carla.Transform(carla.Location(x=-2.7, y=0.3, z=1.4), carla.Rotation(yaw
 TICKS = 40
 
 
-def _start_server(out_dir: Path) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, str(HERE / "recording_server.py"), str(out_dir)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            if line.startswith("avsim serve:"):
-                return proc, int(line.split(" on 127.0.0.1:")[1].split()[0])
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError(f"recording server did not start: {proc.communicate()[1][-2000:]}")
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """Drive the scene for a few ticks; returns (received {blueprint: {frame: data}}, sensor ids, record dir, ego)."""
     out_dir = tmp_path_factory.mktemp("measurements")
-    proc, port = _start_server(out_dir)
+    proc, port = start_server_process([sys.executable, str(HERE / "recording_server.py"), str(out_dir)])
     try:
         client = carla.Client("127.0.0.1", port)
         client.set_timeout(10.0)
@@ -102,12 +84,7 @@ def run(tmp_path_factory):
         for sensor in sensors:
             sensor.stop()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server_process(proc)
 
 
 def _pairs(run, blueprint_id: str) -> list[tuple[object, object]]:

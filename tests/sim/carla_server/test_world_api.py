@@ -8,12 +8,12 @@ import pytest
 
 carla = pytest.importorskip("carla")
 
-from tests.sim.carla_server.serve_proc import start_server, stop
+from sim.carla_server.process import start_server_process, stop_server_process
 
 
 @pytest.fixture(scope="module")
 def world():
-    proc, port = start_server()
+    proc, port = start_server_process()
     try:
         client = carla.Client("127.0.0.1", port)
         client.set_timeout(10.0)
@@ -24,7 +24,7 @@ def world():
         world.apply_settings(settings)
         yield world
     finally:
-        stop(proc)
+        stop_server_process(proc)
 
 
 @pytest.fixture()
