@@ -71,6 +71,7 @@ from sim.embedded.maps.loader import MapSource, check_opendrive_text, resolve_ma
 from sim.embedded.sensors.base import Sensor, SensorMeasurement, SensorPose, sensor_world_pose
 from sim.embedded.sensors.imu import ImuSensor
 from sim.embedded.sensors.raycast import RaycastSensor
+from sim.embedded.sensors.rig import RaycastBatcher
 from sim.embedded.world import EmbeddedWorld, SpawnError
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,7 @@ class CarlaServer:
         self._held: dict[int, Pose] = {}  # vehicles with simulate_physics off, at the pose they are held
         self._light_frozen = np.zeros(self.world.signals.num_lights, dtype=bool)
         self._scene = None
+        self._batcher = getattr(self, "_batcher", None) or RaycastBatcher()
         self._spectator = _default_spectator(self.world)
 
     def _bind(self, host: str, port: int) -> tuple[RpcServer, StreamServer]:
@@ -245,6 +247,7 @@ class CarlaServer:
             self._ticker.join()
         self.rpc.close()
         self.streams.close()
+        self._batcher.close()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -892,10 +895,11 @@ class CarlaServer:
         if not plans:
             return
         hidden = tuple(sorted({s.parent_id for s, _ in plans if _inside_parent(snapshot, s)}))
-        self._scene.update(snapshot, hidden)
-        for sensor, plan in plans:
-            hits = self._scene.cast_rays(plan.origins, plan.directions, plan.max_range_m)
-            self._publish_measurement(snapshot, sensor, sensor.impl.finish(snapshot, plan, hits))
+        by_impl = {id(sensor.impl): sensor for sensor, _ in plans}
+        # One raycast for every sensor (shared camera rays, actor-ray culling, finishing on two threads).
+        done = self._batcher.run(self._scene, snapshot, [(sensor.impl, plan) for sensor, plan in plans], hidden)
+        for impl, measurement, _ in done:
+            self._publish_measurement(snapshot, by_impl[id(impl)], measurement)
 
     def _publish_measurement(self, snapshot: WorldSnapshot, sensor: _Sensor, measurement: SensorMeasurement) -> None:
         """Serialize one embedded measurement in CARLA's format for its blueprint and push it."""

@@ -118,13 +118,86 @@ class RigTimings:
     per_sensor_s: dict[str, float] = field(default_factory=dict)
 
 
+class RaycastBatcher:
+    """Casts the rays of many raycast sensors in one call and turns the hits into their data.
+
+    Plans with the same ``share_key`` (cameras with one pose and intrinsics) are
+    cast once; rays that cannot reach an actor skip the actor scene
+    (``cull_actor_rays``); sensors finish on ``finish_threads`` threads side
+    by side. The ray buffer is reused from call to call, so hits from one call
+    are valid only until the next.
+    """
+
+    def __init__(self, cull_actor_rays: bool = True, finish_threads: int = 2) -> None:
+        if isinstance(finish_threads, bool) or not isinstance(finish_threads, int) or finish_threads < 1:
+            raise ValueError(f"finish_threads must be an integer >= 1, got {finish_threads!r}")
+        self.cull_actor_rays = cull_actor_rays
+        # Turning hits into data is numpy and OpenCV work that releases the GIL: sensors finish side by side.
+        self._pool = ThreadPoolExecutor(finish_threads, thread_name_prefix="sensor-finish") \
+            if finish_threads > 1 else None
+        self._ray_buffer = np.empty((0, 6), dtype=np.float32)
+        self._range_buffer = np.empty(0, dtype=np.float32)
+
+    def close(self) -> None:
+        """Stop the finishing threads."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def run(self, scene, snapshot: WorldSnapshot, plans: list, hidden: tuple[int, ...] = (),
+            timings: RigTimings | None = None) -> list[tuple[Sensor, SensorMeasurement, float]]:
+        """(sensor, measurement, seconds it took to finish) for every ``(sensor, plan)`` of this tick."""
+        timings = timings if timings is not None else RigTimings()
+        start = time.perf_counter()
+        scene.update(snapshot, hidden)
+        timings.scene_update_s = time.perf_counter() - start
+        # One slice of the combined ray batch per distinct plan; shared plans reuse theirs.
+        slices: dict[object, slice] = {}
+        batches = []
+        offset = 0
+        owner = []
+        planner: dict[int, object] = {}
+        for sensor, plan in plans:
+            planner.setdefault(id(plan), sensor)
+            key = plan.share_key if plan.share_key is not None else id(plan)
+            if key not in slices:
+                n = plan.num_rays
+                slices[key] = slice(offset, offset + n)
+                offset += n
+                batches.append(plan)
+            owner.append(key)
+        # All rays packed once as (N, 6) [origin, direction], the layout the raycaster takes, in a buffer
+        # reused from call to call: a fresh 3-4 MB buffer costs ~0.5 ms of page faults.
+        if self._ray_buffer.shape[0] < offset:
+            self._ray_buffer = np.empty((offset, 6), dtype=np.float32)
+            self._range_buffer = np.empty(offset, dtype=np.float32)
+        rays, max_range = self._ray_buffer[:offset], self._range_buffer[:offset]
+        corners = _actor_corners(snapshot, hidden) if self.cull_actor_rays else None
+        candidates: list[np.ndarray] = []
+        for plan in batches:
+            rows = slices[plan.share_key if plan.share_key is not None else id(plan)]
+            plan.write(rays[rows])
+            max_range[rows] = plan.max_range_m
+            if corners is not None:
+                chosen = planner[id(plan)].actor_candidates(plan, corners)
+                candidates.append(np.arange(rows.start, rows.stop) if chosen is None else chosen + rows.start)
+        actor_rays = np.concatenate(candidates) if corners is not None else None
+        start = time.perf_counter()
+        hits = scene.cast_ray_array(rays, max_range, actor_rays)
+        timings.raycast_s = time.perf_counter() - start
+        timings.rays = int(offset)
+        jobs = [(sensor, plan, hits.select(slices[key])) for (sensor, plan), key in zip(plans, owner, strict=True)]
+        results = self._pool.map(_timed_finish, jobs, [snapshot] * len(jobs)) if self._pool is not None \
+            else map(_timed_finish, jobs, [snapshot] * len(jobs))
+        return [(sensor, measurement, seconds)
+                for (sensor, _, _), (measurement, seconds) in zip(jobs, results, strict=True)]
+
+
 class SensorRig:
     """Sensors of a :class:`SensorSuite` mounted on ``world``'s actors (by role name)."""
 
     def __init__(self, world, suite: SensorSuite, scene_seed: int = 0, cull_actor_rays: bool = True,
                  finish_threads: int = 2) -> None:
-        if isinstance(finish_threads, bool) or not isinstance(finish_threads, int) or finish_threads < 1:
-            raise ValueError(f"finish_threads must be an integer >= 1, got {finish_threads!r}")
         self.world = world
         self.cull_actor_rays = cull_actor_rays
         self.suite = suite
@@ -145,17 +218,11 @@ class SensorRig:
         self._other = [s for s in self.sensors if not isinstance(s, RaycastSensor)]
         self._scene = None
         self.timings = RigTimings()
-        self._ray_buffer = np.empty((0, 6), dtype=np.float32)
-        self._range_buffer = np.empty(0, dtype=np.float32)
-        # Turning hits into data is numpy and OpenCV work that releases the GIL: sensors finish side by side.
-        self._pool = ThreadPoolExecutor(finish_threads, thread_name_prefix="sensor-finish") \
-            if finish_threads > 1 and self._raycast else None
+        self._batcher = RaycastBatcher(cull_actor_rays, finish_threads)
 
     def close(self) -> None:
         """Stop the finishing threads (also done when the rig is garbage-collected)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self._batcher.close()
 
     def _hidden_parents(self, snapshot: WorldSnapshot) -> tuple[int, ...]:
         """Parents with a raycast sensor mounted inside their own box (they would blind it)."""
@@ -202,51 +269,8 @@ class SensorRig:
             if plan is not None:
                 plans.append((sensor, plan))
         if plans:
-            start = time.perf_counter()
-            scene = self.scene
             hidden = self._hidden_parents(snapshot)
-            scene.update(snapshot, hidden)
-            timings.scene_update_s = time.perf_counter() - start
-            # One slice of the combined ray batch per distinct plan; shared plans reuse theirs.
-            slices: dict[object, slice] = {}
-            batches = []
-            offset = 0
-            owner = []
-            planner: dict[int, object] = {}
-            for sensor, plan in plans:
-                planner.setdefault(id(plan), sensor)
-                key = plan.share_key if plan.share_key is not None else id(plan)
-                if key not in slices:
-                    n = plan.num_rays
-                    slices[key] = slice(offset, offset + n)
-                    offset += n
-                    batches.append(plan)
-                owner.append(key)
-            # All rays packed once as (N, 6) [origin, direction], the layout the raycaster takes.
-            # Reused from tick to tick: a fresh 3-4 MB buffer costs ~0.5 ms of page faults. The previous
-            # tick's hits read these rays lazily, so they are valid only until the next measure().
-            if self._ray_buffer.shape[0] < offset:
-                self._ray_buffer = np.empty((offset, 6), dtype=np.float32)
-                self._range_buffer = np.empty(offset, dtype=np.float32)
-            rays, max_range = self._ray_buffer[:offset], self._range_buffer[:offset]
-            corners = _actor_corners(snapshot, hidden) if self.cull_actor_rays else None
-            candidates: list[np.ndarray] = []
-            for plan in batches:
-                rows = slices[plan.share_key if plan.share_key is not None else id(plan)]
-                plan.write(rays[rows])
-                max_range[rows] = plan.max_range_m
-                if corners is not None:
-                    chosen = planner[id(plan)].actor_candidates(plan, corners)
-                    candidates.append(np.arange(rows.start, rows.stop) if chosen is None else chosen + rows.start)
-            actor_rays = np.concatenate(candidates) if corners is not None else None
-            start = time.perf_counter()
-            hits = scene.cast_ray_array(rays, max_range, actor_rays)
-            timings.raycast_s = time.perf_counter() - start
-            timings.rays = int(offset)
-            jobs = [(sensor, plan, hits.select(slices[key])) for (sensor, plan), key in zip(plans, owner, strict=True)]
-            results = self._pool.map(_timed_finish, jobs, [snapshot] * len(jobs)) if self._pool is not None \
-                else map(_timed_finish, jobs, [snapshot] * len(jobs))
-            for (sensor, _, _), (measurement, seconds) in zip(jobs, results, strict=True):
+            for sensor, measurement, seconds in self._batcher.run(self.scene, snapshot, plans, hidden, timings):
                 out[sensor.name] = measurement
                 timings.per_sensor_s[sensor.name] += seconds
         self.timings = timings
