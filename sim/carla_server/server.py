@@ -71,7 +71,7 @@ from sim.embedded.maps.loader import MapSource, check_opendrive_text, resolve_ma
 from sim.embedded.sensors.base import Sensor, SensorMeasurement, SensorPose, sensor_world_pose
 from sim.embedded.sensors.imu import ImuSensor
 from sim.embedded.sensors.raycast import RaycastSensor
-from sim.embedded.sensors.rig import RaycastBatcher
+from sim.embedded.sensors.rig import RaycastBatcher, hidden_parents
 from sim.embedded.world import EmbeddedWorld, SpawnError
 
 log = logging.getLogger(__name__)
@@ -894,7 +894,7 @@ class CarlaServer:
                     self._publish_measurement(snapshot, sensor, measurement)
         if not plans:
             return
-        hidden = tuple(sorted({s.parent_id for s, _ in plans if _inside_parent(snapshot, s)}))
+        hidden = hidden_parents([sensor.impl for sensor, _ in plans], snapshot)
         by_impl = {id(sensor.impl): sensor for sensor, _ in plans}
         # One raycast for every sensor (shared camera rays, actor-ray culling, finishing on two threads).
         done = self._batcher.run(self._scene, snapshot, [(sensor.impl, plan) for sensor, plan in plans], hidden)
@@ -937,13 +937,6 @@ def _transform(location: np.ndarray, rotation_rad: np.ndarray) -> Transform:
     x, y, z = (float(v) for v in location)
     pitch, yaw, roll = (math.degrees(float(v)) for v in rotation_rad)
     return Transform(x, y, z, pitch, yaw, roll)
-
-
-def _inside_parent(snapshot: WorldSnapshot, sensor: _Sensor) -> bool:
-    """Whether a sensor sits inside its parent's box (the parent is then hidden from its rays, as the rig does)."""
-    half = snapshot.extent_m[snapshot.index_of(sensor.parent_id)]
-    m = sensor.mount
-    return abs(m.x) < half[0] and abs(m.y) < half[1] and 0.0 <= m.z < 2.0 * half[2]
 
 
 def _lidar_payload(snapshot: WorldSnapshot, where: Transform, lidar, points: np.ndarray) -> bytes:

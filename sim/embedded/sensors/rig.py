@@ -101,6 +101,19 @@ def _accepted_keywords(cls: type) -> set[str]:
     return names - {"self", "parent_id", "transform", "name"}
 
 
+def hidden_parents(sensors: list[Sensor], snapshot: WorldSnapshot) -> tuple[int, ...]:
+    """Parents with one of ``sensors`` mounted inside their own box (they would blind it): hide them from its rays."""
+    hidden: list[int] = []
+    for sensor in sensors:
+        half = snapshot.extent_m[sensor._parent_row(snapshot)]
+        mount = sensor.transform
+        # Vehicle origins sit on the ground under the box centre; the box spans z in [0, 2 * half_z].
+        inside = abs(mount.x_m) < half[0] and abs(mount.y_m) < half[1] and 0.0 <= mount.z_m < 2.0 * half[2]
+        if inside and sensor.parent_id not in hidden:
+            hidden.append(sensor.parent_id)
+    return tuple(hidden)
+
+
 def _timed_finish(job: tuple, snapshot: WorldSnapshot) -> tuple[SensorMeasurement, float]:
     sensor, plan, hits = job
     start = time.perf_counter()
@@ -224,19 +237,6 @@ class SensorRig:
         """Stop the finishing threads (also done when the rig is garbage-collected)."""
         self._batcher.close()
 
-    def _hidden_parents(self, snapshot: WorldSnapshot) -> tuple[int, ...]:
-        """Parents with a raycast sensor mounted inside their own box (they would blind it)."""
-        hidden = []
-        for sensor in self._raycast:
-            row = sensor._parent_row(snapshot)
-            half = snapshot.extent_m[row]
-            mount = sensor.transform
-            # Vehicle origins sit on the ground under the box centre; the box spans z in [0, 2 * half_z].
-            inside = abs(mount.x_m) < half[0] and abs(mount.y_m) < half[1] and 0.0 <= mount.z_m < 2.0 * half[2]
-            if inside and sensor.parent_id not in hidden:
-                hidden.append(sensor.parent_id)
-        return tuple(hidden)
-
     @property
     def scene(self):
         """The 3D scene (built on first use; needs Open3D)."""
@@ -269,7 +269,7 @@ class SensorRig:
             if plan is not None:
                 plans.append((sensor, plan))
         if plans:
-            hidden = self._hidden_parents(snapshot)
+            hidden = hidden_parents(self._raycast, snapshot)
             for sensor, measurement, seconds in self._batcher.run(self.scene, snapshot, plans, hidden, timings):
                 out[sensor.name] = measurement
                 timings.per_sensor_s[sensor.name] += seconds
