@@ -306,9 +306,8 @@ class DrivingEnv(gymnasium.Env):
 
     def _route_lights(self, route: Route) -> dict[int, int]:
         """Route index of each junction entry -> index of the traffic light facing it (-1: none)."""
-        entries = np.flatnonzero(np.diff(route.in_junction.astype(np.int8), prepend=0) == 1)
         lights = {}
-        for index in entries.tolist():
+        for index in route.junction_entries.tolist():
             before = int(route.lane[max(index - 1, 0)])
             lights[index] = int(self.world.signals.lane_light[before])
         return lights

@@ -170,7 +170,7 @@ class ParkedCarBlocking(Scenario):
 
 
 def _next_junction_entry(route: Route, from_s_m: float) -> int | None:
-    entries = np.flatnonzero(np.diff(route.in_junction.astype(np.int8), prepend=0) == 1)
+    entries = route.junction_entries
     entries = entries[route.s_m[entries] >= from_s_m]
     return int(entries[0]) if entries.size else None
 

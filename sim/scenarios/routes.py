@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from enum import IntEnum
 from pathlib import Path
 
@@ -76,10 +77,15 @@ class Route:
         """Length along the route [m]."""
         return float(self.s_m[-1])
 
+    @cached_property
+    def junction_entries(self) -> np.ndarray:
+        """Indices of the route points where the route enters a junction (the first point of each junction lane run)."""
+        return np.flatnonzero(np.diff(self.in_junction.astype(np.int8), prepend=0) == 1)
+
     @property
     def num_junctions(self) -> int:
         """Number of junctions the route crosses."""
-        return int(np.count_nonzero(np.diff(self.in_junction.astype(np.int8)) == 1) + int(self.in_junction[0]))
+        return int(self.junction_entries.size)
 
     @property
     def turns(self) -> int:
@@ -333,8 +339,6 @@ class RouteTracker:
         self.window_ahead = window_ahead
         self.index = 0
         self.s_m = 0.0
-        starts = np.flatnonzero(np.diff(route.in_junction.astype(np.int8), prepend=0) == 1)
-        self._junction_starts = starts
 
     def update(self, x: float, y: float, yaw: float) -> RouteProgress:
         """Progress for the ego at (x, y) heading ``yaw``."""
@@ -350,7 +354,8 @@ class RouteTracker:
         along = dx * math.cos(ryaw) + dy * math.sin(ryaw)
         lateral = -dx * math.sin(ryaw) + dy * math.cos(ryaw)
         self.s_m = s = max(self.s_m, float(np.clip(r.s_m[index] + along, 0.0, r.length_m)))
-        ahead = self._junction_starts[self._junction_starts > index]
+        entries = r.junction_entries
+        ahead = entries[entries > index]
         junction_distance = float(r.s_m[ahead[0]] - s) if ahead.size else math.inf
         if r.in_junction[index]:
             command = RoadOption(int(r.command[index]))
