@@ -234,7 +234,7 @@ def evaluate_agent(
     try:
         env = DrivingEnv(config=config, **overrides)
         policy = make_agent(agent, seed)
-        ids = list(route) if route else [spec.route_id for spec in env._route_specs]
+        ids = list(route) if route else list(env.route_ids)
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("routes", total=len(ids))
             result = evaluate(env, policy, ids, seed, on_route=lambda record: progress.advance(task))

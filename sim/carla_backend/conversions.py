@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import carla
-import numpy as np
 
 from sim.api import ActorKind, Pose, TrafficLightState, VehicleControl
 
@@ -113,7 +112,3 @@ def vehicle_ground_xy(transform: carla.Transform, box_location: carla.Location) 
     return (float(transform.location.x + c * box_location.x - s * box_location.y),
             float(transform.location.y + s * box_location.x + c * box_location.y))
 
-
-def as_array(values: list[tuple[float, ...]], width: int) -> np.ndarray:
-    """A list of tuples as an (N, width) float64 array (empty-safe)."""
-    return np.asarray(values, dtype=np.float64).reshape(-1, width)

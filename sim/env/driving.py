@@ -109,16 +109,20 @@ class DrivingEnv(gymnasium.Env):
             self._state = StateObserver(c.observation.state, action_size)
             self.observation_space = self._state.space
         else:
-            self.observation_space = None  # built with the rig at the first reset (needs the ego)
             from sim.embedded.sensors.suite import load_suite
 
             self._suite = load_suite(c.sensors)
-            self.observation_space = self._sensor_space_probe()
+            self.observation_space = self._sensor_space()
         self._renderer = None
         self.ego_id = -1
         self.route: Route | None = None
         self._tracker: RouteTracker | None = None
         self._trail: deque[tuple[float, float]] = deque(maxlen=600)
+
+    @property
+    def route_ids(self) -> tuple[str, ...]:
+        """Ids of the route file's routes this env runs (empty with random routes)."""
+        return tuple(spec.route_id for spec in self._route_specs)
 
     # ------------------------------------------------------------------ construction helpers
     @staticmethod
@@ -132,7 +136,7 @@ class DrivingEnv(gymnasium.Env):
 
         return EmbeddedWorld(WorldConfig(map=c.map, seed=c.seed, dt_s=c.dt_s, dynamics=c.dynamics))
 
-    def _sensor_space_probe(self) -> spaces.Dict:
+    def _sensor_space(self) -> spaces.Dict:
         """The sensors' Dict space, from the suite's specs (sensor models built without a world)."""
         from sim.embedded.sensors.rig import build_sensor
         from sim.embedded.sensors.suite import EVENT_SENSORS
@@ -287,7 +291,7 @@ class DrivingEnv(gymnasium.Env):
                 spec = next((s for s in self._route_specs if s.route_id == options["route_id"]), None)
                 if spec is None:
                     raise ValueError(f"route_id {options['route_id']!r} is not among this env's routes: "
-                                     f"{[s.route_id for s in self._route_specs]}")
+                                     f"{list(self.route_ids)}")
             else:
                 index = int(options.get("route_index", self._route_cursor)) % len(self._route_specs)
                 spec = self._route_specs[index]

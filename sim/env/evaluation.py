@@ -23,9 +23,9 @@ LEADERBOARD_EPISODE = {"terminate_on": ["route_deviation", "blocked"]}
 def evaluate(env: DrivingEnv, agent: Agent, route_ids: list[str] | None = None, seed: int = 0,
              on_route: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Run ``agent`` once on each route of ``env``'s route file; returns per-route and aggregated scores."""
-    if not env._route_specs:
+    if not env.route_ids:
         raise ValueError("evaluation needs an env with routes.source: file (a route set)")
-    ids = route_ids or [spec.route_id for spec in env._route_specs]
+    ids = route_ids or list(env.route_ids)
     results, per_route = [], []
     start = time.perf_counter()
     for k, route_id in enumerate(ids):

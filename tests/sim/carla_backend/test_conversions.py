@@ -6,7 +6,6 @@ import math
 import socket
 
 import carla
-import numpy as np
 import pytest
 
 from sim.api import ActorKind, Pose, TrafficLightState, VehicleControl
@@ -78,7 +77,3 @@ def test_env_with_carla_backend_and_no_server_says_so():
         DrivingEnv(backend="carla", carla={"host": "127.0.0.1", "port": port, "timeout_s": 0.5},
                    observation={"mode": "state"})
 
-
-def test_as_array_is_empty_safe():
-    assert cv.as_array([], 3).shape == (0, 3)
-    np.testing.assert_array_equal(cv.as_array([(1, 2, 3)], 3), [[1, 2, 3]])
