@@ -8,13 +8,13 @@ learned policy is compared with, and a check that routes are drivable.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from sim.api import TrafficLightState
+from sim.scenarios.library import steer_towards
 
 
 class Agent(Protocol):
@@ -47,8 +47,7 @@ class RouteFollower:
         route, progress = env.route, env._progress
         x, y = snapshot.location_m[row, :2]
         target = route.points_xy[min(progress.index + self.lookahead_points, route.points_xy.shape[0] - 1)]
-        angle = math.atan2(target[1] - y, target[0] - x) - float(snapshot.rotation_rad[row, 1])
-        angle = math.atan2(math.sin(angle), math.cos(angle))
+        steer = steer_towards(x, y, float(snapshot.rotation_rad[row, 1]), target, self.steer_gain)
         speed = float(np.hypot(*snapshot.velocity_mps[row, :2]))
         hazard = env._hazard_distance(snapshot, row, progress)
         wanted = self.speed_mps if hazard > 15.0 else max(0.0, (hazard - 5.0) / 10.0 * self.speed_mps)
@@ -56,7 +55,7 @@ class RouteFollower:
         if light in (TrafficLightState.RED, TrafficLightState.YELLOW) and light_m < 12.0:
             wanted = 0.0
         acc = 0.5 * (wanted - speed) - (1.0 if hazard < 5.0 or wanted == 0.0 else 0.0)
-        return np.array([np.clip(acc, -1, 1), np.clip(self.steer_gain * angle, -1, 1)], dtype=np.float32)
+        return np.array([np.clip(acc, -1, 1), steer], dtype=np.float32)
 
 
 class RandomAgent:

@@ -66,11 +66,16 @@ def pursue(snapshot: WorldSnapshot, actor_id: int, path_xy: np.ndarray, speed_mp
     yaw = float(snapshot.rotation_rad[row, 1])
     nearest = int(np.argmin(np.hypot(path_xy[:, 0] - x, path_xy[:, 1] - y)))
     target = path_xy[min(nearest + int(lookahead_m), path_xy.shape[0] - 1)]
-    angle = math.atan2(target[1] - y, target[0] - x) - yaw
-    angle = math.atan2(math.sin(angle), math.cos(angle))
     speed = float(np.hypot(*snapshot.velocity_mps[row, :2]))
     accel = float(np.clip(0.6 * (speed_mps - speed), -1.0, 1.0))
-    return VehicleControl(throttle=max(accel, 0.0), brake=max(-accel, 0.0), steer=float(np.clip(1.5 * angle, -1, 1)))
+    return VehicleControl(throttle=max(accel, 0.0), brake=max(-accel, 0.0), steer=steer_towards(x, y, yaw, target))
+
+
+def steer_towards(x: float, y: float, yaw: float, target_xy, gain: float = 1.5) -> float:
+    """Steering in [-1, 1] proportional to the heading error towards ``target_xy`` (pure pursuit's core)."""
+    angle = math.atan2(target_xy[1] - y, target_xy[0] - x) - yaw
+    angle = math.atan2(math.sin(angle), math.cos(angle))
+    return float(np.clip(gain * angle, -1.0, 1.0))
 
 
 class Scenario:

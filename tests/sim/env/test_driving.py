@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import gymnasium
 import numpy as np
 import pytest
@@ -12,7 +10,9 @@ import sim  # noqa: F401  (registers avsim/Driving-v0)
 from sim.api import Pose
 from sim.embedded.config import ConfigError
 from sim.env.actions import ActionError
+from sim.env.agents import RouteFollower
 from sim.env.driving import DrivingEnv
+from sim.scenarios.library import steer_towards
 
 SMALL = {"map": "Town01", "traffic": {"vehicles": 8, "walkers": 4}, "observation": {"mode": "state"}}
 
@@ -97,23 +97,14 @@ def test_time_limit_truncates_not_terminates():
 
 
 def test_driving_the_route_completes_it_and_scores_100():
-    """A scripted driver (pure pursuit on the route) completes a route: terminated, completion 100, DS 100."""
+    """The route follower (pure pursuit, stops for red) completes a route: terminated, completion 100, DS 100."""
     e = DrivingEnv(**{**SMALL, "traffic": {"vehicles": 0, "walkers": 0},
                       "routes": {"min_length_m": 60, "max_length_m": 80},
                       "episode": {"terminate_on": ["collision", "route_deviation"]}})
     e.reset(seed=2)
-    route = e.route
+    agent = RouteFollower(steer_gain=2.0)
     for _ in range(2000):
-        snapshot = e.world.snapshot()
-        row = snapshot.index_of(e.ego_id)
-        x, y = snapshot.location_m[row, :2]
-        yaw = snapshot.rotation_rad[row, 1]
-        speed = float(np.hypot(*snapshot.velocity_mps[row, :2]))
-        target = route.points_xy[min(e._tracker.index + 6, route.points_xy.shape[0] - 1)]
-        angle = math.atan2(target[1] - y, target[0] - x) - yaw
-        angle = math.atan2(math.sin(angle), math.cos(angle))
-        acc = float(np.clip(0.5 * (6.0 - speed), -1, 1))
-        _, _, terminated, truncated, info = e.step(np.array([acc, np.clip(2.0 * angle, -1, 1)]))
+        _, _, terminated, truncated, info = e.step(agent(None, e))
         if terminated or truncated:
             break
     assert terminated and not truncated
@@ -178,8 +169,7 @@ def test_scripted_episode_one_vehicle_collision_and_80_percent_scores_48():
         x, y = snapshot.location_m[row, :2]
         speed = float(np.hypot(*snapshot.velocity_mps[row, :2]))
         target = route.points_xy[min(e._tracker.index + 6, route.points_xy.shape[0] - 1)]
-        angle = math.atan2(target[1] - y, target[0] - x) - snapshot.rotation_rad[row, 1]
-        angle = math.atan2(math.sin(angle), math.cos(angle))
+        steer = steer_towards(x, y, snapshot.rotation_rad[row, 1], target)
         completion = e._progress.completion
         if obstacle is None and collisions == 0 and completion > 0.3:
             ahead = route.points_xy[e._tracker.index + 9]
@@ -188,7 +178,7 @@ def test_scripted_episode_one_vehicle_collision_and_80_percent_scores_48():
         light, light_m = e._next_light(snapshot, e._progress)
         stop_for_light = light in (0, 1) and light_m < 12.0  # red or yellow ahead
         acc = float(np.clip(0.5 * (6.0 - speed), -1, 1)) if completion < 0.8 and not stop_for_light else -1.0
-        _, _, terminated, truncated, info = e.step(np.array([acc, np.clip(1.5 * angle, -1, 1)]))
+        _, _, terminated, truncated, info = e.step(np.array([acc, steer]))
         if "collision" in info["infractions"]:
             collisions += 1
             e.world.destroy([obstacle])  # the car is gone: drive on

@@ -9,6 +9,7 @@ import pytest
 
 from sim.api import RedLightEvent, TrafficLightState
 from sim.embedded.config import ConfigError
+from sim.env.agents import RouteFollower
 from sim.env.driving import DrivingEnv
 from sim.scenarios.library import SCENARIOS
 
@@ -19,20 +20,12 @@ def make_env(name: str) -> DrivingEnv:
                       episode={"terminate_on": []})
 
 
-def drive(env: DrivingEnv, steps: int, speed_mps: float = 6.0, careful: bool = True):
-    """A scripted driver: pure pursuit on the route, slowing for the env's hazard distance. Yields snapshots."""
+def drive(env: DrivingEnv, steps: int):
+    """Drive with the privileged route follower (pure pursuit, slows for hazards, stops for red); yields snapshots."""
+    agent = RouteFollower()
+    agent.reset(env)
     for _ in range(steps):
-        snap = env.world.snapshot()
-        row = snap.index_of(env.ego_id)
-        x, y = snap.location_m[row, :2]
-        target = env.route.points_xy[min(env._tracker.index + 6, env.route.points_xy.shape[0] - 1)]
-        angle = math.atan2(target[1] - y, target[0] - x) - snap.rotation_rad[row, 1]
-        angle = math.atan2(math.sin(angle), math.cos(angle))
-        speed = float(np.hypot(*snap.velocity_mps[row, :2]))
-        hazard = env._hazard_distance(snap, row, env._progress) if careful else math.inf
-        wanted = speed_mps if hazard > 15 else max(0.0, (hazard - 5.0) / 10.0 * speed_mps)
-        acc = float(np.clip(0.5 * (wanted - speed) - (1.0 if hazard < 5 else 0.0), -1, 1))
-        _, _, terminated, truncated, info = env.step(np.array([acc, np.clip(1.5 * angle, -1, 1)]))
+        _, _, terminated, truncated, info = env.step(agent(None, env))
         yield env.world.snapshot(), info
         if terminated or truncated:
             return
