@@ -152,6 +152,7 @@ class CarlaServer:
         self._destroyed_boxes: dict[int, list] = {}  # the last box of destroyed actors (see _get_actor_bounding_box)
         self._next_sensor_id = SENSOR_ID_BASE
         self._next_stream_id = EPISODE_STREAM_ID + 1
+        self._batcher = RaycastBatcher()  # one batched raycast for every listened raycast sensor, per tick
         self._new_episode_state()
         self._state_flags = 0  # simulation state bits of the next episode state (map change)
         self._opendrive_text: str | None = None  # the map of generate_opendrive_world
@@ -216,7 +217,6 @@ class CarlaServer:
         self._held: dict[int, Pose] = {}  # vehicles with simulate_physics off, at the pose they are held
         self._light_frozen = np.zeros(self.world.signals.num_lights, dtype=bool)
         self._scene = None
-        self._batcher = getattr(self, "_batcher", None) or RaycastBatcher()
         self._spectator = _default_spectator(self.world)
 
     def _bind(self, host: str, port: int) -> tuple[RpcServer, StreamServer]:

@@ -212,7 +212,6 @@ class SensorRig:
     def __init__(self, world, suite: SensorSuite, scene_seed: int = 0, cull_actor_rays: bool = True,
                  finish_threads: int = 2) -> None:
         self.world = world
-        self.cull_actor_rays = cull_actor_rays
         self.suite = suite
         self.scene_seed = scene_seed
         roles = {info.role_name: actor_id for actor_id, info in world.actors.items() if info.role_name}
