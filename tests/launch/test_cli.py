@@ -126,3 +126,9 @@ def test_bench_serve_json_fields():
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["benchmark"] == "serve" and record["ticks"] == 5
     assert record["ratio"] == pytest.approx(record["fps"] / record["inprocess_fps"], rel=0.01)
+
+
+def test_routes_generate_unknown_town_exits_2(tmp_path):
+    result = avsim("routes", "generate", "Town99", str(tmp_path / "r.yaml"))
+    assert result.returncode == 2 and "Town99" in result.stderr
+    assert not (tmp_path / "r.yaml").exists()
