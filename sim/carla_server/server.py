@@ -48,6 +48,12 @@ The unmodified ``carla`` client connects to ``host:port`` (RPC) and
   ``reset_settings=False``. All clients share one world: a client that goes
   away leaves its actors and the synchronous mode behind (as CARLA).
 - Anything else answers an RPC error naming the method.
+
+A client-side pitfall (README): carla 0.9.16's ``apply_batch_sync(..., True)`` holds
+the GIL while it waits for the tick, and stream threads freeing just-stopped sensors'
+Python callbacks wait for the GIL, so stopping several sensors and destroying them in
+one ticking batch can deadlock the client. The server answers both calls; the client
+never reads the episode state. Pausing briefly after ``stop()`` avoids it.
 """
 
 from __future__ import annotations
