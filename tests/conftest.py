@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
 from sim.embedded.maps.lanes import build_lane_graph
 from sim.embedded.maps.loader import load_carla_map, resolve_map
+
+_CACHE_KEY = "_avsim_carla_cache"
+
+
+def pytest_configure(config):
+    """CARLA clients cache files a server offers (the navigation mesh) under CARLA_CACHE_DIR, else in the home
+    directory: tests keep them in a temporary directory (clients in child processes inherit it)."""
+    if "CARLA_CACHE_DIR" not in os.environ:
+        path = tempfile.mkdtemp(prefix="avsim-carla-cache-")
+        os.environ["CARLA_CACHE_DIR"] = path
+        setattr(config, _CACHE_KEY, path)
+
+
+def pytest_unconfigure(config):
+    path = getattr(config, _CACHE_KEY, None)
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+        os.environ.pop("CARLA_CACHE_DIR", None)
 
 
 @pytest.fixture(scope="session")

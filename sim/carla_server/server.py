@@ -70,6 +70,7 @@ import numpy as np
 
 from sim.api import ActorKind, CollisionEvent, Pose, TrafficLightState, VehicleControl, WorldSnapshot
 from sim.carla_server import encoding as enc
+from sim.carla_server.detour import encode_navmesh, navmesh_file_name
 from sim.carla_server.encoding import ActorDescription, EpisodeSettings, Transform, VehicleControlMsg
 from sim.carla_server.rpc import RpcServer
 from sim.carla_server.streams import StreamServer
@@ -78,6 +79,7 @@ from sim.embedded.sensors.base import Sensor, SensorMeasurement, SensorPose, sen
 from sim.embedded.sensors.imu import ImuSensor
 from sim.embedded.sensors.raycast import RaycastSensor
 from sim.embedded.sensors.rig import RaycastBatcher, hidden_parents
+from sim.embedded.traffic.walkable import build_walkable_mesh
 from sim.embedded.world import EmbeddedWorld, SpawnError
 
 log = logging.getLogger(__name__)
@@ -175,7 +177,8 @@ class CarlaServer:
             "get_sensor_token": self._get_sensor_token,
             "get_episode_settings": lambda: enc.ok(self.settings.to_msg()),
             "set_episode_settings": self._set_episode_settings,
-            "get_required_files": lambda *_: enc.ok([]),
+            "get_required_files": self._get_required_files,
+            "request_file": self._request_file,
             "query_lights_state": lambda *_: enc.ok([]),
             "tick_cue": self._tick_cue,
             "get_actor_definitions": lambda: enc.ok([d.to_msg() for d in self._definitions.values()]),
@@ -200,6 +203,8 @@ class CarlaServer:
             "freeze_all_traffic_lights": self._freeze_all_traffic_lights,
             "apply_control_to_walker": self._apply_walker_control,
             "set_actor_simulate_physics": self._set_simulate_physics,
+            "set_actor_collisions": self._set_actor_collisions,
+            "set_actor_dead": self._set_actor_dead,
             "get_navigation_mesh": self._get_navigation_mesh,
             "destroy_traffic_manager": lambda port: enc.ok(self._traffic_managers.pop(int(port), None) is not None),
             "get_spectator": lambda: enc.ok(self._actor_msg(SPECTATOR_ID)),
@@ -224,6 +229,7 @@ class CarlaServer:
         self._light_frozen = np.zeros(self.world.signals.num_lights, dtype=bool)
         self._scene = None
         self._spectator = _default_spectator(self.world)
+        self._navmesh: tuple[str, bytes] | None = None  # (file name, Detour navmesh set), built when first asked
 
     def _bind(self, host: str, port: int) -> tuple[RpcServer, StreamServer]:
         for _ in range(20):
@@ -395,10 +401,51 @@ class CarlaServer:
     def _walker_control(self, actor_id: int, control: enc.WalkerControlMsg) -> None:
         self.world.apply_walker_control(actor_id, control.direction[:2], control.speed)
 
+    def navigation_file(self) -> tuple[str, bytes]:
+        """The map's navigation mesh as CARLA's client loads it: (cache file name, bytes); built once per map."""
+        if self._navmesh is None:
+            world = self.world
+            data = encode_navmesh(build_walkable_mesh(world.geometry, world.walker_network, world.lanes))
+            self._navmesh = (navmesh_file_name(world.source.name, data), data)
+            log.info("navigation mesh %s: %d bytes", self._navmesh[0], len(data))
+        return self._navmesh
+
     def _get_navigation_mesh(self) -> list:
-        raise UnsupportedError("no navigation mesh: the embedded pedestrians walk a sidewalk graph, not a Recast "
-                               "mesh, so get_random_location_from_navigation and the client's walker AI "
-                               "(crowd) cannot run; spawn walkers at sidewalk transforms instead")
+        return enc.ok(self.navigation_file()[1])
+
+    def _get_required_files(self, folder: str = "") -> list:
+        """Files the client should cache: the navigation mesh for "Nav" (the map itself travels by RPC)."""
+        return enc.ok([self.navigation_file()[0]] if str(folder).strip("/") == "Nav" else [])
+
+    def _request_file(self, name: str) -> list:
+        nav_name, data = self.navigation_file()
+        if str(name) != nav_name:
+            raise KeyError(f"no file {name!r} on this server (it offers {nav_name!r})")
+        return enc.ok(data)
+
+    def _set_actor_collisions(self, actor_id: int, enabled: bool) -> list:
+        """Accepted for existing actors (the walker AI turns its walker's collisions off); the world ignores it."""
+        if not self._exists(int(actor_id)):
+            raise KeyError(f"actor {actor_id} not found")
+        return enc.ok_void()
+
+    def _set_actor_dead(self, actor_id: int) -> list:
+        """A walker the client's crowd saw run over: it stops where it is (CARLA lets it fall as a ragdoll)."""
+        actor_id = int(actor_id)
+        info = self.world.actors.get(actor_id)
+        if info is None or info.kind != ActorKind.WALKER:
+            raise KeyError(f"actor {actor_id} is not a walker")
+        self.world.apply_walker_control(actor_id, (1.0, 0.0), 0.0)
+        return enc.ok_void()
+
+    def _walker_state(self, actor_id: int, transform: Transform, speed: float) -> None:
+        """CARLA's ApplyWalkerState from the client's walker AI: the foot point on the navigation mesh, a heading
+        and a speed; the walker's box centre goes half its height above that point."""
+        info = self.world.actors.get(actor_id)
+        if info is None or info.kind != ActorKind.WALKER:
+            raise KeyError(f"actor {actor_id} is not a walker")
+        pose = Pose(transform.x, transform.y, transform.z + info.extent_m[2], math.radians(transform.yaw))
+        self.world.teleport(actor_id, pose, max(float(speed), 0.0))
 
     # ------------------------------------------------------------------ actors
     def _vehicle_info(self, actor_id: int):
@@ -757,6 +804,8 @@ class CarlaServer:
                 self._control(actor_id, VehicleControlMsg.from_msg(value[1]))
             elif index == 4:
                 self._walker_control(actor_id, enc.WalkerControlMsg.from_msg(value[1]))
+            elif index == 7:
+                self._walker_state(actor_id, Transform.from_msg(value[1]), float(value[2]))
             elif index == 16:
                 # The client's Traffic Manager registers the vehicle itself and drives it with
                 # ApplyVehicleControl; the server only notes the flag (CARLA's server does the same).

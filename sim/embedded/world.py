@@ -373,10 +373,20 @@ class EmbeddedWorld:
         self._broad_phase.invalidate()
 
     def teleport(self, actor_id: int, pose: Pose, speed_mps: float | None = None) -> None:
-        """Move a free vehicle to ``pose`` (``set_transform``), optionally setting its speed."""
+        """Move a free vehicle or a walker to ``pose`` (``set_transform``), optionally setting its speed.
+
+        A walker's ``pose`` is its box centre (as snapshots report it); it then
+        walks straight on along ``pose.yaw_rad`` at ``speed_mps`` (0 if None)
+        and no longer follows the pedestrian network.
+        """
+        info = self.actors.get(actor_id)
+        if info is not None and info.kind == ActorKind.WALKER:
+            self.walkers.place(actor_id, (pose.x_m, pose.y_m, pose.z_m), pose.yaw_rad, speed_mps or 0.0)
+            self._last_state = None
+            return
         row = self._fleet_row(actor_id)
         if row < 0:
-            raise ValueError(f"actor {actor_id} is not a free (non-autopilot) vehicle")
+            raise ValueError(f"actor {actor_id} is not a free (non-autopilot) vehicle or a walker")
         self.fleet.set_state([row], x_m=pose.x_m, y_m=pose.y_m, yaw_rad=pose.yaw_rad, speed_mps=speed_mps)
         self._fleet_state.lane[row] = -1
         self._last_state = None

@@ -299,6 +299,26 @@ class Walkers:
         self.controlled[row] = True
         self.control_velocity[row] = direction / norm * speed_mps if norm > 0 else 0.0
 
+    def place(self, actor_id: int, xyz, yaw_rad: float, speed_mps: float) -> None:
+        """Put a walker's box centre at ``xyz`` facing ``yaw_rad``, walking straight on at ``speed_mps``.
+
+        CARLA's walker state (``ApplyWalkerState``, sent by the client's walker
+        AI every tick): a teleport plus a walker control along the heading. Like
+        :meth:`apply_control`, the walker leaves the pedestrian network.
+        """
+        point = np.asarray(xyz, dtype=float).reshape(-1)
+        if point.shape[0] != 3 or not (np.isfinite(point).all() and math.isfinite(yaw_rad)
+                                       and math.isfinite(speed_mps)) or speed_mps < 0:
+            raise ValueError(f"walker state needs a finite (x, y, z), yaw and speed >= 0, got {xyz}, {yaw_rad}, "
+                             f"{speed_mps}")
+        row = int(self._rows(np.array([actor_id]))[0])
+        heading = np.array([math.cos(yaw_rad), math.sin(yaw_rad)])
+        self.controlled[row] = True
+        self.control_velocity[row] = heading * speed_mps
+        self.location_xyz[row] = point
+        self.yaw_rad[row] = yaw_rad
+        self.velocity_xyz[row] = (*(heading * speed_mps), 0.0)
+
     # ------------------------------------------------------------------ tick
     def step(self, dt_s: float, lane_light_state: LaneLightState = None,
              vehicle_xy: np.ndarray | None = None, vehicle_velocity: np.ndarray | None = None,

@@ -58,9 +58,7 @@ def test_autopilot_traffic(world):
     assert (moved > 1.0).sum() >= len(npcs) // 2
 
 
-def test_walkers_with_ai_controllers(world, carla_endpoint):
-    if carla_endpoint[2]:
-        pytest.skip("avsim serve has no navigation mesh yet, so CARLA's walker AI cannot place walkers (issue 7)")
+def test_walkers_with_ai_controllers(world):
     walkers = world.spawn_walkers(5)
     assert len(walkers) >= 1
     first = world.tick()

@@ -261,7 +261,7 @@ def test_collision_sensor_reports_the_other_vehicle(sync_world):
     sensor.stop()
 
 
-def test_walkers_spawn_take_control_and_no_navigation_mesh(sync_world):
+def test_walkers_spawn_and_take_walker_control(sync_world):
     world = sync_world
     library = world.get_blueprint_library()
     assert len(library.filter("walker.pedestrian.*")) >= 10
@@ -277,8 +277,43 @@ def test_walkers_spawn_take_control_and_no_navigation_mesh(sync_world):
     end = walker.get_location()
     assert end.x - start.x == pytest.approx(2.0, abs=0.3) and abs(end.y - start.y) < 0.1
     assert walker.get_velocity().x == pytest.approx(2.0, abs=0.05)
-    # No Recast navigation mesh (the server answers get_navigation_mesh with an error): the client gives None.
-    assert world.get_random_location_from_navigation() is None
+
+
+def test_walker_ai_controllers_walk_the_navigation_mesh(sync_world, client):
+    """generate_traffic.py's pedestrians: random navigation points, batch spawns, AI controllers, a cross factor."""
+    world = sync_world
+    world.set_pedestrians_seed(0)
+    points = [world.get_random_location_from_navigation() for _ in range(8)]
+    assert all(p is not None for p in points)
+    library = world.get_blueprint_library()
+    blueprints = library.filter("walker.pedestrian.*")
+    spawned = client.apply_batch_sync([carla.command.SpawnActor(blueprints[k], carla.Transform(p + carla.Location(z=1.0)))
+                                       for k, p in enumerate(points)], True)
+    walkers = [r.actor_id for r in spawned if not r.error]
+    assert len(walkers) == 8, [r.error for r in spawned]
+    controller_bp = library.find("controller.ai.walker")
+    made = client.apply_batch_sync([carla.command.SpawnActor(controller_bp, carla.Transform(), w) for w in walkers],
+                                   True)
+    controllers = list(world.get_actors([r.actor_id for r in made if not r.error]))
+    assert len(controllers) == 8
+    world.set_pedestrians_cross_factor(0.0)
+    for controller in controllers:
+        controller.start()
+        controller.go_to_location(world.get_random_location_from_navigation())
+        controller.set_max_speed(1.4)
+    start = {w: world.get_actor(w).get_location() for w in walkers}
+    for _ in range(60):  # 3 s
+        world.tick()
+    try:
+        moved = [world.get_actor(w).get_location().distance(start[w]) for w in walkers]
+        heights = [world.get_actor(w).get_location().z - start[w].z for w in walkers]
+        # The crowd walks them at their 1.4 m/s (a little less while they turn or make room for each other).
+        assert min(moved) > 2.0 and max(moved) < 1.4 * 3.0 + 0.5, moved
+        assert max(abs(h) for h in heights) < 0.5  # still on the ground: box centre half a walker above the mesh
+    finally:
+        for controller in controllers:
+            controller.stop()
+        client.apply_batch([carla.command.DestroyActor(a) for a in [*[c.id for c in controllers], *walkers]])
 
 
 def test_sigterm_stops_the_server_cleanly():
