@@ -36,7 +36,10 @@ MAX_POLY_VERTS = 6
 """Most vertices of one polygon (Detour's ``DT_VERTS_PER_POLYGON``)."""
 SIMPLIFY_M = 0.05
 """Region outlines are simplified within this distance (lane sampling leaves many collinear points)."""
-_CONVEX_EPS = 1e-9
+GRID_M = 1e-3
+"""Overlays snap to this grid, so no two vertices are closer (near-duplicates make sliver triangles)."""
+_MIN_TURN = 1e-6
+"""Least cross product [m^2] of a corner of a kept triangle or merged polygon (float32 in the navmesh)."""
 
 
 class WalkArea(IntEnum):
@@ -87,7 +90,8 @@ def build_walkable_mesh(geometry: MapGeometry, network: WalkerNetwork, lanes: La
     regions = _regions(geometry, network)
     triangles: list[np.ndarray] = []
     areas: list[int] = []
-    linework = shapely.union_all([region.boundary for region in regions.values() if not region.is_empty])
+    linework = shapely.union_all([region.boundary for region in regions.values() if not region.is_empty],
+                                 grid_size=GRID_M)
     for face in shapely.get_parts(shapely.polygonize(shapely.get_parts(linework))):
         inside = face.point_on_surface()
         area = next((a for a, region in regions.items() if region.contains(inside)), None)
@@ -105,7 +109,7 @@ def build_walkable_mesh(geometry: MapGeometry, network: WalkerNetwork, lanes: La
     a, b, c = (vertices_xy[tris[:, k]] for k in range(3))
     clockwise = _cross(a, b, c) < 0
     tris[clockwise] = tris[clockwise][:, [0, 2, 1]]
-    keep = np.abs(_cross(a, b, c)) > _CONVEX_EPS  # degenerate slivers
+    keep = np.abs(_cross(a, b, c)) > _MIN_TURN  # degenerate slivers
     polygons = _merge_convex(vertices_xy, [list(t) for t in tris[keep].tolist()], np.asarray(areas)[keep].tolist())
     return _assemble(vertices_xy, polygons, _ground_z(vertices_xy, network, lanes))
 
@@ -124,9 +128,10 @@ def _regions(geometry: MapGeometry, network: WalkerNetwork) -> dict[WalkArea, sh
     crosswalk = shapely.union_all([union(geometry.crosswalk_polygons), *widened((EdgeKind.CROSSWALK,))])
     sidewalk = shapely.union_all([union(geometry.sidewalk_polygons), *widened((EdgeKind.SIDEWALK, EdgeKind.CORNER))])
     road = union(geometry.driving_polygons + geometry.shoulder_polygons)
-    crosswalk, sidewalk, road = (shapely.make_valid(r.simplify(SIMPLIFY_M)) for r in (crosswalk, sidewalk, road))
-    sidewalk = sidewalk.difference(crosswalk)
-    road = road.difference(sidewalk).difference(crosswalk)
+    crosswalk, sidewalk, road = (shapely.set_precision(shapely.make_valid(r.simplify(SIMPLIFY_M)), GRID_M)
+                                 for r in (crosswalk, sidewalk, road))
+    sidewalk = shapely.difference(sidewalk, crosswalk, grid_size=GRID_M)
+    road = shapely.difference(shapely.difference(road, sidewalk, grid_size=GRID_M), crosswalk, grid_size=GRID_M)
     return {WalkArea.CROSSWALK: crosswalk, WalkArea.SIDEWALK: sidewalk, WalkArea.ROAD: road}
 
 
@@ -170,7 +175,7 @@ def _joined(first: list[int], second: list[int], a: int, b: int) -> list[int]:
 def _convex(xy: np.ndarray, poly: list[int]) -> bool:
     points = xy[poly]
     turns = _cross(points, np.roll(points, -1, axis=0), np.roll(points, -2, axis=0))
-    return bool(np.all(turns > _CONVEX_EPS))
+    return bool(np.all(turns > _MIN_TURN))
 
 
 def _ground_z(xy: np.ndarray, network: WalkerNetwork, lanes: LaneGraph) -> np.ndarray:
