@@ -28,9 +28,15 @@ The unmodified ``carla`` client connects to ``host:port`` (RPC) and
   frozen flag and state travel in the episode state. ``set_state`` holds a
   state until ``freeze(False)``.
 - Walkers: ``walker.pedestrian.*`` spawn on the nearest sidewalk and walk the
-  embedded pedestrian network on their own; ``controller.ai.walker`` is an
-  actor only. There is no navigation mesh (``get_navigation_mesh`` errors),
-  so the client's walker AI and ``get_random_location_from_navigation`` do not work.
+  embedded pedestrian network on their own until a client moves them
+  (``WalkerControl``, or the walker AI's states). CARLA's walker AI runs in the
+  client: it asks for the map's navigation file (``get_required_files("Nav")``,
+  ``request_file``), a Detour navmesh this server builds from the walkable mesh
+  of the map (``sim.embedded.traffic.walkable``, written by
+  ``sim.carla_server.detour``), then sends each walker's position every tick
+  (batch command ApplyWalkerState: the foot point on the mesh, a heading and a
+  speed). ``get_random_location_from_navigation``, ``go_to_location``,
+  ``set_max_speed`` and ``set_pedestrians_cross_factor`` work as in CARLA.
 - ``sensor.other.collision`` streams the world's collision events of its
   parent; ``sensor.other.lane_invasion`` is computed by the client itself
   (its ``LaneInvasionSensor`` crosses the parent's box corners with the map's
@@ -420,7 +426,7 @@ class CarlaServer:
     def _request_file(self, name: str) -> list:
         nav_name, data = self.navigation_file()
         if str(name) != nav_name:
-            raise KeyError(f"no file {name!r} on this server (it offers {nav_name!r})")
+            raise ValueError(f"no file {name!r} on this server (it offers {nav_name!r})")
         return enc.ok(data)
 
     def _set_actor_collisions(self, actor_id: int, enabled: bool) -> list:

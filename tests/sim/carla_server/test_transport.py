@@ -8,6 +8,7 @@ import struct
 import msgpack
 import pytest
 
+from sim.carla_server import encoding as enc
 from sim.carla_server.rpc import RpcServer
 from sim.carla_server.server import CarlaServer
 from sim.carla_server.streams import StreamServer
@@ -146,3 +147,34 @@ def test_handle_lights_weather_walkers_and_bad_input(server):
     assert server.handle("apply_control_to_walker", [[False], walker[0], [[1.0, 0.0, 0.0], 1.5, False]]) == [[False]]
     assert "WalkerControl" in server.handle("apply_control_to_walker", [[False], walker[0], [1.0, 1.5]])[0][1][0]
     assert server.handle("destroy_actor", [[False], walker[0]]) == [[1, True]]
+
+
+def test_navigation_file_is_offered_under_nav_and_served_by_name(server):
+    assert server.handle("get_required_files", [[False], ""]) == [[1, []]]  # the map itself travels by RPC
+    (ok, names), = server.handle("get_required_files", [[False], "Nav"])
+    assert ok == 1 and len(names) == 1 and names[0].startswith("avsim/Nav/Town01_") and names[0].endswith(".bin")
+    (ok, data), = server.handle("request_file", [[False], names[0]])
+    assert ok == 1 and data[:4] == b"TESM" and data == server.navigation_file()[1]  # 'MSET', little-endian
+    assert server.handle("get_navigation_mesh", [[False]]) == [[1, data]]
+    missing = server.handle("request_file", [[False], "Carla/Maps/Nav/Town01.bin"])
+    assert "no file 'Carla/Maps/Nav/Town01.bin'" in str(missing) and names[0] in str(missing)
+
+
+def test_walker_state_commands_move_walkers_and_reject_other_actors(server):
+    walker = server.handle("spawn_actor", [[False], _description("walker.pedestrian.0001"),
+                                           [[150.0, 55.0, 1.0], [0.0, 0.0, 0.0]]])[0][1][0]
+    state = [[7, [walker, [[160.0, 60.0, 0.0], [0.0, 90.0, 0.0]], 1.5]]]
+    assert server.handle("apply_batch", [[False], [state], False]) == [[[1, walker]]]
+    server.world.tick()
+    snap = server.world.snapshot()
+    row = snap.index_of(walker)
+    assert snap.location_m[row].tolist() == pytest.approx([160.0, 60.0 + 1.5 * server.world.dt_s, 0.9])
+    vehicle = server.handle("spawn_actor", [[False], _description("vehicle.lincoln.mkz_2020"),
+                                            [[150.0, 55.0, 0.5], [0.0, 0.0, 0.0]]])
+    vehicle_id = vehicle[0][1][0]
+    (answer,), = server.handle("apply_batch", [[False], [[[7, [vehicle_id, [[0, 0, 0], [0, 0, 0]], 1.0]]]], False])
+    assert answer[0] == 0 and "is not a walker" in str(answer)
+    assert server.handle("set_actor_collisions", [[False], walker, False]) == enc.ok_void()
+    assert "not found" in str(server.handle("set_actor_collisions", [[False], 999_999, False]))
+    server.handle("destroy_actor", [[False], walker])
+    server.handle("destroy_actor", [[False], vehicle_id])

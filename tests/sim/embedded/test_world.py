@@ -291,3 +291,23 @@ def test_walker_control_walks_straight_at_the_given_speed():
         world.apply_walker_control(12345, (1.0, 0.0), 1.0)
     with pytest.raises(ValueError, match="finite"):
         world.apply_walker_control(walker, (float("nan"), 0.0), 1.0)
+
+
+def test_teleporting_a_walker_sets_its_state_and_it_walks_on_along_its_heading():
+    """CARLA's ApplyWalkerState: box centre, heading and speed; the walker then leaves the pedestrian network."""
+    world = EmbeddedWorld(map="Town01", seed=0)
+    walker = world.spawn_walkers(1)[0]
+    world.tick()
+    world.teleport(walker, Pose(100.0, 50.0, 0.9, math.pi), 1.2)
+    snap = world.tick()
+    row = snap.index_of(walker)
+    np.testing.assert_allclose(snap.location_m[row], [100.0 - 1.2 * world.dt_s, 50.0, 0.9])
+    np.testing.assert_allclose(snap.velocity_mps[row, :2], [-1.2, 0.0], atol=1e-12)
+    assert snap.rotation_rad[row, 1] == pytest.approx(math.pi)
+    for _ in range(9):
+        snap = world.tick()
+    np.testing.assert_allclose(snap.location_m[snap.index_of(walker)], [100.0 - 1.2 * 10 * world.dt_s, 50.0, 0.9])
+    with pytest.raises(ValueError, match="finite"):
+        world.teleport(walker, Pose(float("nan"), 50.0, 0.9), 1.0)
+    with pytest.raises(ValueError, match="not a free"):
+        world.teleport(12345, Pose(0.0, 0.0), 1.0)
