@@ -126,9 +126,9 @@ class Transform:
 
 
 def bounding_box_msg(location: tuple[float, float, float], extent: tuple[float, float, float],
-                     actor_id: int = 0) -> list:
-    """``BoundingBox``: ``[location, extent, rotation, actor_id]``."""
-    return [list(location), list(extent), [0.0, 0.0, 0.0], int(actor_id)]
+                     actor_id: int = 0, rotation: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> list:
+    """``BoundingBox``: ``[location, extent, rotation (pitch, yaw, roll) [deg], actor_id]``."""
+    return [list(location), list(extent), list(rotation), int(actor_id)]
 
 
 @dataclass(frozen=True)
@@ -615,5 +615,9 @@ def vehicle_physics_control_msg(vtype) -> list:
 
 def environment_object_msg(transform: Transform, bbox_location: tuple[float, float, float],
                            extent: tuple[float, float, float], object_id: int, name: str, label: int) -> list:
-    """``carla::rpc::EnvironmentObject``: ``[transform, bounding_box, id (u64), name, type (CityObjectLabel)]``."""
-    return [transform.to_msg(), bounding_box_msg(bbox_location, extent), int(object_id), str(name), int(label)]
+    """``carla::rpc::EnvironmentObject``: ``[transform, bounding_box, id (u64), name, type (CityObjectLabel)]``.
+
+    The box is turned like the object (its ``transform``'s rotation)."""
+    rotation = (transform.pitch, transform.yaw, transform.roll)
+    return [transform.to_msg(), bounding_box_msg(bbox_location, extent, rotation=rotation), int(object_id), str(name),
+            int(label)]

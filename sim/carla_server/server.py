@@ -46,8 +46,9 @@ The unmodified ``carla`` client connects to ``host:port`` (RPC) and
   can be moved (``set_transform``/``set_location``: x, y and yaw, on the
   ground), given a forward speed (``set_target_velocity``: the part along the
   heading) and held at rest (``set_simulate_physics(False)``).
-  ``get_level_bbs``/``get_environment_objects`` know the traffic-light poles
-  (and, for level boxes, the vehicles and walkers), not buildings or props.
+  ``get_level_bbs``/``get_environment_objects`` know the buildings (of the
+  sensors' static scene, built on first use) and the traffic-light poles (and,
+  for level boxes, the vehicles and walkers), not smaller props.
 - Map changes (``load_world``, ``generate_opendrive_world``) build a new
   embedded world: a new episode id, the map-change flag on its first episode
   state, frame numbers going on, every actor gone, settings reset unless
@@ -100,6 +101,8 @@ SPECTATOR_ID = SENSOR_ID_BASE - 1
 """The spectator actor (it exists in every episode; it cannot be destroyed)."""
 TRAFFIC_LIGHT_LABEL = 7
 """``CityObjectLabel.TrafficLight`` (0.9.16)."""
+BUILDING_LABEL = 3
+"""``CityObjectLabel.Buildings`` (0.9.16)."""
 MAP_PREFIX = "/Game/Carla/Maps/"
 """How CARLA names its maps in ``get_available_maps``."""
 OPENDRIVE_MAP_NAME = "OpenDriveMap"
@@ -527,14 +530,29 @@ class CarlaServer:
                               math.radians(mount.roll), math.radians(mount.pitch), math.radians(mount.yaw),
                               attributes)
             impl = build_sensor(spec, parent_id)
-        if isinstance(impl, RaycastSensor) and self._scene is None:
-            from sim.embedded.sensors.scene import Scene, StaticScene
-
-            self._scene = Scene(StaticScene.build(self.world, seed=self.world.seed))
+        if isinstance(impl, RaycastSensor):
+            self._map_scene()
         self._next_sensor_id += 1
         self._sensors[actor_id] = _Sensor(actor_id, description, parent_id, mount, self._next_stream_id, impl)
         self._next_stream_id += 1
         return actor_id
+
+    def _map_scene(self):
+        """The raycast scene of the map (buildings, props), built when first needed (it needs Open3D)."""
+        if self._scene is None:
+            from sim.embedded.sensors.scene import Scene, StaticScene
+
+            self._scene = Scene(StaticScene.build(self.world, seed=self.world.seed))
+        return self._scene
+
+    def _building_boxes(self) -> list[tuple[list, Transform]]:
+        """The map's buildings (the sensors' static scene) as (BoundingBox message, transform) pairs."""
+        out = []
+        for x, y, z, hx, hy, hz, yaw in self._map_scene().static.building_boxes.tolist():
+            transform = Transform(x, y, z - hz, 0.0, math.degrees(yaw), 0.0)
+            out.append((enc.bounding_box_msg((x, y, z), (hx, hy, hz), rotation=(0.0, math.degrees(yaw), 0.0)),
+                        transform))
+        return out
 
     def _destroy(self, actor_id: int) -> None:
         """Destroy an actor and the sensors attached to it."""
@@ -637,11 +655,13 @@ class CarlaServer:
         return enc.ok(enc.vehicle_physics_control_msg(info.vehicle_type))
 
     def _level_boxes(self, label: int) -> list[tuple[list, Transform]]:
-        """Boxes of the level: traffic-light poles (label 7) from the map's signals, and the vehicles and walkers.
+        """Boxes of the level: buildings (label 3), traffic-light poles (label 7), and the vehicles and walkers.
 
-        ``label`` 255 (Any) gives all; buildings and other static meshes are not included.
+        ``label`` 255 (Any) gives all; props (poles, benches, trees) are not included.
         """
         out = []
+        if label in (enc.ANY_LABEL, BUILDING_LABEL):
+            out += self._building_boxes()
         if label in (enc.ANY_LABEL, TRAFFIC_LIGHT_LABEL):
             for xyz in self.world.signals.location_xyz.tolist():
                 centre = (xyz[0], xyz[1], xyz[2] + 2.5)
@@ -660,8 +680,12 @@ class CarlaServer:
         return out
 
     def _get_environment_objects(self, label: int = enc.ANY_LABEL) -> list:
-        """The map's traffic-light poles as environment objects (no other static meshes are modelled as objects)."""
+        """The map's buildings and traffic-light poles as environment objects (props are not modelled as objects)."""
         objects = []
+        if int(label) in (enc.ANY_LABEL, BUILDING_LABEL):
+            for k, (box, transform) in enumerate(self._building_boxes()):
+                objects.append(enc.environment_object_msg(transform, tuple(box[0]), tuple(box[1]), 100_000 + k,
+                                                          f"Building_{k}", BUILDING_LABEL))
         if int(label) in (enc.ANY_LABEL, TRAFFIC_LIGHT_LABEL):
             for k, xyz in enumerate(self.world.signals.location_xyz.tolist()):
                 objects.append(enc.environment_object_msg(Transform(*xyz), (xyz[0], xyz[1], xyz[2] + 2.5),

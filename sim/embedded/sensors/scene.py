@@ -469,13 +469,20 @@ class _Buildings:
                              _FACADES[rng.integers(len(_FACADES))]))
         return True
 
+    def boxes(self, ground: _Ground) -> np.ndarray:
+        """(B, 7) oriented boxes: centre x, y, z, half width (along yaw), half depth, half height, yaw [rad]."""
+        if not self.records:
+            return np.zeros((0, 7))
+        x, y, width, depth, height, yaw, _ = (np.array(v) for v in zip(*self.records))
+        base = ground.z(np.column_stack([x, y])) - TERRAIN_DROP_M
+        return np.column_stack([x, y, base + height / 2, width / 2, depth / 2, height / 2, yaw])
+
     def mesh(self, acc: _MeshAccumulator, ground: _Ground) -> None:
         if not self.records:
             return
-        x, y, width, depth, height, yaw, colour = (np.array(v) for v in zip(*self.records))
-        base = ground.z(np.column_stack([x, y])) - TERRAIN_DROP_M
-        centre = np.column_stack([x, y, base + height / 2])
-        verts, tris = boxes(centre, np.column_stack([width / 2, depth / 2, height / 2]), yaw)
+        box = self.boxes(ground)
+        verts, tris = boxes(box[:, :3], box[:, 3:6], box[:, 6])
+        colour = np.array([record[6] for record in self.records])
         albedo = np.repeat(colour.astype(np.uint8), 12, axis=0)
         albedo.reshape(-1, 12, 3)[:, BOX_FACE_TOP] = ROOF
         acc.add(verts, tris, Tag.BUILDING, albedo)
@@ -719,7 +726,7 @@ class StaticScene:
     triangle_albedo: np.ndarray  # (T, 3) uint8
     lamps: _Lamps
     num_lights: int
-    num_buildings: int
+    building_boxes: np.ndarray  # (B, 7): centre x, y, z, half width, half depth, half height, yaw [rad]
     build_time_s: float
     raycasting_scene: o3d.t.geometry.RaycastingScene = field(repr=False)
 
@@ -757,13 +764,18 @@ class StaticScene:
             array.flags.writeable = False
         return cls(vertices=vertices, triangles=triangles, triangle_tag=tags,
                    triangle_instance=np.zeros(tags.shape, dtype=np.uint32), triangle_albedo=albedo, lamps=lamps,
-                   num_lights=int(world.signals.location_xyz.shape[0]), num_buildings=len(buildings.records),
+                   num_lights=int(world.signals.location_xyz.shape[0]), building_boxes=buildings.boxes(ground),
                    build_time_s=time.perf_counter() - start, raycasting_scene=scene)
 
     @property
     def num_triangles(self) -> int:
         """Number of triangles."""
         return int(self.triangles.shape[0])
+
+    @property
+    def num_buildings(self) -> int:
+        """Number of buildings."""
+        return int(self.building_boxes.shape[0])
 
     def triangle_counts(self) -> dict[int, int]:
         """Triangles per semantic tag."""

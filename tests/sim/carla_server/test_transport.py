@@ -137,7 +137,6 @@ def test_handle_lights_weather_walkers_and_bad_input(server):
     assert server.handle("set_weather_parameters", [[False], [50.0] * 14]) == [[False]]
     assert server.handle("get_weather_parameters", [[False]])[0][1] == [50.0] * 14
     assert "14 fields" in server.handle("set_weather_parameters", [[False], [1.0] * 13])[0][1][0]
-    assert "navigation mesh" in server.handle("get_navigation_mesh", [[False]])[0][1][0]
     spawn = server.world.spawn_points[5].pose
     walker = server.handle("spawn_actor", [[False], _description("walker.pedestrian.0002"),
                                            [[spawn.x_m, spawn.y_m, 1.0], [0.0, 0.0, 0.0]]])[0][1]

@@ -53,7 +53,7 @@ def test_spectator_transform_can_be_read_and_set(world):
     assert spectator.destroy() is False  # CARLA's spectator cannot be destroyed either
 
 
-def test_level_bbs_and_environment_objects_are_the_lights_and_actors(world, vehicle):
+def test_level_bbs_and_environment_objects_are_buildings_lights_and_actors(world, vehicle):
     lights = world.get_actors().filter("traffic.traffic_light")
     poles = world.get_level_bbs(carla.CityObjectLabel.TrafficLight)
     assert len(poles) == len(lights) > 10
@@ -63,11 +63,22 @@ def test_level_bbs_and_environment_objects_are_the_lights_and_actors(world, vehi
     where = vehicle.get_location()
     assert cars[0].location.x == pytest.approx(where.x, abs=1e-3)
     assert cars[0].location.z == pytest.approx(where.z + 0.76, abs=1e-3)  # box centre above the ground point
-    assert world.get_level_bbs(carla.CityObjectLabel.Buildings) == []  # static meshes are not modelled
-    assert len(world.get_level_bbs()) == len(poles) + 1  # Any
+    buildings = world.get_level_bbs(carla.CityObjectLabel.Buildings)  # the sensors' static scene
+    assert len(buildings) > 50
+    carla_map = world.get_map()
+    for box in buildings[::10]:
+        assert min(box.extent.x, box.extent.y) > 1.0 and box.extent.z > 1.5
+        lane = carla_map.get_waypoint(box.location, project_to_road=True).transform.location
+        assert math.hypot(lane.x - box.location.x, lane.y - box.location.y) > 4.0  # off the road
+    assert len({round(b.rotation.yaw) for b in buildings}) > 3  # turned to face their streets
+    assert len(world.get_level_bbs()) == len(buildings) + len(poles) + 1  # Any
     objects = world.get_environment_objects(carla.CityObjectLabel.TrafficLight)
     assert len(objects) == len(poles) and objects[0].type == carla.CityObjectLabel.TrafficLight
     assert objects[0].name == "TrafficLight_0" and objects[0].id == 1
+    houses = world.get_environment_objects(carla.CityObjectLabel.Buildings)
+    assert len(houses) == len(buildings) and houses[0].type == carla.CityObjectLabel.Buildings
+    assert houses[0].bounding_box.location.x == pytest.approx(buildings[0].location.x, abs=1e-3)
+    assert houses[0].transform.location.z == pytest.approx(buildings[0].location.z - buildings[0].extent.z, abs=1e-3)
     assert world.get_environment_objects(carla.CityObjectLabel.Vegetation) == []
 
 
