@@ -172,6 +172,7 @@ class CarlaServer:
         self._batcher = RaycastBatcher()  # one batched raycast for every listened raycast sensor, per tick
         self._new_episode_state()
         self._state_flags = 0  # simulation state bits of the next episode state (map change)
+        self._last_state_payload: bytes | None = None  # greets new episode-state subscribers
         self._opendrive_text: str | None = None  # the map of generate_opendrive_world
         self.weather = enc.CLEAR_NOON_WEATHER
         self._traffic_managers: dict[int, tuple[str, int]] = {}  # TM port -> (host, port) of its RPC server
@@ -244,7 +245,7 @@ class CarlaServer:
         for _ in range(20):
             rpc = RpcServer(host, port, self.handle)
             try:
-                return rpc, StreamServer(host, rpc.port + 1)
+                return rpc, StreamServer(host, rpc.port + 1, greeting=self._greeting)
             except OSError:
                 rpc.close()
                 if port != 0:
@@ -882,10 +883,22 @@ class CarlaServer:
                 records[row]["transform"] = head["transform"][rows[actor.parent_id]]
         records[-1]["id"] = SPECTATOR_ID
         records[-1]["transform"] = self._spectator.as_tuple()
+        stamp = time.time()
         payload = enc.episode_state_payload(snapshot.frame, snapshot.timestamp_s, self.episode_id, snapshot.dt_s,
-                                            records, time.time(), self._state_flags)
+                                            records, stamp, self._state_flags)
+        # The greeting never repeats the map-change flag: a client seeing it makes a new Episode and subscribes again.
+        self._last_state_payload = payload if self._state_flags == 0 else enc.episode_state_payload(
+            snapshot.frame, snapshot.timestamp_s, self.episode_id, snapshot.dt_s, records, stamp, 0)
         self._state_flags = 0
         self.streams.publish(EPISODE_STREAM_ID, payload)
+
+    def _greeting(self, stream_id: int) -> bytes | None:
+        """A new episode-state subscriber gets the last state at once, not only from the next tick on.
+
+        The client subscribes anew after a map change (a new ``Episode``); in synchronous mode it would
+        otherwise see an empty state (frame 0) until its next tick.
+        """
+        return self._last_state_payload if stream_id == EPISODE_STREAM_ID else None
 
     def _vehicle_records(self, snapshot: WorldSnapshot, head: np.ndarray) -> None:
         """Controls, speed limits and the light ahead (the Traffic Manager drives by these)."""

@@ -5,6 +5,9 @@ little-endian bytes; from then on it reads messages framed as a u32
 little-endian length followed by the payload. It unsubscribes by closing.
 :meth:`StreamServer.publish` sends one payload to every subscriber of a
 stream; a subscriber that cannot take it within ``send_timeout_s`` is dropped.
+``greeting`` (optional) gives a payload a new subscriber gets first, before
+any published one (the server greets episode-state subscribers with the
+current state).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +27,14 @@ _LENGTH = struct.Struct("<I")
 class StreamServer:
     """Accepts stream subscriptions on ``host:port`` and pushes framed payloads to them."""
 
-    def __init__(self, host: str, port: int, send_timeout_s: float = 5.0) -> None:
+    def __init__(self, host: str, port: int, send_timeout_s: float = 5.0,
+                 greeting: Callable[[int], bytes | None] | None = None) -> None:
         self._listener = socket.create_server((host, port))
         self._listener.settimeout(0.2)
         self.host = host
         self.port = int(self._listener.getsockname()[1])
         self.send_timeout_s = float(send_timeout_s)
+        self.greeting = greeting
         self._subscribers: dict[int, list[socket.socket]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -119,6 +125,14 @@ class StreamServer:
             _close(conn)
             return
         stream_id = _LENGTH.unpack(data)[0]
+        first = self.greeting(stream_id) if self.greeting is not None else None
+        if first is not None:  # sent before the subscription is listed, so no publish can interleave with it
+            try:
+                conn.sendall(_LENGTH.pack(len(first)) + first)
+            except OSError as exc:
+                log.info("stream %d: greeting failed: %s", stream_id, exc)
+                _close(conn)
+                return
         with self._lock:
             if self._stop.is_set():
                 _close(conn)
