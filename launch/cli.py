@@ -293,8 +293,11 @@ def serve(
     import signal
     import threading
 
+    from sim.carla_server.process import exit_with_parent
     from sim.carla_server.server import CarlaServer
     from sim.embedded.maps.loader import MapLoadError
+
+    exit_with_parent()
 
     try:
         server = CarlaServer(map_name, host, port, delta_seconds=delta_seconds, seed=seed)

@@ -7,16 +7,21 @@ client against the server starts the server with :func:`start_server_process`.
 
 from __future__ import annotations
 
+import collections
+import ctypes
 import os
 import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 READY_PREFIX = "avsim serve:"
+PARENT_ENV = "AVSIM_SERVE_PARENT_PID"
+"""Set by :func:`start_server_process`: the server stops when this process dies (see :func:`exit_with_parent`)."""
 
 
 def serve_command(map_name: str = "Town01", host: str = "127.0.0.1") -> list[str]:
@@ -31,13 +36,14 @@ def start_server_process(command: list[str] | None = None, timeout_s: float = 30
     process's last stderr if it exits or stays silent for ``timeout_s``.
     """
     proc = subprocess.Popen(command or serve_command(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                            text=True, env={**os.environ, "PYTHONPATH": str(REPO), PARENT_ENV: str(os.getpid())})
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         ready, _, _ = select.select([proc.stdout], [], [], 0.5)
         if ready:
             line = proc.stdout.readline()
             if line.startswith(READY_PREFIX):
+                _drain(proc)
                 return proc, int(line.split(" on ")[1].split()[0].rsplit(":", 1)[1])
         if proc.poll() is not None:
             break
@@ -54,3 +60,32 @@ def stop_server_process(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def server_log_tail(proc: subprocess.Popen) -> str:
+    """The last lines the server wrote (stdout and stderr) since it became ready."""
+    return "".join(getattr(proc, "log_tail", ()))
+
+
+def _drain(proc: subprocess.Popen, keep_lines: int = 200) -> None:
+    """Read the server's output for as long as it runs, keeping the last lines: a full pipe would block it."""
+    tail: collections.deque[str] = collections.deque(maxlen=keep_lines)
+    proc.log_tail = tail  # type: ignore[attr-defined]
+    for stream in (proc.stdout, proc.stderr):
+        threading.Thread(target=lambda s=stream: tail.extend(iter(s.readline, "")), daemon=True).start()
+
+
+def exit_with_parent() -> None:
+    """Called by ``avsim serve`` at start: if :data:`PARENT_ENV` names our parent, stop (SIGTERM) when it dies.
+
+    Linux only (``prctl(PR_SET_PDEATHSIG)``); a crashed test or benchmark then leaves no server behind.
+    """
+    expected = os.environ.get(PARENT_ENV)
+    if not expected or not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(expected):  # the parent died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)

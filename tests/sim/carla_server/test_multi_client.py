@@ -6,7 +6,10 @@ As CARLA: the world stays in synchronous mode after the client that set it is go
 
 from __future__ import annotations
 
+import os
 import select
+import subprocess
+import sys
 import time
 
 import pytest
@@ -14,7 +17,7 @@ import pytest
 carla = pytest.importorskip("carla")
 
 from sim.carla_server.process import start_server_process, stop_server_process
-from tests.sim.carla_server.serve_proc import start_client
+from tests.sim.carla_server.serve_proc import REPO, start_client
 
 TICKING_CLIENT = """
 import sys, carla
@@ -89,3 +92,25 @@ def test_two_clients_then_one_dies_while_ticking():
                 proc.kill()
                 proc.wait()
         stop_server_process(server)
+
+
+def test_a_server_started_by_a_process_that_dies_goes_with_it():
+    """The server started by start_server_process stops when its parent dies, so a crashed test leaves none."""
+    script = ("import os, sys\nfrom sim.carla_server.process import start_server_process\n"
+              "proc, port = start_server_process()\nprint(proc.pid, flush=True)\nos._exit(1)\n")
+    parent = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    pid = int(parent.stdout.split()[0])
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie (exited, not yet reaped) counts as gone
+        return stat.read().split(") ")[1][0] != "Z"
