@@ -290,7 +290,10 @@ STREAMED_SENSORS = ("sensor.camera.rgb", "sensor.camera.depth", "sensor.camera.s
 """Sensor blueprints whose data this server measures and streams."""
 EVENT_SENSORS = ("sensor.other.collision", "sensor.other.lane_invasion")
 """Event sensors: collisions are streamed from the world's events; lane invasions are computed by the client."""
-WALKER_BLUEPRINTS = tuple(f"walker.pedestrian.{k:04d}" for k in range(1, 15))
+WALKER_BLUEPRINTS = tuple(f"walker.pedestrian.{k:04d}" for k in range(1, 50))
+FIRST_GENERATION_2_WALKER = 15
+"""CARLA's pedestrians 0001-0014 are generation 1, the later ones generation 2 (what ``generate_traffic.py``
+picks by default)."""
 WALKER_CONTROLLER = "controller.ai.walker"
 TRAFFIC_LIGHT = "traffic.traffic_light"
 
@@ -352,7 +355,8 @@ def walker_definitions(first_uid: int) -> list[ActorDefinition]:
             AttributeDef("speed", AttributeType.FLOAT, "1.4", ("0.0", "1.4", "2.8"), False),
             AttributeDef("age", AttributeType.STRING, "adult", (), False),
             AttributeDef("gender", AttributeType.STRING, "female" if uid % 2 else "male", (), False),
-            AttributeDef("generation", AttributeType.INT, "1", (), False),
+            AttributeDef("generation", AttributeType.INT,
+                         "2" if int(blueprint_id[-4:]) >= FIRST_GENERATION_2_WALKER else "1", (), False),
         )
         out.append(ActorDefinition(uid, blueprint_id, "walker,pedestrian", attributes))
     out.append(ActorDefinition(first_uid + len(out), WALKER_CONTROLLER, "controller,ai,walker",
