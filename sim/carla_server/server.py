@@ -101,6 +101,8 @@ SPECTATOR_ID = SENSOR_ID_BASE - 1
 """The spectator actor (it exists in every episode; it cannot be destroyed)."""
 TRAFFIC_LIGHT_LABEL = 7
 """``CityObjectLabel.TrafficLight`` (0.9.16)."""
+SUBSCRIBE_WAIT_S = 2.0
+"""How long a tick waits for a sensor stream whose token a client just asked for (listen) to connect."""
 BUILDING_LABEL = 3
 """``CityObjectLabel.Buildings`` (0.9.16)."""
 MAP_PREFIX = "/Game/Carla/Maps/"
@@ -173,6 +175,7 @@ class CarlaServer:
         self._new_episode_state()
         self._state_flags = 0  # simulation state bits of the next episode state (map change)
         self._last_state_payload: bytes | None = None  # greets new episode-state subscribers
+        self._awaited_streams: set[int] = set()  # sensor streams whose token was handed out, not yet connected
         self._opendrive_text: str | None = None  # the map of generate_opendrive_world
         self.weather = enc.CLEAR_NOON_WEATHER
         self._traffic_managers: dict[int, tuple[str, int]] = {}  # TM port -> (host, port) of its RPC server
@@ -308,6 +311,8 @@ class CarlaServer:
         return enc.ok([self.episode_id, [self.token(EPISODE_STREAM_ID)]])
 
     def _get_sensor_token(self, stream_id: int) -> list:
+        """The token of a sensor's stream; the client asks for it in ``listen()`` and then connects to it."""
+        self._awaited_streams.add(int(stream_id))
         return enc.ok([self.token(int(stream_id))])
 
     def _set_episode_settings(self, message: list) -> list:
@@ -981,6 +986,11 @@ class CarlaServer:
         for sensor in list(self._sensors.values()):
             if sensor.impl is None:
                 continue
+            if sensor.stream_id in self._awaited_streams:
+                # listen() returned before its stream connected: the first tick after it waits for the
+                # connection, so the script gets that tick's data (as it does from CARLA, whose ticks are slower).
+                self._awaited_streams.discard(sensor.stream_id)
+                self.streams.wait_for_subscriber(sensor.stream_id, SUBSCRIBE_WAIT_S)
             listened = self.streams.subscriber_count(sensor.stream_id) > 0
             if isinstance(sensor.impl, RaycastSensor):
                 plan = sensor.impl.plan(snapshot) if listened else None
@@ -1045,9 +1055,11 @@ def _lidar_payload(snapshot: WorldSnapshot, where: Transform, lidar, points: np.
         x, y, z = points["x"], points["y"], points["z"]
     else:
         x, y, z = points[:, 0], points[:, 1], points[:, 2]
-    elevation = np.degrees(np.arctan2(z, np.hypot(x, y)))
+    # Nearest channel by elevation, from the tangents of the half-way elevations (no arctan per point).
     step = (lidar.upper_fov - lidar.lower_fov) / max(channels - 1, 1)
-    channel = np.clip(np.rint((lidar.upper_fov - elevation) / step), 0, channels - 1).astype(np.int64)
+    halfway = np.radians(lidar.upper_fov - step * (np.arange(1, channels) - 0.5))  # descending
+    tangent = z / np.maximum(np.hypot(x, y), np.float32(1e-9))
+    channel = np.searchsorted(-np.tan(halfway).astype(np.float32), -tangent, side="right")
     channel = np.maximum.accumulate(channel) if channel.size else channel  # keep the counts in point order
     return enc.lidar_payload(snapshot.frame, snapshot.timestamp_s, where, points, channel, channels,
                              math.radians(lidar.current_angle_deg))

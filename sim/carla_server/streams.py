@@ -76,11 +76,10 @@ class StreamServer:
             subscribers = list(self._subscribers.get(int(stream_id), ()))
         if not subscribers:
             return 0
-        frame = _LENGTH.pack(len(payload)) + payload
         dead = []
         for sock in subscribers:
             try:
-                sock.sendall(frame)
+                _send_frame(sock, payload)
             except OSError as exc:
                 log.info("stream %d: dropping a subscriber (%s)", stream_id, exc)
                 dead.append(sock)
@@ -128,7 +127,7 @@ class StreamServer:
         first = self.greeting(stream_id) if self.greeting is not None else None
         if first is not None:  # sent before the subscription is listed, so no publish can interleave with it
             try:
-                conn.sendall(_LENGTH.pack(len(first)) + first)
+                _send_frame(conn, first)
             except OSError as exc:
                 log.info("stream %d: greeting failed: %s", stream_id, exc)
                 _close(conn)
@@ -155,6 +154,17 @@ class StreamServer:
             if subs and conn in subs:
                 subs.remove(conn)
         _close(conn)
+
+
+def _send_frame(sock: socket.socket, payload: bytes) -> None:
+    """Length prefix and payload in one system call when the socket takes it all (no joined copy of the payload)."""
+    header = _LENGTH.pack(len(payload))
+    sent = sock.sendmsg([header, payload])
+    if sent < len(header):
+        sock.sendall(header[sent:])
+        sock.sendall(payload)
+    elif sent < len(header) + len(payload):
+        sock.sendall(memoryview(payload)[sent - len(header):])
 
 
 def _close(sock: socket.socket) -> None:

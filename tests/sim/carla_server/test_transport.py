@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
+import time
 
 import msgpack
 import pytest
@@ -177,3 +179,31 @@ def test_walker_state_commands_move_walkers_and_reject_other_actors(server):
     assert "not found" in str(server.handle("set_actor_collisions", [[False], 999_999, False]))
     server.handle("destroy_actor", [[False], walker])
     server.handle("destroy_actor", [[False], vehicle_id])
+
+
+def test_the_first_tick_after_listen_waits_for_the_stream_to_connect():
+    """listen() asks for the token and connects in the background; the next tick must not run ahead of it."""
+    with CarlaServer("Town01", "127.0.0.1", 0) as srv:
+        srv.handle("set_episode_settings", [[False], [True, False, [True, 0.05], True, 0.01, 10, 0.0, True, 3000.0,
+                                                      2000.0, True]])
+        vehicle = srv.handle("spawn_actor", [[False], _description("vehicle.lincoln.mkz_2020"),
+                                             [[150.0, 55.0, 0.5], [0.0, 0.0, 0.0]]])[0][1][0]
+        gnss = srv.handle("spawn_actor_with_parent", [[False], [1, "sensor.other.gnss", []],
+                                                      [[0.0, 0.0, 2.0], [0.0, 0.0, 0.0]], vehicle, 0, ""])[0][1]
+        stream_id = srv._sensors[gnss[0]].stream_id
+        srv.handle("get_sensor_token", [[False], stream_id])
+        frames = []
+
+        def subscribe_late():
+            time.sleep(0.3)
+            with socket.create_connection(("127.0.0.1", srv.stream_port), timeout=5) as sock:
+                sock.sendall(struct.pack("<I", stream_id))
+                size = struct.unpack("<I", sock.recv(4, socket.MSG_WAITALL))[0]
+                frames.append(sock.recv(size, socket.MSG_WAITALL))
+
+        thread = threading.Thread(target=subscribe_late)
+        thread.start()
+        (ok, frame), = srv.handle("tick_cue", [[False]])
+        thread.join(timeout=10)
+        assert ok == 1 and len(frames) == 1
+        assert struct.unpack_from("<QQ", frames[0], 0)[1] == frame  # header: sensor type, then the frame
