@@ -207,7 +207,9 @@ class CarlaServer:
             "is_traffic_manager_running": lambda port: enc.ok(int(port) in self._traffic_managers),
             "add_traffic_manager_running": self._add_traffic_manager,
             "get_traffic_manager_running": self._get_traffic_manager,
-            "get_vehicle_light_states": lambda: enc.ok([[a, 0] for a in self._vehicle_ids()]),
+            "get_vehicle_light_states": lambda: enc.ok([[a, self._lights_on.get(a, 0)] for a in self._vehicle_ids()]),
+            "get_vehicle_light_state": lambda actor_id: enc.ok(self._vehicle_light_state(int(actor_id))),
+            "set_vehicle_light_state": self._set_vehicle_light_state,
             "get_weather_parameters": lambda: enc.ok(list(self.weather)),
             "set_weather_parameters": self._set_weather,
             "reset_all_traffic_lights": self._reset_all_traffic_lights,
@@ -239,6 +241,7 @@ class CarlaServer:
         self._controllers: dict[int, _Controller] = {}
         self._walker_descriptions: dict[int, ActorDescription] = {}
         self._held: dict[int, Pose] = {}  # vehicles with simulate_physics off, at the pose they are held
+        self._lights_on: dict[int, int] = {}  # vehicle light state flags (carla.VehicleLightState), stored only
         self._light_frozen = np.zeros(self.world.signals.num_lights, dtype=bool)
         self._scene = None
         self._spectator = _default_spectator(self.world)
@@ -469,6 +472,16 @@ class CarlaServer:
             raise KeyError(f"actor {actor_id} is not a vehicle")
         return info
 
+    def _vehicle_light_state(self, actor_id: int) -> int:
+        self._vehicle_info(actor_id)
+        return self._lights_on.get(actor_id, 0)
+
+    def _set_vehicle_light_state(self, actor_id: int, flags: int) -> list:
+        """Vehicle lights (``carla.VehicleLightState`` flags) are stored and reported; nothing is lit in images."""
+        self._vehicle_info(int(actor_id))
+        self._lights_on[int(actor_id)] = int(flags)
+        return enc.ok_void()
+
     def _vehicle_ids(self) -> list[int]:
         return [a for a, info in self.world.actors.items() if info.kind == ActorKind.VEHICLE]
 
@@ -583,6 +596,7 @@ class CarlaServer:
         self.world.destroy([actor_id])
         self._vehicles.pop(actor_id, None)
         self._held.pop(actor_id, None)
+        self._lights_on.pop(actor_id, None)
         self._walker_descriptions.pop(actor_id, None)
 
     def _set_simulate_physics(self, actor_id: int, enabled: bool) -> list:
@@ -628,8 +642,11 @@ class CarlaServer:
             current = self._spectator
             self._move(actor_id, Transform(x, y, z, current.pitch, current.yaw, current.roll))
         else:
-            self._vehicle_info(actor_id)
-            yaw = math.degrees(self._vehicle_pose(actor_id).yaw_rad)
+            info = self.world.actors.get(actor_id)
+            if info is None or info.kind not in (ActorKind.VEHICLE, ActorKind.WALKER):
+                raise KeyError(f"actor {actor_id} is not a vehicle or a walker")
+            snapshot = self.world.snapshot()
+            yaw = math.degrees(float(snapshot.rotation_rad[snapshot.index_of(actor_id), 1]))
             self._move(actor_id, Transform(x, y, z, 0.0, yaw, 0.0))
         return enc.ok_void()
 
@@ -637,7 +654,11 @@ class CarlaServer:
         if actor_id == SPECTATOR_ID:
             self._spectator = transform
             return
-        self._vehicle_info(actor_id)  # walkers, lights and sensors cannot be moved here
+        info = self.world.actors.get(actor_id)
+        if info is not None and info.kind == ActorKind.WALKER:  # its location is its box centre, as CARLA's
+            self.world.teleport(actor_id, Pose(transform.x, transform.y, transform.z, math.radians(transform.yaw)))
+            return
+        self._vehicle_info(actor_id)  # lights and sensors cannot be moved here
         pose = Pose(transform.x, transform.y, 0.0, math.radians(transform.yaw))
         self.world.teleport(actor_id, pose)
         if actor_id in self._held:
@@ -818,7 +839,12 @@ class CarlaServer:
         return responses
 
     def _command(self, command: list, future_actor: int = 0) -> list:
-        """One ``Command`` (``[[index, value]]``); returns ``[[1, actor_id]]`` or an error response."""
+        """One ``Command`` (``[[index, value]]``); returns ``[[1, actor_id]]`` or an error response.
+
+        Supported: SpawnActor (with ``then``), DestroyActor, ApplyVehicleControl, ApplyWalkerControl,
+        ApplyTransform, ApplyWalkerState, ApplyTargetVelocity, SetSimulatePhysics, SetAutopilot,
+        SetVehicleLightState, ApplyLocation, SetTrafficLightState; the others answer an error naming their index.
+        """
         try:
             index, value = command[0] if len(command) == 1 else command
             index = int(index)
@@ -840,8 +866,18 @@ class CarlaServer:
                 self._control(actor_id, VehicleControlMsg.from_msg(value[1]))
             elif index == 4:
                 self._walker_control(actor_id, enc.WalkerControlMsg.from_msg(value[1]))
+            elif index == 6:
+                self._move(actor_id, Transform.from_msg(value[1]))
             elif index == 7:
                 self._walker_state(actor_id, Transform.from_msg(value[1]), float(value[2]))
+            elif index == 8:
+                self._set_target_velocity(actor_id, value[1])
+            elif index == 14:
+                self._set_simulate_physics(actor_id, bool(value[1]))
+            elif index == 18:
+                self._set_vehicle_light_state(actor_id, value[1])
+            elif index == 19:
+                self._set_location(actor_id, value[1])
             elif index == 16:
                 # The client's Traffic Manager registers the vehicle itself and drives it with
                 # ApplyVehicleControl; the server only notes the flag (CARLA's server does the same).

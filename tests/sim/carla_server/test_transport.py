@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import struct
 import threading
@@ -207,3 +208,34 @@ def test_the_first_tick_after_listen_waits_for_the_stream_to_connect():
         thread.join(timeout=10)
         assert ok == 1 and len(frames) == 1
         assert struct.unpack_from("<QQ", frames[0], 0)[1] == frame  # header: sensor type, then the frame
+
+
+def test_batch_commands_move_hold_and_light_vehicles_and_move_walkers(server):
+    vehicle = server.handle("spawn_actor", [[False], _description("vehicle.lincoln.mkz_2020"),
+                                            [[150.0, 55.0, 0.5], [0.0, 0.0, 0.0]]])[0][1][0]
+    walker = server.handle("spawn_actor", [[False], _description("walker.pedestrian.0001"),
+                                           [[150.0, 60.0, 1.0], [0.0, 0.0, 0.0]]])[0][1][0]
+    batch = [[[6, [vehicle, [[160.0, 55.0, 0.0], [0.0, 90.0, 0.0]]]]],  # ApplyTransform
+             [[8, [vehicle, [0.0, 5.0, 0.0]]]],  # ApplyTargetVelocity: 5 m/s along +y, its new heading
+             [[18, [vehicle, 0b11]]],  # SetVehicleLightState: position | low beam
+             [[6, [walker, [[151.0, 61.0, 0.9], [0.0, 180.0, 0.0]]]]],
+             [[9, [vehicle, [0.0, 0.0, 1.0]]]]]  # ApplyTargetAngularVelocity: not modelled
+    answers = server.handle("apply_batch", [[False], batch, False])
+    assert [a[0][0] for a in answers] == [1, 1, 1, 1, 0] and "#9 is not supported" in str(answers[4])
+    snap = server.world.tick()
+    car = snap.index_of(vehicle)
+    assert snap.location_m[car, :2].tolist() == pytest.approx([160.0, 55.0 + 5.0 * server.world.dt_s], abs=0.05)
+    assert snap.rotation_rad[car, 1] == pytest.approx(math.pi / 2, abs=1e-3)
+    assert snap.location_m[snap.index_of(walker)].tolist() == pytest.approx([151.0, 61.0, 0.9])
+    assert server.handle("get_vehicle_light_state", [[False], vehicle]) == [[1, 0b11]]
+    assert [vehicle, 0b11] in server.handle("get_vehicle_light_states", [[False]])[0][1]
+    held = server.handle("apply_batch", [[False], [[[14, [vehicle, False]]], [[19, [vehicle, [165.0, 55.0, 0.0]]]]],
+                                         False])
+    assert [a[0][0] for a in held] == [1, 1]
+    for _ in range(5):
+        snap = server.world.tick()
+    car = snap.index_of(vehicle)
+    assert snap.location_m[car, :2].tolist() == pytest.approx([165.0, 55.0], abs=1e-3)  # held where it was put
+    assert server.handle("apply_batch", [[False], [[[14, [vehicle, True]]]], False]) == [[[1, vehicle]]]
+    server.handle("destroy_actor", [[False], walker])
+    server.handle("destroy_actor", [[False], vehicle])
