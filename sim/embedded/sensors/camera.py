@@ -197,11 +197,22 @@ def _shade(plan: RayPlan, hits, hit: np.ndarray, lighting: Lighting) -> np.ndarr
     # OpenCV rounds and saturates at 255 in one pass (numpy: float (N, 3) temporaries, ~5x slower).
     image = cv2.multiply(hits.albedo.reshape(n, 1, 3), cv2.merge([light, light, light]), dtype=cv2.CV_8U)
     image = image.reshape(n, 3)
-    miss = np.flatnonzero(~hit)
-    if miss.size:
-        level = (np.clip(plan.directions[miss, 2], 0.0, 1.0) * 255.0).astype(np.uint8)
-        image[miss] = _sky_table(lighting)[level]
+    miss = ~hit
+    if miss.any():
+        # Sky colour of every pixel by one table lookup, copied where nothing was hit (OpenCV: about 3x faster
+        # than gathering and scattering the missed rows with numpy).
+        level = np.clip(plan.directions[:, 2], 0.0, 1.0)
+        level *= 255.0
+        level = level.astype(np.uint8)
+        sky = cv2.LUT(cv2.merge([level, level, level]).reshape(1, n, 3), _sky_lut(lighting))
+        cv2.copyTo(sky, miss.view(np.uint8).reshape(1, n), image.reshape(1, n, 3))
     return image
+
+
+@lru_cache(maxsize=8)
+def _sky_lut(lighting: Lighting) -> np.ndarray:
+    """:func:`_sky_table` as a (1, 256, 3) OpenCV lookup table."""
+    return np.ascontiguousarray(_sky_table(lighting).reshape(1, 256, 3))
 
 
 @lru_cache(maxsize=8)

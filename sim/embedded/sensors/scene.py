@@ -970,8 +970,10 @@ class RayHits:
     @cached_property
     def albedo(self) -> np.ndarray:
         """(N, 3) uint8 base colour of the surface hit (0 on a miss)."""
-        packed = np.take(self._tables.rgb, self.triangle).view(np.uint8).reshape(-1, 4)
-        return np.ascontiguousarray(packed[:, :3])  # contiguous: OpenCV copies strided input slowly
+        packed = np.take(self._tables.rgb, self.triangle).view(np.uint8).reshape(1, -1, 4)
+        # Dropping the fourth byte with OpenCV (as one image row: an N x 1 column is 30x slower) gives a
+        # contiguous (N, 3) far faster than numpy's strided copy.
+        return cv2.cvtColor(packed, cv2.COLOR_RGBA2RGB).reshape(-1, 3)
 
     @cached_property
     def normal(self) -> np.ndarray:
