@@ -7,7 +7,6 @@ client against the server starts the server with :func:`start_server_process`.
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import os
 import select
@@ -62,17 +61,15 @@ def stop_server_process(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def server_log_tail(proc: subprocess.Popen) -> str:
-    """The last lines the server wrote (stdout and stderr) since it became ready."""
-    return "".join(getattr(proc, "log_tail", ()))
-
-
-def _drain(proc: subprocess.Popen, keep_lines: int = 200) -> None:
-    """Read the server's output for as long as it runs, keeping the last lines: a full pipe would block it."""
-    tail: collections.deque[str] = collections.deque(maxlen=keep_lines)
-    proc.log_tail = tail  # type: ignore[attr-defined]
+def _drain(proc: subprocess.Popen) -> None:
+    """Read (and drop) the server's output for as long as it runs: a full pipe would block it."""
     for stream in (proc.stdout, proc.stderr):
-        threading.Thread(target=lambda s=stream: tail.extend(iter(s.readline, "")), daemon=True).start()
+        threading.Thread(target=_read_to_end, args=(stream,), daemon=True).start()
+
+
+def _read_to_end(stream) -> None:
+    for _ in iter(stream.readline, ""):
+        pass
 
 
 def exit_with_parent() -> None:

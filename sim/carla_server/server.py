@@ -175,7 +175,6 @@ class CarlaServer:
         self._new_episode_state()
         self._state_flags = 0  # simulation state bits of the next episode state (map change)
         self._last_state_payload: bytes | None = None  # greets new episode-state subscribers
-        self._awaited_streams: set[int] = set()  # sensor streams whose token was handed out, not yet connected
         self._opendrive_text: str | None = None  # the map of generate_opendrive_world
         self.weather = enc.CLEAR_NOON_WEATHER
         self._traffic_managers: dict[int, tuple[str, int]] = {}  # TM port -> (host, port) of its RPC server
@@ -246,6 +245,7 @@ class CarlaServer:
         self._scene = None
         self._spectator = _default_spectator(self.world)
         self._navmesh: tuple[str, bytes] | None = None  # (file name, Detour navmesh set), built when first asked
+        self._awaited_streams: set[int] = set()  # sensor streams whose token was handed out, not yet connected
 
     def _bind(self, host: str, port: int) -> tuple[RpcServer, StreamServer]:
         for _ in range(20):
@@ -450,18 +450,14 @@ class CarlaServer:
     def _set_actor_dead(self, actor_id: int) -> list:
         """A walker the client's crowd saw run over: it stops where it is (CARLA lets it fall as a ragdoll)."""
         actor_id = int(actor_id)
-        info = self.world.actors.get(actor_id)
-        if info is None or info.kind != ActorKind.WALKER:
-            raise KeyError(f"actor {actor_id} is not a walker")
+        self._walker_info(actor_id)
         self.world.apply_walker_control(actor_id, (1.0, 0.0), 0.0)
         return enc.ok_void()
 
     def _walker_state(self, actor_id: int, transform: Transform, speed: float) -> None:
         """CARLA's ApplyWalkerState from the client's walker AI: the foot point on the navigation mesh, a heading
         and a speed; the walker's box centre goes half its height above that point."""
-        info = self.world.actors.get(actor_id)
-        if info is None or info.kind != ActorKind.WALKER:
-            raise KeyError(f"actor {actor_id} is not a walker")
+        info = self._walker_info(actor_id)
         pose = Pose(transform.x, transform.y, transform.z + info.extent_m[2], math.radians(transform.yaw))
         self.world.teleport(actor_id, pose, max(float(speed), 0.0))
 
@@ -470,6 +466,12 @@ class CarlaServer:
         info = self.world.actors.get(actor_id)
         if info is None or info.kind != ActorKind.VEHICLE:
             raise KeyError(f"actor {actor_id} is not a vehicle")
+        return info
+
+    def _walker_info(self, actor_id: int):
+        info = self.world.actors.get(actor_id)
+        if info is None or info.kind != ActorKind.WALKER:
+            raise KeyError(f"actor {actor_id} is not a walker")
         return info
 
     def _vehicle_light_state(self, actor_id: int) -> int:
@@ -618,12 +620,13 @@ class CarlaServer:
                 self._control(actor_id, self._vehicles[actor_id].control if actor_id in self._vehicles
                               else VehicleControlMsg())
         elif actor_id not in self._held:
-            self._held[actor_id] = self._vehicle_pose(actor_id)
+            self._held[actor_id] = self._actor_pose(actor_id)
             self.world.apply_control(actor_id, VehicleControl(brake=1.0))
         return enc.ok_void()
 
     # ------------------------------------------------------------------ transforms, velocities, physics
-    def _vehicle_pose(self, actor_id: int) -> Pose:
+    def _actor_pose(self, actor_id: int) -> Pose:
+        """Where an actor of the last snapshot is: its location and yaw."""
         snapshot = self.world.snapshot()
         row = snapshot.index_of(actor_id)
         x, y, z = (float(v) for v in snapshot.location_m[row])
@@ -645,8 +648,7 @@ class CarlaServer:
             info = self.world.actors.get(actor_id)
             if info is None or info.kind not in (ActorKind.VEHICLE, ActorKind.WALKER):
                 raise KeyError(f"actor {actor_id} is not a vehicle or a walker")
-            snapshot = self.world.snapshot()
-            yaw = math.degrees(float(snapshot.rotation_rad[snapshot.index_of(actor_id), 1]))
+            yaw = math.degrees(self._actor_pose(actor_id).yaw_rad)
             self._move(actor_id, Transform(x, y, z, 0.0, yaw, 0.0))
         return enc.ok_void()
 
@@ -672,7 +674,7 @@ class CarlaServer:
         actor_id = int(actor_id)
         self._vehicle_info(actor_id)
         vx, vy, _ = (float(v) for v in velocity)
-        pose = self._vehicle_pose(actor_id)
+        pose = self._actor_pose(actor_id)
         if actor_id not in self._held:
             self.world.teleport(actor_id, pose, vx * math.cos(pose.yaw_rad) + vy * math.sin(pose.yaw_rad))
         return enc.ok_void()
