@@ -178,6 +178,12 @@ def test_walker_state_commands_move_walkers_and_reject_other_actors(server):
     assert answer[0] == 0 and "is not a walker" in str(answer)
     assert server.handle("set_actor_collisions", [[False], walker, False]) == enc.ok_void()
     assert "not found" in str(server.handle("set_actor_collisions", [[False], 999_999, False]))
+    assert "is not a walker" in str(server.handle("set_actor_dead", [[False], vehicle_id]))
+    assert server.handle("set_actor_dead", [[False], walker]) == enc.ok_void()
+    snap = server.world.tick()
+    assert snap.velocity_mps[snap.index_of(walker)].tolist() == [0.0, 0.0, 0.0]  # it stops where it is
+    assert "is not a vehicle" in str(server.handle("set_vehicle_light_state", [[False], walker, 1]))
+    assert "is not a vehicle" in str(server.handle("get_vehicle_light_state", [[False], walker]))
     server.handle("destroy_actor", [[False], walker])
     server.handle("destroy_actor", [[False], vehicle_id])
 
