@@ -39,9 +39,9 @@ from typing import Any
 import gymnasium
 
 from benchmarks.world_bench import BenchError, machine_info
-from sim.embedded.config import ConfigError
-from sim.embedded.maps.loader import MapLoadError
-from sim.embedded.world import SpawnError
+from sim.config import ConfigError
+from sim.maps.loader import MapLoadError
+from sim.api import SpawnError
 from sim.env import ENV_ID
 
 PEER_ID = "highway-fast-v0"

@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 
 from benchmarks.sensors_bench import SUITE
-from sim.embedded.render import save_png
+from sim.render import save_png
 from sim.embedded.sensors.rig import SensorRig
-from sim.embedded.sensors.suite import load_suite
+from sim.sensors.suite import load_suite
 from sim.embedded.world import EmbeddedWorld
 
 OUT = Path(__file__).resolve().parent / "samples"

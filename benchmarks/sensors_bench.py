@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.world_bench import BenchError, machine_info
-from sim.embedded.maps.loader import MapLoadError
-from sim.embedded.world import EmbeddedWorld, SpawnError
+from sim.maps.loader import MapLoadError
+from sim.api import SpawnError
+from sim.embedded.world import EmbeddedWorld
 
 SUITE = Path(__file__).resolve().parents[1] / "configs" / "sensors" / "benchmark.yaml"
 
@@ -50,7 +51,7 @@ def run_sensor_bench(map_name: str = "Town10HD", vehicles: int = 50, walkers: in
     import open3d as o3d
 
     from sim.embedded.sensors.rig import SensorRig
-    from sim.embedded.sensors.suite import load_suite
+    from sim.sensors.suite import load_suite
 
     try:
         world = EmbeddedWorld(map=map_name, seed=seed)

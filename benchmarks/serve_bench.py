@@ -85,7 +85,7 @@ def _client_fps(port: int, ticks: int, warmup: int) -> float:
 
 def _inprocess_fps(map_name: str, ticks: int, warmup: int) -> float:
     from sim.embedded.sensors.rig import SensorRig
-    from sim.embedded.sensors.suite import suite_from_dict
+    from sim.sensors.suite import suite_from_dict
     from sim.embedded.world import EmbeddedWorld
 
     world = EmbeddedWorld(map=map_name, seed=0)

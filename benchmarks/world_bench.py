@@ -16,8 +16,9 @@ import time
 
 import numpy as np
 
-from sim.embedded.maps.loader import MapLoadError
-from sim.embedded.world import EmbeddedWorld, SpawnError
+from sim.maps.loader import MapLoadError
+from sim.api import SpawnError
+from sim.embedded.world import EmbeddedWorld
 
 CARLA_REFERENCE_FPS = {0: 729, 10: 98, 50: 26, 100: 15, 250: 6}
 """CARLA's own figures with physics and Traffic Manager, no sensors, GTX 1080 Ti (CARLA docs)."""

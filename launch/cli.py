@@ -149,7 +149,7 @@ def bench_serve(
 @map_app.command("check")
 def map_check(path: str = typer.Argument(..., help="Town name or .xodr path.")) -> None:
     """Validate a map safely (in a child process); exit 2 with a clear error if it is bad."""
-    from sim.embedded.maps.loader import MapLoadError, check_opendrive_text, resolve_map, validate_in_child
+    from sim.maps.loader import MapLoadError, check_opendrive_text, resolve_map, validate_in_child
 
     try:
         source = resolve_map(path)
@@ -166,7 +166,7 @@ def map_check(path: str = typer.Argument(..., help="Town name or .xodr path.")) 
 def map_info(path: str = typer.Argument(..., help="Town name or .xodr path."),
              as_json: bool = typer.Option(False, "--json")) -> None:
     """Lanes, junctions, lights, stop signs and spawn points of a map."""
-    from sim.embedded.maps.loader import MapLoadError
+    from sim.maps.loader import MapLoadError
     from sim.embedded.world import EmbeddedWorld
 
     try:
@@ -197,8 +197,8 @@ def map_generate(
     seed: int = typer.Option(None, help="Override the config's seed."),
 ) -> None:
     """Generate a procedural town as OpenDRIVE (same config and seed, same bytes)."""
-    from sim.embedded.config import ConfigError, load_yaml_config
-    from sim.embedded.maps.procedural import ProceduralTownConfig, write_town
+    from sim.config import ConfigError, load_yaml_config
+    from sim.maps.procedural import ProceduralTownConfig, write_town
 
     try:
         cfg = load_yaml_config(config, ProceduralTownConfig) if config else ProceduralTownConfig()
@@ -223,8 +223,8 @@ def evaluate_agent(
     """Drive an agent over a route set; Leaderboard 2.0 scores per route and aggregated."""
     from rich.progress import Progress
 
-    from sim.embedded.config import ConfigError
-    from sim.embedded.maps.loader import MapLoadError
+    from sim.config import ConfigError
+    from sim.maps.loader import MapLoadError
     from sim.env.agents import make_agent
     from sim.env.driving import DrivingEnv
     from sim.env.evaluation import evaluate
@@ -261,7 +261,7 @@ def routes_generate(
     seed: int = typer.Option(0),
 ) -> None:
     """Generate a benchmark route set: short, medium and long routes with junction turns."""
-    from sim.embedded.maps.loader import MapLoadError
+    from sim.maps.loader import MapLoadError
     from sim.embedded.world import EmbeddedWorld
     from sim.scenarios.routes import ROUTE_CLASSES, RouteError, generate_route_set, write_route_file
 
@@ -295,7 +295,7 @@ def serve(
 
     from sim.carla_server.process import exit_with_parent
     from sim.carla_server.server import CarlaServer
-    from sim.embedded.maps.loader import MapLoadError
+    from sim.maps.loader import MapLoadError
 
     exit_with_parent()
 

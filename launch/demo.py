@@ -13,8 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sim.api import CollisionEvent
-from sim.embedded.maps.loader import MapLoadError
-from sim.embedded.world import EmbeddedWorld, SpawnError
+from sim.maps.loader import MapLoadError
+from sim.api import SpawnError
+from sim.embedded.world import EmbeddedWorld
 
 
 class DemoError(RuntimeError):
@@ -42,7 +43,7 @@ def run_demo(map_name: str, vehicles: int, walkers: int, seconds: float, seed: i
     writer = renderer = None
     video_path = out / "topdown.mp4"
     if video:
-        from sim.embedded.render import TopDownRenderer, VideoWriter
+        from sim.render import TopDownRenderer, VideoWriter
 
         renderer = TopDownRenderer(world.geometry, pixels_per_m=5.0, view_size_px=(640, 640))
         writer = VideoWriter(video_path, fps=round(1.0 / world.dt_s))

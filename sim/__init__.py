@@ -1,6 +1,6 @@
-"""The world side: everything that would exist without an AV stack (backends, embedded simulator, env).
+"""The world side: everything that would exist without an AV stack (world interface, maps, sensors, rules, backends, env).
 
-Importing ``sim`` registers the Gymnasium environment ``avsim/Driving-v0``.
+Importing ``sim`` (or ``sim.api``) loads nothing heavy. The Gymnasium
+environment ``avsim/Driving-v0`` is registered by ``import sim.env``, or by
+naming its module in the id: ``gymnasium.make("sim.env:avsim/Driving-v0")``.
 """
-
-from sim import env as _env  # noqa: F401  (registers avsim/Driving-v0)

@@ -1,4 +1,4 @@
-"""The protocol every simulator backend implements, and the types that cross it.
+"""The world interface every simulator backend implements (:class:`World`), and the types that cross it.
 
 All arrays use CARLA's world frame (x forward, y right, z up; left-handed),
 SI units and radians. ``N`` below is the number of actors in a snapshot and
@@ -11,12 +11,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+if TYPE_CHECKING:  # the map model's types; sim.maps imports this module
+    from sim.maps.geometry import AreaRaster, MapGeometry
+    from sim.maps.lanes import LaneGraph, SpawnPoint
+    from sim.maps.signals import SignalLayout
+
 DEFAULT_DT_S = 0.05
 """Fixed simulation step, as CARLA's synchronous mode at 20 Hz."""
+
+
+class SpawnError(RuntimeError):
+    """An actor could not be spawned (occupied spot, off the road network, unknown blueprint)."""
 
 
 class ActorKind(IntEnum):
@@ -210,32 +220,99 @@ class MapInfo:
     spawn_points: tuple[Pose, ...]
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """What the Gymnasium environment and the stack need from a simulator.
+class LightControl(Protocol):
+    """Forcing traffic lights, by index into the world's ``signals`` (scenarios use it)."""
 
-    Implementations: the embedded simulator (``sim.embedded.EmbeddedBackend``)
-    and the CARLA client (``sim.carla_backend``). Time advances only in
-    :meth:`tick`, by a fixed step; ids are stable for an actor's lifetime.
+    def force_state(self, light: int, state: TrafficLightState | int | None) -> None:
+        """Hold light ``light`` in ``state``; None hands it back to its cycle."""
+        ...
+
+
+class ActorRecord(Protocol):
+    """What a world remembers of a spawned actor."""
+
+    @property
+    def type_id(self) -> str: ...
+
+    @property
+    def role_name(self) -> str: ...
+
+
+@runtime_checkable
+class World(Protocol):
+    """Everything the env, scenarios, sensor rigs and the AV stack's runner may ask of a simulator.
+
+    Implementations: the embedded simulator (``sim.embedded.world.EmbeddedWorld``)
+    and a CARLA server (``sim.carla_backend.world.CarlaWorld``); build one with
+    ``sim.backends.make_world``. The same contract tests run against both
+    (``tests/sim/test_world_contract.py``).
+
+    Time advances only in :meth:`tick`, by the fixed step ``dt_s`` [s]. Actor
+    ids are stable for an actor's lifetime and never reused within an episode.
+    Poses are :class:`Pose` in the world frame (CARLA's axes, metres, radians).
+
+    The map model is built from the map's OpenDRIVE text the same way on every
+    backend, so routes, BEV, rules and metrics agree:
+
+    - ``source``: the map's ``name`` and ``xodr_text``;
+    - ``lanes`` (``sim.maps.lanes.LaneGraph``), ``signals``
+      (``sim.maps.signals.SignalLayout``), ``geometry``
+      (``sim.maps.geometry.MapGeometry``), ``area_raster``
+      (``sim.maps.geometry.AreaRaster``), ``spawn_points``
+      (``sim.maps.lanes.SpawnPoint``, every 10 m on the main lane component);
+    - ``actors``: every actor spawned through this world, by id
+      (:class:`ActorRecord`); ``lights``: :class:`LightControl`.
     """
 
     dt_s: float
 
-    def load_world(self, map_name: str, seed: int | None = None) -> MapInfo:
-        """Load a map (a shipped town name or an .xodr path), destroying every actor."""
+    @property
+    def source(self) -> Any: ...
+
+    @property
+    def lanes(self) -> LaneGraph: ...
+
+    @property
+    def signals(self) -> SignalLayout: ...
+
+    @property
+    def geometry(self) -> MapGeometry: ...
+
+    @property
+    def area_raster(self) -> AreaRaster: ...
+
+    @property
+    def spawn_points(self) -> list[SpawnPoint]: ...
+
+    @property
+    def actors(self) -> Mapping[int, ActorRecord]: ...
+
+    @property
+    def lights(self) -> LightControl: ...
+
+    def reset(self, seed: int | None = None) -> WorldSnapshot:
+        """Remove every actor spawned here, restart time and random streams from ``seed``; keeps the map."""
         ...
 
-    def spawn_vehicle(self, blueprint_id: str, pose: Pose, *, autopilot: bool = False,
-                      role_name: str = "") -> int:
-        """Spawn a vehicle; return its actor id. Raises if the spot is occupied."""
+    def spawn_vehicle(self, blueprint_id: str = ..., pose: Pose | SpawnPoint | None = None, *,
+                      autopilot: bool = False, role_name: str = "", speed_mps: float = 0.0) -> int:
+        """Spawn a vehicle at ``pose`` (a free spawn point when None); its id. :class:`SpawnError` if it cannot."""
         ...
 
-    def spawn_walker(self, pose: Pose | None = None) -> int:
-        """Spawn a pedestrian (on a sidewalk when ``pose`` is None); return its id."""
+    def spawn_traffic(self, count: int) -> list[int]:
+        """``count`` vehicles on the simulator's autopilot at free spawn points; their ids."""
+        ...
+
+    def spawn_walkers(self, count: int) -> list[int]:
+        """``count`` pedestrians walking on their own; their ids."""
+        ...
+
+    def spawn_walker_at(self, pose: Pose) -> int:
+        """One pedestrian near ``pose`` that moves only by :meth:`apply_walker_control`; its id."""
         ...
 
     def destroy(self, actor_ids: list[int]) -> None:
-        """Remove actors; unknown ids raise ``KeyError``."""
+        """Remove actors; an unknown id raises ``KeyError`` naming it."""
         ...
 
     def set_autopilot(self, actor_id: int, enabled: bool = True) -> None:
@@ -244,6 +321,14 @@ class Backend(Protocol):
 
     def apply_control(self, actor_id: int, control: VehicleControl) -> None:
         """Control to apply to a vehicle from the next tick on (held until replaced)."""
+        ...
+
+    def apply_walker_control(self, actor_id: int, direction_xy: tuple[float, float], speed_mps: float) -> None:
+        """CARLA's ``WalkerControl``: walk along ``direction_xy`` at ``speed_mps`` until changed."""
+        ...
+
+    def teleport(self, actor_id: int, pose: Pose, speed_mps: float | None = None) -> None:
+        """Move an actor to ``pose`` (optionally setting its speed along the new heading)."""
         ...
 
     def tick(self) -> WorldSnapshot:
@@ -255,5 +340,5 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None:
-        """Release everything the backend holds; idempotent."""
+        """Release everything the world holds on a server or in threads; idempotent."""
         ...

@@ -8,8 +8,8 @@ import tempfile
 
 import pytest
 
-from sim.embedded.maps.lanes import build_lane_graph
-from sim.embedded.maps.loader import load_carla_map, resolve_map
+from sim.maps.lanes import build_lane_graph
+from sim.maps.loader import load_carla_map, resolve_map
 
 _CACHE_KEY = "_avsim_carla_cache"
 

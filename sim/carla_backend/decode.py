@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.embedded.sensors.lidar import SEMANTIC_POINT_DTYPE
+from sim.sensors.measurements import SEMANTIC_POINT_DTYPE
 
 DEPTH_SCALE_M = 1000.0 / (256**3 - 1)
 
@@ -100,7 +100,7 @@ def decode_measurement(blueprint_id: str, data) -> object:
     if blueprint_id == "sensor.other.gnss":
         return np.array([data.latitude, data.longitude, data.altitude], dtype=np.float64)
     if blueprint_id == "sensor.other.imu":
-        from sim.embedded.sensors.imu import ImuData
+        from sim.sensors.measurements import ImuData
 
         a, g = data.accelerometer, data.gyroscope
         return ImuData(np.array([a.x, a.y, a.z]), np.array([g.x, g.y, g.z]), float(data.compass))

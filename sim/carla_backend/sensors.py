@@ -21,9 +21,9 @@ import numpy as np
 from sim.api import WorldSnapshot
 from sim.carla_backend import conversions as cv
 from sim.carla_backend.decode import decode_measurement
-from sim.embedded.sensors.base import SensorMeasurement
-from sim.embedded.sensors.blueprints import SensorConfigError
-from sim.embedded.sensors.suite import SensorSpec, SensorSuite
+from sim.sensors.measurements import SensorMeasurement
+from sim.sensors.blueprints import SensorConfigError
+from sim.sensors.suite import SensorSpec, SensorSuite
 
 EVENT_BLUEPRINTS = ("sensor.other.collision", "sensor.other.lane_invasion")
 

@@ -34,11 +34,11 @@ from sim.api import (ActorKind, CollisionEvent, Event, LaneInvasionEvent, MapInf
                      VehicleControl, WorldSnapshot)
 from sim.carla_backend import conversions as cv
 from sim.carla_backend.events import FreeVehicleMonitor
-from sim.embedded.maps.lanes import LaneGraph, SpawnPoint, build_lane_graph
-from sim.embedded.maps.loader import PROCEDURAL, procedural_source, resolve_map
-from sim.embedded.maps.procedural import ProceduralTownConfig
-from sim.embedded.traffic.lights import build_signal_layout
-from sim.embedded.world import SpawnError
+from sim.maps.lanes import LaneGraph, SpawnPoint, build_lane_graph
+from sim.maps.loader import PROCEDURAL, procedural_source, resolve_map
+from sim.maps.procedural import ProceduralTownConfig
+from sim.maps.signals import build_signal_layout
+from sim.api import SpawnError
 
 DEFAULT_TRAFFIC_BLUEPRINTS = ("vehicle.lincoln.mkz_2020", "vehicle.audi.a2", "vehicle.toyota.prius",
                               "vehicle.mercedes.sprinter", "vehicle.yamaha.yzf")
@@ -159,14 +159,14 @@ class CarlaWorld:
     @cached_property
     def geometry(self):
         """Polygons and markings of the server's map (built client-side from its OpenDRIVE)."""
-        from sim.embedded.maps.geometry import build_map_geometry
+        from sim.maps.geometry import build_map_geometry
 
         return build_map_geometry(self.carla_map)
 
     @cached_property
     def area_raster(self):
         """Area classes of the map (for off-road events)."""
-        from sim.embedded.maps.geometry import rasterize_areas
+        from sim.maps.geometry import rasterize_areas
 
         return rasterize_areas(self.geometry, resolution_m=0.2)
 

@@ -22,8 +22,8 @@ import cv2
 import msgpack
 import numpy as np
 
-from sim.embedded.sensors.blueprints import AttributeSpec, get_blueprint
-from sim.embedded.sensors.blueprints import AttributeType as SpecType
+from sim.sensors.blueprints import AttributeSpec, get_blueprint
+from sim.sensors.blueprints import AttributeType as SpecType
 from sim.embedded.vehicle_types import VEHICLE_TYPES
 
 CARLA_VERSION = "0.9.16"

@@ -81,13 +81,14 @@ from sim.carla_server.detour import encode_navmesh, navmesh_file_name
 from sim.carla_server.encoding import ActorDescription, EpisodeSettings, Transform, VehicleControlMsg
 from sim.carla_server.rpc import RpcServer
 from sim.carla_server.streams import StreamServer
-from sim.embedded.maps.loader import MapSource, check_opendrive_text, resolve_map, shipped_town_names
+from sim.maps.loader import MapSource, check_opendrive_text, resolve_map, shipped_town_names
 from sim.embedded.sensors.base import Sensor, SensorMeasurement, SensorPose, sensor_world_pose
 from sim.embedded.sensors.imu import ImuSensor
 from sim.embedded.sensors.raycast import RaycastSensor
 from sim.embedded.sensors.rig import RaycastBatcher, hidden_parents
 from sim.embedded.traffic.walkable import build_walkable_mesh
-from sim.embedded.world import EmbeddedWorld, SpawnError
+from sim.api import SpawnError
+from sim.embedded.world import EmbeddedWorld
 
 log = logging.getLogger(__name__)
 
@@ -532,9 +533,9 @@ class CarlaServer:
         return self._actor_msg(self._spawn_sensor(description, transform, parent_id))
 
     def _spawn_sensor(self, description: ActorDescription, mount: Transform, parent_id: int) -> int:
-        from sim.embedded.sensors.blueprints import get_blueprint
+        from sim.sensors.blueprints import get_blueprint
         from sim.embedded.sensors.rig import build_sensor
-        from sim.embedded.sensors.suite import SensorSpec
+        from sim.sensors.suite import SensorSpec
 
         parent = self.world.actors.get(parent_id)
         if parent is None or parent.kind != ActorKind.VEHICLE:

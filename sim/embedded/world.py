@@ -23,14 +23,17 @@ from functools import cached_property
 
 import numpy as np
 
-from sim.api import (ActorKind, CollisionEvent, Event, LaneInvasionEvent, OffRoadEvent, Pose, RedLightEvent,
-                     StopSignEvent, TrafficLightState, VehicleControl, WorldSnapshot)
+from sim.api import (ActorKind, CollisionEvent, Event, LaneInvasionEvent, Pose, SpawnError, TrafficLightState,
+                     VehicleControl, WorldSnapshot)
 from sim.embedded.collision import VerletPairs, box_corners, find_contacts
-from sim.embedded.config import WorldConfig
+from sim.config import WorldConfig
 from sim.embedded.dynamics import BicycleFleet, ControlArrays
-from sim.embedded.maps.lanes import MARKING_NAMES, LaneGraph, SpawnPoint, build_lane_graph
-from sim.embedded.maps.loader import PROCEDURAL, MapSource, load_carla_map, procedural_source, resolve_map
-from sim.embedded.traffic.lights import TrafficLights, build_signal_layout
+from sim.maps.lanes import MARKING_NAMES, LaneGraph, SpawnPoint, build_lane_graph
+from sim.maps.loader import PROCEDURAL, MapSource, load_carla_map, procedural_source, resolve_map
+from sim.embedded.traffic.lights import TrafficLights
+from sim.maps.signals import build_signal_layout
+from sim.rules.traffic import (LaneRuleState, junction_events, off_road, off_road_events, project_to_lanes,
+                               touches_static)
 from sim.embedded.traffic.vehicles import DriverParams, Obstacles, TrafficVehicles
 from sim.embedded.vehicle_types import VEHICLE_TYPES, VehicleType, get_vehicle_type
 
@@ -39,10 +42,6 @@ WALKER_MASS_KG = 80.0
 PEDESTRIAN_TAG = 12
 # Buses are left out of the default mix: at 12 m they cut into the oncoming lane on tight town corners.
 _TRAFFIC_MIX = (("car", 0.74), ("van", 0.08), ("truck", 0.06), ("motorcycle", 0.12))
-
-
-class SpawnError(RuntimeError):
-    """An actor could not be spawned (occupied spot, off the road network, unknown blueprint)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,18 @@ class EmbeddedWorld:
         self.carla_map = load_carla_map(self.source)
         self.lanes: LaneGraph = build_lane_graph(self.carla_map, self.source.xodr_text)
         self.signals = build_signal_layout(self.carla_map, self.lanes, config.generate_missing_lights)
+        self._closed = False
         self.reset(config.seed)
+
+    def close(self) -> None:
+        """Stop this world: later ticks raise. Nothing runs outside the process, so there is nothing else to free."""
+        self._closed = True
+
+    def __enter__(self) -> EmbeddedWorld:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def reset(self, seed: int | None = None) -> WorldSnapshot:
         """Remove every actor and restart time, lights and random streams from ``seed`` (default: the config's).
@@ -144,14 +154,14 @@ class EmbeddedWorld:
     @cached_property
     def area_raster(self):
         """Rasterised area classes (driving, sidewalk, ...) for off-road and kerb checks."""
-        from sim.embedded.maps.geometry import rasterize_areas
+        from sim.maps.geometry import rasterize_areas
 
         return rasterize_areas(self.geometry, resolution_m=0.2)
 
     @cached_property
     def geometry(self):
         """Polygons of drivable area, sidewalks, crosswalks and lane markings (for rendering)."""
-        from sim.embedded.maps.geometry import build_map_geometry
+        from sim.maps.geometry import build_map_geometry
 
         return build_map_geometry(self.carla_map)
 
@@ -406,6 +416,8 @@ class EmbeddedWorld:
 
     def tick(self) -> WorldSnapshot:
         """Advance one fixed step of ``dt_s`` and return the new snapshot."""
+        if self._closed:
+            raise RuntimeError("this EmbeddedWorld is closed")
         dt = self.dt_s
         self.frame += 1
         self.time_s = self.frame * dt
@@ -526,13 +538,10 @@ class EmbeddedWorld:
         corners = box_corners(centre, fleet.yaw_rad, fleet.extent_m[:, :2]).reshape(-1, 2)
         classes = raster.lookup(np.concatenate([corners, centre]))  # one lookup: 4 corners per vehicle, then centres
         n = centre.shape[0]
-        hit = (classes[: 4 * n].reshape(n, 4) == 0).any(axis=1)
-        centre_class = classes[4 * n:]
+        hit = touches_static(classes[: 4 * n].reshape(n, 4))
         state = self._fleet_state
-        off = (centre_class != 1) & (centre_class != 4) & (centre_class != 5)
-        for row in np.flatnonzero(off != state.off_road):
-            events.append(OffRoadEvent(self.frame, int(fleet.ids[row]), bool(off[row]),
-                                       (float(fleet.x_m[row]), float(fleet.y_m[row]), 0.0)))
+        off = off_road(classes[4 * n:])
+        events += off_road_events(self.frame, fleet.ids, centre, off, state.off_road)
         state.off_road[:] = off
         for row in np.flatnonzero(hit & ~state.touching_static):
             info = self.actors[int(fleet.ids[row])]
@@ -596,8 +605,7 @@ class EmbeddedWorld:
         if cached is not None and cached[0].shape == xy.shape and np.array_equal(cached[0], xy) \
                 and np.array_equal(cached[1], yaw):
             return cached[2], cached[3]
-        lane, s_m, dist = self.lanes.project(xy, yaw)
-        lane = np.where(dist < 3.0, lane, -1)
+        lane, s_m = project_to_lanes(self.lanes, xy, yaw)
         self._projection = (xy.copy(), yaw.copy(), lane, s_m)
         return lane, s_m
 
@@ -609,25 +617,11 @@ class EmbeddedWorld:
         speed = np.hypot(*fleet.velocity_world().T)
         signals = self.signals
         for row in range(fleet.n):
-            before, now = int(state.lane[row]), int(lane[row])
-            actor_id = int(fleet.ids[row])
-            where = (float(xy[row, 0]), float(xy[row, 1]), 0.0)
-            if before >= 0 and signals.lane_stop[before] >= 0 and speed[row] < 0.1 \
-                    and lanes.length_m[before] - state.s_m[row] < 8.0:
-                state.stopped[row] = True
-            if before >= 0 and now >= 0 and now != before:
-                entered_junction = lanes.is_junction[now] and not lanes.is_junction[before] \
-                    and now in lanes.successors[before]
-                if entered_junction and signals.lane_light[before] >= 0 and \
-                        self.light_state[signals.lane_light[before]] == TrafficLightState.RED:
-                    light = int(signals.lane_light[before])
-                    events.append(RedLightEvent(self.frame, actor_id, int(signals.light_id[light]), where))
-                if entered_junction and signals.lane_stop[before] >= 0 and not state.stopped[row]:
-                    stop = int(signals.lane_stop[before])
-                    events.append(StopSignEvent(self.frame, actor_id, int(signals.stop_id[stop]), where))
-                state.stopped[row] = False
-            state.lane[row] = now
-            state.s_m[row] = s_m[row]
+            rule = LaneRuleState(int(state.lane[row]), float(state.s_m[row]), bool(state.stopped[row]))
+            events += junction_events(self.frame, int(fleet.ids[row]), rule, int(lane[row]), float(s_m[row]),
+                                      float(speed[row]), (float(xy[row, 0]), float(xy[row, 1]), 0.0), lanes, signals,
+                                      self.light_state)
+            state.lane[row], state.s_m[row], state.stopped[row] = rule.lane, rule.s_m, rule.stopped
         # Lane invasion: a corner's nearest lane sample switches to a laterally adjacent lane.
         corners = box_corners(xy, fleet.yaw_rad, fleet.extent_m[:, :2]).reshape(-1, 2)
         _, rows = lanes.kdtree.query(corners)

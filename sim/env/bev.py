@@ -45,9 +45,9 @@ import cv2
 import numpy as np
 
 from sim.api import ActorKind, TrafficLightState, WorldSnapshot
-from sim.embedded.maps.geometry import MapGeometry
-from sim.embedded.maps.lanes import LaneGraph
-from sim.embedded.traffic.lights import SignalLayout
+from sim.maps.geometry import MapGeometry
+from sim.maps.lanes import LaneGraph
+from sim.maps.signals import SignalLayout
 
 __all__ = ["BEV_CHANNELS", "BevConfig", "BevRenderer", "bev_channel_names"]
 

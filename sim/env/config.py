@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sim.embedded.config import ConfigError, read_yaml
+from sim.config import CarlaConfig, ConfigError, read_yaml
 
 INFRACTION_EVENTS = ("collision", "red_light", "stop_sign", "off_road", "route_deviation", "blocked")
 """Infractions that can end an episode (``terminate_on``)."""
@@ -108,15 +108,6 @@ class EpisodeSection(_Section):
         return self
 
 
-class CarlaSection(_Section):
-    """How to reach a CARLA server when ``backend`` is ``carla``."""
-
-    host: str = "localhost"
-    port: int = Field(2000, ge=1, le=65535)
-    timeout_s: float = Field(20.0, gt=0)
-    tm_port: int = Field(8000, ge=1, le=65535)  # Traffic Manager port
-
-
 class EnvConfig(_Section):
     """Everything that defines a driving environment."""
 
@@ -134,7 +125,7 @@ class EnvConfig(_Section):
     reward: RewardSection = RewardSection()
     episode: EpisodeSection = EpisodeSection()
     scenarios: tuple[str, ...] = ()  # scenario names (see sim.scenarios.library), placed along each route
-    carla: CarlaSection = CarlaSection()
+    carla: CarlaConfig = CarlaConfig()
 
     @model_validator(mode="after")
     def _check(self) -> EnvConfig:

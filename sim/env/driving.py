@@ -1,6 +1,6 @@
 """``avsim/Driving-v0``: drive a route through traffic; observations, actions, reward and Leaderboard metrics.
 
->>> import gymnasium, sim
+>>> import gymnasium, sim.env
 >>> env = gymnasium.make("avsim/Driving-v0", map="Town01", traffic={"vehicles": 20})
 >>> obs, info = env.reset(seed=0)
 >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
@@ -38,7 +38,8 @@ import numpy as np
 from gymnasium import spaces
 
 from sim.api import CollisionEvent, OffRoadEvent, Pose, RedLightEvent, StopSignEvent, TrafficLightState
-from sim.embedded.config import ConfigError, WorldConfig
+from sim.backends import make_sensor_rig, make_world
+from sim.config import ConfigError, WorldConfig
 from sim.env.actions import action_mapping
 from sim.env.config import EnvConfig, load_env_config
 from sim.env.metrics import Infraction, InfractionKind, RouteResult, score_route
@@ -109,7 +110,7 @@ class DrivingEnv(gymnasium.Env):
             self._state = StateObserver(c.observation.state, action_size)
             self.observation_space = self._state.space
         else:
-            from sim.embedded.sensors.suite import load_suite
+            from sim.sensors.suite import load_suite
 
             self._suite = load_suite(c.sensors)
             self.observation_space = self._sensor_space()
@@ -127,33 +128,17 @@ class DrivingEnv(gymnasium.Env):
     # ------------------------------------------------------------------ construction helpers
     @staticmethod
     def _make_world(c: EnvConfig):
-        if c.backend == "carla":
-            from sim.carla_backend.world import CarlaWorld
-
-            return CarlaWorld(map=c.map, seed=c.seed, dt_s=c.dt_s, host=c.carla.host, port=c.carla.port,
-                              timeout_s=c.carla.timeout_s, tm_port=c.carla.tm_port)
-        from sim.embedded.world import EmbeddedWorld
-
-        return EmbeddedWorld(WorldConfig(map=c.map, seed=c.seed, dt_s=c.dt_s, dynamics=c.dynamics))
+        return make_world(c.backend, WorldConfig(map=c.map, seed=c.seed, dt_s=c.dt_s, dynamics=c.dynamics), c.carla)
 
     def _sensor_space(self) -> spaces.Dict:
-        """The sensors' Dict space, from the suite's specs (sensor models built without a world)."""
-        from sim.embedded.sensors.rig import build_sensor
-        from sim.embedded.sensors.suite import EVENT_SENSORS
+        """The sensors' Dict space, from the suite's specs."""
         from sim.env.observations import sensor_space
 
-        sensors = [build_sensor(spec, 0) for spec in self._suite.sensors if spec.blueprint_id not in EVENT_SENSORS]
-        space, self._padded = sensor_space(sensors, self.world.dt_s)
+        space, self._padded = sensor_space(self._suite.sensors, self.world.dt_s)
         return space
 
     def _make_rig(self):
-        if self.config.backend == "carla":
-            from sim.carla_backend.sensors import CarlaSensorRig
-
-            return CarlaSensorRig(self.world, self._suite)
-        from sim.embedded.sensors.rig import SensorRig
-
-        return SensorRig(self.world, self._suite, scene_seed=self.config.seed)
+        return make_sensor_rig(self.config.backend, self.world, self._suite, seed=self.config.seed)
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -267,7 +252,7 @@ class DrivingEnv(gymnasium.Env):
         if self._tracker is None:
             raise RuntimeError("call reset() before render()")
         if self._renderer is None:
-            from sim.embedded.render import TopDownRenderer
+            from sim.render import TopDownRenderer
 
             self._renderer = TopDownRenderer(self.world.geometry, pixels_per_m=5.0, view_size_px=(512, 512))
         return self._renderer.render(self._snapshot, hero_id=self.ego_id, route_xy=self.route.points_xy,

@@ -120,49 +120,27 @@ class StateObserver:
         return np.concatenate(parts).astype(np.float32)
 
 
-def sensor_space(sensors: list, dt_s: float) -> tuple[spaces.Dict, dict[str, int]]:
-    """The Dict space of sensors' arrays, and the padded row count of variable-size sensors.
+def sensor_space(specs, dt_s: float) -> tuple[spaces.Dict, dict[str, int]]:
+    """The Dict space of a suite's arrays, and the padded row count of variable-size sensors.
 
-    Cameras have fixed shapes. LiDAR and radar give a varying number of points
-    per tick: their arrays are padded with zeros to the most they can give, and
-    ``<name>_count`` holds the number of real rows. GNSS is (3,) float64
-    (latitude, longitude, altitude), IMU (7,) float32 (accelerometer, gyroscope,
-    compass). Event sensors (collision, lane invasion) report in ``info``.
+    Shapes come from :func:`sim.sensors.layout.data_layout`. LiDAR and radar
+    give a varying number of points per tick: their arrays are padded with
+    zeros to the most they can give, and ``<name>_count`` holds the number of
+    real rows. Event sensors (collision, lane invasion) report in ``info``.
     """
-    from sim.embedded.sensors.camera import Camera
-    from sim.embedded.sensors.gnss import GnssSensor
-    from sim.embedded.sensors.imu import ImuSensor
-    from sim.embedded.sensors.lidar import SEMANTIC_POINT_DTYPE, RayCastLidar, SemanticLidar
-    from sim.embedded.sensors.radar import Radar
+    from sim.sensors.layout import data_layout
 
     entries: dict[str, spaces.Space] = {}
     padded: dict[str, int] = {}
-    for sensor in sensors:
-        name = sensor.name
-        if isinstance(sensor, Camera):
-            shape = {"rgb": (sensor.height, sensor.width, 3), "instance_segmentation": (sensor.height, sensor.width, 3),
-                     "depth": (sensor.height, sensor.width),
-                     "semantic_segmentation": (sensor.height, sensor.width)}[sensor.kind]
-            if sensor.kind == "depth":
-                entries[name] = spaces.Box(0.0, 1000.0, shape=shape, dtype=np.float32)
-            else:
-                entries[name] = spaces.Box(0, 255, shape=shape, dtype=np.uint8)
-        elif isinstance(sensor, (RayCastLidar, SemanticLidar)):
-            per_laser = max(1, int(math.floor(sensor.points_per_second * dt_s / sensor.channels + 0.5)))
-            rows = per_laser * sensor.channels
-            padded[name] = rows
-            width = 4 if isinstance(sensor, RayCastLidar) else len(SEMANTIC_POINT_DTYPE.names)
-            entries[name] = spaces.Box(-np.inf, np.inf, shape=(rows, width), dtype=np.float32)
-            entries[f"{name}_count"] = spaces.Box(0, rows, shape=(1,), dtype=np.int64)
-        elif isinstance(sensor, Radar):
-            rows = max(1, int(math.floor(sensor.points_per_second * dt_s + 0.5)))
-            padded[name] = rows
-            entries[name] = spaces.Box(-np.inf, np.inf, shape=(rows, 4), dtype=np.float32)
-            entries[f"{name}_count"] = spaces.Box(0, rows, shape=(1,), dtype=np.int64)
-        elif isinstance(sensor, GnssSensor):
-            entries[name] = spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float64)
-        elif isinstance(sensor, ImuSensor):
-            entries[name] = spaces.Box(-np.inf, np.inf, shape=(7,), dtype=np.float32)
+    for spec in specs:
+        layout = data_layout(spec, dt_s)
+        if layout is None:
+            continue
+        entries[spec.name] = spaces.Box(layout.low, layout.high, shape=layout.shape, dtype=layout.dtype)
+        if layout.padded:
+            rows = layout.shape[0]
+            padded[spec.name] = rows
+            entries[f"{spec.name}_count"] = spaces.Box(0, rows, shape=(1,), dtype=np.int64)
     return spaces.Dict(entries), padded
 
 

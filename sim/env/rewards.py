@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sim.embedded.config import ConfigError
+from sim.config import ConfigError
 
 
 @dataclass(frozen=True)

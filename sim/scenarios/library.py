@@ -29,8 +29,8 @@ from typing import ClassVar
 import numpy as np
 
 from sim.api import Pose, TrafficLightState, VehicleControl, WorldSnapshot
-from sim.embedded.config import ConfigError
-from sim.embedded.world import SpawnError
+from sim.config import ConfigError
+from sim.api import SpawnError
 from sim.scenarios.routes import Route
 
 ROLE = "scenario"

@@ -28,7 +28,7 @@ import networkx as nx
 import numpy as np
 import yaml
 
-from sim.embedded.maps.lanes import LaneGraph, wrap_angle
+from sim.maps.lanes import LaneGraph, wrap_angle
 
 SNAP_RADIUS_M = 4.0
 """A waypoint may lie this far from the centre line of the lane it snaps to."""

@@ -44,7 +44,7 @@ def test_bench_world_json_fields():
 
 def test_bench_world_on_a_user_file(tmp_path):
     path = tmp_path / "mytown.xodr"
-    path.write_text((ROOT / "sim/embedded/maps/data/Town02.xodr").read_text())
+    path.write_text((ROOT / "sim/maps/data/Town02.xodr").read_text())
     result = avsim("bench", "world", "--map", str(path), "--vehicles", "5", "--walkers", "0", "--ticks", "50",
                    "--warmup", "0", "--json")
     assert result.returncode == 0, result.stderr

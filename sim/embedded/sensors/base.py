@@ -1,23 +1,5 @@
 """What every embedded sensor shares: the mount pose, the world pose, measurements, ``sensor_tick``.
 
-Frames and rotations
---------------------
-Poses use CARLA's frame (x forward, y right, z up; left-handed) and the
-``carla.Rotation`` angles in radians: pitch (nose up > 0), yaw (x toward +y > 0)
-and roll (right side down > 0). The rotation matrix of (pitch p, yaw y, roll r)
-is Unreal's ``FRotationMatrix`` (and ``carla.Transform.get_matrix()``): its
-columns are the body's forward, right and up axes in world coordinates,
-
-    forward = ( cp cy,               cp sy,               sp    )
-    right   = ( sr sp cy - cr sy,    sr sp sy + cr cy,   -sr cp )
-    up      = (-cr sp cy - sr sy,   -cr sp sy + sr cy,    cr cp )
-
-which, read as ordinary right-handed matrices on CARLA's numbers, is
-``Rz(yaw) @ Ry(-pitch) @ Rx(-roll)``. A point ``p`` of the body frame lies at
-``location + R @ p`` in the world; a world vector ``v`` reads ``R.T @ v`` in the
-body frame. So a sensor mounted at x = 1 m on a parent with yaw +90 deg sits at
-world y = +1 m.
-
 Sensors attach rigidly to a parent actor with a :class:`SensorPose` relative
 to the parent's origin (CARLA's ``spawn_actor(bp, transform, attach_to=parent)``).
 Every measurement carries the frame number, the simulation time and the
@@ -40,6 +22,9 @@ from typing import ClassVar
 import numpy as np
 
 from sim.api import WorldSnapshot
+from sim.sensors.measurements import SensorMeasurement, readonly
+from sim.transforms import (SensorPose, compose_mount, mount_matrix, rotation_from_matrix, rotation_matrix,
+                            sensor_world_pose)
 
 __all__ = [
     "Sensor", "SensorMeasurement", "SensorPose", "check_finite", "check_seed", "check_stddev",
@@ -48,98 +33,6 @@ __all__ = [
 
 # Tolerance on elapsed simulation time: timestamps are frame * dt and carry rounding errors.
 _TICK_EPS_S = 1e-6
-
-
-@dataclass(frozen=True)
-class SensorPose:
-    """A sensor's mount relative to its parent's origin: position [m] and rotation [rad], CARLA frame."""
-
-    x_m: float = 0.0
-    y_m: float = 0.0
-    z_m: float = 0.0
-    roll_rad: float = 0.0
-    pitch_rad: float = 0.0
-    yaw_rad: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("x_m", "y_m", "z_m", "roll_rad", "pitch_rad", "yaw_rad"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"SensorPose.{name} must be a finite number, got {value!r}")
-            object.__setattr__(self, name, float(value))
-
-    @property
-    def location(self) -> np.ndarray:
-        """(x, y, z) [m] as an array of shape (3,)."""
-        return np.array([self.x_m, self.y_m, self.z_m])
-
-    @property
-    def rotation(self) -> np.ndarray:
-        """(pitch, yaw, roll) [rad] as an array of shape (3,), the order of ``WorldSnapshot.rotation_rad``."""
-        return np.array([self.pitch_rad, self.yaw_rad, self.roll_rad])
-
-
-def rotation_matrix(pitch_rad: float, yaw_rad: float, roll_rad: float) -> np.ndarray:
-    """The (3, 3) rotation matrix of a CARLA rotation; columns: forward, right, up (module docstring)."""
-    cp, sp = math.cos(pitch_rad), math.sin(pitch_rad)
-    cy, sy = math.cos(yaw_rad), math.sin(yaw_rad)
-    cr, sr = math.cos(roll_rad), math.sin(roll_rad)
-    return np.array([
-        [cp * cy, sr * sp * cy - cr * sy, -cr * sp * cy - sr * sy],
-        [cp * sy, sr * sp * sy + cr * cy, -cr * sp * sy + sr * cy],
-        [sp, -sr * cp, cr * cp],
-    ])
-
-
-def rotation_from_matrix(matrix: np.ndarray) -> np.ndarray:
-    """(pitch, yaw, roll) [rad] of a rotation matrix built as :func:`rotation_matrix` does.
-
-    Pitch is in [-pi/2, pi/2], yaw and roll in (-pi, pi]. At pitch +-pi/2
-    (gimbal lock) roll is set to 0 and yaw absorbs the rest.
-    """
-    (m00, m01, _), (m10, m11, _), (m20, m21, m22) = np.asarray(matrix, dtype=float).tolist()
-    pitch = math.asin(min(max(m20, -1.0), 1.0))
-    if abs(m20) < 1.0 - 1e-12:
-        yaw = math.atan2(m10, m00)
-        roll = math.atan2(-m21, m22)
-    else:
-        yaw = math.atan2(-m01, m11)
-        roll = 0.0
-    return np.array([pitch, yaw, roll])
-
-
-def sensor_world_pose(parent_location: np.ndarray, parent_rotation: np.ndarray,
-                      relative: SensorPose) -> tuple[np.ndarray, np.ndarray]:
-    """World (location (3,) [m], rotation (pitch, yaw, roll) (3,) [rad]) of a sensor mounted on a parent.
-
-    ``parent_rotation`` is (pitch, yaw, roll) [rad] as in ``WorldSnapshot.rotation_rad``.
-    """
-    parent_location = np.asarray(parent_location, dtype=float)
-    parent_rotation = np.asarray(parent_rotation, dtype=float)
-    for name, value in (("parent_location", parent_location), ("parent_rotation", parent_rotation)):
-        if value.shape != (3,) or not np.isfinite(value).all():
-            raise ValueError(f"{name} must be 3 finite numbers, got {value!r}")
-    location, rotation, _ = _compose(parent_location, parent_rotation, relative.location, _mount_matrix(relative))
-    return location, rotation
-
-
-def _mount_matrix(relative: SensorPose) -> np.ndarray | None:
-    """The mount's rotation matrix, or None for an unrotated mount (the common case, composed faster)."""
-    if relative.pitch_rad == relative.yaw_rad == relative.roll_rad == 0.0:
-        return None
-    return rotation_matrix(relative.pitch_rad, relative.yaw_rad, relative.roll_rad)
-
-
-def _compose(parent_location: np.ndarray, parent_rotation: np.ndarray, rel_location: np.ndarray,
-             rel_matrix: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sensor world location, rotation and rotation matrix from the parent's pose and the mount."""
-    pitch, yaw, roll = parent_rotation.tolist()
-    parent_matrix = rotation_matrix(pitch, yaw, roll)
-    location = parent_location + parent_matrix @ rel_location
-    if rel_matrix is None:
-        return location, np.array([pitch, yaw, roll]), parent_matrix
-    matrix = parent_matrix @ rel_matrix
-    return location, rotation_from_matrix(matrix), matrix
 
 
 def check_stddev(name: str, value: object) -> float:
@@ -168,29 +61,6 @@ def check_seed(name: str, value: object) -> int:
     return int(value)
 
 
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
-    return array
-
-
-@dataclass(frozen=True, eq=False)
-class SensorMeasurement:
-    """One sensor reading: when (frame, simulation time [s]), which sensor, where it was, and its data.
-
-    ``location_m`` (3,) and ``rotation_rad`` (pitch, yaw, roll) (3,) are the
-    sensor's world pose at that tick (read-only arrays). ``data``'s layout is
-    documented by each sensor class.
-    """
-
-    frame: int
-    timestamp_s: float
-    sensor_name: str
-    blueprint_id: str
-    location_m: np.ndarray
-    rotation_rad: np.ndarray
-    data: object
-
-
 class Sensor(ABC):
     """A sensor attached rigidly to a parent actor; see the module docstring.
 
@@ -215,7 +85,7 @@ class Sensor(ABC):
         self.name = self.blueprint_id if name is None else str(name)
         self.sensor_tick = check_stddev("sensor_tick", sensor_tick)
         self._rel_location = transform.location
-        self._rel_matrix = _mount_matrix(transform)
+        self._rel_matrix = mount_matrix(transform)
         self._last_measure_s: float | None = None
         self._row_cache: tuple[np.ndarray | None, int] = (None, -1)
 
@@ -254,9 +124,9 @@ class Sensor(ABC):
 
     def _world_pose(self, snapshot: WorldSnapshot, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The sensor's world location (3,), rotation (3,) and rotation matrix (3, 3) at this snapshot."""
-        return _compose(snapshot.location_m[row], snapshot.rotation_rad[row], self._rel_location, self._rel_matrix)
+        return compose_mount(snapshot.location_m[row], snapshot.rotation_rad[row], self._rel_location, self._rel_matrix)
 
     def _measurement(self, snapshot: WorldSnapshot, location: np.ndarray, rotation: np.ndarray,
                      data: object) -> SensorMeasurement:
         return SensorMeasurement(snapshot.frame, snapshot.timestamp_s, self.name, self.blueprint_id,
-                                 _readonly(location), _readonly(rotation), data)
+                                 readonly(location), readonly(rotation), data)

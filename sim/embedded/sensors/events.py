@@ -15,24 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.api import CollisionEvent, LaneInvasionEvent, WorldSnapshot
+from sim.sensors.measurements import CollisionData
 from sim.embedded.sensors.base import Sensor, SensorMeasurement, SensorPose
 
 __all__ = ["CollisionData", "CollisionSensor", "LaneInvasionSensor"]
-
-
-@dataclass(frozen=True, eq=False)
-class CollisionData:
-    """One collision of the parent, as CARLA's ``carla.CollisionEvent``.
-
-    ``other_actor_id``: the actor hit, -1 for the static layout (kerbs,
-    buildings); ``other_kind``: "vehicle", "walker" or "static";
-    ``normal_impulse_ns`` (3,) [N s]: the impulse on the parent in the world
-    frame (as CARLA's ``normal_impulse``, which is not rotated into the sensor frame).
-    """
-
-    other_actor_id: int
-    other_kind: str
-    normal_impulse_ns: np.ndarray
 
 
 class CollisionSensor(Sensor):

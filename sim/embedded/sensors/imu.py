@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.api import WorldSnapshot
+from sim.sensors.measurements import ImuData
 from sim.embedded.sensors.base import (
     Sensor,
     SensorMeasurement,
@@ -54,19 +55,6 @@ GRAVITY_MPS2 = 9.81
 
 _TWO_PI = 2.0 * math.pi
 _GRAVITY_UP = np.array([0.0, 0.0, GRAVITY_MPS2])
-
-
-@dataclass(frozen=True, eq=False)
-class ImuData:
-    """One IMU reading in the sensor's frame (x forward, y right, z up).
-
-    ``accelerometer_mps2`` (3,) specific force [m/s^2]; ``gyroscope_rad_s`` (3,)
-    angular velocity [rad/s]; ``compass_rad`` heading from north (-y), clockwise, in [0, 2 pi).
-    """
-
-    accelerometer_mps2: np.ndarray
-    gyroscope_rad_s: np.ndarray
-    compass_rad: float
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:

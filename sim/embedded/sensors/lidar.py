@@ -30,12 +30,10 @@ import math
 import numpy as np
 
 from sim.api import WorldSnapshot
+from sim.sensors.measurements import SEMANTIC_POINT_DTYPE
 from sim.embedded.sensors.base import SensorMeasurement, SensorPose, check_finite, check_seed, check_stddev
 from sim.embedded.sensors.raycast import RayPlan, RaycastSensor, check_range_and_rate, homogeneous
 
-SEMANTIC_POINT_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("CosAngle", "<f4"),
-                                 ("ObjIdx", "<u4"), ("ObjTag", "<u4")])
-"""CARLA's semantic LiDAR point: 24 bytes."""
 
 
 class _RotatingLidar(RaycastSensor):

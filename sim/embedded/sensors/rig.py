@@ -25,8 +25,8 @@ import numpy as np
 
 from sim.api import WorldSnapshot
 from sim.embedded.sensors.base import Sensor, SensorMeasurement, SensorPose
-from sim.embedded.sensors.blueprints import SensorConfigError
-from sim.embedded.sensors.suite import SensorSpec, SensorSuite
+from sim.sensors.blueprints import SensorConfigError
+from sim.sensors.suite import SensorSpec, SensorSuite
 
 _CLASS_PATHS = {
     "sensor.camera.rgb": ("sim.embedded.sensors.camera", "RgbCamera"),

@@ -33,8 +33,8 @@ from functools import cached_property
 import numpy as np
 
 from sim.api import TrafficLightState
-from sim.embedded.maps.lanes import SAMPLE_STEP_M, LaneGraph, wrap_angle
-from sim.embedded.traffic.lights import SignalLayout
+from sim.maps.lanes import SAMPLE_STEP_M, LaneGraph, wrap_angle
+from sim.maps.signals import SignalLayout
 
 ROUTE_LOOKAHEAD = 4
 _LANE_KEY_SCALE = 1.0e5

@@ -28,8 +28,8 @@ import numpy as np
 import shapely
 from scipy.spatial import cKDTree
 
-from sim.embedded.maps.geometry import MapGeometry
-from sim.embedded.maps.lanes import LaneGraph
+from sim.maps.geometry import MapGeometry
+from sim.maps.lanes import LaneGraph
 from sim.embedded.traffic.walker_graph import EdgeKind, WalkerNetwork
 
 MAX_POLY_VERTS = 6

@@ -28,8 +28,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
-from sim.embedded.maps.lanes import LaneGraph, _key
-from sim.embedded.traffic.lights import SignalLayout
+from sim.maps.lanes import LaneGraph, _key
+from sim.maps.signals import SignalLayout
 
 WAYPOINT_STEP_M = 2.0
 """Spacing of the driving-lane waypoints used to sample the sidewalks beside them."""

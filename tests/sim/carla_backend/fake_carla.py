@@ -21,7 +21,8 @@ import carla
 
 from sim.api import CollisionEvent, LaneInvasionEvent
 from sim.carla_backend import conversions as cv
-from sim.embedded.world import EmbeddedWorld, SpawnError
+from sim.api import SpawnError
+from sim.embedded.world import EmbeddedWorld
 
 _EXTRA_IDS = itertools.count(900_000)
 

@@ -7,7 +7,7 @@ import pytest
 
 from sim.carla_backend.decode import (DEPTH_SCALE_M, DecodeError, decode_depth, decode_instance, decode_lidar,
                                       decode_radar, decode_rgb, decode_semantic, decode_semantic_lidar)
-from sim.embedded.sensors.lidar import SEMANTIC_POINT_DTYPE
+from sim.sensors.measurements import SEMANTIC_POINT_DTYPE
 
 
 def bgra(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> bytes:
@@ -20,7 +20,7 @@ def embedded_images():
     """One tick of real embedded camera and LiDAR data (needs Open3D)."""
     pytest.importorskip("open3d")
     from sim.embedded.sensors.rig import SensorRig
-    from sim.embedded.sensors.suite import suite_from_dict
+    from sim.sensors.suite import suite_from_dict
     from sim.embedded.world import EmbeddedWorld
 
     world = EmbeddedWorld(map="Town01", seed=0)

@@ -80,7 +80,7 @@ def test_lane_invasion_events_reach_the_snapshot(world):
 
 def test_sensor_suite_returns_each_frames_data(world):
     from sim.carla_backend.sensors import CarlaSensorRig
-    from sim.embedded.sensors.suite import load_suite
+    from sim.sensors.suite import load_suite
 
     world.spawn_vehicle("vehicle.lincoln.mkz_2020", world.spawn_points[0], role_name="hero")
     rig = CarlaSensorRig(world, load_suite(SUITE))

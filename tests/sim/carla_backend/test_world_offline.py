@@ -11,7 +11,7 @@ import pytest
 
 from sim.api import CollisionEvent, Pose, TrafficLightState, VehicleControl
 from sim.carla_backend.world import CarlaConnectionError, CarlaWorld
-from sim.embedded.world import SpawnError
+from sim.api import SpawnError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_carla import FakeClient, SpawnOnAutopilot  # noqa: E402

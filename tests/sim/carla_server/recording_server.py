@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from sim.carla_server.server import CarlaServer
-from sim.embedded.sensors.base import SensorMeasurement
+from sim.sensors.measurements import SensorMeasurement
 
 
 def main(out_dir: Path) -> None:

@@ -175,7 +175,7 @@ def test_semantic_and_instance_images():
 
 
 def test_semantic_lidar_payload_layout():
-    from sim.embedded.sensors.lidar import SEMANTIC_POINT_DTYPE
+    from sim.sensors.measurements import SEMANTIC_POINT_DTYPE
 
     points = np.zeros(2, dtype=SEMANTIC_POINT_DTYPE)
     points["x"], points["CosAngle"], points["ObjIdx"], points["ObjTag"] = (1.0, 2.0), (0.5, 0.25), (0, 7), (1, 14)

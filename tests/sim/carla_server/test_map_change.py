@@ -7,7 +7,7 @@ import pytest
 carla = pytest.importorskip("carla")
 
 from sim.carla_server.process import start_server_process, stop_server_process
-from sim.embedded.maps.loader import resolve_map
+from sim.maps.loader import resolve_map
 
 
 @pytest.fixture(scope="module")

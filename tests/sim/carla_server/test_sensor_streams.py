@@ -23,7 +23,7 @@ carla = pytest.importorskip("carla")
 
 from sim.carla_backend.decode import decode_measurement
 from sim.carla_server.process import start_server_process, stop_server_process
-from sim.embedded.sensors.imu import ImuData
+from sim.sensors.measurements import ImuData
 
 HERE = Path(__file__).resolve().parent
 SENSOR_ATTRIBUTES = {

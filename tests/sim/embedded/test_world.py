@@ -9,9 +9,9 @@ import pytest
 
 from sim.api import (ActorKind, CollisionEvent, LaneInvasionEvent, OffRoadEvent, Pose, RedLightEvent,
                      TrafficLightState, VehicleControl, WorldSnapshot)
-from sim.embedded.backend import EmbeddedBackend
-from sim.embedded.config import ConfigError, WorldConfig, load_yaml_config
-from sim.embedded.world import EmbeddedWorld, SpawnError
+from sim.config import ConfigError, WorldConfig, load_yaml_config
+from sim.api import SpawnError
+from sim.embedded.world import EmbeddedWorld
 
 
 @pytest.fixture()
@@ -161,21 +161,20 @@ def test_red_light_run_is_reported(world):
     assert red[0].light_id == int(signals.light_id[signals.lane_light[lane]])
 
 
-def test_backend_protocol_and_context_manager():
-    from sim.api import Backend
+def test_world_protocol_and_context_manager():
+    from sim.api import World
 
-    with EmbeddedBackend(WorldConfig(map="Town02", seed=1)) as sim:
-        assert isinstance(sim, Backend)
-        assert len(sim.map_info.spawn_points) > 50
-        ego = sim.spawn_vehicle("vehicle.lincoln.mkz_2020", sim.map_info.spawn_points[0])
-        walker = sim.spawn_walker()
-        sim.apply_control(ego, VehicleControl(throttle=0.5))
-        snap = sim.tick()
+    with EmbeddedWorld(WorldConfig(map="Town02", seed=1)) as world:
+        assert isinstance(world, World)
+        ego = world.spawn_vehicle("vehicle.lincoln.mkz_2020", world.spawn_points[0])
+        walker = world.spawn_walker_at(world.spawn_points[5].pose)
+        world.apply_control(ego, VehicleControl(throttle=0.5))
+        snap = world.tick()
         assert {ego, walker} <= set(snap.actor_id.tolist())
-        sim.destroy([walker])
-        assert walker not in sim.tick().actor_id
+        world.destroy([walker])
+        assert walker not in world.tick().actor_id
     with pytest.raises(RuntimeError, match="closed"):
-        sim.tick()
+        world.tick()
 
 
 def test_yaml_config_errors_name_file_and_key(tmp_path):
@@ -224,7 +223,7 @@ def test_walker_spawned_at_a_pose_lands_on_the_network(world):
 
 
 def test_procedural_map_by_config_is_deterministic():
-    from sim.embedded.maps.procedural import ProceduralTownConfig
+    from sim.maps.procedural import ProceduralTownConfig
 
     config = WorldConfig(map="procedural", seed=1, procedural=ProceduralTownConfig(seed=4, grid_rows=2, grid_cols=2))
     a, b = EmbeddedWorld(config), EmbeddedWorld(config)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from sim.api import Pose, TrafficLightState, WorldSnapshot
-from sim.embedded.maps.geometry import AreaClass, LaneMarking, MapGeometry
-from sim.embedded.maps.lanes import SpawnPoint
+from sim.maps.geometry import AreaClass, LaneMarking, MapGeometry
+from sim.maps.lanes import SpawnPoint
 from sim.embedded.world import EmbeddedWorld
 from sim.env.bev import BEV_CHANNELS, BevConfig, BevRenderer, bev_channel_names
 

@@ -6,9 +6,9 @@ import gymnasium
 import numpy as np
 import pytest
 
-import sim  # noqa: F401  (registers avsim/Driving-v0)
+import sim.env  # noqa: F401  (registers avsim/Driving-v0)
 from sim.api import Pose
-from sim.embedded.config import ConfigError
+from sim.config import ConfigError
 from sim.env.actions import ActionError
 from sim.env.agents import RouteFollower
 from sim.env.driving import DrivingEnv
@@ -221,7 +221,7 @@ def test_bad_yaml_and_bad_values_are_named(tmp_path):
 
 def test_any_xodr_file_and_procedural_towns_get_random_routes(tmp_path):
     """map= a user's .xodr path (routes generated on it) or a procedural town."""
-    from sim.embedded.maps.loader import resolve_map
+    from sim.maps.loader import resolve_map
 
     user_map = tmp_path / "my_town.xodr"
     user_map.write_text(resolve_map("Town02").xodr_text)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sim.embedded.config import ConfigError
+from sim.config import ConfigError
 from sim.env.rewards import RewardInput, make_reward
 
 

@@ -47,7 +47,7 @@ def test_sensor_observations_fit_their_space(tmp_path):
 
 
 def test_sensor_mode_needs_a_suite():
-    from sim.embedded.config import ConfigError
+    from sim.config import ConfigError
 
     with pytest.raises(ConfigError, match="sensor suite"):
         DrivingEnv(map="Town01", observation={"mode": "sensors"})

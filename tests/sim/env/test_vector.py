@@ -6,7 +6,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-import sim  # noqa: F401
+import sim.env  # noqa: F401  (registers avsim/Driving-v0)
 
 KWARGS = dict(map="Town01", traffic={"vehicles": 3, "walkers": 2}, observation={"mode": "state"})
 

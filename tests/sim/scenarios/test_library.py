@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sim.api import RedLightEvent, TrafficLightState
-from sim.embedded.config import ConfigError
+from sim.config import ConfigError
 from sim.env.agents import RouteFollower
 from sim.env.driving import DrivingEnv
 from sim.scenarios.library import SCENARIOS

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sim.api import CollisionEvent, LaneInvasionEvent, Pose, VehicleControl
-from sim.embedded.sensors.base import SensorPose, sensor_world_pose
+from sim.transforms import SensorPose, sensor_world_pose
 from sim.embedded.sensors.events import (
     CollisionData,
     CollisionSensor,

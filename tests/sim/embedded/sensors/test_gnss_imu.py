@@ -17,7 +17,8 @@ from sim.embedded.sensors.base import (
     sensor_world_pose,
 )
 from sim.embedded.sensors.gnss import GnssSensor
-from sim.embedded.sensors.imu import GRAVITY_MPS2, ImuData, ImuSensor
+from sim.embedded.sensors.imu import GRAVITY_MPS2, ImuSensor
+from sim.sensors.measurements import ImuData
 from sim.embedded.world import EmbeddedWorld
 
 BLUEPRINT = "vehicle.lincoln.mkz_2020"

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from sim.api import WorldSnapshot
-from sim.embedded.sensors.base import SensorPose
+from sim.transforms import SensorPose
 from sim.embedded.sensors.camera import DepthCamera, InstanceCamera, RgbCamera, SemanticCamera, pixel_directions
-from sim.embedded.sensors.lidar import SEMANTIC_POINT_DTYPE, RayCastLidar, SemanticLidar
+from sim.embedded.sensors.lidar import RayCastLidar, SemanticLidar
+from sim.sensors.measurements import SEMANTIC_POINT_DTYPE
 from sim.embedded.sensors.radar import Radar
 
 BOX_MIN = np.array([20.0, -1.0, 0.0])

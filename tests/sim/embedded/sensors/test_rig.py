@@ -10,10 +10,10 @@ import pytest
 pytest.importorskip("open3d")
 
 from sim.api import Pose  # noqa: E402
-from sim.embedded.sensors.blueprints import SensorConfigError  # noqa: E402
-from sim.embedded.sensors.lidar import SEMANTIC_POINT_DTYPE  # noqa: E402
+from sim.sensors.blueprints import SensorConfigError  # noqa: E402
+from sim.sensors.measurements import SEMANTIC_POINT_DTYPE  # noqa: E402
 from sim.embedded.sensors.rig import SensorRig  # noqa: E402
-from sim.embedded.sensors.suite import load_suite, suite_from_dict  # noqa: E402
+from sim.sensors.suite import load_suite, suite_from_dict  # noqa: E402
 from sim.embedded.world import EmbeddedWorld  # noqa: E402
 
 
@@ -93,7 +93,7 @@ def test_world_and_non_raycast_sensors_import_without_open3d():
     import subprocess
     import sys
 
-    code = ("import sys; import sim.embedded.world, sim.embedded.backend, sim.embedded.sensors.rig, "
+    code = ("import sys; import sim.api, sim.backends, sim.env.driving, sim.embedded.world, sim.embedded.sensors.rig, "
             "sim.embedded.sensors.gnss, sim.embedded.sensors.imu, sim.embedded.sensors.camera, launch.cli; "
             "print('open3d' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

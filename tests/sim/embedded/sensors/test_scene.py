@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("open3d")
 
 from sim.api import ActorKind, Pose, TrafficLightState
-from sim.embedded.maps.procedural import ProceduralTownConfig
+from sim.maps.procedural import ProceduralTownConfig
 from sim.embedded.sensors import meshes
 from sim.embedded.sensors.scene import (
     LAMP_DARK,

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from sim.api import TrafficLightState
-from sim.embedded.maps.lanes import build_lane_graph
-from sim.embedded.traffic.lights import TrafficLightTiming, TrafficLights, build_signal_layout
+from sim.maps.lanes import build_lane_graph
+from sim.config import TrafficLightTiming
+from sim.embedded.traffic.lights import TrafficLights
+from sim.maps.signals import build_signal_layout
 
 
 def test_town01_lights_control_every_junction_approach(town01):

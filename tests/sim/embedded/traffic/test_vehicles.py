@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sim.api import CollisionEvent, Pose, TrafficLightState
-from sim.embedded.maps.lanes import SpawnPoint
+from sim.maps.lanes import SpawnPoint
 from sim.embedded.world import EmbeddedWorld
 
 
@@ -165,8 +165,8 @@ def test_npcs_wait_for_a_pedestrian_on_their_crossing():
 
 
 def test_mobil_lane_changes_happen_without_collisions(tmp_path):
-    from sim.embedded.config import TrafficConfig, WorldConfig
-    from sim.embedded.maps.procedural import ProceduralTownConfig, write_town
+    from sim.config import TrafficConfig, WorldConfig
+    from sim.maps.procedural import ProceduralTownConfig, write_town
 
     path = write_town(ProceduralTownConfig(seed=1, grid_rows=2, grid_cols=3, lanes_per_direction=2,
                                            block_length_m=120), tmp_path / "two_lanes.xodr")

@@ -10,7 +10,7 @@ import shapely
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from sim.embedded.maps.geometry import AreaClass
+from sim.maps.geometry import AreaClass
 from sim.embedded.traffic.walkable import (
     MAX_POLY_VERTS,
     WalkArea,

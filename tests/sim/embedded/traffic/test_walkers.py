@@ -12,9 +12,10 @@ import pytest
 from scipy.spatial import cKDTree
 
 from sim.api import TrafficLightState
-from sim.embedded.maps.lanes import LaneGraph, build_lane_graph
-from sim.embedded.maps.loader import load_carla_map, resolve_map
-from sim.embedded.traffic.lights import SignalLayout, TrafficLights, build_signal_layout
+from sim.maps.lanes import LaneGraph, build_lane_graph
+from sim.maps.loader import load_carla_map, resolve_map
+from sim.embedded.traffic.lights import TrafficLights
+from sim.maps.signals import SignalLayout, build_signal_layout
 from sim.embedded.traffic.walker_graph import EdgeKind, WalkerNetwork, build_walker_network
 from sim.embedded.traffic.walkers import WalkerParams, Walkers
 

@@ -61,12 +61,12 @@ def shipped_town_names() -> list[str]:
 
 
 PROCEDURAL = "procedural"
-"""Map name that stands for a generated town (see ``sim.embedded.maps.procedural``)."""
+"""Map name that stands for a generated town (see ``sim.maps.procedural``)."""
 
 
 def procedural_source(config) -> MapSource:
     """A generated town (``ProceduralTownConfig``) as a map source; generated text is trusted."""
-    from sim.embedded.maps.procedural import generate_town
+    from sim.maps.procedural import generate_town
 
     name = f"procedural_{config.grid_rows}x{config.grid_cols}_seed{config.seed}"
     return MapSource(name, generate_town(config), None, trusted=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.embedded.sensors.blueprints import (
+from sim.sensors.blueprints import (
     BLUEPRINTS,
     AttributeType,
     SensorAttributes,
@@ -222,9 +222,9 @@ def test_find_blueprints_filters_by_wildcard():
 
 
 def test_blueprint_and_suite_modules_do_not_import_open3d():
-    code = ("import sys; import sim.embedded.sensors.blueprints, sim.embedded.sensors.suite; "
+    code = ("import sys; import sim.sensors.blueprints, sim.sensors.suite; "
             "sys.exit(1 if 'open3d' in sys.modules else 0)")
-    repo_root = Path(__file__).resolve().parents[4]
+    repo_root = Path(__file__).resolve().parents[3]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, cwd=repo_root, check=False)
     assert result.returncode == 0, result.stderr

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 
-from sim.embedded.sensors.blueprints import (
+from sim.sensors.blueprints import (
     SensorAttributes,
     SensorConfigError,
     get_blueprint,
@@ -41,7 +41,7 @@ WORLD = "world"
 EVENT_SENSORS = ("sensor.other.collision", "sensor.other.lane_invasion")
 """Sensors that report events of their parent actor, so cannot be fixed in the world."""
 
-SHIPPED_SUITES_DIR = Path(__file__).resolve().parents[3] / "configs" / "sensors"
+SHIPPED_SUITES_DIR = Path(__file__).resolve().parents[2] / "configs" / "sensors"
 
 
 class TransformConfig(BaseModel):

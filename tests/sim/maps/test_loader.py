@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.embedded.maps.loader import (MapLoadError, check_opendrive_text, load_carla_map, resolve_map,
+from sim.maps.loader import (MapLoadError, check_opendrive_text, load_carla_map, resolve_map,
                                       shipped_town_names, validate_in_child)
 
 
@@ -72,7 +72,7 @@ def test_wellformed_but_roadless_geometry_fails_in_child_not_here(tmp_path):
 
 def test_child_crash_becomes_error(monkeypatch):
     # A child that dies by a signal (as carla.Map does on some files) must become a clear error.
-    import sim.embedded.maps.loader as loader
+    import sim.maps.loader as loader
 
     monkeypatch.setattr(loader, "_CHILD_SCRIPT", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
     with pytest.raises(MapLoadError, match="crashed.*SIGSEGV"):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import shapely
 
-from sim.embedded.maps.geometry import (
+from sim.maps.geometry import (
     AreaClass,
     AreaRaster,
     LaneMarking,
@@ -21,7 +21,7 @@ from sim.embedded.maps.geometry import (
 
 
 def _load_map(town: str) -> carla.Map:
-    text = (resources.files("sim.embedded.maps") / "data" / f"{town}.xodr").read_text()
+    text = (resources.files("sim.maps") / "data" / f"{town}.xodr").read_text()
     return carla.Map(town, text)
 
 

@@ -1,4 +1,9 @@
-"""Validated configuration of the embedded world (YAML section ``world``)."""
+"""Configuration shared by every backend: YAML reading with clear errors, and the world's config (section ``world``).
+
+``WorldConfig`` describes a world whatever simulates it: the map, seed, step,
+vehicle dynamics, light timing and traffic behaviour. The embedded simulator
+uses all of it; the CARLA backend maps what CARLA can take.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sim.api import DEFAULT_DT_S
-from sim.embedded.maps.procedural import ProceduralTownConfig
-from sim.embedded.traffic.lights import TrafficLightTiming
+from sim.maps.procedural import ProceduralTownConfig
+
+
+class TrafficLightTiming(BaseModel):
+    """Default timing of every light [s] (CARLA's defaults: green 10, yellow 3)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    green_s: float = Field(10.0, gt=0)
+    yellow_s: float = Field(3.0, ge=0)
+    all_red_s: float = Field(1.0, ge=0)
 
 
 class TrafficConfig(BaseModel):
@@ -63,6 +77,18 @@ class WorldConfig(BaseModel):
     generate_missing_lights: bool = True
     traffic: TrafficConfig = TrafficConfig()
     walkers: WalkerConfig = WalkerConfig()
+
+
+class CarlaConfig(BaseModel):
+    """How to reach a CARLA server when the backend is ``carla``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "localhost"
+    port: int = Field(2000, ge=1, le=65535)
+    timeout_s: float = Field(20.0, gt=0)
+    tm_port: int = Field(8000, ge=1, le=65535)
+    """Traffic Manager port."""
 
 
 class ConfigError(ValueError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.embedded.maps.lanes import road_speed_limits
+from sim.maps.lanes import road_speed_limits
 
 
 def test_lanes_are_sampled_densely_and_in_order(town01):

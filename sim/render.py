@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from sim.api import ActorKind, TrafficLightState, WorldSnapshot
-from sim.embedded.maps.geometry import LaneMarking, MapGeometry
+from sim.maps.geometry import LaneMarking, MapGeometry
 
 __all__ = ["DEFAULT_PALETTE", "Palette", "TopDownRenderer", "VideoWriter", "save_png"]
 

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from sim.embedded.maps.procedural import ProceduralTownConfig, generate_town, write_town
+from sim.maps.procedural import ProceduralTownConfig, generate_town, write_town
 
-EXAMPLE_CONFIG = Path(__file__).resolve().parents[4] / "configs" / "world" / "procedural_small.yaml"
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "world" / "procedural_small.yaml"
 TRAFFIC_LIGHT, STOP, SPEED_LIMIT = "1000001", "206", "274"
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from sim.api import ActorKind, TrafficLightState, WorldSnapshot
-from sim.embedded.maps.geometry import AreaClass, rasterize_areas
-from sim.embedded.render import DEFAULT_PALETTE as PAL
-from sim.embedded.render import TopDownRenderer, VideoWriter, save_png
+from sim.maps.geometry import AreaClass, rasterize_areas
+from sim.render import DEFAULT_PALETTE as PAL
+from sim.render import TopDownRenderer, VideoWriter, save_png
 from sim.embedded.world import EmbeddedWorld
 
 PPM = 4.0

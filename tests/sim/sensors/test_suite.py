@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.embedded.sensors.blueprints import SensorConfigError
-from sim.embedded.sensors.suite import (
+from sim.sensors.blueprints import SensorConfigError
+from sim.sensors.suite import (
     DEFAULT_ATTACH_TO,
     SensorSpec,
     SensorSuite,
@@ -15,7 +15,7 @@ from sim.embedded.sensors.suite import (
     suite_from_dict,
 )
 
-CONFIG_DIR = Path(__file__).resolve().parents[4] / "configs" / "sensors"
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "sensors"
 TICK_RATE_HZ = 20.0
 
 
