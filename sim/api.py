@@ -9,6 +9,7 @@ same order as ``actor_id``.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from enum import IntEnum
 from collections.abc import Mapping
@@ -48,14 +49,48 @@ class TrafficLightState(IntEnum):
 
 @dataclass(frozen=True)
 class Pose:
-    """A position [m] and orientation [rad] in the world frame (CARLA's axes)."""
+    """A position [m] and orientation [rad] in CARLA's frame: the project's one pose type.
 
-    x_m: float
-    y_m: float
+    It is a world pose (actors, spawn points, routes) or, for a sensor, its
+    mount relative to the parent actor's origin. Angles follow
+    ``carla.Rotation``: pitch (nose up > 0), yaw (x toward +y > 0), roll
+    (right side down > 0); as an array (:attr:`rotation`, and everywhere in the
+    project) the order is (pitch, yaw, roll), as ``WorldSnapshot.rotation_rad``.
+    The constructor's fourth positional field is yaw because planar code sets
+    only (x, y, z, yaw); pass pitch and roll by keyword. Every field must be a
+    finite number (``ValueError`` naming it otherwise).
+    """
+
+    x_m: float = 0.0
+    y_m: float = 0.0
     z_m: float = 0.0
     yaw_rad: float = 0.0
     pitch_rad: float = 0.0
     roll_rad: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("x_m", "y_m", "z_m", "yaw_rad", "pitch_rad", "roll_rad"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"Pose.{name} must be a finite number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+    @property
+    def location(self) -> np.ndarray:
+        """(x, y, z) [m], shape (3,)."""
+        return np.array([self.x_m, self.y_m, self.z_m])
+
+    @property
+    def rotation(self) -> np.ndarray:
+        """(pitch, yaw, roll) [rad], shape (3,): the project's one rotation order."""
+        return np.array([self.pitch_rad, self.yaw_rad, self.roll_rad])
+
+    @classmethod
+    def from_arrays(cls, location: np.ndarray, rotation: np.ndarray) -> Pose:
+        """The pose of a (3,) location [m] and a (pitch, yaw, roll) (3,) rotation [rad]."""
+        x, y, z = (float(v) for v in location)
+        pitch, yaw, roll = (float(v) for v in rotation)
+        return cls(x, y, z, yaw_rad=yaw, pitch_rad=pitch, roll_rad=roll)
 
 
 @dataclass(frozen=True)

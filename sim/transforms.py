@@ -25,42 +25,15 @@ Rotations as arrays are always ``(pitch, yaw, roll)`` [rad], the order of
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
+from sim.api import Pose
+
 __all__ = [
-    "SensorPose", "compose_mount", "mount_matrix", "rotation_from_matrix", "rotation_matrix", "sensor_world_pose",
+    "compose_mount", "mount_matrix", "rotation_from_matrix", "rotation_matrix", "sensor_world_pose",
+    "world_to_ego",
 ]
-
-
-@dataclass(frozen=True)
-class SensorPose:
-    """A sensor's mount relative to its parent's origin: position [m] and rotation [rad], CARLA frame."""
-
-    x_m: float = 0.0
-    y_m: float = 0.0
-    z_m: float = 0.0
-    roll_rad: float = 0.0
-    pitch_rad: float = 0.0
-    yaw_rad: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("x_m", "y_m", "z_m", "roll_rad", "pitch_rad", "yaw_rad"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"SensorPose.{name} must be a finite number, got {value!r}")
-            object.__setattr__(self, name, float(value))
-
-    @property
-    def location(self) -> np.ndarray:
-        """(x, y, z) [m] as an array of shape (3,)."""
-        return np.array([self.x_m, self.y_m, self.z_m])
-
-    @property
-    def rotation(self) -> np.ndarray:
-        """(pitch, yaw, roll) [rad] as an array of shape (3,), the order of ``WorldSnapshot.rotation_rad``."""
-        return np.array([self.pitch_rad, self.yaw_rad, self.roll_rad])
 
 
 def rotation_matrix(pitch_rad: float, yaw_rad: float, roll_rad: float) -> np.ndarray:
@@ -93,7 +66,7 @@ def rotation_from_matrix(matrix: np.ndarray) -> np.ndarray:
 
 
 def sensor_world_pose(parent_location: np.ndarray, parent_rotation: np.ndarray,
-                      relative: SensorPose) -> tuple[np.ndarray, np.ndarray]:
+                      relative: Pose) -> tuple[np.ndarray, np.ndarray]:
     """World (location (3,) [m], rotation (pitch, yaw, roll) (3,) [rad]) of a sensor mounted on a parent.
 
     ``parent_rotation`` is (pitch, yaw, roll) [rad] as in ``WorldSnapshot.rotation_rad``.
@@ -107,7 +80,7 @@ def sensor_world_pose(parent_location: np.ndarray, parent_rotation: np.ndarray,
     return location, rotation
 
 
-def mount_matrix(relative: SensorPose) -> np.ndarray | None:
+def mount_matrix(relative: Pose) -> np.ndarray | None:
     """The mount's rotation matrix, or None for an unrotated mount (the common case, composed faster)."""
     if relative.pitch_rad == relative.yaw_rad == relative.roll_rad == 0.0:
         return None
@@ -124,3 +97,18 @@ def compose_mount(parent_location: np.ndarray, parent_rotation: np.ndarray, rel_
         return location, np.array([pitch, yaw, roll]), parent_matrix
     matrix = parent_matrix @ rel_matrix
     return location, rotation_from_matrix(matrix), matrix
+
+
+def world_to_ego(points_xy: np.ndarray, ego_xy: np.ndarray, ego_yaw_rad: float) -> np.ndarray:
+    """World points (..., 2) [m] in the ego's planar frame (x forward, y right; CARLA's axes), same shape.
+
+    The point is moved by ``-ego_xy`` and turned by ``-ego_yaw_rad``. For a
+    vector (a velocity), pass ``ego_xy = (0, 0)``: it is only turned.
+    """
+    points = np.asarray(points_xy, dtype=float)
+    if points.shape[-1:] != (2,):
+        raise ValueError(f"points_xy must have shape (..., 2), got {points.shape}")
+    dx = points[..., 0] - float(ego_xy[0])
+    dy = points[..., 1] - float(ego_xy[1])
+    cos, sin = math.cos(ego_yaw_rad), math.sin(ego_yaw_rad)
+    return np.stack([dx * cos + dy * sin, -dx * sin + dy * cos], axis=-1)

@@ -36,9 +36,10 @@ def _attribute_text(value: object) -> str:
 
 def spec_transform(spec: SensorSpec) -> carla.Transform:
     """The sensor's pose relative to its parent as a ``carla.Transform`` (degrees)."""
-    return carla.Transform(carla.Location(spec.x_m, spec.y_m, spec.z_m),
-                           carla.Rotation(pitch=math.degrees(spec.pitch_rad), yaw=math.degrees(spec.yaw_rad),
-                                          roll=math.degrees(spec.roll_rad)))
+    m = spec.mount
+    return carla.Transform(carla.Location(m.x_m, m.y_m, m.z_m),
+                           carla.Rotation(pitch=math.degrees(m.pitch_rad), yaw=math.degrees(m.yaw_rad),
+                                          roll=math.degrees(m.roll_rad)))
 
 
 class CarlaSensorRig:

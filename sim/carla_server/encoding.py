@@ -22,6 +22,7 @@ import cv2
 import msgpack
 import numpy as np
 
+from sim.api import Pose
 from sim.sensors.blueprints import AttributeSpec, get_blueprint
 from sim.sensors.blueprints import AttributeType as SpecType
 from sim.embedded.vehicle_types import VEHICLE_TYPES
@@ -115,6 +116,18 @@ class Transform:
             (x, y, z), (pitch, yaw, roll) = message
         except (TypeError, ValueError):
             raise ValueError(f"a transform must be [[x, y, z], [pitch, yaw, roll]], got {message!r}") from None
+        return cls(x, y, z, pitch, yaw, roll)
+
+    def to_pose(self) -> Pose:
+        """The same transform as the project's :class:`Pose` (radians)."""
+        return Pose(self.x, self.y, self.z, yaw_rad=math.radians(self.yaw), pitch_rad=math.radians(self.pitch),
+                    roll_rad=math.radians(self.roll))
+
+    @classmethod
+    def from_arrays(cls, location: np.ndarray, rotation_rad: np.ndarray) -> Transform:
+        """The wire transform of a (3,) location [m] and a (pitch, yaw, roll) rotation [rad]."""
+        x, y, z = (float(v) for v in location)
+        pitch, yaw, roll = (math.degrees(float(v)) for v in rotation_rad)
         return cls(x, y, z, pitch, yaw, roll)
 
     def to_msg(self) -> list:

@@ -82,7 +82,8 @@ from sim.carla_server.encoding import ActorDescription, EpisodeSettings, Transfo
 from sim.carla_server.rpc import RpcServer
 from sim.carla_server.streams import StreamServer
 from sim.maps.loader import MapSource, check_opendrive_text, resolve_map, shipped_town_names
-from sim.embedded.sensors.base import Sensor, SensorMeasurement, SensorPose, sensor_world_pose
+from sim.embedded.sensors.base import Sensor, SensorMeasurement
+from sim.transforms import sensor_world_pose
 from sim.embedded.sensors.imu import ImuSensor
 from sim.embedded.sensors.raycast import RaycastSensor
 from sim.embedded.sensors.rig import RaycastBatcher, hidden_parents
@@ -548,9 +549,7 @@ class CarlaServer:
             blueprint = get_blueprint(description.id)
             values = {k: v for k, v in description.attributes.items() if blueprint.has_attribute(k)}
             attributes = blueprint.resolve(values)
-            spec = SensorSpec(str(actor_id), description.id, str(parent_id), mount.x, mount.y, mount.z,
-                              math.radians(mount.roll), math.radians(mount.pitch), math.radians(mount.yaw),
-                              attributes)
+            spec = SensorSpec(str(actor_id), description.id, str(parent_id), mount.to_pose(), attributes)
             impl = build_sensor(spec, parent_id)
         if isinstance(impl, RaycastSensor):
             self._map_scene()
@@ -896,10 +895,9 @@ class CarlaServer:
     # ------------------------------------------------------------------ streams
     def _sensor_pose(self, snapshot: WorldSnapshot, sensor: _Sensor) -> Transform:
         row = snapshot.index_of(sensor.parent_id)
-        mount = SensorPose(sensor.mount.x, sensor.mount.y, sensor.mount.z, math.radians(sensor.mount.roll),
-                           math.radians(sensor.mount.pitch), math.radians(sensor.mount.yaw))
-        location, rotation = sensor_world_pose(snapshot.location_m[row], snapshot.rotation_rad[row], mount)
-        return _transform(location, rotation)
+        location, rotation = sensor_world_pose(snapshot.location_m[row], snapshot.rotation_rad[row],
+                                               sensor.mount.to_pose())
+        return Transform.from_arrays(location, rotation)
 
     def _publish_state(self, snapshot: WorldSnapshot) -> None:
         """Push the episode state of ``snapshot``: world actors, traffic lights, sensors and controllers."""
@@ -1052,7 +1050,7 @@ class CarlaServer:
         """Serialize one embedded measurement in CARLA's format for its blueprint and push it."""
         if self.measurement_hook is not None:
             self.measurement_hook(sensor.actor_id, measurement)
-        where = _transform(measurement.location_m, measurement.rotation_rad)
+        where = Transform.from_arrays(measurement.location_m, measurement.rotation_rad)
         blueprint_id = sensor.description.id
         frame, stamp, data = snapshot.frame, snapshot.timestamp_s, measurement.data
         if blueprint_id in enc.CAMERA_ENCODERS:
@@ -1078,12 +1076,6 @@ def _default_spectator(world: EmbeddedWorld) -> Transform:
         return Transform(0.0, 0.0, 50.0, -60.0, 0.0, 0.0)
     pose = points[0].pose
     return Transform(pose.x_m, pose.y_m, pose.z_m + 50.0, -60.0, math.degrees(pose.yaw_rad), 0.0)
-
-
-def _transform(location: np.ndarray, rotation_rad: np.ndarray) -> Transform:
-    x, y, z = (float(v) for v in location)
-    pitch, yaw, roll = (math.degrees(float(v)) for v in rotation_rad)
-    return Transform(x, y, z, pitch, yaw, roll)
 
 
 def _lidar_payload(snapshot: WorldSnapshot, where: Transform, lidar, points: np.ndarray) -> bytes:

@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 
+from sim.api import Pose
 from sim.sensors.blueprints import (
     SensorAttributes,
     SensorConfigError,
@@ -79,33 +80,18 @@ class SensorSuiteConfig(BaseModel):
 
 @dataclass(frozen=True)
 class SensorSpec:
-    """One sensor of a suite: its name, blueprint, parent and pose (CARLA frame, metres, radians)."""
+    """One sensor of a suite: its name, blueprint, parent and ``mount`` relative to the parent (a :class:`Pose`)."""
 
     name: str
     blueprint_id: str
     attach_to: str
-    x_m: float
-    y_m: float
-    z_m: float
-    roll_rad: float
-    pitch_rad: float
-    yaw_rad: float
+    mount: Pose
     attributes: SensorAttributes
 
     @property
     def is_fixed(self) -> bool:
         """Whether the sensor is fixed in the world rather than attached to an actor."""
         return self.attach_to == WORLD
-
-    @property
-    def location_m(self) -> tuple[float, float, float]:
-        """(x, y, z) relative to the parent, metres."""
-        return (self.x_m, self.y_m, self.z_m)
-
-    @property
-    def rotation_rad(self) -> tuple[float, float, float]:
-        """(roll, pitch, yaw) relative to the parent, radians."""
-        return (self.roll_rad, self.pitch_rad, self.yaw_rad)
 
 
 @dataclass(frozen=True)
@@ -216,8 +202,8 @@ def _spec_from_entry(entry: SensorEntryConfig, where: str) -> SensorSpec:
     t = entry.transform
     return SensorSpec(
         name=entry.name, blueprint_id=entry.blueprint, attach_to=entry.attach_to,
-        x_m=t.x, y_m=t.y, z_m=t.z,
-        roll_rad=math.radians(t.roll_deg), pitch_rad=math.radians(t.pitch_deg), yaw_rad=math.radians(t.yaw_deg),
+        mount=Pose(t.x, t.y, t.z, yaw_rad=math.radians(t.yaw_deg), pitch_rad=math.radians(t.pitch_deg),
+                   roll_rad=math.radians(t.roll_deg)),
         attributes=attributes)
 
 

@@ -1,6 +1,6 @@
 """What every embedded sensor shares: the mount pose, the world pose, measurements, ``sensor_tick``.
 
-Sensors attach rigidly to a parent actor with a :class:`SensorPose` relative
+Sensors attach rigidly to a parent actor with a :class:`Pose` relative
 to the parent's origin (CARLA's ``spawn_actor(bp, transform, attach_to=parent)``).
 Every measurement carries the frame number, the simulation time and the
 sensor's world pose at that tick.
@@ -21,13 +21,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from sim.api import WorldSnapshot
+from sim.api import Pose, WorldSnapshot
 from sim.sensors.measurements import SensorMeasurement, readonly
-from sim.transforms import (SensorPose, compose_mount, mount_matrix, rotation_from_matrix, rotation_matrix,
+from sim.transforms import (compose_mount, mount_matrix, rotation_from_matrix, rotation_matrix,
                             sensor_world_pose)
 
 __all__ = [
-    "Sensor", "SensorMeasurement", "SensorPose", "check_finite", "check_seed", "check_stddev",
+    "Sensor", "SensorMeasurement", "check_finite", "check_seed", "check_stddev",
     "rotation_from_matrix", "rotation_matrix", "sensor_world_pose",
 ]
 
@@ -73,13 +73,13 @@ class Sensor(ABC):
 
     blueprint_id: ClassVar[str]
 
-    def __init__(self, parent_id: int, transform: SensorPose | None = None, *, name: str | None = None,
+    def __init__(self, parent_id: int, transform: Pose | None = None, *, name: str | None = None,
                  sensor_tick: float = 0.0) -> None:
         if isinstance(parent_id, bool) or not isinstance(parent_id, (int, np.integer)):
             raise ValueError(f"parent_id must be an actor id (int), got {parent_id!r}")
-        transform = SensorPose() if transform is None else transform
-        if not isinstance(transform, SensorPose):
-            raise ValueError(f"transform must be a SensorPose, got {type(transform).__name__}")
+        transform = Pose() if transform is None else transform
+        if not isinstance(transform, Pose):
+            raise ValueError(f"transform must be a Pose, got {type(transform).__name__}")
         self.parent_id = int(parent_id)
         self.transform = transform
         self.name = self.blueprint_id if name is None else str(name)

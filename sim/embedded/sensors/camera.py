@@ -29,8 +29,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from sim.api import WorldSnapshot
-from sim.embedded.sensors.base import SensorMeasurement, SensorPose, check_finite
+from sim.api import Pose, WorldSnapshot
+from sim.embedded.sensors.base import SensorMeasurement, check_finite
 from sim.embedded.sensors.raycast import RayPlan, RaycastSensor, homogeneous
 
 FAR_PLANE_M = 1000.0
@@ -83,7 +83,7 @@ class Camera(RaycastSensor):
 
     kind: str = "rgb"
 
-    def __init__(self, parent_id: int, transform: SensorPose | None = None, *, name: str | None = None,
+    def __init__(self, parent_id: int, transform: Pose | None = None, *, name: str | None = None,
                  image_size_x: int = 800, image_size_y: int = 600, fov: float = 90.0, sensor_tick: float = 0.0,
                  lighting: Lighting | None = None) -> None:
         super().__init__(parent_id, transform, name=name, sensor_tick=sensor_tick)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.api import CollisionEvent, LaneInvasionEvent, WorldSnapshot
+from sim.api import CollisionEvent, LaneInvasionEvent, Pose, WorldSnapshot
 from sim.sensors.measurements import CollisionData
-from sim.embedded.sensors.base import Sensor, SensorMeasurement, SensorPose
+from sim.embedded.sensors.base import Sensor, SensorMeasurement
 
 __all__ = ["CollisionData", "CollisionSensor", "LaneInvasionSensor"]
 
@@ -30,7 +30,7 @@ class CollisionSensor(Sensor):
 
     blueprint_id = "sensor.other.collision"
 
-    def __init__(self, parent_id: int, transform: SensorPose | None = None, *, name: str | None = None) -> None:
+    def __init__(self, parent_id: int, transform: Pose | None = None, *, name: str | None = None) -> None:
         super().__init__(parent_id, transform, name=name)
 
     def measure(self, world: object, snapshot: WorldSnapshot) -> SensorMeasurement | None:
@@ -59,7 +59,7 @@ class LaneInvasionSensor(Sensor):
 
     blueprint_id = "sensor.other.lane_invasion"
 
-    def __init__(self, parent_id: int, transform: SensorPose | None = None, *, name: str | None = None) -> None:
+    def __init__(self, parent_id: int, transform: Pose | None = None, *, name: str | None = None) -> None:
         super().__init__(parent_id, transform, name=name)
 
     def measure(self, world: object, snapshot: WorldSnapshot) -> SensorMeasurement | None:

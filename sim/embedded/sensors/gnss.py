@@ -18,11 +18,10 @@ from __future__ import annotations
 import carla
 import numpy as np
 
-from sim.api import WorldSnapshot
+from sim.api import Pose, WorldSnapshot
 from sim.embedded.sensors.base import (
     Sensor,
     SensorMeasurement,
-    SensorPose,
     check_finite,
     check_seed,
     check_stddev,
@@ -40,7 +39,7 @@ class GnssSensor(Sensor):
 
     blueprint_id = "sensor.other.gnss"
 
-    def __init__(self, parent_id: int, transform: SensorPose | None = None, *, name: str | None = None,
+    def __init__(self, parent_id: int, transform: Pose | None = None, *, name: str | None = None,
                  sensor_tick: float = 0.0, noise_alt_bias: float = 0.0, noise_alt_stddev: float = 0.0,
                  noise_lat_bias: float = 0.0, noise_lat_stddev: float = 0.0, noise_lon_bias: float = 0.0,
                  noise_lon_stddev: float = 0.0, noise_seed: int = 0) -> None:

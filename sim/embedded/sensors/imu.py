@@ -37,12 +37,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.api import WorldSnapshot
+from sim.api import Pose, WorldSnapshot
 from sim.sensors.measurements import ImuData
 from sim.embedded.sensors.base import (
     Sensor,
     SensorMeasurement,
-    SensorPose,
     check_finite,
     check_seed,
     check_stddev,
@@ -72,7 +71,7 @@ class ImuSensor(Sensor):
 
     blueprint_id = "sensor.other.imu"
 
-    def __init__(self, parent_id: int, transform: SensorPose | None = None, *, name: str | None = None,
+    def __init__(self, parent_id: int, transform: Pose | None = None, *, name: str | None = None,
                  sensor_tick: float = 0.0,
                  noise_accel_stddev_x: float = 0.0, noise_accel_stddev_y: float = 0.0,
                  noise_accel_stddev_z: float = 0.0,

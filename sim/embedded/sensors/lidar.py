@@ -29,9 +29,9 @@ import math
 
 import numpy as np
 
-from sim.api import WorldSnapshot
+from sim.api import Pose, WorldSnapshot
 from sim.sensors.measurements import SEMANTIC_POINT_DTYPE
-from sim.embedded.sensors.base import SensorMeasurement, SensorPose, check_finite, check_seed, check_stddev
+from sim.embedded.sensors.base import SensorMeasurement, check_finite, check_seed, check_stddev
 from sim.embedded.sensors.raycast import RayPlan, RaycastSensor, check_range_and_rate, homogeneous
 
 
@@ -39,7 +39,7 @@ from sim.embedded.sensors.raycast import RayPlan, RaycastSensor, check_range_and
 class _RotatingLidar(RaycastSensor):
     """Scan pattern shared by both LiDARs (see the module docstring)."""
 
-    def __init__(self, parent_id: int, transform: SensorPose | None = None, *, name: str | None = None,
+    def __init__(self, parent_id: int, transform: Pose | None = None, *, name: str | None = None,
                  channels: int = 32, range: float = 10.0, points_per_second: int = 56000,  # noqa: A002 (CARLA's name)
                  rotation_frequency: float = 10.0, upper_fov: float = 10.0, lower_fov: float = -30.0,
                  horizontal_fov: float = 360.0, sensor_tick: float = 0.0) -> None:
@@ -153,7 +153,7 @@ class RayCastLidar(_RotatingLidar):
 
     blueprint_id = "sensor.lidar.ray_cast"
 
-    def __init__(self, parent_id: int, transform: SensorPose | None = None, *, name: str | None = None,
+    def __init__(self, parent_id: int, transform: Pose | None = None, *, name: str | None = None,
                  atmosphere_attenuation_rate: float = 0.004, dropoff_general_rate: float = 0.45,
                  dropoff_intensity_limit: float = 0.8, dropoff_zero_intensity: float = 0.4,
                  noise_stddev: float = 0.0, noise_seed: int = 0, **scan) -> None:

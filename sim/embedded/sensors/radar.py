@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from sim.api import WorldSnapshot
-from sim.embedded.sensors.base import SensorMeasurement, SensorPose, check_finite, check_seed
+from sim.api import Pose, WorldSnapshot
+from sim.embedded.sensors.base import SensorMeasurement, check_finite, check_seed
 from sim.embedded.sensors.raycast import RayPlan, RaycastSensor, check_range_and_rate
 
 
@@ -24,7 +24,7 @@ class Radar(RaycastSensor):
 
     blueprint_id = "sensor.other.radar"
 
-    def __init__(self, parent_id: int, transform: SensorPose | None = None, *, name: str | None = None,
+    def __init__(self, parent_id: int, transform: Pose | None = None, *, name: str | None = None,
                  horizontal_fov: float = 30.0, vertical_fov: float = 30.0, range: float = 100.0,  # noqa: A002
                  points_per_second: int = 1500, sensor_tick: float = 0.0, noise_seed: int = 0) -> None:
         super().__init__(parent_id, transform, name=name, sensor_tick=sensor_tick)

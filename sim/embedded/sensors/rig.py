@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim.api import WorldSnapshot
-from sim.embedded.sensors.base import Sensor, SensorMeasurement, SensorPose
+from sim.embedded.sensors.base import Sensor, SensorMeasurement
 from sim.sensors.blueprints import SensorConfigError
 from sim.sensors.suite import SensorSpec, SensorSuite
 
@@ -59,7 +59,7 @@ def build_sensor(spec: SensorSpec, parent_id: int) -> Sensor:
     cls = sensor_class(spec.blueprint_id)
     accepted = _accepted_keywords(cls)
     kwargs = {k: v for k, v in spec.attributes.values.items() if k in accepted}
-    pose = SensorPose(spec.x_m, spec.y_m, spec.z_m, spec.roll_rad, spec.pitch_rad, spec.yaw_rad)
+    pose = spec.mount
     return cls(parent_id, pose, name=spec.name, **kwargs)
 
 

@@ -3,9 +3,11 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sim.sensors.blueprints import SensorConfigError
+from sim.api import Pose
 from sim.sensors.suite import (
     DEFAULT_ATTACH_TO,
     SensorSpec,
@@ -50,7 +52,7 @@ def test_shipped_suites_load_with_the_expected_sensors(name):
     points_per_channel = attrs.get_int("points_per_second") / (TICK_RATE_HZ * attrs.get_int("channels"))
     assert points_per_channel == 1024
     assert attrs["rotation_frequency"] == TICK_RATE_HZ
-    assert lidar.z_m > 1.5  # on the roof
+    assert lidar.mount.z_m > 1.5  # on the roof
 
 
 def test_benchmark_lidar_casts_every_ray():
@@ -63,11 +65,12 @@ def test_transform_degrees_become_radians():
     suite = suite_from_dict({"sensors": [_entry(transform={
         "x": 1.5, "y": -0.25, "z": 2.4, "roll_deg": 90.0, "pitch_deg": -5.0, "yaw_deg": 180.0})]})
     spec = suite.by_name("cam")
-    assert spec.location_m == (1.5, -0.25, 2.4)
-    assert spec.roll_rad == pytest.approx(math.pi / 2)
-    assert spec.pitch_rad == pytest.approx(math.radians(-5.0))
-    assert spec.yaw_rad == pytest.approx(math.pi)
-    assert spec.rotation_rad == (spec.roll_rad, spec.pitch_rad, spec.yaw_rad)
+    mount = spec.mount
+    assert tuple(mount.location) == (1.5, -0.25, 2.4)
+    assert mount.roll_rad == pytest.approx(math.pi / 2)
+    assert mount.pitch_rad == pytest.approx(math.radians(-5.0))
+    assert mount.yaw_rad == pytest.approx(math.pi)
+    np.testing.assert_allclose(mount.rotation, (mount.pitch_rad, mount.yaw_rad, mount.roll_rad))
 
 
 def test_defaults_of_an_entry():
@@ -75,7 +78,7 @@ def test_defaults_of_an_entry():
     spec = suite.by_name("cam")
     assert isinstance(spec, SensorSpec)
     assert spec.attach_to == DEFAULT_ATTACH_TO == "hero"
-    assert spec.location_m == (0.0, 0.0, 0.0) and spec.rotation_rad == (0.0, 0.0, 0.0)
+    assert spec.mount == Pose()
     assert spec.attributes["noise_seed"] == 0 and not spec.is_fixed
 
 

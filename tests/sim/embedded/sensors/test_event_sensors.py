@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from sim.api import CollisionEvent, LaneInvasionEvent, Pose, VehicleControl
-from sim.transforms import SensorPose, sensor_world_pose
+from sim.api import Pose
+from sim.transforms import sensor_world_pose
 from sim.embedded.sensors.events import (
     CollisionData,
     CollisionSensor,
@@ -45,7 +46,7 @@ def test_collision_sensor_reports_the_other_vehicle_and_impulse(world):
     parked = world.spawn_vehicle(BLUEPRINT, _pose_on(world, lane, 30.0))
     bystander = world.spawn_vehicle(BLUEPRINT, _pose_on(world, lane, 70.0))
     world.apply_control(parked, VehicleControl(brake=1.0))
-    mount = SensorPose(x_m=0.5, z_m=0.8)
+    mount = Pose(x_m=0.5, z_m=0.8)
     on_ego, on_parked = CollisionSensor(ego, mount, name="ego_collision"), CollisionSensor(parked)
     on_bystander = CollisionSensor(bystander)
     quiet_ticks = 0

@@ -11,7 +11,6 @@ import pytest
 from sim.api import CollisionEvent, Pose, VehicleControl, WorldSnapshot
 from sim.embedded.sensors.base import (
     SensorMeasurement,
-    SensorPose,
     rotation_from_matrix,
     rotation_matrix,
     sensor_world_pose,
@@ -44,16 +43,16 @@ def town10():
 # ---------------------------------------------------------------------------- mounts and world poses
 def test_parent_yaw_90_puts_a_forward_mount_at_plus_y():
     location, rotation = sensor_world_pose(np.array([10.0, 20.0, 0.0]), np.array([0.0, math.pi / 2, 0.0]),
-                                           SensorPose(x_m=1.0))
+                                           Pose(x_m=1.0))
     np.testing.assert_allclose(location, [10.0, 21.0, 0.0], atol=1e-12)
     np.testing.assert_allclose(rotation, [0.0, math.pi / 2, 0.0], atol=1e-12)
 
 
 @pytest.mark.parametrize("parent_rotation, mount, expected_offset", [
-    ((math.pi / 2, 0.0, 0.0), SensorPose(x_m=1.0), (0.0, 0.0, 1.0)),    # nose up: forward is up
-    ((0.0, 0.0, math.pi / 2), SensorPose(y_m=1.0), (0.0, 0.0, -1.0)),   # roll right: right side goes down
-    ((0.0, math.pi, 0.0), SensorPose(x_m=2.0, y_m=1.0), (-2.0, -1.0, 0.0)),
-    ((0.0, -math.pi / 2, 0.0), SensorPose(z_m=1.5), (0.0, 0.0, 1.5)),
+    ((math.pi / 2, 0.0, 0.0), Pose(x_m=1.0), (0.0, 0.0, 1.0)),    # nose up: forward is up
+    ((0.0, 0.0, math.pi / 2), Pose(y_m=1.0), (0.0, 0.0, -1.0)),   # roll right: right side goes down
+    ((0.0, math.pi, 0.0), Pose(x_m=2.0, y_m=1.0), (-2.0, -1.0, 0.0)),
+    ((0.0, -math.pi / 2, 0.0), Pose(z_m=1.5), (0.0, 0.0, 1.5)),
 ])
 def test_mount_offsets_rotate_with_the_parent(parent_rotation, mount, expected_offset):
     location, _ = sensor_world_pose(np.array([1.0, 2.0, 3.0]), np.array(parent_rotation), mount)
@@ -75,10 +74,10 @@ def test_rotation_from_matrix_at_gimbal_lock():
 
 
 @pytest.mark.parametrize("parent, mount", [
-    ((0.0, 0.0, 0.0), SensorPose(1.0, -0.5, 1.7, 0.0, 0.0, 0.0)),
-    ((0.0, 1.2, 0.0), SensorPose(1.5, 0.3, 2.0, 0.0, -0.2, 0.0)),
-    ((0.25, -2.0, 0.1), SensorPose(-1.0, 0.8, 0.5, 0.3, 0.4, 1.9)),
-    ((-0.4, 2.9, -0.3), SensorPose(0.2, 0.0, 1.0, -1.0, 0.6, -3.0)),
+    ((0.0, 0.0, 0.0), Pose(1.0, -0.5, 1.7, roll_rad=0.0, pitch_rad=0.0, yaw_rad=0.0)),
+    ((0.0, 1.2, 0.0), Pose(1.5, 0.3, 2.0, roll_rad=0.0, pitch_rad=-0.2, yaw_rad=0.0)),
+    ((0.25, -2.0, 0.1), Pose(-1.0, 0.8, 0.5, roll_rad=0.3, pitch_rad=0.4, yaw_rad=1.9)),
+    ((-0.4, 2.9, -0.3), Pose(0.2, 0.0, 1.0, roll_rad=-1.0, pitch_rad=0.6, yaw_rad=-3.0)),
 ])
 def test_composition_matches_carla_transforms(parent, mount):
     """World pose == carla parent Transform o mount Transform (location and full rotation)."""
@@ -91,12 +90,12 @@ def test_composition_matches_carla_transforms(parent, mount):
 
 
 def test_bad_mounts_and_parents_are_refused():
-    with pytest.raises(ValueError, match="SensorPose.x_m"):
-        SensorPose(x_m=float("nan"))
-    with pytest.raises(ValueError, match="SensorPose.yaw_rad"):
-        SensorPose(yaw_rad="east")
+    with pytest.raises(ValueError, match="Pose.x_m"):
+        Pose(x_m=float("nan"))
+    with pytest.raises(ValueError, match="Pose.yaw_rad"):
+        Pose(yaw_rad="east")
     with pytest.raises(ValueError, match="parent_rotation"):
-        sensor_world_pose(np.zeros(3), np.zeros(2), SensorPose())
+        sensor_world_pose(np.zeros(3), np.zeros(2), Pose())
     with pytest.raises(ValueError, match="parent_id"):
         GnssSensor("ego")
     with pytest.raises(ValueError, match="transform"):
@@ -107,7 +106,7 @@ def test_bad_mounts_and_parents_are_refused():
 @pytest.mark.parametrize("town", ["town01", "town10"])
 def test_gnss_round_trips_through_geolocation_to_transform(town, request):
     world = request.getfixturevalue(town)
-    mount = SensorPose(x_m=0.5, y_m=-0.3, z_m=1.8, yaw_rad=0.4)
+    mount = Pose(x_m=0.5, y_m=-0.3, z_m=1.8, yaw_rad=0.4)
     lane_xyz = world.lanes.points_xyz
     rows = np.linspace(0, lane_xyz.shape[0] - 1, 4).astype(int)
     sensors = []
@@ -210,9 +209,9 @@ def test_imu_at_rest_reads_gravity_up_and_no_rotation(parked):
     np.testing.assert_allclose(data.accelerometer_mps2, [0.0, 0.0, GRAVITY_MPS2], atol=1e-9)
     np.testing.assert_allclose(data.gyroscope_rad_s, 0.0, atol=1e-12)
     # The specific force points up: a mount pitched nose-up reads it on x, one rolled right on -y.
-    up = _imu(world, ego, snapshot, transform=SensorPose(pitch_rad=math.pi / 2)).accelerometer_mps2
+    up = _imu(world, ego, snapshot, transform=Pose(pitch_rad=math.pi / 2)).accelerometer_mps2
     np.testing.assert_allclose(up, [GRAVITY_MPS2, 0.0, 0.0], atol=1e-9)
-    rolled = _imu(world, ego, snapshot, transform=SensorPose(x_m=1.0, roll_rad=math.pi / 2)).accelerometer_mps2
+    rolled = _imu(world, ego, snapshot, transform=Pose(x_m=1.0, roll_rad=math.pi / 2)).accelerometer_mps2
     np.testing.assert_allclose(rolled, [0.0, -GRAVITY_MPS2, 0.0], atol=1e-9)
 
 
@@ -227,7 +226,7 @@ def test_imu_at_rest_reads_gravity_up_and_no_rotation(parked):
 def test_imu_compass(yaw, mount_yaw, compass):
     world = EmbeddedWorld(map="Town01", seed=0)
     ego = world.spawn_vehicle(BLUEPRINT, Pose(100.0, 100.0, 0.0, yaw))
-    data = _imu(world, ego, world.tick(), transform=SensorPose(yaw_rad=mount_yaw))
+    data = _imu(world, ego, world.tick(), transform=Pose(yaw_rad=mount_yaw))
     assert data.compass_rad == pytest.approx(compass, abs=1e-9)
     assert 0.0 <= data.compass_rad < 2 * math.pi
 
@@ -241,8 +240,8 @@ def circle():
     world = EmbeddedWorld(map="Town10HD", seed=0, dynamics="kinematic")
     cx, cy = TOWN10_OPEN_XY
     ego = world.spawn_vehicle(BLUEPRINT, Pose(cx, cy - 6.5, 0.0, 0.0), speed_mps=5.0)
-    sensors = [ImuSensor(ego, name="centre"), ImuSensor(ego, SensorPose(x_m=1.5, y_m=-0.4, z_m=1.2), name="front"),
-               ImuSensor(ego, SensorPose(z_m=1.0, roll_rad=math.pi), name="upside_down")]
+    sensors = [ImuSensor(ego, name="centre"), ImuSensor(ego, Pose(x_m=1.5, y_m=-0.4, z_m=1.2), name="front"),
+               ImuSensor(ego, Pose(z_m=1.0, roll_rad=math.pi), name="upside_down")]
     # Throttle 0.031 balances rolling resistance and drag near 5 m/s: the speed stays steady.
     world.apply_control(ego, VehicleControl(throttle=0.031, steer=0.7))
     snapshots, readings = [], {s.name: [] for s in sensors}
@@ -329,7 +328,7 @@ def _one_actor_snapshot(frame: int, yaw_rad: float, yaw_rate_rad_s: float,
 
 def test_imu_lever_arm_closed_form():
     """A mount 2 m ahead: centripetal -w^2 r on x, tangential alpha r on y (alpha from consecutive ticks)."""
-    imu = ImuSensor(7, SensorPose(x_m=2.0, z_m=1.0))
+    imu = ImuSensor(7, Pose(x_m=2.0, z_m=1.0))
     first = imu.measure(None, _one_actor_snapshot(1, 0.0, 0.5)).data
     np.testing.assert_allclose(first.accelerometer_mps2, [-0.25 * 2.0, 0.0, GRAVITY_MPS2], atol=1e-12)
     second = imu.measure(None, _one_actor_snapshot(2, 0.0, 0.6, (1.0, 0.0, 0.0))).data

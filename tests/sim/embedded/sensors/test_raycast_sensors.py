@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sim.api import WorldSnapshot
-from sim.transforms import SensorPose
+from sim.api import Pose
 from sim.embedded.sensors.camera import DepthCamera, InstanceCamera, RgbCamera, SemanticCamera, pixel_directions
 from sim.embedded.sensors.lidar import RayCastLidar, SemanticLidar
 from sim.sensors.measurements import SEMANTIC_POINT_DTYPE
@@ -89,7 +89,7 @@ def snapshot(frame=1, dt=0.05, location=(0.0, 0.0, 0.0), yaw=0.0, velocity=(0.0,
         light_junction_id=np.zeros(0, np.int64))
 
 
-MOUNT = SensorPose(z_m=0.75)  # sensors at the box's mid height, looking along +x
+MOUNT = Pose(z_m=0.75)  # sensors at the box's mid height, looking along +x
 
 
 def test_depth_camera_sees_box_face_at_its_distance():
