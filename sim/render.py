@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from sim.api import ActorKind, TrafficLightState, WorldSnapshot
-from sim.maps.geometry import LaneMarking, MapGeometry
+from sim.maps.geometry import LaneMarking, MapGeometry, offset_polyline
+from sim.transforms import body_to_world_xy
 
 __all__ = ["DEFAULT_PALETTE", "Palette", "TopDownRenderer", "VideoWriter", "save_png"]
 
@@ -267,10 +268,7 @@ class TopDownRenderer:
         # Box corners then a heading triangle pointing at the front bumper, in the vehicle frame.
         local_x = np.hstack([half_l, half_l, -half_l, -half_l, half_l, 0.3 * half_l, 0.3 * half_l])
         local_y = np.hstack([half_w, -half_w, -half_w, half_w, 0 * half_w, 0.7 * half_w, -0.7 * half_w])
-        yaw = snapshot.rotation_rad[rows, 1:2]
-        cos, sin = np.cos(yaw), np.sin(yaw)
-        world = np.stack([xy[rows, 0:1] + local_x * cos - local_y * sin,
-                          xy[rows, 1:2] + local_x * sin + local_y * cos], axis=-1)
+        world = body_to_world_xy(np.stack([local_x, local_y], axis=-1), xy[rows], snapshot.rotation_rad[rows, 1])
         shapes = self._to_fixed(origin, world)
         pal = self.palette
         for row, shape in zip(rows.tolist(), shapes):
@@ -347,7 +345,7 @@ class TopDownRenderer:
         half_gap_m = max(_DOUBLE_GAP_M, 1.5 / self.pixels_per_m) / 2
         offsets = (0.0,) if len(parts) == 1 else (-half_gap_m, half_gap_m)
         for part, offset in zip(parts, offsets):
-            line = _offset_polyline(points, offset) if offset else points
+            line = offset_polyline(points, offset) if offset else points
             if part == "Solid":
                 pieces = [line]
             elif part == "Broken":
@@ -362,14 +360,6 @@ class TopDownRenderer:
 def _filled(width: int, height: int, color: RGB) -> np.ndarray:
     """A (height, width, 3) uint8 image of one colour."""
     return np.tile(np.asarray(color, dtype=np.uint8), (height, width, 1))
-
-
-def _offset_polyline(points: np.ndarray, offset_m: float) -> np.ndarray:
-    """The polyline shifted sideways by ``offset_m`` (positive: to its right in CARLA's frame)."""
-    tangent = np.gradient(points, axis=0)
-    tangent /= np.maximum(np.hypot(tangent[:, 0], tangent[:, 1]), 1e-9)[:, None]
-    right = np.column_stack([-tangent[:, 1], tangent[:, 0]])  # x-forward, y-right: right of (1, 0) is (0, 1)
-    return points + offset_m * right
 
 
 def _dashes(points: np.ndarray, on_m: float, off_m: float) -> list[np.ndarray]:

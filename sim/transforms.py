@@ -112,3 +112,48 @@ def world_to_ego(points_xy: np.ndarray, ego_xy: np.ndarray, ego_yaw_rad: float) 
     dy = points[..., 1] - float(ego_xy[1])
     cos, sin = math.cos(ego_yaw_rad), math.sin(ego_yaw_rad)
     return np.stack([dx * cos + dy * sin, -dx * sin + dy * cos], axis=-1)
+
+
+_BOX_SIGNS_XY = np.array([[1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0]])
+_BOX_SIGNS_XYZ = np.array([[(k >> 2) & 1, (k >> 1) & 1, k & 1] for k in range(8)], dtype=np.float64) * 2.0 - 1.0
+
+
+def body_to_world_xy(local_xy: np.ndarray, centre_xy: np.ndarray, yaw_rad: np.ndarray) -> np.ndarray:
+    """Points (N, K, 2) given in N bodies' frames (x forward, y right) as world (x, y), for bodies at
+    ``centre_xy`` (N, 2) heading ``yaw_rad`` (N,)."""
+    cos, sin = np.cos(yaw_rad)[:, None], np.sin(yaw_rad)[:, None]
+    lx, ly = local_xy[..., 0], local_xy[..., 1]
+    return np.stack([centre_xy[:, None, 0] + lx * cos - ly * sin,
+                     centre_xy[:, None, 1] + lx * sin + ly * cos], axis=-1)
+
+
+def box_corners(centre_xy: np.ndarray, yaw_rad: np.ndarray, half_extent_xy: np.ndarray) -> np.ndarray:
+    """Corners (N, 4, 2) of oriented boxes: front-left, front-right, rear-right, rear-left.
+
+    "Left" is -y in the box frame (CARLA: y points right). ``ValueError`` on
+    mismatched shapes or negative extents.
+    """
+    centre = np.asarray(centre_xy, dtype=np.float64)
+    yaw = np.asarray(yaw_rad, dtype=np.float64)
+    half = np.asarray(half_extent_xy, dtype=np.float64)
+    if centre.ndim != 2 or centre.shape[1] != 2:
+        raise ValueError(f"centre_xy must have shape (N, 2), got {centre.shape}")
+    n = centre.shape[0]
+    if yaw.shape != (n,):
+        raise ValueError(f"yaw_rad must have shape ({n},), got {yaw.shape}")
+    if half.shape != (n, 2):
+        raise ValueError(f"half_extent_xy must have shape ({n}, 2), got {half.shape}")
+    if n and not half.min() >= 0.0:
+        raise ValueError("half_extent_xy must be non-negative")
+    return body_to_world_xy(_BOX_SIGNS_XY[None, :, :] * half[:, None, :], centre, yaw)
+
+
+def box_corners_3d(centre_xyz: np.ndarray, yaw_rad: np.ndarray, half_extent_xyz: np.ndarray) -> np.ndarray:
+    """Corners (N, 8, 3) of boxes turned by ``yaw_rad`` about z; corner k has bits (x, y, z) =
+    (k >> 2 & 1, k >> 1 & 1, k & 1): 0 the low side, 1 the high side of that axis."""
+    centre = np.asarray(centre_xyz, dtype=np.float64)
+    local = _BOX_SIGNS_XYZ[None, :, :] * np.asarray(half_extent_xyz, dtype=np.float64)[:, None, :]
+    corners = np.empty_like(local)
+    corners[..., :2] = body_to_world_xy(local[..., :2], centre[:, :2], np.asarray(yaw_rad, dtype=np.float64))
+    corners[..., 2] = centre[:, None, 2] + local[..., 2]
+    return corners

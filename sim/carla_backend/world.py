@@ -39,10 +39,10 @@ from sim.maps.loader import PROCEDURAL, procedural_source, resolve_map
 from sim.maps.procedural import ProceduralTownConfig
 from sim.maps.signals import build_signal_layout
 from sim.api import SpawnError
+from sim.sensors.suite import EVENT_SENSORS
 
 DEFAULT_TRAFFIC_BLUEPRINTS = ("vehicle.lincoln.mkz_2020", "vehicle.audi.a2", "vehicle.toyota.prius",
                               "vehicle.mercedes.sprinter", "vehicle.yamaha.yzf")
-EVENT_SENSORS = ("sensor.other.collision", "sensor.other.lane_invasion")
 
 
 class CarlaConnectionError(RuntimeError):

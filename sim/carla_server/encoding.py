@@ -25,6 +25,7 @@ import numpy as np
 from sim.api import Pose
 from sim.sensors.blueprints import AttributeSpec, get_blueprint
 from sim.sensors.blueprints import AttributeType as SpecType
+from sim.sensors.suite import EVENT_SENSORS
 from sim.embedded.vehicle_types import VEHICLE_TYPES
 
 CARLA_VERSION = "0.9.16"
@@ -302,7 +303,6 @@ STREAMED_SENSORS = ("sensor.camera.rgb", "sensor.camera.depth", "sensor.camera.s
                     "sensor.camera.instance_segmentation", "sensor.lidar.ray_cast", "sensor.lidar.ray_cast_semantic",
                     "sensor.other.radar", "sensor.other.gnss", "sensor.other.imu")
 """Sensor blueprints whose data this server measures and streams."""
-EVENT_SENSORS = ("sensor.other.collision", "sensor.other.lane_invasion")
 """Event sensors: collisions are streamed from the world's events; lane invasions are computed by the client."""
 WALKER_BLUEPRINTS = tuple(f"walker.pedestrian.{k:04d}" for k in range(1, 50))
 FIRST_GENERATION_2_WALKER = 15

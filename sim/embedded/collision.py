@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["Contacts", "box_corners", "candidate_pairs", "find_contacts"]
+__all__ = ["Contacts", "candidate_pairs", "find_contacts"]
 
 _EMPTY_PAIRS = np.zeros((0, 2), dtype=np.int64)
 
@@ -49,23 +49,6 @@ def _check_boxes(
     if n and not half.min() >= 0.0:
         raise ValueError("half_extent_xy must be non-negative")
     return center, yaw, half
-
-
-def box_corners(
-    center_xy: np.ndarray, yaw_rad: np.ndarray, half_extent_xy: np.ndarray
-) -> np.ndarray:
-    """Corners (N, 4, 2) of oriented boxes: front-left, front-right, rear-right, rear-left.
-
-    "Left" is -y in the box frame (CARLA: y points right).
-    """
-    center, yaw, half = _check_boxes(center_xy, yaw_rad, half_extent_xy)
-    cos, sin = np.cos(yaw), np.sin(yaw)
-    signs = np.array([[1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0]])
-    local = signs[None, :, :] * half[:, None, :]  # (N, 4, 2)
-    lx, ly = local[..., 0], local[..., 1]
-    world_x = cos[:, None] * lx - sin[:, None] * ly
-    world_y = sin[:, None] * lx + cos[:, None] * ly
-    return np.stack([world_x, world_y], axis=-1) + center[:, None, :]
 
 
 def candidate_pairs(center_xy: np.ndarray, radius_m: np.ndarray) -> np.ndarray:

@@ -25,13 +25,14 @@ import numpy as np
 
 from sim.api import (ActorKind, CollisionEvent, Event, LaneInvasionEvent, Pose, SpawnError, TrafficLightState,
                      VehicleControl, WorldSnapshot)
-from sim.embedded.collision import VerletPairs, box_corners, find_contacts
+from sim.embedded.collision import VerletPairs, find_contacts
 from sim.config import WorldConfig
 from sim.embedded.dynamics import BicycleFleet, ControlArrays
 from sim.maps.lanes import MARKING_NAMES, LaneGraph, SpawnPoint, build_lane_graph
 from sim.maps.loader import PROCEDURAL, MapSource, load_carla_map, procedural_source, resolve_map
 from sim.embedded.traffic.lights import TrafficLights
 from sim.maps.signals import build_signal_layout
+from sim.transforms import box_corners
 from sim.rules.traffic import (LaneRuleState, junction_events, off_road, off_road_events, project_to_lanes,
                                touches_static)
 from sim.embedded.traffic.vehicles import DriverParams, Obstacles, TrafficVehicles

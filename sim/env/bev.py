@@ -45,7 +45,8 @@ import cv2
 import numpy as np
 
 from sim.api import ActorKind, TrafficLightState, WorldSnapshot
-from sim.maps.geometry import MapGeometry
+from sim.transforms import box_corners
+from sim.maps.geometry import MapGeometry, offset_polyline
 from sim.maps.lanes import LaneGraph
 from sim.maps.signals import SignalLayout
 
@@ -76,7 +77,6 @@ _MARKING_PARTS: dict[str, tuple[str, ...]] = {
 }
 _LIGHT_CHANNELS = (("light_red", TrafficLightState.RED), ("light_yellow", TrafficLightState.YELLOW),
                    ("light_green", TrafficLightState.GREEN))
-_BOX_SIGNS = np.array([[1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0]])  # box corners in half extents
 
 
 @dataclass(frozen=True)
@@ -276,17 +276,9 @@ class BevRenderer:
                 history.clear()
             else:
                 history.pop()
-        n = snapshot.num_actors
         xy = snapshot.location_m[:, :2]
-        yaw = snapshot.rotation_rad[:, 1]
         half = snapshot.extent_m[:, :2]
-        c, s = np.cos(yaw), np.sin(yaw)
-        rotation = np.empty((n, 2, 2))  # row vectors: world = local @ rotation
-        rotation[:, 0, 0] = c
-        rotation[:, 0, 1] = s
-        rotation[:, 1, 0] = -s
-        rotation[:, 1, 1] = c
-        corners = (half[:, None, :] * _BOX_SIGNS) @ rotation + xy[:, None, :]
+        corners = box_corners(xy, snapshot.rotation_rad[:, 1], half)
         history.append(_Frame(snapshot.frame, snapshot.actor_id, snapshot.kind == ActorKind.WALKER, xy,
                               np.hypot(half[:, 0], half[:, 1]), corners))
 
@@ -356,7 +348,7 @@ class BevRenderer:
             points = np.asarray(marking.points_xy, dtype=float)
             offsets = (0.0,) if len(parts) == 1 else (-half_gap, half_gap)
             for part, shift in zip(parts, offsets):
-                lines[part].append(self._to_fixed(_offset_polyline(points, shift) if shift else points))
+                lines[part].append(self._to_fixed(offset_polyline(points, shift) if shift else points))
         for part, bit in (("Solid", _SOLID), ("Broken", _BROKEN)):
             if lines[part]:
                 layer[:] = 0
@@ -376,10 +368,3 @@ def _stop_line_quads(lanes: LaneGraph, lane_ids: np.ndarray) -> np.ndarray:
         back = end - along * min(_STOP_LINE_M, float(lanes.length_m[lane]))
         quads[i] = (end - right, end + right, back + right, back - right)
     return quads
-
-
-def _offset_polyline(points: np.ndarray, offset_m: float) -> np.ndarray:
-    """The polyline shifted sideways by ``offset_m`` (positive: to its right in CARLA's frame)."""
-    tangent = np.gradient(points, axis=0)
-    tangent /= np.maximum(np.hypot(tangent[:, 0], tangent[:, 1]), 1e-9)[:, None]
-    return points + offset_m * np.column_stack([-tangent[:, 1], tangent[:, 0]])

@@ -346,3 +346,10 @@ def rasterize_areas(geometry: MapGeometry, resolution_m: float = 0.2) -> AreaRas
             points = [np.round(pixels).astype(np.int32)]
             cv2.fillPoly(classes, points, int(area_class), cv2.LINE_8, _FILL_SHIFT)
     return AreaRaster(origin_xy=origin, resolution_m=float(resolution_m), classes=classes)
+
+
+def offset_polyline(points: np.ndarray, offset_m: float) -> np.ndarray:
+    """The polyline shifted sideways by ``offset_m`` (positive: to its right in CARLA's frame)."""
+    tangent = np.gradient(points, axis=0)
+    tangent /= np.maximum(np.hypot(tangent[:, 0], tangent[:, 1]), 1e-9)[:, None]
+    return points + offset_m * np.column_stack([-tangent[:, 1], tangent[:, 0]])

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim.api import WorldSnapshot
+from sim.transforms import box_corners_3d
 from sim.embedded.sensors.base import Sensor, SensorMeasurement
 from sim.sensors.blueprints import SensorConfigError
 from sim.sensors.suite import SensorSpec, SensorSuite
@@ -78,15 +79,7 @@ def _actor_corners(snapshot: WorldSnapshot, hidden: tuple[int, ...]) -> np.ndarr
     centre = snapshot.location_m[keep].copy()
     vehicle = snapshot.kind[keep] == 0
     centre[vehicle, 2] += snapshot.extent_m[keep][vehicle, 2]
-    yaw = snapshot.rotation_rad[keep, 1]
-    bits = np.array([[(k >> 2) & 1, (k >> 1) & 1, k & 1] for k in range(8)], dtype=np.float64) * 2.0 - 1.0
-    local = bits[None, :, :] * half[:, None, :]
-    cos, sin = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
-    world = np.empty_like(local)
-    world[..., 0] = centre[:, None, 0] + cos * local[..., 0] - sin * local[..., 1]
-    world[..., 1] = centre[:, None, 1] + sin * local[..., 0] + cos * local[..., 1]
-    world[..., 2] = centre[:, None, 2] + local[..., 2]
-    return world
+    return box_corners_3d(centre, snapshot.rotation_rad[keep, 1], half)
 
 
 def _accepted_keywords(cls: type) -> set[str]:

@@ -7,7 +7,8 @@ import pytest
 import shapely
 from shapely.affinity import translate
 
-from sim.embedded.collision import Contacts, box_corners, candidate_pairs, find_contacts
+from sim.embedded.collision import Contacts, candidate_pairs, find_contacts
+from sim.transforms import box_corners
 
 
 def _boxes(rows: list[tuple[float, float, float, float, float]]):
@@ -173,7 +174,7 @@ def test_find_contacts_with_given_pairs_subset():
 
 
 def test_bad_inputs_raise():
-    with pytest.raises(ValueError, match="center_xy"):
+    with pytest.raises(ValueError, match="centre_xy"):
         box_corners(np.zeros(3), np.zeros(3), np.ones((3, 2)))
     with pytest.raises(ValueError, match="yaw_rad"):
         find_contacts(np.zeros((3, 2)), np.zeros(2), np.ones((3, 2)))
