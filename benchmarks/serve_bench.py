@@ -9,7 +9,9 @@ tick). One frame = ``world.tick()`` plus both sensors' data of that frame
 received and decoded by the client (``np.frombuffer``). The in-process
 reference runs the same map, vehicle and sensors on ``EmbeddedWorld`` +
 ``SensorRig`` in this process. Reported: ``fps``, ``inprocess_fps``,
-``ratio`` = fps / inprocess_fps, and the machine.
+``ratio`` = fps / inprocess_fps, what the client received in the timed
+window (``received``: camera frames, their first and last frame number, the
+image shape, LiDAR points per frame) and the machine.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ CAMERA_POSE = {"x": 1.5, "z": 2.4}
 LIDAR_POSE = {"z": 2.5}
 
 
-def _client_fps(port: int, ticks: int, warmup: int) -> float:
+def _client_fps(port: int, ticks: int, warmup: int) -> tuple[float, dict]:
     import carla
 
     client = carla.Client("127.0.0.1", port)
@@ -55,6 +57,8 @@ def _client_fps(port: int, ticks: int, warmup: int) -> float:
             sensor.listen(received[name].put)
             actors.append(sensor)
 
+        delivered = {"frames": [], "camera_shape": None, "lidar_points": []}
+
         def frame_done(frame: int) -> None:
             for name, q in received.items():
                 while True:
@@ -62,9 +66,12 @@ def _client_fps(port: int, ticks: int, warmup: int) -> float:
                     if data.frame >= frame:
                         break
                 if name == "camera":
-                    np.frombuffer(data.raw_data, dtype=np.uint8).reshape(data.height, data.width, 4)
+                    image = np.frombuffer(data.raw_data, dtype=np.uint8).reshape(data.height, data.width, 4)
+                    delivered["camera_shape"] = list(image.shape)
+                    delivered["frames"].append(data.frame)
                 else:
-                    np.frombuffer(data.raw_data, dtype=np.float32).reshape(-1, 4)
+                    points = np.frombuffer(data.raw_data, dtype=np.float32).reshape(-1, 4)
+                    delivered["lidar_points"].append(int(points.shape[0]))
 
         for _ in range(warmup):  # streams subscribe asynchronously after listen()
             world.tick()
@@ -74,7 +81,13 @@ def _client_fps(port: int, ticks: int, warmup: int) -> float:
         start = time.perf_counter()
         for _ in range(ticks):
             frame_done(world.tick())
-        return ticks / (time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        frames = delivered["frames"]
+        received_summary = {"frames": len(frames), "first_frame": frames[0] if frames else None,
+                            "last_frame": frames[-1] if frames else None, "camera_shape": delivered["camera_shape"],
+                            "lidar_points_per_frame": (round(float(np.mean(delivered["lidar_points"])), 1)
+                                                       if delivered["lidar_points"] else 0.0)}
+        return ticks / elapsed, received_summary
     except queue.Empty as exc:
         raise BenchError("a sensor sent no data for 10 s through avsim serve") from exc
     finally:
@@ -116,10 +129,11 @@ def run_serve_bench(map_name: str = "Town01", ticks: int = 200, warmup: int = 20
     except RuntimeError as exc:
         raise BenchError(str(exc)) from exc
     try:
-        fps = _client_fps(port, ticks, warmup)
+        fps, received = _client_fps(port, ticks, warmup)
     finally:
         stop_server_process(proc)
     inprocess = _inprocess_fps(map_name, ticks, warmup)
     return {"benchmark": "serve", "map": map_name, "ticks": ticks, "camera": "400x300 rgb",
             "lidar": "32 channels x 1024 points per tick, 100 m", "fps": round(fps, 1),
-            "inprocess_fps": round(inprocess, 1), "ratio": round(fps / inprocess, 3), "machine": machine_info()}
+            "inprocess_fps": round(inprocess, 1), "ratio": round(fps / inprocess, 3), "received": received,
+            "machine": machine_info()}

@@ -35,6 +35,19 @@ def evaluate(model: PPO, seeds: range = range(100, 106)) -> tuple[float, float]:
     return float(np.mean(returns)), float(np.mean(completions))
 
 
+def test_ppo_trains_saves_and_reloads(tmp_path):
+    torch.set_num_threads(1)
+    model = PPO("MlpPolicy", DrivingEnv(**CONFIG), n_steps=128, batch_size=64, n_epochs=1, seed=0, device="cpu",
+                verbose=0)
+    model.learn(256)
+    assert model.num_timesteps == 256
+    model.save(tmp_path / "ppo")
+    loaded = PPO.load(tmp_path / "ppo", device="cpu")
+    obs, _ = DrivingEnv(**CONFIG).reset(seed=3)
+    np.testing.assert_allclose(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+
+
+@pytest.mark.slow  # 12k PPO steps, about 20 s
 def test_ppo_return_improves_in_a_short_run():
     torch.set_num_threads(1)
     model = PPO("MlpPolicy", DrivingEnv(**CONFIG), n_steps=1024, batch_size=256, n_epochs=10, learning_rate=3e-4,

@@ -45,6 +45,7 @@ def test_async_matches_sync_for_the_same_seeds():
     np.testing.assert_array_equal(results[0], results[1])
 
 
+@pytest.mark.slow  # spawns two fresh interpreters (about 4 s)
 def test_sb3_subproc_vec_env():
     from stable_baselines3.common.vec_env import SubprocVecEnv
 

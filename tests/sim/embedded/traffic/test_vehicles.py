@@ -59,18 +59,22 @@ def test_yellow_light_stops_vehicles_that_can_stop():
     assert world.traffic.lane[world.traffic.row_of(car)] == lane
 
 
-@pytest.mark.parametrize("town, vehicles", [("Town01", 100), ("Town10HD", 80)])
-def test_no_npc_collisions_in_five_minutes_of_dense_traffic(town, vehicles):
+@pytest.mark.parametrize("town, vehicles, minutes", [
+    ("Town01", 100, 1),
+    pytest.param("Town01", 100, 5, marks=pytest.mark.slow),
+    pytest.param("Town10HD", 80, 5, marks=pytest.mark.slow),
+])
+def test_no_npc_collisions_in_dense_traffic(town, vehicles, minutes):
     world = EmbeddedWorld(map=town, seed=11)
     world.spawn_traffic(vehicles)
     start = world.traffic.location_xyz.copy()
     collisions = 0
-    for _ in range(int(300 / world.dt_s)):
+    for _ in range(int(60 * minutes / world.dt_s)):
         snap = world.tick()
         collisions += sum(isinstance(e, CollisionEvent) and e.other_kind == "vehicle" for e in snap.events)
     assert collisions == 0
     moved = np.linalg.norm(world.traffic.location_xyz - start, axis=1)
-    assert np.median(moved) > 20.0, "traffic must flow, not stand"
+    assert np.median(moved) > 4.0 * minutes, "traffic must flow, not stand"
 
 
 def test_same_seed_same_traffic():
@@ -123,19 +127,23 @@ def test_npcs_brake_for_a_stopped_ego_ahead():
     assert 5.0 < np.hypot(*gap) < 10.0
 
 
-@pytest.mark.parametrize("town", ["Town01", "Town10HD"])
-def test_no_collisions_at_all_with_pedestrians_in_five_minutes(town):
+@pytest.mark.parametrize("town, minutes", [
+    ("Town10HD", 1),
+    pytest.param("Town01", 5, marks=pytest.mark.slow),
+    pytest.param("Town10HD", 5, marks=pytest.mark.slow),
+])
+def test_no_collisions_at_all_with_pedestrians(town, minutes):
     world = EmbeddedWorld(map=town, seed=21)
     world.spawn_traffic(50)
     world.spawn_walkers(40)
     crossed = set()
     collisions = []
-    for _ in range(int(300 / world.dt_s)):
+    for _ in range(int(60 * minutes / world.dt_s)):
         snap = world.tick()
         collisions += [e for e in snap.events if isinstance(e, CollisionEvent)]
         crossed |= set(world.walkers.actor_id[world.walkers.on_road].tolist())
     assert collisions == []
-    assert len(crossed) >= 5, "pedestrians must actually cross roads during the run"
+    assert len(crossed) >= minutes, "pedestrians must actually cross roads during the run"
 
 
 def test_npcs_wait_for_a_pedestrian_on_their_crossing():

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
-import timeit
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,18 +68,6 @@ def test_network_has_every_edge_kind_and_one_main_component(town: Town) -> None:
     # every main node reaches every other one without jaywalking
     main = net.main_nodes
     assert np.isfinite(net.distance_m[np.ix_(main, main)]).all()
-
-
-def test_build_is_fast() -> None:
-    town = _town("Town10HD")
-    best = min(_timed_build(town) for _ in range(2))
-    assert best < 0.5
-
-
-def _timed_build(town: Town) -> float:
-    start = time.perf_counter()
-    build_walker_network(town.carla_map, town.lanes, town.signals)
-    return time.perf_counter() - start
 
 
 def test_edges_are_consistent_polylines(town: Town) -> None:
@@ -466,14 +452,3 @@ def test_bad_calls_raise() -> None:
         walkers.step(DT_S, None, np.zeros((2, 2)), np.zeros((1, 2)))
     with pytest.raises(ValueError, match="vehicle_velocity"):
         walkers.step(DT_S, None, np.zeros((2, 2)))
-
-
-def test_step_is_fast() -> None:
-    town = _town("Town01")
-    walkers = _walkers(town, seed=3)
-    walkers.spawn_random(30, np.arange(30))
-    states = _states(town, TrafficLightState.RED)
-    vehicles_xy, vehicles_v = np.zeros((20, 2)), np.zeros((20, 2))
-    best = min(timeit.repeat(lambda: walkers.step(DT_S, states, vehicles_xy, vehicles_v), number=500, repeat=3)) / 500
-    # about 30 us on one core; the bound leaves room for busy test machines
-    assert best < 300e-6
