@@ -479,7 +479,7 @@ class EmbeddedWorld:
         return self._lane_state
 
     @cached_property
-    def _crossing_obstacles(self) -> tuple[np.ndarray, np.ndarray]:
+    def crossing_obstacles(self) -> tuple[np.ndarray, np.ndarray]:
         """Per walker-network edge (E, C): the lanes a crossing cuts and the arc length where it cuts each."""
         network = self.walker_network
         lanes = self.lanes
@@ -500,7 +500,7 @@ class EmbeddedWorld:
         every lane the crossing cuts, where it cuts it: drivers yield until the
         crossing is clear, on curves and inside junctions as well.
         """
-        crossed, where = self._crossing_obstacles
+        crossed, where = self.crossing_obstacles
         lanes = crossed[edges]
         ok = lanes >= 0
         return lanes[ok], where[edges][ok]

@@ -12,6 +12,7 @@ from sim.api import (ActorKind, CollisionEvent, LaneInvasionEvent, OffRoadEvent,
 from sim.config import ConfigError, WorldConfig, load_yaml_config
 from sim.api import SpawnError
 from sim.embedded.world import EmbeddedWorld
+from sim.rules.traffic import project_to_lanes
 
 
 @pytest.fixture()
@@ -202,7 +203,10 @@ def test_stop_sign_run_only_without_stopping(stop_first):
     for i in range(160):
         world.apply_control(ego, VehicleControl(brake=1.0) if stop_first and i < 20 else VehicleControl(throttle=0.35))
         events += [e for e in world.tick().events if isinstance(e, StopSignEvent)]
-    assert world._fleet_state.lane[0] != lane, "the vehicle must have left the stop lane"
+    snap = world.snapshot()
+    row = snap.index_of(ego)
+    now_lane, _ = project_to_lanes(lanes, snap.location_m[row:row + 1, :2], snap.rotation_rad[row:row + 1, 1])
+    assert int(now_lane[0]) != lane, "the vehicle must have left the stop lane"
     if stop_first:
         assert events == []
     else:

@@ -149,7 +149,7 @@ def test_no_collisions_at_all_with_pedestrians(town, minutes):
 def test_npcs_wait_for_a_pedestrian_on_their_crossing():
     world = EmbeddedWorld(map="Town01", seed=2)
     world.spawn_walkers(1)
-    crossed, where = world._crossing_obstacles
+    crossed, where = world.crossing_obstacles
     lanes = world.lanes
     edge, col = next((int(e), int(c)) for e, c in zip(*np.nonzero(crossed >= 0))
                      if not lanes.is_junction[crossed[e, c]] and where[e, c] > 40.0)
