@@ -6,7 +6,10 @@ sensors`` / ``bench env`` (speed), ``map check`` / ``map info`` / ``map
 generate``, ``routes generate``, ``serve`` (the embedded simulator behind
 CARLA 0.9.16's client-server protocol).
 Every benchmark and evaluation command takes ``--json`` and then prints one
-JSON object as its last line.
+JSON object as its last line. A ``--config`` is a path or the name of a config
+shipped with avsim (``env/default.yaml``, or ``default`` where the command
+knows the kind), found relative to the installed package, never the current
+directory (:mod:`sim.resources`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ app = typer.Typer(help="Autonomous-driving simulator: embedded CARLA-compatible 
                   no_args_is_help=True, add_completion=False)
 bench_app = typer.Typer(help="Speed benchmarks (results recorded under benchmarks/).", no_args_is_help=True)
 map_app = typer.Typer(help="Inspect, validate and generate OpenDRIVE maps.", no_args_is_help=True)
-routes_app = typer.Typer(help="Route sets for evaluation (configs/routes/*.yaml).", no_args_is_help=True)
+routes_app = typer.Typer(help="Route sets for evaluation (shipped: configs/routes/*.yaml).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(map_app, name="map")
 app.add_typer(routes_app, name="routes")
@@ -193,15 +196,19 @@ def map_info(path: str = typer.Argument(..., help="Town name or .xodr path."),
 @map_app.command("generate")
 def map_generate(
     out: Path = typer.Argument(..., help="Where to write the .xodr."),
-    config: Path = typer.Option(None, help="YAML with ProceduralTownConfig fields (see configs/world/)."),
+    config: str | None = typer.Option(None, help="YAML with ProceduralTownConfig fields: a path or a shipped name "
+                                                  "(world/procedural_small.yaml, or procedural_small)."),
     seed: int = typer.Option(None, help="Override the config's seed."),
 ) -> None:
     """Generate a procedural town as OpenDRIVE (same config and seed, same bytes)."""
     from sim.config import ConfigError, load_yaml_config
     from sim.maps.procedural import ProceduralTownConfig, write_town
+    from sim.resources import resolve_config
 
     try:
-        cfg = load_yaml_config(config, ProceduralTownConfig) if config else ProceduralTownConfig()
+        cfg = ProceduralTownConfig()
+        if config:
+            cfg = load_yaml_config(resolve_config(config, "world"), ProceduralTownConfig)
     except ConfigError as exc:
         _fail(str(exc))
         return
@@ -213,7 +220,8 @@ def map_generate(
 
 @app.command("eval")
 def evaluate_agent(
-    config: Path = typer.Option(Path("configs/env/leaderboard_town01.yaml"), help="Env config with a route set."),
+    config: str = typer.Option("env/leaderboard_town01.yaml",
+                               help="Env config with a route set: a path or a shipped name (env/....yaml)."),
     agent: str = typer.Option("route_follower", help="route_follower, random, or policy:<SB3 checkpoint .zip>."),
     route: list[str] = typer.Option(None, "--route", help="Route id to run (repeatable; default: all)."),
     observation: str = typer.Option(None, help="Override the config's observation mode (bev, state, sensors)."),
@@ -228,11 +236,12 @@ def evaluate_agent(
     from sim.env.agents import make_agent
     from sim.env.driving import DrivingEnv
     from sim.env.evaluation import evaluate
+    from sim.resources import resolve_config
     from sim.scenarios.routes import RouteError
 
     overrides = {"observation": {"mode": observation}} if observation else {}
     try:
-        env = DrivingEnv(config=config, **overrides)
+        env = DrivingEnv(config=resolve_config(config, "env"), **overrides)
         policy = make_agent(agent, seed)
         ids = list(route) if route else list(env.route_ids)
         with Progress(console=console, transient=True) as progress:

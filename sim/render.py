@@ -1,4 +1,4 @@
-"""Top-down rendering of a map and a world snapshot, and MP4/PNG output.
+"""Top-down rendering of a map and a world snapshot, and MP4 (H.264) / PNG output.
 
 Image orientation: the view is CARLA's world seen from above, not mirrored.
 World x grows to the right (image columns) and world y to the bottom (image
@@ -16,6 +16,7 @@ markings) is drawn once by :class:`TopDownRenderer` and each frame only copies
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -377,10 +378,14 @@ def _dashes(points: np.ndarray, on_m: float, off_m: float) -> list[np.ndarray]:
 
 
 class VideoWriter:
-    """Writes RGB frames to an MP4 file (OpenCV, fourcc ``mp4v``); a context manager.
+    """Writes RGB frames to an H.264 MP4 that browsers play (yuv420p, via imageio-ffmpeg); a context manager.
 
     The frame size is ``size`` (width, height) or, when None, that of the first
-    frame; every frame must have it. Parent directories are created.
+    frame; every frame must have it. H.264 in yuv420p needs even sides, so a
+    frame with an odd width or height is padded by repeating its last column or
+    row (the video is then one pixel wider or taller). Parent directories are
+    created. The encoder is the static ffmpeg that the ``imageio-ffmpeg`` package
+    installs; it runs in a child process, so encoding overlaps the caller's work.
     """
 
     def __init__(self, path: str | Path, fps: float = 20.0, size: tuple[int, int] | None = None) -> None:
@@ -393,40 +398,54 @@ class VideoWriter:
         self.fps = float(fps)
         self.size: tuple[int, int] | None = None
         self.frames_written = 0
-        self._writer: cv2.VideoWriter | None = None
+        self._encoder: Generator[None, bytes | None, None] | None = None
         self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if size is not None:
             self._open((int(size[0]), int(size[1])))
 
     def _open(self, size: tuple[int, int]) -> None:
-        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
-        if not writer.isOpened():
-            raise RuntimeError(f"cannot open an MP4 (mp4v) video writer for {self.path} at {size[0]}x{size[1]} "
-                               f"and {self.fps} fps: check the path is writable and OpenCV has FFmpeg")
-        self._writer = writer
+        import imageio_ffmpeg
+
+        try:  # ffmpeg only reports an unwritable path after the first frame; find out now
+            self.path.open("wb").close()
+        except OSError as exc:
+            raise RuntimeError(f"cannot open an MP4 (H.264) video writer for {self.path}: {exc}") from exc
+        encoded = (size[0] + size[0] % 2, size[1] + size[1] % 2)
+        encoder = imageio_ffmpeg.write_frames(
+            str(self.path), encoded, fps=self.fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+            quality=None, macro_block_size=1, ffmpeg_log_level="error",
+            # crf 23 is x264's default quality; faststart lets a browser play while downloading.
+            output_params=["-crf", "23", "-preset", "veryfast", "-movflags", "+faststart"])
+        encoder.send(None)  # starts ffmpeg
+        self._encoder = encoder
         self.size = size
 
     def write(self, frame: np.ndarray) -> None:
-        """Append one (H, W, 3) uint8 RGB frame; ``ValueError`` if its size differs from the video's."""
+        """Append one (H, W, 3) uint8 RGB frame; ``ValueError`` if its shape, dtype or size is wrong."""
         if self._closed:
             raise ValueError(f"video {self.path} is closed")
         frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or 0 in frame.shape:
             raise ValueError(f"frame must be an (H, W, 3) uint8 RGB image, got {frame.shape} {frame.dtype}")
         size = (frame.shape[1], frame.shape[0])
-        if self._writer is None:
+        if self._encoder is None:
             self._open(size)
         elif size != self.size:
             raise ValueError(f"frame size {size[0]}x{size[1]} differs from the video's {self.size[0]}x{self.size[1]}")
-        self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        if size[0] % 2 or size[1] % 2:
+            frame = np.pad(frame, ((0, size[1] % 2), (0, size[0] % 2), (0, 0)), mode="edge")
+        try:
+            self._encoder.send(np.ascontiguousarray(frame).tobytes())
+        except OSError as exc:  # ffmpeg exited: disk full, file removed, ...
+            raise RuntimeError(f"ffmpeg stopped writing {self.path}: {exc}") from exc
         self.frames_written += 1
 
     def close(self) -> None:
-        """Finish the file; idempotent."""
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+        """Finish the file (waits for ffmpeg); idempotent."""
+        if self._encoder is not None:
+            encoder, self._encoder = self._encoder, None
+            encoder.close()
         self._closed = True
 
     def __enter__(self) -> "VideoWriter":

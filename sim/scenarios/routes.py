@@ -29,6 +29,7 @@ import numpy as np
 import yaml
 
 from sim.maps.lanes import LaneGraph, wrap_angle
+from sim.resources import locate_config
 
 SNAP_RADIUS_M = 4.0
 """A waypoint may lie this far from the centre line of the lane it snaps to."""
@@ -272,8 +273,8 @@ class RouteFile:
 
 
 def load_route_file(path: str | Path) -> RouteFile:
-    """Read a route file; ``RouteError`` naming the file and the problem."""
-    path = Path(path)
+    """Read a route file (a path, or a shipped ``configs/routes/...`` name); ``RouteError`` naming the problem."""
+    path = locate_config(path, "routes")
     if not path.is_file():
         raise RouteError(f"route file {path} does not exist")
     try:

@@ -34,6 +34,7 @@ from sim.sensors.blueprints import (
     SensorConfigError,
     get_blueprint,
 )
+from sim.resources import SHIPPED_CONFIGS_DIR, locate_config
 
 DEFAULT_ATTACH_TO = "hero"
 WORLD = "world"
@@ -42,7 +43,8 @@ WORLD = "world"
 EVENT_SENSORS = ("sensor.other.collision", "sensor.other.lane_invasion")
 """Sensors that report events of their parent actor, so cannot be fixed in the world."""
 
-SHIPPED_SUITES_DIR = Path(__file__).resolve().parents[2] / "configs" / "sensors"
+SHIPPED_SUITES_DIR = SHIPPED_CONFIGS_DIR / "sensors"
+"""The shipped suites (``configs/sensors``), found relative to the installed package."""
 
 
 class TransformConfig(BaseModel):
@@ -151,8 +153,11 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 def load_suite(path: str | Path) -> SensorSuite:
-    """Load and validate a sensor suite YAML file; every problem raises SensorConfigError naming the file."""
-    path = Path(path)
+    """Load and validate a sensor suite YAML file (a path, or a shipped ``configs/sensors/...`` name).
+
+    Every problem raises SensorConfigError naming the file.
+    """
+    path = locate_config(path, "sensors")
     if not path.is_file():
         raise SensorConfigError(f"sensor suite file {path} does not exist")
     try:

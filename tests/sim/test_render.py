@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import cv2
+import imageio_ffmpeg
 import numpy as np
 import pytest
 
@@ -185,35 +186,65 @@ def test_huge_map_image_refused(world: EmbeddedWorld) -> None:
         TopDownRenderer(world.geometry, 1000.0)
 
 
-def test_video_round_trip(tmp_path) -> None:
+def _read_video(path) -> tuple[dict, list[np.ndarray]]:
+    """The metadata and the RGB frames of a video, decoded by imageio-ffmpeg's ffmpeg."""
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    width, height = meta["size"]
+    return meta, [np.frombuffer(raw, np.uint8).reshape(height, width, 3) for raw in reader]
+
+
+def test_video_is_h264_and_round_trips(tmp_path) -> None:
     path = tmp_path / "a" / "b" / "run.mp4"
-    frame = np.zeros((48, 64, 3), dtype=np.uint8)
-    frame[:, :, 0] = 200  # red in RGB
+    rng = np.random.default_rng(0)
+    # Smooth frames (a moving gradient plus colour blocks) so lossy H.264 keeps them close.
+    yy, xx = np.mgrid[0:48, 0:64]
+    frames = []
+    for k in range(7):
+        frame = np.zeros((48, 64, 3), dtype=np.uint8)
+        frame[:, :, 0] = (xx * 4 + k * 10) % 256
+        frame[:, :, 1] = yy * 5
+        frame[:16, :16, 2] = rng.integers(60, 200)
+        frames.append(frame)
     with VideoWriter(path, fps=10) as video:
-        for _ in range(7):
+        for frame in frames:
             video.write(frame)
         with pytest.raises(ValueError, match="differs"):
             video.write(np.zeros((48, 66, 3), dtype=np.uint8))
-        assert video.frames_written == 7
+        assert video.frames_written == 7 and video.size == (64, 48)
     with pytest.raises(ValueError, match="closed"):
+        video.write(frames[0])
+    meta, back = _read_video(path)
+    assert meta["codec"] == "h264" and meta["pix_fmt"].startswith("yuv420p")
+    assert meta["size"] == (64, 48) and meta["fps"] == 10.0
+    assert len(back) == 7
+    for original, decoded in zip(frames, back):
+        error = np.abs(original.astype(np.int16) - decoded.astype(np.int16))
+        assert error.mean() < 4.0, error.mean()
+
+
+def test_video_colours_keep_rgb_order(tmp_path) -> None:
+    path = tmp_path / "red.mp4"
+    frame = np.zeros((32, 32, 3), dtype=np.uint8)
+    frame[:, :, 0] = 200  # red in RGB
+    with VideoWriter(path, fps=20, size=(32, 32)) as video:
+        for _ in range(3):
+            video.write(frame)
+    _, back = _read_video(path)
+    mean = back[1].reshape(-1, 3).mean(axis=0)
+    assert mean[0] > 180 and mean[1] < 20 and mean[2] < 20
+
+
+def test_video_odd_frame_size_is_padded_to_even(tmp_path) -> None:
+    path = tmp_path / "odd.mp4"
+    frame = np.full((47, 65, 3), 120, dtype=np.uint8)
+    with VideoWriter(path, fps=10) as video:
         video.write(frame)
-    capture = cv2.VideoCapture(str(path))
-    try:
-        assert capture.isOpened()
-        assert int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 64
-        assert int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == 48
-        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 7
-        frames = []
-        while True:
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            frames.append(bgr)
-    finally:
-        capture.release()
-    assert len(frames) == 7
-    mean_bgr = frames[3].reshape(-1, 3).mean(axis=0)
-    assert mean_bgr[2] > 150 and mean_bgr[0] < 50  # RGB red came back as BGR red
+        video.write(frame)
+        assert video.size == (65, 47)
+    meta, back = _read_video(path)
+    assert meta["codec"] == "h264" and meta["size"] == (66, 48) and len(back) == 2
+    assert abs(float(back[0].mean()) - 120) < 3
 
 
 def test_video_bad_inputs(tmp_path) -> None:
@@ -221,8 +252,12 @@ def test_video_bad_inputs(tmp_path) -> None:
         VideoWriter(tmp_path / "x.mp4", fps=0)
     with pytest.raises(ValueError, match="size"):
         VideoWriter(tmp_path / "x.mp4", size=(0, 10))
-    with VideoWriter(tmp_path / "x.mp4") as video, pytest.raises(ValueError, match="uint8"):
-        video.write(np.zeros((8, 8, 3), dtype=np.float32))
+    with VideoWriter(tmp_path / "x.mp4") as video:
+        for bad in (np.zeros((8, 8, 3), dtype=np.float32), np.zeros((8, 8), dtype=np.uint8),
+                    np.zeros((8, 8, 4), dtype=np.uint8), np.zeros((0, 8, 3), dtype=np.uint8)):
+            with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+                video.write(bad)
+        assert video.frames_written == 0
     with pytest.raises(RuntimeError, match="cannot open"):
         VideoWriter(tmp_path, size=(16, 16))  # a directory is not a writable file
 
