@@ -13,7 +13,7 @@ import numbers
 from dataclasses import dataclass, field
 from enum import IntEnum
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -259,18 +259,33 @@ class LightControl(Protocol):
     """Forcing traffic lights, by index into the world's ``signals`` (scenarios use it)."""
 
     def force_state(self, light: int, state: TrafficLightState | int | None) -> None:
-        """Hold light ``light`` in ``state``; None hands it back to its cycle."""
+        """Hold light ``light`` in ``state`` (from the next tick's snapshot on); None hands it back to its cycle."""
         ...
 
 
 class ActorRecord(Protocol):
-    """What a world remembers of a spawned actor."""
+    """What a world remembers of a live actor."""
 
     @property
-    def type_id(self) -> str: ...
+    def type_id(self) -> str:
+        """Blueprint id, as in snapshots."""
+        ...
 
     @property
-    def role_name(self) -> str: ...
+    def role_name(self) -> str:
+        """The ``role_name`` given to :meth:`World.spawn_vehicle` ("" for none); other actors carry the backend's
+        default (embedded: ""; CARLA: the blueprint's, e.g. "autopilot" for traffic)."""
+        ...
+
+
+class MapText(Protocol):
+    """The loaded map: its name (``Town01``, ``procedural_2x2_seed4``, ...) and OpenDRIVE text."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def xodr_text(self) -> str: ...
 
 
 @runtime_checkable
@@ -280,29 +295,41 @@ class World(Protocol):
     Implementations: the embedded simulator (``sim.embedded.world.EmbeddedWorld``)
     and a CARLA server (``sim.carla_backend.world.CarlaWorld``); build one with
     ``sim.backends.make_world``. The same contract tests run against both
-    (``tests/sim/test_world_contract.py``).
+    (``tests/sim/test_world_contract.py``, the CARLA side through ``avsim serve``).
 
-    Time advances only in :meth:`tick`, by the fixed step ``dt_s`` [s]. Actor
-    ids are stable for an actor's lifetime and never reused within an episode.
-    Poses are :class:`Pose` in the world frame (CARLA's axes, metres, radians).
+    Time advances only in :meth:`tick`, by the fixed step ``dt_s`` [s]: every
+    tick adds one to the snapshot's ``frame`` and ``dt_s`` to its
+    ``timestamp_s``. Actor ids are stable for an actor's lifetime and never
+    reused within an episode. Poses are :class:`Pose` in the world frame
+    (CARLA's axes, metres, radians). Spawns, controls, teleports and forced
+    lights show in the snapshot of the next tick (the embedded world also
+    lists new actors in :meth:`snapshot` at once; CARLA's lists them from the
+    next tick).
 
     The map model is built from the map's OpenDRIVE text the same way on every
     backend, so routes, BEV, rules and metrics agree:
 
-    - ``source``: the map's ``name`` and ``xodr_text``;
+    - ``source``: the map's ``name`` and ``xodr_text`` (:class:`MapText`);
     - ``lanes`` (``sim.maps.lanes.LaneGraph``), ``signals``
       (``sim.maps.signals.SignalLayout``), ``geometry``
       (``sim.maps.geometry.MapGeometry``), ``area_raster``
       (``sim.maps.geometry.AreaRaster``), ``spawn_points``
       (``sim.maps.lanes.SpawnPoint``, every 10 m on the main lane component);
-    - ``actors``: every actor spawned through this world, by id
-      (:class:`ActorRecord`); ``lights``: :class:`LightControl`.
+    - ``actors``: the live vehicles and walkers, by id (:class:`ActorRecord`):
+      everything spawned here and, on a CARLA server, other clients' actors
+      once a snapshot has shown them; destroyed actors leave it at once;
+    - ``lights``: :class:`LightControl`; a reset hands every light back to its
+      cycle.
+
+    Events (``WorldSnapshot.events``) concern free vehicles (not on
+    autopilot): collisions and lane invasions from the simulator, red-light,
+    stop-sign and off-road runs from ``sim.rules.traffic`` on both backends.
     """
 
     dt_s: float
 
     @property
-    def source(self) -> Any: ...
+    def source(self) -> MapText: ...
 
     @property
     def lanes(self) -> LaneGraph: ...
@@ -326,44 +353,65 @@ class World(Protocol):
     def lights(self) -> LightControl: ...
 
     def reset(self, seed: int | None = None) -> WorldSnapshot:
-        """Remove every actor spawned here, restart time and random streams from ``seed``; keeps the map."""
+        """Remove every actor spawned here and release forced lights; keeps the map. The snapshot after it.
+
+        Random choices (spawn points, traffic mix, the Traffic Manager) restart
+        from ``seed`` (None: the world's seed). Frames: the embedded world
+        restarts at frame 0, time 0 (and replays a new world built with
+        ``seed`` exactly); a CARLA server's frame count and clock go on across
+        resets (they are the server's, and sensor data carries them), so only
+        "the next tick is this snapshot's frame + 1" holds on both.
+        """
         ...
 
     def spawn_vehicle(self, blueprint_id: str = ..., pose: Pose | SpawnPoint | None = None, *,
                       autopilot: bool = False, role_name: str = "", speed_mps: float = 0.0) -> int:
-        """Spawn a vehicle at ``pose`` (a free spawn point when None); its id. :class:`SpawnError` if it cannot."""
+        """Spawn a vehicle at ``pose`` (a free spawn point when None) moving at ``speed_mps``; its id.
+
+        :class:`SpawnError` if the spot is occupied; ``ValueError`` for a
+        blueprint the backend does not have.
+        """
         ...
 
     def spawn_traffic(self, count: int) -> list[int]:
-        """``count`` vehicles on the simulator's autopilot at free spawn points; their ids."""
+        """``count`` vehicles on the simulator's autopilot at free spawn points; their ids.
+
+        Where the map has no room for all of them the embedded world raises
+        :class:`SpawnError` and a CARLA server returns those that fit (its
+        batch spawn drops the failed ones).
+        """
         ...
 
     def spawn_walkers(self, count: int) -> list[int]:
-        """``count`` pedestrians walking on their own; their ids."""
+        """``count`` pedestrians walking on their own (a CARLA server: fewer if spawns keep failing); their ids."""
         ...
 
     def spawn_walker_at(self, pose: Pose) -> int:
-        """One pedestrian near ``pose`` that moves only by :meth:`apply_walker_control`; its id."""
+        """One pedestrian near ``pose`` that stands until :meth:`apply_walker_control` moves it; its id.
+
+        "Near": the embedded world (and ``avsim serve``) puts it on the nearest
+        point of its pedestrian network; CARLA at ``pose``, box centre 1 m up.
+        """
         ...
 
     def destroy(self, actor_ids: list[int]) -> None:
-        """Remove actors; an unknown id raises ``KeyError`` naming it."""
+        """Remove actors; an unknown id raises ``KeyError`` naming it, and nothing is removed then."""
         ...
 
     def set_autopilot(self, actor_id: int, enabled: bool = True) -> None:
-        """Hand a vehicle to (or take it back from) the simulator's traffic logic."""
+        """Hand a vehicle to (or take it back from) the simulator's traffic logic; it keeps pose and speed."""
         ...
 
     def apply_control(self, actor_id: int, control: VehicleControl) -> None:
-        """Control to apply to a vehicle from the next tick on (held until replaced)."""
+        """Control for a vehicle from the next tick on, held until replaced; on autopilot the traffic logic's wins."""
         ...
 
     def apply_walker_control(self, actor_id: int, direction_xy: tuple[float, float], speed_mps: float) -> None:
-        """CARLA's ``WalkerControl``: walk along ``direction_xy`` at ``speed_mps`` until changed."""
+        """CARLA's ``WalkerControl``: walk along ``direction_xy`` (any length) at ``speed_mps`` until changed."""
         ...
 
     def teleport(self, actor_id: int, pose: Pose, speed_mps: float | None = None) -> None:
-        """Move an actor to ``pose`` (optionally setting its speed along the new heading)."""
+        """Move a free vehicle or a walker to ``pose`` (optionally setting its speed along the new heading)."""
         ...
 
     def tick(self) -> WorldSnapshot:
@@ -375,5 +423,5 @@ class World(Protocol):
         ...
 
     def close(self) -> None:
-        """Release everything the world holds on a server or in threads; idempotent."""
+        """Release everything the world holds on a server or in threads; idempotent. Do not use it afterwards."""
         ...

@@ -221,7 +221,7 @@ class CarlaWorld:
                       *, autopilot: bool = False, role_name: str = "", speed_mps: float = 0.0) -> int:
         """Spawn a vehicle (at a random free spawn point when ``pose`` is None); returns its id."""
         bp = self._blueprint(blueprint_id)
-        if role_name and bp.has_attribute("role_name"):
+        if bp.has_attribute("role_name"):  # also "": the blueprint's default is "autopilot"
             bp.set_attribute("role_name", role_name)
         candidates = [pose] if pose is not None else [self.spawn_points[int(i)]
                                                       for i in self.rng.permutation(len(self.spawn_points))[:50]]
@@ -343,16 +343,21 @@ class CarlaWorld:
             raise KeyError(f"actor {actor_id} does not exist on the CARLA server")
         return actor
 
+    # Controls travel as batch commands: ``Actor.apply_control`` skips a control equal to the last one that
+    # handle sent, and every ``get_actor`` handle starts from the default control, so a coast
+    # (``VehicleControl()``) or a walker's stop along +x would never reach the server.
     def apply_control(self, actor_id: int, control: VehicleControl) -> None:
         """Hold ``control`` on a vehicle from the next tick on."""
-        self._actor(actor_id).apply_control(cv.control_to_carla(control))
+        actor = self._actor(actor_id)
+        self.client.apply_batch([carla.command.ApplyVehicleControl(actor.id, cv.control_to_carla(control))])
 
     def apply_walker_control(self, actor_id: int, direction_xy: tuple[float, float], speed_mps: float) -> None:
         """``carla.WalkerControl``: walk along ``direction_xy`` at ``speed_mps``."""
         dx, dy = (float(v) for v in direction_xy)
         norm = math.hypot(dx, dy) or 1.0
-        self._actor(actor_id).apply_control(carla.WalkerControl(carla.Vector3D(dx / norm, dy / norm, 0.0),
-                                                                float(speed_mps)))
+        actor = self._actor(actor_id)
+        control = carla.WalkerControl(carla.Vector3D(dx / norm, dy / norm, 0.0), float(speed_mps))
+        self.client.apply_batch([carla.command.ApplyWalkerControl(actor.id, control)])
 
     def set_autopilot(self, actor_id: int, enabled: bool = True) -> None:
         """Hand a vehicle to the Traffic Manager, or take it back."""
@@ -375,8 +380,15 @@ class CarlaWorld:
                                                      speed_mps * math.sin(pose.yaw_rad), 0.0))
 
     def destroy(self, actor_ids: list[int]) -> None:
-        """Destroy actors (with their event sensors and walker controllers)."""
+        """Destroy actors (with their event sensors and walker controllers).
+
+        ``KeyError`` names the ids the server does not have (nothing is destroyed then).
+        """
         ids = [int(a) for a in actor_ids]
+        alive = {actor.id for actor in self.carla_world.get_actors(ids)} if ids else set()
+        unknown = [a for a in ids if a not in alive]
+        if unknown:
+            raise KeyError(f"unknown actor ids: {unknown}")
         commands = []
         for actor_id in ids:
             self._detach_event_sensors(actor_id)
@@ -387,6 +399,7 @@ class CarlaWorld:
                 self._owned.remove(controller.id)
             commands.append(carla.command.DestroyActor(actor_id))
             self._autopilot.discard(actor_id)
+            self._info.pop(actor_id, None)
             if actor_id in self._owned:
                 self._owned.remove(actor_id)
         self.client.apply_batch_sync(commands, False)
@@ -407,6 +420,8 @@ class CarlaWorld:
                 self.client.apply_batch_sync([carla.command.DestroyActor(a) for a in self._owned], False)
             except RuntimeError:
                 pass
+        for actor_id in self._owned:
+            self._info.pop(actor_id, None)
         self._owned, self._controllers, self._autopilot = [], {}, set()
         self._sensors = {}
 
@@ -466,6 +481,9 @@ class CarlaWorld:
                 self._info[actor_snapshot.id] = info
             if info.kind is not None:
                 rows.append((actor_snapshot, info))
+        if len(self._info) > len(snapshot):  # forget actors that are gone (e.g. destroyed by another client)
+            alive = {s.id for s in snapshot}
+            self._info = {k: v for k, v in self._info.items() if k in alive}
         n = len(rows)
         location = np.zeros((n, 3))
         rotation = np.zeros((n, 3))
@@ -502,7 +520,7 @@ class CarlaWorld:
     # ------------------------------------------------------------------ lifetime
     @property
     def actors(self) -> dict[int, _ActorInfo]:
-        """What is known of the vehicles and walkers seen so far, by id."""
+        """The live vehicles and walkers, by id: those spawned here and those other clients' seen in a snapshot."""
         return {k: v for k, v in self._info.items() if v.kind is not None}
 
     def close(self) -> None:

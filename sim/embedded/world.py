@@ -286,11 +286,16 @@ class EmbeddedWorld:
         return ids.tolist()
 
     def spawn_walker_at(self, pose: Pose) -> int:
-        """Spawn one pedestrian on the pedestrian network point nearest to ``pose``."""
+        """Spawn one pedestrian on the pedestrian network point nearest to ``pose``.
+
+        It stands there until :meth:`apply_walker_control` (or :meth:`teleport`)
+        moves it, as a CARLA walker without an AI controller.
+        """
         if not all(math.isfinite(v) for v in (pose.x_m, pose.y_m)):
             raise SpawnError(f"walker spawn pose must be finite, got {pose}")
         actor_id = self._new_id()
         self.walkers.spawn_at(np.array([pose.x_m, pose.y_m]), actor_id)
+        self.walkers.apply_control(actor_id, (1.0, 0.0), 0.0)
         extent = tuple(float(v) for v in self.walkers.params.extent_m)
         self.actors[actor_id] = ActorInfo(actor_id, ActorKind.WALKER, WALKER_BLUEPRINT, PEDESTRIAN_TAG, extent, "", None)
         self._invalidate()

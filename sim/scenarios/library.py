@@ -28,9 +28,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from sim.api import Pose, TrafficLightState, VehicleControl, WorldSnapshot
+from sim.api import Pose, SpawnError, TrafficLightState, VehicleControl, World, WorldSnapshot
 from sim.config import ConfigError
-from sim.api import SpawnError
 from sim.scenarios.routes import Route
 
 ROLE = "scenario"
@@ -42,7 +41,7 @@ VAN = "vehicle.mercedes.sprinter"
 class ScenarioContext:
     """What a scenario may use: the world, the ego, its route and where along it the scenario sits."""
 
-    world: object
+    world: World
     ego_id: int
     route: Route
     anchor_s_m: float
@@ -279,7 +278,7 @@ def check_scenario_names(names: tuple[str, ...]) -> None:
         raise ConfigError(f"unknown scenarios {unknown}; valid: {', '.join(sorted(SCENARIOS))}")
 
 
-def place_scenarios(names: tuple[str, ...], world, ego_id: int, route: Route,
+def place_scenarios(names: tuple[str, ...], world: World, ego_id: int, route: Route,
                     rng: np.random.Generator) -> list[Scenario]:
     """Build and set up the named scenarios, spread evenly along the route."""
     check_scenario_names(names)

@@ -345,6 +345,11 @@ class FakeClient:
     def get_trafficmanager(self, port: int = 8000) -> FakeTrafficManager:
         return self.tm
 
+    def apply_batch(self, commands) -> None:
+        """Vehicle and walker controls (what CarlaWorld sends without waiting)."""
+        for command in commands:
+            self.world.actors[command.actor_id].apply_control(command.control)
+
     def apply_batch_sync(self, commands, do_tick: bool = False) -> list[_Response]:
         responses = []
         for command in commands:
