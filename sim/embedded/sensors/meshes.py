@@ -8,7 +8,9 @@ seen from outside in the numeric (x, y, z) coordinates, so ``cross(b - a, c - a)
 points outward; the scene does not rely on it (it turns normals toward the ray).
 
 Actor templates (:func:`vehicle_mesh`, :func:`walker_mesh`) carry a part code
-per triangle (:class:`Part`) that the scene maps to colours and tags.
+per triangle (:class:`Part`) that the scene maps to colours and tags
+(:class:`Tag`: the CARLA semantic tags of scene triangles). Box corners come
+from :func:`sim.transforms.box_corners_3d`.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sim.transforms import box_corners_3d
+
 __all__ = [
     "BOX_FACE_TOP",
     "Part",
     "PartMesh",
+    "Tag",
     "boxes",
     "concat",
     "cylinders",
@@ -29,6 +34,30 @@ __all__ = [
     "vehicle_mesh",
     "walker_mesh",
 ]
+
+
+class Tag:
+    """CARLA 0.9.16 semantic tags of scene triangles."""
+
+    UNLABELED = 0
+    ROAD = 1
+    SIDEWALK = 2
+    BUILDING = 3
+    WALL = 4
+    FENCE = 5
+    POLE = 6
+    TRAFFIC_LIGHT = 7
+    TRAFFIC_SIGN = 8
+    VEGETATION = 9
+    TERRAIN = 10
+    PEDESTRIAN = 12
+    RIDER = 13
+    CAR = 14
+    TRUCK = 15
+    BUS = 16
+    MOTORCYCLE = 18
+    BICYCLE = 19
+    ROAD_LINE = 24
 
 
 class Part(IntEnum):
@@ -51,16 +80,15 @@ class PartMesh(NamedTuple):
     part: np.ndarray  # (T,) uint8
 
 
-# Unit cube corners, bit k of the corner index selects + on axis k.
-_CUBE = np.array([[(i >> 0) & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], dtype=float) * 2.0 - 1.0
-# Two triangles per face, faces in the order -x, +x, -y, +y, -z, +z; outward winding.
+# Two triangles per box face, faces in the order -x, +x, -y, +y, -z, +z; outward winding. Vertex k is corner k of
+# ``box_corners_3d``: bits (x, y, z) = (k >> 2 & 1, k >> 1 & 1, k & 1), 1 on the + side of that axis.
 _CUBE_TRIS = np.array([
-    [0, 4, 6], [0, 6, 2],  # -x
-    [1, 3, 7], [1, 7, 5],  # +x
-    [0, 1, 5], [0, 5, 4],  # -y
-    [2, 6, 7], [2, 7, 3],  # +y
-    [0, 2, 3], [0, 3, 1],  # -z
-    [4, 5, 7], [4, 7, 6],  # +z
+    [0, 1, 3], [0, 3, 2],  # -x
+    [4, 6, 7], [4, 7, 5],  # +x
+    [0, 4, 5], [0, 5, 1],  # -y
+    [2, 3, 7], [2, 7, 6],  # +y
+    [0, 2, 6], [0, 6, 4],  # -z
+    [1, 5, 7], [1, 7, 3],  # +z
 ], dtype=np.int64)
 BOX_FACE_TOP = slice(10, 12)
 """Triangles of the +z (top) face within one box of :func:`boxes`."""
@@ -72,13 +100,8 @@ def _batch_triangles(template: np.ndarray, count: int, vertices_each: int) -> np
     return (template[None] + offsets).reshape(-1, 3)
 
 
-def _place(local: np.ndarray, center: np.ndarray, yaw_rad: np.ndarray | None) -> np.ndarray:
-    """Rotate (n, k, 3) local vertices by yaw about z and move them to (n, 3) centres."""
-    if yaw_rad is not None:
-        c, s = np.cos(yaw_rad)[:, None], np.sin(yaw_rad)[:, None]
-        x, y = local[..., 0].copy(), local[..., 1].copy()
-        local[..., 0] = c * x - s * y
-        local[..., 1] = s * x + c * y
+def _place(local: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """Move (n, k, 3) local vertices to (n, 3) centres; (n * k, 3)."""
     return (local + center[:, None, :]).reshape(-1, 3)
 
 
@@ -91,10 +114,9 @@ def boxes(center: np.ndarray, half: np.ndarray, yaw_rad: np.ndarray | None = Non
     """``n`` boxes (8 vertices, 12 triangles each) from centres (n, 3), half sizes (n, 3) and yaws (n,)."""
     center = np.atleast_2d(np.asarray(center, dtype=float))
     n = center.shape[0]
-    half = _as_rows(half, n, 3)
-    local = _CUBE[None] * half[:, None, :]
-    yaw = None if yaw_rad is None else _as_rows(yaw_rad, n, 1)
-    return _place(local, center, yaw), _batch_triangles(_CUBE_TRIS, n, 8)
+    yaw = np.zeros(n) if yaw_rad is None else _as_rows(yaw_rad, n, 1)
+    corners = box_corners_3d(center, yaw, _as_rows(half, n, 3))
+    return corners.reshape(-1, 3), _batch_triangles(_CUBE_TRIS, n, 8)
 
 
 def _ring_template(segments: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +146,7 @@ def cylinders(center_xy: np.ndarray, z0: np.ndarray, z1: np.ndarray, radius: np.
     local[..., :2] = unit[None, :, :2] * radius[:, None, None]
     local[..., 2] = z0[:, None] + unit[None, :, 2] * (z1 - z0)[:, None]
     center = np.column_stack([center_xy, np.zeros(n)])
-    return _place(local, center, None), _batch_triangles(tris, n, unit.shape[0])
+    return _place(local, center), _batch_triangles(tris, n, unit.shape[0])
 
 
 def _icosahedron() -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +169,7 @@ def icospheres(center: np.ndarray, radius: np.ndarray) -> tuple[np.ndarray, np.n
     radius = np.asarray(radius, dtype=float)
     radius = np.broadcast_to(radius[..., None] if radius.ndim < 2 else radius, (n, 3))
     local = _ICO_VERTS[None] * radius[:, None, :]
-    return _place(local, center, None), _batch_triangles(_ICO_TRIS, n, _ICO_VERTS.shape[0])
+    return _place(local, center), _batch_triangles(_ICO_TRIS, n, _ICO_VERTS.shape[0])
 
 
 def concat(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

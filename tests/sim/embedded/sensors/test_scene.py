@@ -1,4 +1,4 @@
-"""The raycast scene: static town geometry, actor meshes and the cast_rays API (a small procedural town)."""
+"""The raycast scene: the static town's BVH, actor meshes and the cast_rays API (a small procedural town)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from sim.embedded.sensors.scene import (
     StaticScene,
     Tag,
 )
+from sim.embedded.sensors.town import TownLayout
 from sim.embedded.world import EmbeddedWorld
 
 STRUCTURE_TAGS = {Tag.BUILDING, Tag.WALL, Tag.FENCE, Tag.POLE, Tag.TRAFFIC_LIGHT, Tag.TRAFFIC_SIGN, Tag.VEGETATION}
@@ -139,6 +140,22 @@ def test_static_scene_is_seeded(static_world):
     other = StaticScene.build(world, seed=1)
     assert np.array_equal(again.vertices, static.vertices) and np.array_equal(again.triangle_tag, static.triangle_tag)
     assert other.vertices.shape != static.vertices.shape or not np.array_equal(other.vertices, static.vertices)
+
+
+def test_static_scene_from_a_layout_shares_its_arrays(static_world):
+    world, static = static_world
+    layout = TownLayout.build(world, seed=0)
+    scene = StaticScene.from_layout(layout)
+    assert isinstance(scene, TownLayout) and scene.vertices is layout.vertices
+    assert scene.building_boxes is layout.building_boxes and scene.lamps is layout.lamps
+    assert np.array_equal(scene.vertices, static.vertices) and np.array_equal(scene.triangle_albedo,
+                                                                              static.triangle_albedo)
+    assert scene.build_time_s >= layout.build_time_s
+    lanes = world.lanes
+    hits = Scene(scene).cast_rays(*_down(lanes.points_xyz[lanes.offset[:4] + lanes.count[:4] // 2], 10.0))
+    assert np.allclose(hits.distance_m, 10.0, atol=0.2) and hits.hit.all()
+    with pytest.raises(TypeError, match="TownLayout"):
+        StaticScene.from_layout(static.vertices)
 
 
 def test_ray_down_on_lane_centres_hits_road_at_lane_height(static_world):
