@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -32,6 +33,7 @@ def test_run_demo_writes_summary_and_video(tmp_path):
 
 
 def test_bench_world_json_fields():
+    start = time.perf_counter()
     result = avsim("bench", "world", "--map", "Town02", "--vehicles", "10", "--walkers", "5", "--ticks", "100",
                    "--warmup", "10", "--json")
     assert result.returncode == 0, result.stderr
@@ -39,7 +41,8 @@ def test_bench_world_json_fields():
     for key in ("ticks_per_s", "map", "vehicles", "walkers", "machine"):
         assert key in record
     assert record["vehicles"] == 10 and record["walkers"] == 5 and record["ticks_per_s"] > 0
-    assert record["ratio_vs_carla"] == round(record["ticks_per_s"] / 98, 1)
+    # The timed ticks ran inside the command: the rate cannot claim they took longer than the whole command did.
+    assert 100 / record["ticks_per_s"] < time.perf_counter() - start
 
 
 def test_bench_world_on_a_user_file(tmp_path):
@@ -125,7 +128,7 @@ def test_bench_serve_json_fields():
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["benchmark"] == "serve" and record["ticks"] == 5
-    assert record["ratio"] == pytest.approx(record["fps"] / record["inprocess_fps"], rel=0.01)
+    assert record["received"]["frames"] == 5
 
 
 def test_routes_generate_unknown_town_exits_2(tmp_path):

@@ -31,13 +31,27 @@ def _carla_matrix(pitch_rad: float, yaw_rad: float, roll_rad: float, xyz=(0.0, 0
 
 
 @pytest.fixture(scope="module")
-def town01():
-    return EmbeddedWorld(map="Town01", seed=0)
+def _loaded_towns() -> dict[str, EmbeddedWorld]:
+    """Worlds kept for the module so each town's map is loaded once; tests get them reset (see below)."""
+    return {}
 
 
-@pytest.fixture(scope="module")
-def town10():
-    return EmbeddedWorld(map="Town10HD", seed=0)
+def _fresh(towns: dict[str, EmbeddedWorld], name: str) -> EmbeddedWorld:
+    """The module's world of ``name``, reset to seed 0: no actors, frame 0, whatever earlier tests did."""
+    if name not in towns:
+        towns[name] = EmbeddedWorld(map=name, seed=0)
+    towns[name].reset(0)
+    return towns[name]
+
+
+@pytest.fixture()
+def town01(_loaded_towns):
+    return _fresh(_loaded_towns, "Town01")
+
+
+@pytest.fixture()
+def town10(_loaded_towns):
+    return _fresh(_loaded_towns, "Town10HD")
 
 
 # ---------------------------------------------------------------------------- mounts and world poses
@@ -129,9 +143,9 @@ def test_gnss_round_trips_through_geolocation_to_transform(town, request):
 
 
 @pytest.fixture(scope="module")
-def parked(town01):
-    """One more parked vehicle in Town01: (its id, the world, a snapshot)."""
-    world = town01
+def parked():
+    """A parked vehicle in its own Town01 world: (its id, the world, a snapshot); tests only read them."""
+    world = EmbeddedWorld(map="Town01", seed=0)
     xyz = world.lanes.points_xyz[len(world.lanes.points_xyz) // 2]
     ego = world.spawn_vehicle(BLUEPRINT, Pose(float(xyz[0]), float(xyz[1]), 0.0, 0.0), clearance_m=0.0)
     return ego, world, world.tick()
