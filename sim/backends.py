@@ -44,7 +44,11 @@ def make_sensor_rig(backend: str, world: World, suite, seed: int = 0):
     """The rig that measures ``suite`` (a ``SensorSuite``) on ``world``: ``measure(snapshot)`` after every tick.
 
     Both rigs return ``{sensor name: SensorMeasurement}`` for the sensors that
-    measured this tick and are closed with ``close()``.
+    measured this tick and are closed with ``close()``. ``reset(episode_seed)``
+    after the world's reset and the new episode's spawns re-attaches the sensors
+    to the actors holding their role names and seeds their noise from
+    ``episode_seed`` (same seed, same noise); the embedded rig keeps the map's
+    static scene (``seed`` places its props) instead of rebuilding it.
     """
     _check(backend)
     if backend == "carla":

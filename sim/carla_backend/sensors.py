@@ -23,6 +23,7 @@ from sim.carla_backend import conversions as cv
 from sim.carla_backend.decode import decode_measurement
 from sim.sensors.measurements import SensorMeasurement
 from sim.sensors.blueprints import SensorConfigError
+from sim.sensors.noise import episode_noise_seed
 from sim.sensors.suite import SensorSpec, SensorSuite
 
 EVENT_BLUEPRINTS = ("sensor.other.collision", "sensor.other.lane_invasion")
@@ -43,7 +44,13 @@ def spec_transform(spec: SensorSpec) -> carla.Transform:
 
 
 class CarlaSensorRig:
-    """Sensors of ``suite`` on a :class:`~sim.carla_backend.world.CarlaWorld`'s actors (by role name)."""
+    """Sensors of ``suite`` on a :class:`~sim.carla_backend.world.CarlaWorld`'s actors (by role name).
+
+    :meth:`reset` starts a new episode: the world's reset destroyed the sensor
+    actors with the rest of what it spawned, so the sensors are spawned again
+    on the actors that now hold their role names (the hero's id changes every
+    episode), with ``noise_seed`` mixed with the episode's seed.
+    """
 
     def __init__(self, world, suite: SensorSuite, timeout_s: float = 5.0) -> None:
         self.world = world
@@ -51,13 +58,25 @@ class CarlaSensorRig:
         self.timeout_s = timeout_s
         self._actors: list[carla.Actor] = []
         self._queues: dict[str, queue.Queue] = {}
+        self._spawn(None)
+
+    def reset(self, seed: int) -> None:
+        """Start an episode: destroy the old sensors, spawn them on their roles' actors, noise seeded from ``seed``."""
+        self.close()
+        self._queues = {}
+        self._spawn(int(seed))
+
+    def _spawn(self, episode_seed: int | None) -> None:
+        world = self.world
         roles = {info.role_name: actor_id for actor_id, info in world.actors.items() if info.role_name}
         library = world.carla_world.get_blueprint_library()
         try:
-            for spec in suite.sensors:
+            for spec in self.suite.sensors:
                 bp = library.find(spec.blueprint_id)
                 for name, value in spec.attributes.values.items():
                     if bp.has_attribute(name):
+                        if name == "noise_seed" and episode_seed is not None:
+                            value = episode_noise_seed(int(value), episode_seed)
                         bp.set_attribute(name, _attribute_text(value))
                 if spec.is_fixed:
                     parent = None
@@ -118,12 +137,13 @@ class CarlaSensorRig:
                 return None
 
     def close(self) -> None:
-        """Stop and destroy the sensors; idempotent."""
+        """Stop and destroy the sensors (those the world's reset has not destroyed already); idempotent."""
         for actor in self._actors:
             try:
                 actor.stop()
-                actor.destroy()
-                self.world._owned.remove(actor.id)
+                if actor.id in self.world._owned:
+                    actor.destroy()
+                    self.world._owned.remove(actor.id)
             except (RuntimeError, ValueError):
                 pass
         self._actors = []

@@ -3,10 +3,23 @@
 Every field can also be given as a keyword to ``gymnasium.make``::
 
     gymnasium.make("avsim/Driving-v0", map="Town02", traffic={"vehicles": 40})
-    gymnasium.make("avsim/Driving-v0", config="configs/env/town01_bev.yaml", seed=3)
+    gymnasium.make("avsim/Driving-v0", config="configs/env/default.yaml", seed=3)
+    gymnasium.make("avsim/Driving-v0", world={"map": "procedural", "procedural": {"grid_rows": 3},
+                                              "traffic": {"lane_changes": True}})
 
 Keywords override the file; nested sections given as dicts are merged key by
 key into the file's (or the defaults').
+
+The world the env drives in is the ``world`` section, the same
+``sim.config.WorldConfig`` a world is built from (map, seed, step, dynamics,
+light timing, traffic behaviour, procedural town). The env's default map is
+Town01. Shorthands, in a file or as keywords: ``map``, ``seed``, ``dt_s`` and
+``dynamics`` at the top level fill ``world.map``, ``world.seed``,
+``world.dt_s`` and ``world.dynamics``; ``observation.mode: x`` is
+``observation.modes: [x]``. Within one file or one set of keywords, a
+shorthand and a different value of the key it fills are a ``ConfigError``
+naming both. (``traffic`` at the top level is how many NPCs the env spawns;
+``world.traffic`` is how they drive.)
 """
 
 from __future__ import annotations
@@ -14,12 +27,61 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sim.config import CarlaConfig, ConfigError, read_yaml
+from sim.config import CarlaConfig, ConfigError, WorldConfig, read_yaml
+from sim.env.rewards import REWARDS, RewardParams, RoachParams, reward_params
 
 INFRACTION_EVENTS = ("collision", "red_light", "stop_sign", "off_road", "route_deviation", "blocked")
 """Infractions that can end an episode (``terminate_on``)."""
+
+DEFAULT_MAP = "Town01"
+"""The env's map when neither ``map`` nor ``world.map`` is given."""
+
+WORLD_SHORTHANDS = ("map", "seed", "dt_s", "dynamics")
+"""Top-level keys that fill the same key of ``world``."""
+
+OBSERVATION_MODES = ("bev", "state", "sensors")
+"""What an observation can hold (``observation.modes``)."""
+
+
+def _apply_shorthands(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the world and observation shorthands moved into place; ``ConfigError`` on a conflict."""
+    data = dict(data)
+    moved = {key: data.pop(key) for key in WORLD_SHORTHANDS if key in data}
+    if moved:
+        world = data.get("world", {})
+        if isinstance(world, WorldConfig):
+            world = world.model_dump(exclude_unset=True)
+        if isinstance(world, dict):
+            world = dict(world)
+            for key, value in moved.items():
+                if key in world and world[key] != value:
+                    raise ConfigError(f"{key} ({value!r}) and world.{key} ({world[key]!r}) conflict: give one of them")
+                world[key] = value
+            data["world"] = world
+    if isinstance(data.get("observation"), dict):
+        data["observation"] = _observation_shorthand(data["observation"])
+    return data
+
+
+def _observation_shorthand(observation: dict[str, Any]) -> dict[str, Any]:
+    """``mode: x`` as ``modes: [x]``; ``ConfigError`` if both are given and differ."""
+    if "mode" not in observation:
+        return observation
+    observation = dict(observation)
+    mode = observation.pop("mode")
+    if "modes" in observation and _as_modes(observation["modes"]) != [mode]:
+        raise ConfigError(f"observation.mode ({mode!r}) and observation.modes ({observation['modes']!r}) "
+                          "conflict: give one of them")
+    observation["modes"] = [mode]
+    return observation
+
+
+def _as_modes(value: object) -> object:
+    if isinstance(value, str):
+        return [value]
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 class _Section(BaseModel):
@@ -71,11 +133,42 @@ class StateSection(_Section):
 
 
 class ObservationSection(_Section):
-    """What the policy sees: ``bev``, ``sensors`` (the sensor suite's arrays) or ``state`` vectors."""
+    """What the policy sees, and what ground truth ``info`` carries.
 
-    mode: Literal["bev", "sensors", "state"] = "bev"
+    ``modes``: one or more of ``bev`` (raster and measurements), ``state``
+    (one vector) and ``sensors`` (the sensor suite's arrays); ``mode: x`` is
+    short for ``modes: [x]``. With one mode the observation is that mode's
+    alone; with several, one Dict of all their entries (see
+    ``sim.env.driving``). ``ground_truth``: put the privileged ground truth
+    (``sim.env.observations.GroundTruth``) in ``info["ground_truth"]`` at reset
+    and every step, with the boxes of actors within ``ground_truth_radius_m``.
+    """
+
+    modes: tuple[Literal["bev", "state", "sensors"], ...] = ("bev",)
     bev: BevSection = BevSection()
     state: StateSection = StateSection()
+    ground_truth: bool = False
+    ground_truth_radius_m: float = Field(50.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mode_shorthand(cls, data: Any) -> Any:
+        return _observation_shorthand(data) if isinstance(data, dict) else data
+
+    @field_validator("modes", mode="before")
+    @classmethod
+    def _check_modes(cls, value: Any) -> Any:
+        value = _as_modes(value)
+        if not isinstance(value, list):
+            return value  # pydantic names the wrong type
+        if not value:
+            raise ConfigError(f"observation.modes is empty: name at least one of {', '.join(OBSERVATION_MODES)}")
+        for mode in value:
+            if mode not in OBSERVATION_MODES:
+                raise ConfigError(f"observation.modes: unknown mode {mode!r} (valid: {', '.join(OBSERVATION_MODES)})")
+        if len(set(value)) != len(value):
+            raise ConfigError(f"observation.modes {value} names a mode twice")
+        return value
 
 
 class ActionSection(_Section):
@@ -85,10 +178,22 @@ class ActionSection(_Section):
 
 
 class RewardSection(_Section):
-    """Which reward and its parameters (validated by the reward itself, see ``sim.env.rewards``)."""
+    """Which reward and its parameters, typed per reward (``RoachParams``, ``CarlParams`` in ``sim.env.rewards``).
+
+    An unknown parameter is a ``ConfigError`` naming it and listing the reward's valid ones.
+    """
 
     name: Literal["roach", "carl"] = "roach"
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: RewardParams = RoachParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_params(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            name = data.get("name", "roach")
+            if name in REWARDS:  # else the Literal names the valid rewards
+                data = {**data, "params": reward_params(name, data.get("params"))}
+        return data
 
 
 class EpisodeSection(_Section):
@@ -112,10 +217,7 @@ class EnvConfig(_Section):
     """Everything that defines a driving environment."""
 
     backend: Literal["embedded", "carla"] = "embedded"
-    map: str = "Town01"  # shipped town, an .xodr path, or "procedural"
-    seed: int = 0
-    dt_s: float = Field(0.05, gt=0, le=1.0)
-    dynamics: Literal["kinematic", "dynamic"] = "dynamic"
+    world: WorldConfig = WorldConfig(map=DEFAULT_MAP)
     ego_blueprint: str = "vehicle.lincoln.mkz_2020"
     traffic: TrafficSection = TrafficSection()
     routes: RouteSection = RouteSection()
@@ -127,10 +229,23 @@ class EnvConfig(_Section):
     scenarios: tuple[str, ...] = ()  # scenario names (see sim.scenarios.library), placed along each route
     carla: CarlaConfig = CarlaConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = _apply_shorthands(data)
+        world = data.get("world", {})
+        if isinstance(world, WorldConfig):
+            world = world.model_dump(exclude_unset=True)
+        if isinstance(world, dict) and "map" not in world:
+            data["world"] = {**world, "map": DEFAULT_MAP}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> EnvConfig:
-        if self.observation.mode == "sensors" and not self.sensors:
-            raise ValueError("observation.mode 'sensors' needs a sensor suite: set sensors: configs/sensors/....yaml")
+        if "sensors" in self.observation.modes and not self.sensors:
+            raise ValueError("observation mode 'sensors' needs a sensor suite: set sensors: configs/sensors/....yaml")
         return self
 
 
@@ -146,6 +261,9 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 def _describe(exc: ValidationError, source: str) -> str:
     first = exc.errors()[0]
+    error = first.get("ctx", {}).get("error")
+    if isinstance(error, ConfigError):  # raised by a validator with the key path in its message
+        return f"{source}: {error}"
     where = ".".join(str(part) for part in first["loc"]) or "config"
     message = first["msg"]
     if first["type"] == "extra_forbidden":
@@ -174,6 +292,15 @@ def load_env_config(config: str | Path | EnvConfig | dict | None = None, **overr
         data = read_yaml(path, "env config file")
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
+    # Shorthands are resolved per source, so a keyword map= overrides the file's world.map.
+    try:
+        data = _apply_shorthands(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    try:
+        overrides = _apply_shorthands(overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"env config keywords: {exc}") from None
     try:
         return EnvConfig.model_validate(_merge(data, overrides))
     except ValidationError as exc:

@@ -24,7 +24,30 @@ Ends of an episode, kept apart as Gymnasium asks:
 ``info`` every step: ``rewards`` (each term), ``infractions`` (this step),
 ``action_clipped``, ``route_completion``, ``route_id``; at the end also
 ``termination_reason`` and ``route_score`` (Leaderboard 2.0 driving score,
-route completion, infraction penalty and counts).
+route completion, infraction penalty and counts). With
+``observation.ground_truth: true``, ``info["ground_truth"]`` at reset and
+every step: a :class:`~sim.env.observations.GroundTruth` (ego pose and speed,
+oriented boxes of the actors within ``observation.ground_truth_radius_m`` in
+the ego frame, the light that governs the ego on its route).
+
+Observations (``observation.modes``). One mode gives that mode's observation:
+
+- ``bev``: Dict ``bev`` (C, H, W) uint8 (channels in ``sim.env.bev``) and
+  ``measurements`` (``sim.env.observations``);
+- ``state``: one float32 Box vector (``sim.env.observations``);
+- ``sensors``: Dict of the suite's arrays by sensor name, plus
+  ``<name>_count`` for LiDAR and radar (``sim.env.observations.sensor_space``).
+
+Several modes give one Dict of all their entries: ``bev`` and
+``measurements`` for bev, ``state`` (the state vector) for state, and every
+sensor's entries for sensors; e.g. ``modes: [sensors, bev]`` gives
+``{"bev", "measurements", "front_rgb", "roof_lidar", "roof_lidar_count", ...}``.
+A sensor may not be named ``bev``, ``measurements`` or ``state`` then.
+
+Privileged helpers for experts and ground truth (the env's own state, not the
+observation): :attr:`DrivingEnv.progress`, :meth:`DrivingEnv.hazard_distance`,
+:meth:`DrivingEnv.next_light`, :meth:`DrivingEnv.route_light` and
+:meth:`DrivingEnv.ground_truth`.
 """
 
 from __future__ import annotations
@@ -37,16 +60,19 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from sim.api import CollisionEvent, OffRoadEvent, Pose, RedLightEvent, StopSignEvent, TrafficLightState
+from sim.api import (CollisionEvent, OffRoadEvent, Pose, RedLightEvent, StopSignEvent, TrafficLightState,
+                     WorldSnapshot)
 from sim.backends import make_sensor_rig, make_world
-from sim.config import ConfigError, WorldConfig
+from sim.config import ConfigError
 from sim.env.actions import action_mapping
 from sim.env.config import EnvConfig, load_env_config
 from sim.env.metrics import Infraction, InfractionKind, RouteResult, score_route
-from sim.env.observations import StateObserver, measurement_space, measurements
+from sim.env.observations import (GroundTruth, LightGroundTruth, StateObserver, ground_truth, measurement_space,
+                                  measurements)
 from sim.env.rewards import RewardInput, make_reward
-from sim.scenarios.routes import Route, RouteTracker, load_route_file, plan_route, random_route
+from sim.scenarios.routes import Route, RouteProgress, RouteTracker, load_route_file, plan_route, random_route
 from sim.scenarios.library import check_scenario_names, place_scenarios
+from sim.transforms import world_to_ego
 
 HERO = "hero"
 COMPLETION_DISTANCE_M = 3.0
@@ -93,8 +119,10 @@ class DrivingEnv(gymnasium.Env):
         self._bev = None
         self._rig = None
         self._state = None
-        mode = c.observation.mode
-        if mode == "bev":
+        self._sensor_space: spaces.Dict | None = None
+        modes = c.observation.modes
+        entries: dict[str, spaces.Space] = {}
+        if "bev" in modes:
             from sim.env.bev import BevConfig, BevRenderer
 
             b = c.observation.bev
@@ -103,17 +131,25 @@ class DrivingEnv(gymnasium.Env):
                                               ego_from_bottom_px=b.ego_from_bottom_px,
                                               history_steps=tuple(b.history_steps)))
             channels = len(self._bev.channel_names)
-            self.observation_space = spaces.Dict({
-                "bev": spaces.Box(0, 255, shape=(channels, b.size_px, b.size_px), dtype=np.uint8),
-                "measurements": measurement_space(action_size)})
-        elif mode == "state":
+            entries["bev"] = spaces.Box(0, 255, shape=(channels, b.size_px, b.size_px), dtype=np.uint8)
+            entries["measurements"] = measurement_space(action_size)
+        if "state" in modes:
             self._state = StateObserver(c.observation.state, action_size)
-            self.observation_space = self._state.space
-        else:
+            entries["state"] = self._state.space
+        if "sensors" in modes:
+            from sim.env.observations import sensor_space
             from sim.sensors.suite import load_suite
 
             self._suite = load_suite(c.sensors)
-            self.observation_space = self._sensor_space()
+            self._sensor_space, self._padded = sensor_space(self._suite.sensors, self.world.dt_s)
+            clash = sorted(set(self._sensor_space.spaces) & set(entries))
+            if clash:
+                raise ConfigError(f"sensor suite {c.sensors}: entries {clash} clash with the observation's "
+                                  f"{', '.join(m for m in modes if m != 'sensors')} entries; rename the sensors")
+            entries.update(self._sensor_space.spaces)
+        # One mode keeps its own space (state: a Box); several share one Dict.
+        self.observation_space = self._state.space if modes == ("state",) else \
+            self._sensor_space if modes == ("sensors",) else spaces.Dict(entries)
         self._renderer = None
         self.ego_id = -1
         self.route: Route | None = None
@@ -125,20 +161,20 @@ class DrivingEnv(gymnasium.Env):
         """Ids of the route file's routes this env runs (empty with random routes)."""
         return tuple(spec.route_id for spec in self._route_specs)
 
+    @property
+    def progress(self) -> RouteProgress:
+        """Where the ego is along its route after the latest tick (privileged)."""
+        if self._tracker is None:
+            raise RuntimeError("call reset() before reading progress")
+        return self._progress
+
     # ------------------------------------------------------------------ construction helpers
     @staticmethod
     def _make_world(c: EnvConfig):
-        return make_world(c.backend, WorldConfig(map=c.map, seed=c.seed, dt_s=c.dt_s, dynamics=c.dynamics), c.carla)
-
-    def _sensor_space(self) -> spaces.Dict:
-        """The sensors' Dict space, from the suite's specs."""
-        from sim.env.observations import sensor_space
-
-        space, self._padded = sensor_space(self._suite.sensors, self.world.dt_s)
-        return space
+        return make_world(c.backend, c.world, c.carla)
 
     def _make_rig(self):
-        return make_sensor_rig(self.config.backend, self.world, self._suite, seed=self.config.seed)
+        return make_sensor_rig(self.config.backend, self.world, self._suite, seed=self.config.world.seed)
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -166,11 +202,12 @@ class DrivingEnv(gymnasium.Env):
         if self._bev is not None:
             self._bev.reset()
             self._bev.set_route(self.route.points_xy)
-        if self._rig is not None:
-            self._rig.close()
-            self._rig = None
-        if c.observation.mode == "sensors":
-            self._rig = self._make_rig()
+        if self._sensor_space is not None:
+            # The rig keeps its static scene across episodes (the map is kept); reset re-attaches
+            # the sensors to this episode's ego and re-seeds their noise from the episode seed.
+            if self._rig is None:
+                self._rig = self._make_rig()
+            self._rig.reset(episode_seed)
         self._light_of_junction = self._route_lights(self.route)
         self._steps = 0
         self._max_steps = c.episode.max_steps or int(math.ceil(
@@ -191,6 +228,8 @@ class DrivingEnv(gymnasium.Env):
         self._trail.append(tuple(snapshot.location_m[row, :2]))
         info = {"route_id": self.route.route_id, "route_length_m": self.route.length_m, "episode_seed": episode_seed,
                 "route_completion": progress.completion}
+        if c.observation.ground_truth:
+            info["ground_truth"] = self.ground_truth()
         return self._observe(snapshot, row, progress), info
 
     def step(self, action):
@@ -217,7 +256,7 @@ class DrivingEnv(gymnasium.Env):
         ending = next((e for e in events if e in c.episode.terminate_on), None)
         terminated = completed or ending is not None
         truncated = not terminated and self._steps >= self._max_steps
-        hazard = self._hazard_distance(snapshot, row, progress)
+        hazard = self.hazard_distance(snapshot, row, progress)
         speed_limit = float(self.lanes.speed_limit_mps[self.route.lane[progress.index]])
         reward, terms = self.reward_fn(RewardInput(
             speed_mps=speed, speed_limit_mps=speed_limit, lateral_m=progress.lateral_m,
@@ -237,7 +276,23 @@ class DrivingEnv(gymnasium.Env):
                 self._infractions.append(Infraction(InfractionKind.ROUTE_TIMEOUT, snapshot.frame, (x, y, 0.0)))
             info["termination_reason"] = reason
             info["route_score"] = score_route(self.route_result(reason)).to_dict()
+        if c.observation.ground_truth:
+            info["ground_truth"] = self.ground_truth()
         return self._observe(snapshot, row, progress), float(reward), terminated, truncated, info
+
+    def ground_truth(self) -> GroundTruth:
+        """Privileged ground truth of the latest tick: ego pose, nearby actors' boxes, the governing light.
+
+        Actors within ``observation.ground_truth_radius_m`` of the ego; see
+        :class:`~sim.env.observations.GroundTruth`. What ``info["ground_truth"]`` holds.
+        """
+        if self._tracker is None:
+            raise RuntimeError("call reset() before ground_truth()")
+        snapshot, progress = self._snapshot, self._progress
+        index, distance = self.route_light(progress)
+        state = TrafficLightState(int(snapshot.light_state[index])) if index >= 0 else None
+        return ground_truth(snapshot, snapshot.index_of(self.ego_id), self.config.observation.ground_truth_radius_m,
+                            LightGroundTruth(index, state, distance))
 
     def route_result(self, termination: str) -> RouteResult:
         """The episode so far as a Leaderboard :class:`RouteResult`."""
@@ -301,29 +356,40 @@ class DrivingEnv(gymnasium.Env):
             lights[index] = int(self.world.signals.lane_light[before])
         return lights
 
-    def _next_light(self, snapshot, progress) -> tuple[int | None, float]:
-        """State and distance of the next light on the route (None, inf: no light ahead)."""
+    def route_light(self, progress: RouteProgress) -> tuple[int, float]:
+        """The light that governs the ego on its route: the next one ahead of ``progress``.
+
+        Its index into the world's ``signals`` and the distance along the route
+        to its junction entry [m]; (-1, inf) when no light is ahead.
+        """
         for index, light in self._light_of_junction.items():
             if index > progress.index and light >= 0:
-                return int(snapshot.light_state[light]), float(self.route.s_m[index] - progress.s_m)
-        return None, math.inf
+                return light, float(self.route.s_m[index] - progress.s_m)
+        return -1, math.inf
 
-    def _hazard_distance(self, snapshot, row: int, progress) -> float:
+    def next_light(self, snapshot: WorldSnapshot, progress: RouteProgress) -> tuple[int | None, float]:
+        """State (``TrafficLightState`` value) and distance of the next light on the route (None, inf: none ahead)."""
+        light, distance = self.route_light(progress)
+        if light < 0:
+            return None, math.inf
+        return int(snapshot.light_state[light]), distance
+
+    def hazard_distance(self, snapshot: WorldSnapshot, row: int, progress: RouteProgress) -> float:
         """Distance to the nearest vehicle or pedestrian in the ego's corridor, or a red/yellow stop line."""
-        x0, y0 = snapshot.location_m[row, :2]
         yaw = float(snapshot.rotation_rad[row, 1])
-        dx = snapshot.location_m[:, 0] - x0
-        dy = snapshot.location_m[:, 1] - y0
-        ahead = dx * math.cos(yaw) + dy * math.sin(yaw)
-        side = -dx * math.sin(yaw) + dy * math.cos(yaw)
+        ahead, side = world_to_ego(snapshot.location_m[:, :2], snapshot.location_m[row, :2], yaw).T
         gap = ahead - snapshot.extent_m[row, 0] - snapshot.extent_m[:, 0]
         hit = (ahead > 0) & (gap < HAZARD_RANGE_M) & (np.abs(side) < HAZARD_CORRIDOR_M + snapshot.extent_m[:, 1])
         hit[row] = False
         hazard = float(max(gap[hit].min(), 0.0)) if hit.any() else math.inf
-        state, distance = self._next_light(snapshot, progress)
+        state, distance = self.next_light(snapshot, progress)
         if state in (TrafficLightState.RED, TrafficLightState.YELLOW):
             hazard = min(hazard, max(distance - float(snapshot.extent_m[row, 0]), 0.0))
         return hazard
+
+    # sim/env/agents.py reads these under their old private names.
+    _next_light = next_light
+    _hazard_distance = hazard_distance
 
     def _step_infractions(self, snapshot, row: int, progress, speed: float) -> list[str]:
         """Infractions of this tick as env event names; Leaderboard ones are also logged for the metrics."""
@@ -363,12 +429,17 @@ class DrivingEnv(gymnasium.Env):
         speed = float(np.hypot(*snapshot.velocity_mps[row, :2]))
         limit = float(self.lanes.speed_limit_mps[self.route.lane[progress.index]])
         vector = measurements(speed, limit, self._previous_action, progress)
-        mode = self.config.observation.mode
-        if mode == "bev":
-            return {"bev": self._bev.render(snapshot, self.ego_id), "measurements": vector}
-        if mode == "state":
-            state, distance = self._next_light(snapshot, progress)
-            return self._state.observe(snapshot, row, self.route, progress, vector, state, distance)
-        from sim.env.observations import sensor_arrays
+        out: dict[str, np.ndarray] = {}
+        if self._bev is not None:
+            out["bev"] = self._bev.render(snapshot, self.ego_id)
+            out["measurements"] = vector
+        if self._state is not None:
+            state, distance = self.next_light(snapshot, progress)
+            out["state"] = self._state.observe(snapshot, row, self.route, progress, vector, state, distance)
+            if self.config.observation.modes == ("state",):
+                return out["state"]
+        if self._sensor_space is not None:
+            from sim.env.observations import sensor_arrays
 
-        return sensor_arrays(self._rig.measure(snapshot), self.observation_space, self._padded)
+            out.update(sensor_arrays(self._rig.measure(snapshot), self._sensor_space, self._padded))
+        return out

@@ -16,11 +16,15 @@ Measurements (every mode; names in :data:`MEASUREMENT_NAMES`, scaled to roughly 
 - the ``walkers`` nearest pedestrians: present, x, y, vx, vy;
 - the next traffic light on the route: one-hot red, yellow, green, none, and its
   distance / 100 m.
+
+:class:`GroundTruth` is the privileged ground truth the env puts in
+``info["ground_truth"]`` (``observation.ground_truth: true``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from gymnasium import spaces
@@ -28,6 +32,7 @@ from gymnasium import spaces
 from sim.api import ActorKind, TrafficLightState, WorldSnapshot
 from sim.env.config import StateSection
 from sim.scenarios.routes import RoadOption, Route, RouteProgress
+from sim.transforms import world_to_ego
 
 COMMANDS = (RoadOption.LEFT, RoadOption.RIGHT, RoadOption.STRAIGHT, RoadOption.LANEFOLLOW,
             RoadOption.CHANGELANELEFT, RoadOption.CHANGELANERIGHT)
@@ -77,24 +82,17 @@ class StateObserver:
                 measurement: np.ndarray, light_state: int | None, light_distance_m: float) -> np.ndarray:
         """The state vector for the ego at ``ego_row``."""
         c = self.config
-        x0, y0 = snapshot.location_m[ego_row, :2]
+        ego_xy = snapshot.location_m[ego_row, :2]
         yaw = float(snapshot.rotation_rad[ego_row, 1])
-        cos, sin = math.cos(yaw), math.sin(yaw)
-
-        def to_ego(dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return dx * cos + dy * sin, -dx * sin + dy * cos
 
         # Route points ahead, every route_spacing_m from the ego's progress.
         s_ahead = progress.s_m + c.route_spacing_m * np.arange(1, c.route_points + 1)
         idx = np.minimum(np.searchsorted(route.s_m, s_ahead), route.s_m.shape[0] - 1)
-        rx, ry = to_ego(route.points_xy[idx, 0] - x0, route.points_xy[idx, 1] - y0)
-        route_part = np.stack([rx, ry], axis=1).ravel() / c.radius_m
+        route_part = world_to_ego(route.points_xy[idx], ego_xy, yaw).ravel() / c.radius_m
 
-        dx = snapshot.location_m[:, 0] - x0
-        dy = snapshot.location_m[:, 1] - y0
-        dist = np.hypot(dx, dy)
-        ex, ey = to_ego(dx, dy)
-        vx, vy = to_ego(snapshot.velocity_mps[:, 0], snapshot.velocity_mps[:, 1])
+        dist = np.hypot(snapshot.location_m[:, 0] - ego_xy[0], snapshot.location_m[:, 1] - ego_xy[1])
+        ex, ey = world_to_ego(snapshot.location_m[:, :2], ego_xy, yaw).T
+        vx, vy = world_to_ego(snapshot.velocity_mps[:, :2], (0.0, 0.0), yaw).T
         near = (dist <= c.radius_m) & (np.arange(dist.shape[0]) != ego_row)
         parts = [measurement, route_part]
         for kind, k, width in ((ActorKind.VEHICLE, c.vehicles, 7), (ActorKind.WALKER, c.walkers, 5)):
@@ -170,3 +168,100 @@ def sensor_arrays(data: dict, space: spaces.Dict, padded: dict[str, int]) -> dic
         else:
             out[name] = np.asarray(measurement.data, dtype=box.dtype).reshape(box.shape)
     return out
+
+
+@dataclass(frozen=True)
+class EgoGroundTruth:
+    """The ego's pose (world frame, CARLA's axes) and horizontal speed."""
+
+    actor_id: int
+    x_m: float
+    y_m: float
+    z_m: float
+    pitch_rad: float
+    yaw_rad: float
+    roll_rad: float
+    speed_mps: float
+
+
+@dataclass(frozen=True, eq=False)
+class ActorBoxes:
+    """Oriented boxes of the actors near the ego (the ego excluded), nearest first, in the ego frame.
+
+    The ego frame is the ego's origin with x forward, y right, z up (CARLA's
+    axes); the ego's pitch and roll are ignored. Per actor (``N`` rows):
+    ``actor_id`` (N,) int64; ``kind`` (N,) int8 (:class:`~sim.api.ActorKind`);
+    ``center_m`` (N, 3) the box centre (a vehicle's origin is under its box,
+    so its centre is one half height above it); ``extent_m`` (N, 3) half
+    length, width, height; ``yaw_rad`` (N,) the actor's yaw minus the ego's,
+    wrapped to (-pi, pi]; ``velocity_mps`` (N, 3).
+    """
+
+    actor_id: np.ndarray
+    kind: np.ndarray
+    center_m: np.ndarray
+    extent_m: np.ndarray
+    yaw_rad: np.ndarray
+    velocity_mps: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.actor_id.shape[0])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ActorBoxes):
+            return NotImplemented
+        return all(np.array_equal(getattr(self, name), getattr(other, name))
+                   for name in ("actor_id", "kind", "center_m", "extent_m", "yaw_rad", "velocity_mps"))
+
+    __hash__ = None  # type: ignore[assignment]  (holds arrays)
+
+
+@dataclass(frozen=True)
+class LightGroundTruth:
+    """The traffic light that governs the ego on its route: the next one ahead.
+
+    ``index`` into the world's ``signals`` (-1: none ahead), its ``state``
+    (None when none) and the distance along the route to its stop line [m]
+    (inf when none).
+    """
+
+    index: int
+    state: TrafficLightState | None
+    distance_m: float
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Privileged ground truth of one tick (``info["ground_truth"]``); arrays are read-only."""
+
+    frame: int
+    timestamp_s: float
+    ego: EgoGroundTruth
+    actors: ActorBoxes
+    light: LightGroundTruth
+
+
+def ground_truth(snapshot: WorldSnapshot, ego_row: int, radius_m: float, light: LightGroundTruth) -> GroundTruth:
+    """The :class:`GroundTruth` of ``snapshot`` for the ego at ``ego_row``, with actors within ``radius_m``."""
+    ego_xy = snapshot.location_m[ego_row, :2]
+    pitch, yaw, roll = (float(v) for v in snapshot.rotation_rad[ego_row])
+    x, y, z = (float(v) for v in snapshot.location_m[ego_row])
+    ego = EgoGroundTruth(int(snapshot.actor_id[ego_row]), x, y, z, pitch, yaw, roll,
+                         float(np.hypot(*snapshot.velocity_mps[ego_row, :2])))
+    dist = np.hypot(snapshot.location_m[:, 0] - ego_xy[0], snapshot.location_m[:, 1] - ego_xy[1])
+    rows = np.flatnonzero((dist <= radius_m) & (np.arange(dist.shape[0]) != ego_row))
+    rows = rows[np.argsort(dist[rows], kind="stable")]
+    extent = np.array(snapshot.extent_m[rows], dtype=np.float64)
+    center = np.empty((rows.size, 3))
+    center[:, :2] = world_to_ego(snapshot.location_m[rows, :2], ego_xy, yaw)
+    vehicle = snapshot.kind[rows] == ActorKind.VEHICLE
+    center[:, 2] = snapshot.location_m[rows, 2] - z + np.where(vehicle, extent[:, 2], 0.0)
+    velocity = np.empty((rows.size, 3))
+    velocity[:, :2] = world_to_ego(snapshot.velocity_mps[rows, :2], (0.0, 0.0), yaw)
+    velocity[:, 2] = snapshot.velocity_mps[rows, 2]
+    relative_yaw = np.angle(np.exp(1j * (snapshot.rotation_rad[rows, 1] - yaw)))
+    arrays = (np.array(snapshot.actor_id[rows], dtype=np.int64), np.array(snapshot.kind[rows], dtype=np.int8),
+              center, extent, relative_yaw, velocity)
+    for array in arrays:
+        array.flags.writeable = False
+    return GroundTruth(int(snapshot.frame), float(snapshot.timestamp_s), ego, ActorBoxes(*arrays), light)

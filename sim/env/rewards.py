@@ -29,6 +29,7 @@ multiplied by soft-penalty factors in [0, 1]::
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -83,21 +84,35 @@ class CarlParams(_Params):
     terminal_penalty: float = Field(0.0, ge=0)
 
 
+RewardParams = RoachParams | CarlParams
+"""The typed parameters of any registered reward."""
+
+
+def _validate_params(name: str, model: type[_Params], params: Mapping[str, Any] | _Params | None) -> _Params:
+    if isinstance(params, _Params):
+        if not isinstance(params, model):
+            raise ConfigError(f"reward {name!r}: params are {type(params).__name__}, expected {model.__name__}")
+        return params
+    try:
+        return model.model_validate(dict(params or {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = first["msg"] if first["type"] != "extra_forbidden" else \
+            f"unknown parameter (valid: {', '.join(model.model_fields)})"
+        raise ConfigError(f"reward {name!r}: params.{where}: {message}") from exc
+
+
 class Reward:
     """A reward: ``__call__`` returns (total, {term: value})."""
 
     name: ClassVar[str]
     params_model: ClassVar[type[_Params]]
 
-    def __init__(self, **params: Any) -> None:
-        try:
-            self.params = self.params_model.model_validate(params)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            message = first["msg"] if first["type"] != "extra_forbidden" else \
-                f"unknown parameter (valid: {', '.join(self.params_model.model_fields)})"
-            raise ConfigError(f"reward {self.name!r}: params.{where}: {message}") from exc
+    def __init__(self, params: Mapping[str, Any] | _Params | None = None, **keywords: Any) -> None:
+        if keywords and params is not None:
+            raise TypeError("give the reward's parameters either as one params object/dict or as keywords")
+        self.params = _validate_params(self.name, self.params_model, keywords or params)
 
     def __call__(self, step: RewardInput) -> tuple[float, dict[str, float]]:
         raise NotImplementedError
@@ -161,8 +176,18 @@ REWARDS: dict[str, type[Reward]] = {cls.name: cls for cls in (RoachReward, CarlR
 """Registry of rewards by name (the ``reward.name`` config key)."""
 
 
-def make_reward(name: str, params: dict[str, Any] | None = None) -> Reward:
-    """Build a registered reward; ``ConfigError`` for an unknown name or parameter."""
+def reward_params(name: str, params: Mapping[str, Any] | RewardParams | None = None) -> RewardParams:
+    """The typed parameters of reward ``name`` from a mapping (or a params object, checked to match).
+
+    ``ConfigError`` for an unknown reward, an unknown parameter (naming it and
+    listing the valid ones) or a bad value.
+    """
     if name not in REWARDS:
         raise ConfigError(f"unknown reward {name!r}; valid: {', '.join(sorted(REWARDS))}")
-    return REWARDS[name](**(params or {}))
+    return _validate_params(name, REWARDS[name].params_model, params)
+
+
+def make_reward(name: str, params: Mapping[str, Any] | RewardParams | None = None) -> Reward:
+    """Build a registered reward from a mapping or its params object; ``ConfigError`` for a bad name or parameter."""
+    params = reward_params(name, params)
+    return REWARDS[name](params)

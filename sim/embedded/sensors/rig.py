@@ -27,6 +27,7 @@ from sim.api import WorldSnapshot
 from sim.transforms import box_corners_3d
 from sim.embedded.sensors.base import Sensor, SensorMeasurement
 from sim.sensors.blueprints import SensorConfigError
+from sim.sensors.noise import episode_noise_seed
 from sim.sensors.suite import SensorSpec, SensorSuite
 
 _CLASS_PATHS = {
@@ -55,11 +56,16 @@ def sensor_class(blueprint_id: str) -> type[Sensor]:
     return getattr(module, class_name)
 
 
-def build_sensor(spec: SensorSpec, parent_id: int) -> Sensor:
-    """Instantiate the sensor of ``spec`` on actor ``parent_id`` with the attributes its model uses."""
+def build_sensor(spec: SensorSpec, parent_id: int, episode_seed: int | None = None) -> Sensor:
+    """Instantiate the sensor of ``spec`` on actor ``parent_id`` with the attributes its model uses.
+
+    With ``episode_seed``, a sensor's ``noise_seed`` is mixed with it (``sim.sensors.noise.episode_noise_seed``).
+    """
     cls = sensor_class(spec.blueprint_id)
     accepted = _accepted_keywords(cls)
     kwargs = {k: v for k, v in spec.attributes.values.items() if k in accepted}
+    if episode_seed is not None and "noise_seed" in kwargs:
+        kwargs["noise_seed"] = episode_noise_seed(int(kwargs["noise_seed"]), episode_seed)
     pose = spec.mount
     return cls(parent_id, pose, name=spec.name, **kwargs)
 
@@ -200,30 +206,52 @@ class RaycastBatcher:
 
 
 class SensorRig:
-    """Sensors of a :class:`SensorSuite` mounted on ``world``'s actors (by role name)."""
+    """Sensors of a :class:`SensorSuite` mounted on ``world``'s actors (by role name).
+
+    :meth:`reset` starts a new episode of the same map: the sensors are
+    re-attached to the actors that now hold their role names and their noise is
+    re-seeded, while the 3D scene (the map's static geometry, built once) is kept.
+    """
 
     def __init__(self, world, suite: SensorSuite, scene_seed: int = 0, cull_actor_rays: bool = True,
                  finish_threads: int = 2) -> None:
         self.world = world
         self.suite = suite
         self.scene_seed = scene_seed
-        roles = {info.role_name: actor_id for actor_id, info in world.actors.items() if info.role_name}
-        self.sensors: list[Sensor] = []
-        for spec in suite.sensors:
+        self._attach(None)
+        self._scene = None
+        self._scene_geometry = None
+        self.timings = RigTimings()
+        self._batcher = RaycastBatcher(cull_actor_rays, finish_threads)
+
+    def _attach(self, episode_seed: int | None) -> None:
+        """Build every sensor on the actor holding its role name; noise seeds mixed with ``episode_seed``."""
+        roles = {info.role_name: actor_id for actor_id, info in self.world.actors.items() if info.role_name}
+        sensors: list[Sensor] = []
+        for spec in self.suite.sensors:
             if spec.is_fixed:
                 raise SensorConfigError(f"sensor {spec.name!r}: attach_to 'world' is not supported by the embedded "
                                         "simulator yet; attach it to an actor by role name")
             if spec.attach_to not in roles:
                 raise SensorConfigError(f"sensor {spec.name!r}: no actor with role_name {spec.attach_to!r}; "
                                         f"actors with role names: {sorted(roles) or 'none'}")
-            self.sensors.append(build_sensor(spec, roles[spec.attach_to]))
+            sensors.append(build_sensor(spec, roles[spec.attach_to], episode_seed))
         from sim.embedded.sensors.raycast import RaycastSensor
 
-        self._raycast = [s for s in self.sensors if isinstance(s, RaycastSensor)]
-        self._other = [s for s in self.sensors if not isinstance(s, RaycastSensor)]
-        self._scene = None
-        self.timings = RigTimings()
-        self._batcher = RaycastBatcher(cull_actor_rays, finish_threads)
+        self.sensors = sensors
+        self._raycast = [s for s in sensors if isinstance(s, RaycastSensor)]
+        self._other = [s for s in sensors if not isinstance(s, RaycastSensor)]
+
+    def reset(self, seed: int) -> None:
+        """Start an episode: re-attach every sensor to its role's actor and re-seed its noise from ``seed``.
+
+        Call it after the world's reset and the spawning of the actors the
+        sensors ride on. The static scene is kept while the world has the same
+        map; the same ``seed`` gives the same noise.
+        """
+        self._attach(int(seed))
+        if self._scene is not None and self._scene_geometry is not self.world.geometry:
+            self._scene = None  # another map: rebuild the static scene on the next measure
 
     def close(self) -> None:
         """Stop the finishing threads (also done when the rig is garbage-collected)."""
@@ -241,6 +269,7 @@ class SensorRig:
                                         f"({exc}); install the 'sensors' extra: pip install '.[sensors]'") from exc
 
             self._scene = Scene(StaticScene.build(self.world, seed=self.scene_seed))
+            self._scene_geometry = self.world.geometry
         return self._scene
 
     def measure(self, snapshot: WorldSnapshot) -> dict[str, SensorMeasurement]:

@@ -27,7 +27,7 @@ def env():
 def test_registered_and_made_with_keywords():
     made = gymnasium.make("avsim/Driving-v0", map="Town01", traffic={"vehicles": 2, "walkers": 0},
                           observation={"mode": "state"})
-    assert made.unwrapped.config.map == "Town01" and made.unwrapped.config.traffic.vehicles == 2
+    assert made.unwrapped.config.world.map == "Town01" and made.unwrapped.config.traffic.vehicles == 2
     obs, info = made.reset(seed=1)
     assert made.observation_space.contains(obs)
     assert info["route_length_m"] > 100
@@ -168,14 +168,14 @@ def test_scripted_episode_one_vehicle_collision_and_80_percent_scores_48():
         row = snapshot.index_of(e.ego_id)
         x, y = snapshot.location_m[row, :2]
         speed = float(np.hypot(*snapshot.velocity_mps[row, :2]))
-        target = route.points_xy[min(e._tracker.index + 6, route.points_xy.shape[0] - 1)]
+        target = route.points_xy[min(e.progress.index + 6, route.points_xy.shape[0] - 1)]
         steer = steer_towards(x, y, snapshot.rotation_rad[row, 1], target)
-        completion = e._progress.completion
+        completion = e.progress.completion
         if obstacle is None and collisions == 0 and completion > 0.3:
-            ahead = route.points_xy[e._tracker.index + 9]
+            ahead = route.points_xy[e.progress.index + 9]
             obstacle = e.world.spawn_vehicle("vehicle.lincoln.mkz_2020", Pose(
-                float(ahead[0]), float(ahead[1]), 0.3, float(route.yaw_rad[e._tracker.index + 9])))
-        light, light_m = e._next_light(snapshot, e._progress)
+                float(ahead[0]), float(ahead[1]), 0.3, float(route.yaw_rad[e.progress.index + 9])))
+        light, light_m = e.next_light(snapshot, e.progress)
         stop_for_light = light in (0, 1) and light_m < 12.0  # red or yellow ahead
         acc = float(np.clip(0.5 * (6.0 - speed), -1, 1)) if completion < 0.8 and not stop_for_light else -1.0
         _, _, terminated, truncated, info = e.step(np.array([acc, steer]))
@@ -200,7 +200,7 @@ def test_shipped_env_configs_validate(name):
     config = load_env_config(f"configs/env/{name}.yaml")
     assert config.backend == "embedded"
     override = load_env_config(f"configs/env/{name}.yaml", map="Town02", traffic={"walkers": 3})
-    assert override.map == "Town02" and override.traffic.walkers == 3
+    assert override.world.map == "Town02" and override.traffic.walkers == 3
     assert override.traffic.vehicles == config.traffic.vehicles  # nested sections merge key by key
 
 
