@@ -197,7 +197,7 @@ def test_the_first_tick_after_listen_waits_for_the_stream_to_connect():
                                              [[150.0, 55.0, 0.5], [0.0, 0.0, 0.0]]])[0][1][0]
         gnss = srv.handle("spawn_actor_with_parent", [[False], [1, "sensor.other.gnss", []],
                                                       [[0.0, 0.0, 2.0], [0.0, 0.0, 0.0]], vehicle, 0, ""])[0][1]
-        stream_id = srv._sensors[gnss[0]].stream_id
+        stream_id = enc.token_stream_id(gnss[5])  # the Actor message's stream token
         srv.handle("get_sensor_token", [[False], stream_id])
         frames = []
 
