@@ -233,7 +233,7 @@ def evaluate_agent(
 
     from sim.config import ConfigError
     from sim.maps.loader import MapLoadError
-    from sim.env.agents import make_agent
+    from av_stack.agents import make_agent
     from sim.env.driving import DrivingEnv
     from sim.env.evaluation import evaluate
     from sim.resources import resolve_config

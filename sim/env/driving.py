@@ -387,10 +387,6 @@ class DrivingEnv(gymnasium.Env):
             hazard = min(hazard, max(distance - float(snapshot.extent_m[row, 0]), 0.0))
         return hazard
 
-    # sim/env/agents.py reads these under their old private names.
-    _next_light = next_light
-    _hazard_distance = hazard_distance
-
     def _step_infractions(self, snapshot, row: int, progress, speed: float) -> list[str]:
         """Infractions of this tick as env event names; Leaderboard ones are also logged for the metrics."""
         c = self.config

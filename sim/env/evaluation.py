@@ -10,11 +10,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from sim.env.agents import Agent
+import numpy as np
+
 from sim.env.driving import DrivingEnv
 from sim.env.metrics import aggregate, score_route
+
+
+class Agent(Protocol):
+    """What the evaluation loop needs from an agent."""
+
+    def reset(self, env) -> None:
+        """Called after every ``env.reset``."""
+
+    def __call__(self, obs, env) -> np.ndarray:
+        """The action for this observation (``env`` is the unwrapped :class:`DrivingEnv`)."""
+
 
 LEADERBOARD_EPISODE = {"terminate_on": ["route_deviation", "blocked"]}
 """Episode rules matching the Leaderboard: infractions are penalised, only deviation / blocked / timeout end a route."""

@@ -10,7 +10,7 @@ import sim.env  # noqa: F401  (registers avsim/Driving-v0)
 from sim.api import Pose
 from sim.config import ConfigError
 from sim.env.actions import ActionError
-from sim.env.agents import RouteFollower
+from av_stack.planning.expert import RouteFollower
 from sim.env.driving import DrivingEnv
 from sim.scenarios.library import steer_towards
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.env.agents import make_agent
+from av_stack.agents import make_agent
 from sim.env.driving import DrivingEnv
 from sim.env.evaluation import LEADERBOARD_EPISODE, evaluate
 

@@ -9,7 +9,7 @@ import pytest
 
 from sim.api import RedLightEvent, TrafficLightState
 from sim.config import ConfigError
-from sim.env.agents import RouteFollower
+from av_stack.planning.expert import RouteFollower
 from sim.env.driving import DrivingEnv
 from sim.scenarios.library import SCENARIOS
 
