@@ -170,6 +170,11 @@ class CarlaWorld:
 
         return rasterize_areas(self.geometry, resolution_m=0.2)
 
+    @property
+    def owned_actor_ids(self) -> tuple[int, ...]:
+        """Every actor this object spawned and has not destroyed (vehicles, walkers, controllers, sensors)."""
+        return tuple(self._owned)
+
     @cached_property
     def spawn_points(self) -> list[SpawnPoint]:
         """Spawn points derived from the lane graph, as the embedded world's (the same on both backends)."""

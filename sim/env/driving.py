@@ -162,6 +162,11 @@ class DrivingEnv(gymnasium.Env):
         return tuple(spec.route_id for spec in self._route_specs)
 
     @property
+    def scenarios(self) -> tuple:
+        """The scenarios placed along this episode's route (``sim.scenarios.library``), in route order."""
+        return tuple(self._scenarios)
+
+    @property
     def progress(self) -> RouteProgress:
         """Where the ego is along its route after the latest tick (privileged)."""
         if self._tracker is None:

@@ -108,7 +108,7 @@ def test_cleanup_leaves_no_actors_and_restores_settings(carla_endpoint):
         world.spawn_vehicle("vehicle.lincoln.mkz_2020", None, role_name="hero")
         world.spawn_traffic(5)
         world.tick()
-        mine = set(world._owned)
+        mine = set(world.owned_actor_ids)
     after = client.get_world()
     assert not mine & {a.id for a in after.get_actors()}
     settings = after.get_settings()

@@ -69,7 +69,7 @@ def test_traffic_batch_walkers_lights_and_cleanup(client):
         np.testing.assert_array_equal(snapshot.light_state, client.world.embedded.light_state)
         world.lights.force_state(0, TrafficLightState.GREEN)
         assert world.tick().light_state[0] == TrafficLightState.GREEN
-        owned = list(world._owned)
+        owned = list(world.owned_actor_ids)
     assert owned and not set(owned) & set(client.world.embedded.actors)  # every actor it spawned is gone
 
 

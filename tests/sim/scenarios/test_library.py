@@ -39,7 +39,7 @@ def test_unknown_scenario_is_named():
 def test_leading_vehicle_drives_then_brakes_to_a_stop():
     env = make_env("leading_vehicle_brake")
     env.reset(seed=1)
-    lead = env._scenarios[0].lead
+    lead = env.scenarios[0].lead
     assert lead is not None
     speeds = [float(np.hypot(*s.velocity_mps[s.index_of(lead), :2])) for s, _ in drive(env, 500)]
     moving = [i for i, v in enumerate(speeds) if v > 3.0]
@@ -50,7 +50,7 @@ def test_leading_vehicle_drives_then_brakes_to_a_stop():
 def test_occluded_pedestrian_crosses_in_front_of_the_ego():
     env = make_env("pedestrian_crossing_occluded")
     env.reset(seed=1)
-    scenario = env._scenarios[0]
+    scenario = env.scenarios[0]
     assert scenario.walker is not None and len(scenario.actors) == 2  # the van and the pedestrian
     route = env.route
     i = int(np.searchsorted(route.s_m, scenario.ctx.anchor_s_m))
@@ -67,7 +67,7 @@ def test_red_light_runner_enters_the_junction_on_red():
     env = make_env("red_light_runner")
     for seed in range(1, 6):
         env.reset(seed=seed)
-        scenario = env._scenarios[0]
+        scenario = env.scenarios[0]
         if scenario.runner is not None:
             break
     assert scenario.runner is not None, "no route with a signalised junction in 5 seeds"
@@ -82,7 +82,7 @@ def test_red_light_runner_enters_the_junction_on_red():
 def test_parked_car_blocks_the_lane_and_the_careful_ego_stops_behind_it():
     env = make_env("parked_car_blocking")
     env.reset(seed=1)
-    parked = env._scenarios[0].actors[0]
+    parked = env.scenarios[0].actors[0]
     gaps = []
     for snap, info in drive(env, 700):
         ego, car = snap.index_of(env.ego_id), snap.index_of(parked)
@@ -94,6 +94,6 @@ def test_parked_car_blocks_the_lane_and_the_careful_ego_stops_behind_it():
 def test_dense_junction_fills_the_approaches():
     env = make_env("dense_junction")
     env.reset(seed=1)
-    assert len(env._scenarios[0].actors) >= 4
+    assert len(env.scenarios[0].actors) >= 4
     assert set(SCENARIOS) == {"leading_vehicle_brake", "pedestrian_crossing_occluded", "red_light_runner",
                               "parked_car_blocking", "dense_junction"}
