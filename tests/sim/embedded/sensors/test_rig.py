@@ -17,13 +17,30 @@ from sim.sensors.suite import load_suite, suite_from_dict  # noqa: E402
 from sim.embedded.world import EmbeddedWorld  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def world_and_rig():
-    world = EmbeddedWorld(map="Town01", seed=0)
+def _populate(world: EmbeddedWorld) -> None:
     world.spawn_vehicle("vehicle.lincoln.mkz_2020", None, autopilot=True, role_name="hero")
     world.spawn_traffic(10)
     world.spawn_walkers(10)
+
+
+@pytest.fixture(scope="module")
+def _module_world_and_rig():
+    """One world and rig for the module, so the map and the rig's 3D scene are built once."""
+    world = EmbeddedWorld(map="Town01", seed=0)
+    _populate(world)
     rig = SensorRig(world, load_suite("configs/sensors/default.yaml"))
+    yield world, rig
+    rig.close()
+
+
+@pytest.fixture()
+def world_and_rig(_module_world_and_rig):
+    """The module's world reset to seed 0 with a fresh hero and traffic, and its rig re-attached: no test sees
+    another's actors or ticks."""
+    world, rig = _module_world_and_rig
+    world.reset(0)
+    _populate(world)
+    rig.reset(0)
     return world, rig
 
 
