@@ -4,8 +4,12 @@
   acceleration is throttle, negative is brake (Roach's action space).
 - ``throttle_brake_steer``: Box ``[0, 0, -1] .. [1, 1, 1]``.
 
-NaN or infinite actions raise :class:`ActionError`; finite values outside the
-box are clipped and reported (``clipped`` is True).
+An action is the mode's number of real numbers: a float32 / float64 (or
+integer) array of exactly the space's shape, or a flat list or tuple of
+numbers. Anything else raises :class:`ActionError` naming the expected shape
+and dtype: another shape (``(1, 2)`` too), a bool, complex, string or object
+array, bools in a list. NaN or infinite actions raise :class:`ActionError`;
+finite values outside the box are clipped and reported (``clipped`` is True).
 """
 
 from __future__ import annotations
@@ -31,14 +35,7 @@ class ActionMapping:
 
     def to_control(self, action: object) -> tuple[VehicleControl, bool, np.ndarray]:
         """(control, clipped, the clipped action as float32) for one action; ``ActionError`` on bad input."""
-        try:
-            values = np.asarray(action, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError) as exc:
-            raise ActionError(f"action must be {self.space.shape[0]} numbers for mode {self.mode!r}, "
-                              f"got {action!r}") from exc
-        if values.shape != self.space.shape:
-            raise ActionError(f"action must have shape {self.space.shape} for mode {self.mode!r}, "
-                              f"got {np.shape(action)}")
+        values = self._values(action)
         if not np.isfinite(values).all():
             raise ActionError(f"action has non-finite values {values.tolist()} (mode {self.mode!r}): "
                               "NaN or inf usually means the policy diverged")
@@ -50,6 +47,22 @@ class ActionMapping:
         else:
             control = VehicleControl(throttle=float(clipped[0]), brake=float(clipped[1]), steer=float(clipped[2]))
         return control, was_clipped, clipped.astype(np.float32)
+
+    def _values(self, action: object) -> np.ndarray:
+        """``action`` as float64 of the space's shape; ``ActionError`` naming the expected shape and dtype."""
+        expected = (f"mode {self.mode!r} takes {self.space.shape[0]} real numbers: a float32/float64 array of "
+                    f"shape {self.space.shape} or a list of floats")
+        if isinstance(action, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in action):
+            raise ActionError(f"{expected}; got a {type(action).__name__} with bools: {action!r}")
+        try:
+            array = np.asarray(action)
+        except (TypeError, ValueError) as exc:  # ragged nesting
+            raise ActionError(f"{expected}; got {action!r}") from exc
+        if array.dtype.kind not in "fiu":  # bool, complex, string, object, ...
+            raise ActionError(f"{expected}; got dtype {array.dtype} ({action!r})")
+        if array.shape != self.space.shape:
+            raise ActionError(f"{expected}; got shape {array.shape}")
+        return array.astype(np.float64)
 
 
 def action_mapping(mode: str) -> ActionMapping:
