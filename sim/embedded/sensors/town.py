@@ -682,7 +682,7 @@ class TownLayout:
 
     @classmethod
     def build(cls, world, seed: int = 0) -> TownLayout:
-        """Lay out the town of ``world``'s map (its geometry, lanes, signals, area raster); props placed with ``seed``."""
+        """Lay out the town of ``world``'s map (geometry, lanes, signals, area raster); props placed with ``seed``."""
         start = time.perf_counter()
         geometry, raster = world.geometry, world.area_raster
         rng = np.random.default_rng([int(seed), 4])
