@@ -92,7 +92,7 @@ def light_records(state: ServerState, records: np.ndarray, first_row: int) -> No
     data["sign_id"] = [str(int(v)).encode() for v in signals.light_id.tolist()]
     data["green_time"] = lights.green_s
     data["yellow_time"] = lights.yellow_s
-    data["red_time"] = np.maximum(lights._cycle - lights.green_s - lights.yellow_s, 0.0)
+    data["red_time"] = lights.red_s
     data["pole_index"] = signals.group_order
     data["frozen"] = state.light_frozen
     data["state"] = world.light_state

@@ -58,6 +58,16 @@ class TrafficLights:
         self._offset = self._junction_phase * self._cycle
         self._cached_from, self._next_change = np.inf, -np.inf  # invalidate update()'s cache
 
+    @property
+    def cycle_s(self) -> np.ndarray:
+        """Length [s] of each light's junction cycle (L,): every light of a junction gets its turn in it."""
+        return self._cycle
+
+    @property
+    def red_s(self) -> np.ndarray:
+        """Time [s] each light spends red per cycle (L,): the cycle less its own green and yellow."""
+        return np.maximum(self._cycle - self.green_s - self.yellow_s, 0.0)
+
     def set_timing(self, light: int, green_s: float | None = None, yellow_s: float | None = None,
                    all_red_s: float | None = None) -> None:
         """Change one light's durations [s]; its junction's cycle is re-planned."""
