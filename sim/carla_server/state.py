@@ -60,7 +60,7 @@ class SensorActor:
 
 @dataclass(frozen=True)
 class ControllerActor:
-    """A walker AI controller: the embedded pedestrians walk on their own, so it only exists as an actor."""
+    """A walker AI controller: CARLA's walker AI runs in the client (ApplyWalkerState); here it is only an actor."""
 
     actor_id: int
     description: ActorDescription

@@ -1,8 +1,8 @@
 """Walkers over RPC: spawning walkers and their AI controllers, walker control, and the navigation mesh.
 
-``walker.pedestrian.*`` spawn on the nearest sidewalk and walk the embedded
-pedestrian network on their own until a client moves them (``WalkerControl``,
-or the walker AI's states). CARLA's walker AI runs in the client: it asks for
+``walker.pedestrian.*`` spawn on the nearest point of the pedestrian network
+and stand there, as a CARLA walker without a controller does, until a client
+moves them (``WalkerControl``, or the walker AI's states). CARLA's walker AI runs in the client: it asks for
 the map's navigation file (``get_required_files("Nav")``, ``request_file``), a
 Detour navmesh built from the walkable mesh of the map
 (``sim.embedded.traffic.walkable``, written by ``sim.carla_server.detour``),
