@@ -1,46 +1,214 @@
-"""The privileged expert: pure pursuit on the route, slowing for hazards and stopping for lights.
+"""The privileged expert: tracks the route's centre line at a planned speed, yields to hazards, stops for lights.
 
-It reads the environment's privileged state (route progress, hazard distance,
-the next light on the route: ``DrivingEnv.progress``, ``hazard_distance`` and
-``next_light``) rather than the observation. It is the reference a learned
-policy is compared with, a check that routes are drivable, and the
-demonstrator for imitation.
+It reads the environment's privileged state rather than the observation: the
+route (``DrivingEnv.route``, whose points lie on the centre lines of the lanes
+it follows), ``progress``, ``next_light`` and every actor of
+``world.snapshot()``. It is the reference a learned policy is compared with,
+a check that routes are drivable, and the demonstrator for imitation.
+
+Each step:
+
+- *lateral*: pure pursuit on the route ahead from the rear axle, look-ahead
+  growing with speed (:class:`~av_stack.control.lateral.PurePursuit`);
+- *speed*: the cruise speed (the lane's limit, at most ``cruise_mps``), lowered
+  for the route's curvature ahead (lateral-acceleration limit) and to stop
+  before a red or yellow light's stop line and behind obstacles
+  (:class:`~av_stack.planning.speed.SpeedPlanner`);
+- *obstacles*: every vehicle and pedestrian whose box, now or predicted ahead
+  along its velocity for up to ``predict_s``, comes within the ego's corridor
+  of the route ahead; a moving lead vehicle's own braking distance is credited;
+- *a car stopped in the lane* (parked, not queueing at a light) for
+  ``overtake_after_s``: the path is shifted one lane to the left around it
+  while the other lane is clear;
+- *recovery*: when the ego makes no headway although nothing is in the way
+  (stuck on a kerb), it reverses with the wheels turned away from the route
+  for ``reverse_s`` (through ``DrivingEnv.reverse_gear``) and drives on.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from sim.api import TrafficLightState
-from sim.scenarios.library import steer_towards
+from av_stack.control.lateral import PurePursuit
+from av_stack.planning.speed import SpeedPlanner, path_curvature
+from sim.api import ActorKind, CollisionEvent, TrafficLightState
+
+EGO_HALF_WIDTH_M = 1.06
+"""Half width of the ego's box (the default Lincoln MKZ); the corridor is this plus ``corridor_margin_m``."""
+MAX_THROTTLE_ACCEL_MPS2 = 4.0
+"""Acceleration of full throttle at low speed; maps a wanted acceleration onto the action."""
+MAX_BRAKE_DECEL_MPS2 = 8.0
+"""Deceleration of full brake."""
 
 
 class RouteFollower:
-    """Pure pursuit on the route at ``speed_mps``, slowing for hazards and stopping for red or yellow lights.
+    """The privileged expert (see the module docstring); only for the ``acc_steer`` action space."""
 
-    Only for the ``acc_steer`` action space.
-    """
-
-    def __init__(self, speed_mps: float = 6.0, lookahead_points: int = 6, steer_gain: float = 1.5) -> None:
-        self.speed_mps = speed_mps
-        self.lookahead_points = lookahead_points
-        self.steer_gain = steer_gain
+    def __init__(self, cruise_mps: float = 8.0, planner: SpeedPlanner | None = None,
+                 controller: PurePursuit | None = None, horizon_m: float = 45.0, predict_s: float = 2.0,
+                 corridor_margin_m: float = 0.35, min_gap_m: float = 3.0, stop_line_margin_m: float = 1.0,
+                 speed_gain: float = 1.5, overtake_after_s: float = 4.0, stuck_after_s: float = 2.0,
+                 reverse_s: float = 1.5) -> None:
+        if not (math.isfinite(cruise_mps) and cruise_mps > 0):
+            raise ValueError(f"cruise_mps must be a positive number, got {cruise_mps!r}")
+        self.cruise_mps = cruise_mps
+        self.planner = planner or SpeedPlanner()
+        self.controller = controller or PurePursuit()
+        self.horizon_m = horizon_m
+        self.predict_s = predict_s
+        self.corridor_margin_m = corridor_margin_m
+        self.min_gap_m = min_gap_m
+        self.stop_line_margin_m = stop_line_margin_m
+        self.speed_gain = speed_gain
+        self.overtake_after_s = overtake_after_s
+        self.stuck_after_s = stuck_after_s
+        self.reverse_s = reverse_s
+        self._route_id: object = None
+        self.reset(None)
 
     def reset(self, env) -> None:
-        """Nothing to reset."""
+        """Forget the previous episode (the route's curvature is recomputed on the next call)."""
+        self._route_id = None
+        self._curvature = np.zeros(0)
+        self._stopped_behind_s = 0.0
+        self._overtake: tuple[float, float] | None = None  # route s span with the shifted path
+        self._stuck_s = 0.0
+        self._reverse_left_s = 0.0
+        self._reverse_steer = 0.0
+        if env is not None:
+            env.reverse_gear = False
 
+    # ------------------------------------------------------------------ the step
     def __call__(self, obs, env) -> np.ndarray:
+        route, progress = env.route, env.progress
+        if self._route_id is not route:
+            self._route_id = route
+            self._curvature = path_curvature(route.yaw_rad, route.s_m)
         snapshot = env.world.snapshot()
         row = snapshot.index_of(env.ego_id)
-        route, progress = env.route, env.progress
-        x, y = snapshot.location_m[row, :2]
-        target = route.points_xy[min(progress.index + self.lookahead_points, route.points_xy.shape[0] - 1)]
-        steer = steer_towards(x, y, float(snapshot.rotation_rad[row, 1]), target, self.steer_gain)
+        x, y = (float(v) for v in snapshot.location_m[row, :2])
+        yaw = float(snapshot.rotation_rad[row, 1])
         speed = float(np.hypot(*snapshot.velocity_mps[row, :2]))
-        hazard = env.hazard_distance(snapshot, row, progress)
-        wanted = self.speed_mps if hazard > 15.0 else max(0.0, (hazard - 5.0) / 10.0 * self.speed_mps)
+        forward = float(snapshot.velocity_mps[row, 0] * math.cos(yaw) + snapshot.velocity_mps[row, 1] * math.sin(yaw))
+        dt = float(snapshot.dt_s)
+
+        lo = progress.index
+        ahead = np.flatnonzero(route.s_m[lo:] - route.s_m[lo] <= self.horizon_m) + lo
+        path = self._path(route, ahead)
+        ahead_m = route.s_m[ahead] - progress.s_m
+
+        if self._reverse_left_s > 0.0:
+            self._reverse_left_s -= dt
+            reversing = self._reverse_left_s > 0.0
+            env.reverse_gear = reversing
+            if reversing:
+                return np.array([0.5 if forward > -1.5 else 0.0, self._reverse_steer], dtype=np.float32)
+            return np.array([-1.0, 0.0], dtype=np.float32)  # stop backing up, then drive on
+        env.reverse_gear = False
+
+        steer = self.controller.steer(x, y, yaw, forward, path)
+        cruise = min(self.cruise_mps, float(env.lanes.speed_limit_mps[route.lane[progress.index]]))
+        obstacle_m, lead_mps, static_obstacle = self._obstacle(snapshot, row, route, ahead, ahead_m, path)
+        stop_m = obstacle_m - self.min_gap_m + lead_mps ** 2 / (2.0 * self.planner.stop_decel_mps2)
         light, light_m = env.next_light(snapshot, progress)
-        if light in (TrafficLightState.RED, TrafficLightState.YELLOW) and light_m < 12.0:
-            wanted = 0.0
-        acc = 0.5 * (wanted - speed) - (1.0 if hazard < 5.0 or wanted == 0.0 else 0.0)
-        return np.array([np.clip(acc, -1, 1), steer], dtype=np.float32)
+        if light in (TrafficLightState.RED, TrafficLightState.YELLOW):
+            line_m = light_m - float(snapshot.extent_m[row, 0]) - self.stop_line_margin_m
+            can_stop = speed ** 2 / (2.0 * self.planner.stop_decel_mps2) <= line_m + 1.0
+            if line_m > -1.0 and (light == TrafficLightState.RED or can_stop):
+                stop_m = min(stop_m, line_m)
+        wanted = self.planner.target_speed(ahead_m, self._curvature[ahead], cruise, stop_m)
+
+        self._update_overtake(static_obstacle, obstacle_m, speed, light_m, progress.s_m, dt)
+        self._update_stuck(snapshot, env.ego_id, wanted, speed, dt, steer)
+
+        accel = self.speed_gain * (wanted - speed)
+        if stop_m < math.inf and speed > 0.5:
+            # feed-forward: the deceleration that stops exactly at the stop point, once it is needed
+            needed = speed ** 2 / (2.0 * max(stop_m, 0.1))
+            if needed > 0.5 * self.planner.stop_decel_mps2:
+                accel = min(accel, -needed)
+        if wanted < 0.3:
+            accel = -MAX_BRAKE_DECEL_MPS2 if speed < 1.0 or stop_m < 1.0 else min(accel, -2.0)
+        action = accel / MAX_THROTTLE_ACCEL_MPS2 if accel > 0 else accel / MAX_BRAKE_DECEL_MPS2
+        return np.array([np.clip(action, -1.0, 1.0), steer], dtype=np.float32)
+
+    # ------------------------------------------------------------------ pieces
+    def _path(self, route, ahead: np.ndarray) -> np.ndarray:
+        """The route ahead, shifted one lane to the left over an overtaking span."""
+        path = route.points_xy[ahead].astype(float)
+        if self._overtake is not None:
+            start, end = self._overtake
+            s = route.s_m[ahead]
+            ramp = np.clip(np.minimum(s - (start - 8.0), (end + 8.0) - s) / 8.0, 0.0, 1.0)
+            shift = 3.5 * ramp
+            yaw = route.yaw_rad[ahead]
+            # left of the heading in CARLA's frame (y to the right): (sin yaw, -cos yaw)
+            path[:, 0] += shift * np.sin(yaw)
+            path[:, 1] -= shift * np.cos(yaw)
+        return path
+
+    def _obstacle(self, snapshot, row: int, route, ahead: np.ndarray, ahead_m: np.ndarray,
+                  path: np.ndarray) -> tuple[float, float, bool]:
+        """(distance from the ego's front to the first obstacle on the path ahead, its speed along the path,
+        whether it is a stopped vehicle in the lane now); (inf, 0, False) when the path is clear."""
+        ego_xy = snapshot.location_m[row, :2]
+        yaw = float(snapshot.rotation_rad[row, 1])
+        heading = np.array([math.cos(yaw), math.sin(yaw)])
+        rel = snapshot.location_m[:, :2] - ego_xy
+        near = np.flatnonzero((np.hypot(rel[:, 0], rel[:, 1]) < self.horizon_m + 10.0) & (rel @ heading > -1.0))
+        near = near[near != row]
+        if near.size == 0 or path.shape[0] == 0:
+            return math.inf, 0.0, False
+        front = float(snapshot.extent_m[row, 0])
+        reach = EGO_HALF_WIDTH_M + self.corridor_margin_m
+        best, lead, static = math.inf, 0.0, False
+        times = np.arange(0.0, self.predict_s + 1e-9, 0.5)
+        for i in near.tolist():
+            cos_a, sin_a = math.cos(float(snapshot.rotation_rad[i, 1])), math.sin(float(snapshot.rotation_rad[i, 1]))
+            ex, ey = float(snapshot.extent_m[i, 0]), float(snapshot.extent_m[i, 1])
+            velocity = snapshot.velocity_mps[i, :2]
+            moving = float(np.hypot(*velocity)) > 0.3
+            for t in (times if moving else times[:1]):
+                centre = snapshot.location_m[i, :2] + velocity * t
+                d = path - centre
+                along = np.abs(d[:, 0] * cos_a + d[:, 1] * sin_a) - ex
+                across = np.abs(-d[:, 0] * sin_a + d[:, 1] * cos_a) - ey
+                gap = np.hypot(np.maximum(along, 0.0), np.maximum(across, 0.0))
+                hit = np.flatnonzero(gap < reach)
+                if not hit.size:
+                    continue
+                k = int(hit[0])
+                distance = float(ahead_m[k]) - front
+                if t > 0.0:
+                    # a predicted conflict matters only if the ego could be there by then
+                    if distance > max(float(np.hypot(*snapshot.velocity_mps[row, :2])), 3.0) * t + 8.0:
+                        continue
+                if distance < best:
+                    best = distance
+                    lead = max(float(velocity @ heading), 0.0) if t == 0.0 else 0.0
+                    static = (t == 0.0 and not moving and int(snapshot.kind[i]) == ActorKind.VEHICLE)
+                break
+        return max(best, 0.0), lead, static
+
+    def _update_overtake(self, static_obstacle: bool, obstacle_m: float, speed: float, light_m: float,
+                         s_m: float, dt: float) -> None:
+        """Start passing a vehicle that stands in the lane (not a queue at a light) after a wait."""
+        if self._overtake is not None and s_m > self._overtake[1] + 8.0:
+            self._overtake = None
+        waiting = static_obstacle and speed < 0.3 and obstacle_m < 12.0 and light_m > obstacle_m + 25.0
+        self._stopped_behind_s = self._stopped_behind_s + dt if waiting else 0.0
+        if self._overtake is None and self._stopped_behind_s >= self.overtake_after_s:
+            start = s_m + obstacle_m
+            self._overtake = (start, start + 12.0)
+            self._stopped_behind_s = 0.0
+
+    def _update_stuck(self, snapshot, ego_id: int, wanted: float, speed: float, dt: float, steer: float) -> None:
+        """Back off a kerb: a static contact, or no headway for ``stuck_after_s`` while the way is clear."""
+        kerb = any(isinstance(e, CollisionEvent) and e.other_kind == "static" for e in snapshot.events_of(ego_id))
+        self._stuck_s = self._stuck_s + dt if (wanted > 1.0 and speed < 0.2) else 0.0
+        if kerb or self._stuck_s >= self.stuck_after_s:
+            self._stuck_s = 0.0
+            self._reverse_left_s = self.reverse_s
+            self._reverse_steer = float(-np.sign(steer)) * 0.6 if abs(steer) > 0.05 else 0.0

@@ -1,0 +1,1 @@
+"""Vehicle controllers of the AV stack (lateral path tracking)."""
