@@ -52,6 +52,7 @@ observation): :attr:`DrivingEnv.progress`, :meth:`DrivingEnv.hazard_distance`,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from typing import Any
@@ -155,6 +156,9 @@ class DrivingEnv(gymnasium.Env):
         self.route: Route | None = None
         self._tracker: RouteTracker | None = None
         self._trail: deque[tuple[float, float]] = deque(maxlen=600)
+        # Privileged gear for an expert backing off a kerb: while True the action's throttle drives
+        # backwards (the action spaces have no gear); every reset() puts it back to False.
+        self.reverse_gear = False
 
     @property
     def route_ids(self) -> tuple[str, ...]:
@@ -220,6 +224,7 @@ class DrivingEnv(gymnasium.Env):
         self._previous_action = np.zeros(self.action_space.shape, dtype=np.float32)
         self._previous_steer = 0.0
         self._slow_s = 0.0
+        self.reverse_gear = False
         self._deviated = False
         self._infractions: list[Infraction] = []
         self._last_collision: dict[int, float] = {}
@@ -242,6 +247,8 @@ class DrivingEnv(gymnasium.Env):
         if self._tracker is None:
             raise RuntimeError("call reset() before step()")
         control, clipped, applied = self.action_mapping.to_control(action)
+        if self.reverse_gear:
+            control = dataclasses.replace(control, reverse=True)
         c = self.config
         self.world.apply_control(self.ego_id, control)
         for scenario in self._scenarios:
