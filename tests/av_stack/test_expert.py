@@ -1,0 +1,157 @@
+"""The expert: speed planning for curves and stops, centre-line tracking, red lights, kerb recovery, a full route."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from av_stack.control.lateral import PurePursuit
+from av_stack.planning.expert import RouteFollower
+from av_stack.planning.speed import SpeedPlanner, path_curvature
+from sim.api import CollisionEvent, Pose, TrafficLightState
+from sim.env.driving import DrivingEnv
+
+EMPTY_TOWN01 = dict(world={"map": "Town01"}, traffic={"vehicles": 0, "walkers": 0}, observation={"mode": "state"},
+                    routes={"source": "file", "file": "configs/routes/town01.yaml"},
+                    episode={"terminate_on": ["route_deviation", "blocked"]})
+
+
+def arc(radius_m: float, length_m: float, step_m: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points, headings and arc length of a left-to-right circular arc of ``radius_m``."""
+    s = np.arange(0.0, length_m, step_m)
+    theta = s / radius_m
+    xy = np.stack([radius_m * np.sin(theta), radius_m * (1.0 - np.cos(theta))], axis=1)
+    return xy, theta, s
+
+
+def test_curvature_of_a_circle_is_one_over_its_radius():
+    _, yaw, s = arc(12.0, 40.0)
+    np.testing.assert_allclose(path_curvature(yaw, s), 1.0 / 12.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="yaw_rad and s_m must be 1-D of one length"):
+        path_curvature(yaw, s[:-1])
+
+
+@pytest.mark.parametrize("radius_m", [8.0, 20.0])
+def test_speed_planner_slows_for_a_curve_to_the_lateral_acceleration_limit(radius_m):
+    planner = SpeedPlanner(lateral_accel_mps2=2.0, decel_mps2=2.5)
+    limit = math.sqrt(2.0 * radius_m)
+    # in the curve: the lateral-acceleration limit
+    assert planner.target_speed(np.zeros(10), np.full(10, 1.0 / radius_m), cruise_mps=12.0) == pytest.approx(limit)
+    # 15 m before it: what braking at decel_mps2 still meets
+    ahead = np.arange(15.0, 40.0)
+    curvature = np.full(ahead.shape, 1.0 / radius_m)
+    assert planner.target_speed(ahead, curvature, 12.0) == pytest.approx(math.sqrt(limit ** 2 + 2 * 2.5 * 15.0))
+    # a straight road: the cruise speed
+    assert planner.target_speed(ahead, np.zeros(ahead.shape), 12.0) == pytest.approx(12.0)
+
+
+def test_speed_planner_stops_at_a_stop_point_and_rejects_bad_limits():
+    planner = SpeedPlanner(stop_decel_mps2=4.0)
+    assert planner.target_speed(np.arange(30.0), np.zeros(30), 10.0, stop_m=8.0) == pytest.approx(8.0)
+    assert planner.target_speed(np.arange(30.0), np.zeros(30), 10.0, stop_m=-1.0) == 0.0
+    with pytest.raises(ValueError, match="lateral_accel_mps2 must be a positive number"):
+        SpeedPlanner(lateral_accel_mps2=0.0)
+
+
+def test_pure_pursuit_converges_onto_a_straight_lane_from_an_offset():
+    """A kinematic bicycle (reference 1.4 m ahead of the rear axle) 2 m off the lane and 15 degrees askew."""
+    controller = PurePursuit()
+    lane = np.stack([np.arange(-10.0, 200.0), np.zeros(210)], axis=1)  # along +x, y = 0
+    x, y, yaw, speed, dt = 0.0, 2.0, math.radians(15.0), 5.0, 0.05
+    delta, lateral = 0.0, []
+    for _ in range(240):  # 12 s
+        ahead = lane[lane[:, 0] > x - 1.0]
+        wanted = controller.steer(x, y, yaw, speed, ahead) * controller.max_steer_rad
+        delta += float(np.clip(wanted - delta, -1.2 * dt, 1.2 * dt))  # the steering rate limit
+        rx, ry = x - 1.4 * math.cos(yaw), y - 1.4 * math.sin(yaw)
+        yaw += speed * math.tan(delta) / controller.wheelbase_m * dt
+        rx, ry = rx + speed * math.cos(yaw) * dt, ry + speed * math.sin(yaw) * dt
+        x, y = rx + 1.4 * math.cos(yaw), ry + 1.4 * math.sin(yaw)
+        lateral.append(y)
+    assert abs(lateral[-1]) < 0.05 and abs(yaw) < 0.01
+    assert min(lateral) > -0.3  # converges without swinging far across the centre line
+    with pytest.raises(ValueError, match="path_xy must be a non-empty"):
+        controller.steer(0.0, 0.0, 0.0, 5.0, np.zeros((0, 2)))
+
+
+def test_expert_stops_before_the_stop_line_of_a_red_light():
+    env = DrivingEnv(**EMPTY_TOWN01)
+    agent = RouteFollower()
+    obs, _ = env.reset(seed=0, options={"route_id": "town01_short_00"})
+    agent.reset(env)
+    light, distance = env.route_light(env.progress)
+    assert light >= 0 and distance < 150.0, "the staged route needs a light ahead"
+    env.world.lights.force_state(light, TrafficLightState.RED)
+    events = []
+    for _ in range(int((distance / 4.0 + 10.0) / env.world.dt_s)):
+        obs, _, terminated, truncated, info = env.step(agent(obs, env))
+        events += info["infractions"]
+        assert not (terminated or truncated)
+    snapshot = env.world.snapshot()
+    row = snapshot.index_of(env.ego_id)
+    _, left_m = env.route_light(env.progress)
+    assert np.hypot(*snapshot.velocity_mps[row, :2]) < 0.05
+    assert float(snapshot.extent_m[row, 0]) < left_m < float(snapshot.extent_m[row, 0]) + 4.0  # front before the line
+    assert "red_light" not in events and "collision" not in events
+    env.world.lights.force_state(light, None)
+
+
+def test_expert_reverses_off_a_kerb_contact_and_drives_on():
+    """Staged: the ego stands across the road facing the right kerb and is driven into it."""
+    env = DrivingEnv(**EMPTY_TOWN01)
+    agent = RouteFollower()
+    obs, _ = env.reset(seed=0, options={"route_id": "town01_short_01"})
+    agent.reset(env)
+    route = env.route
+    i = 20
+    yaw = float(route.yaw_rad[i])
+    facing_kerb = yaw + math.pi / 2  # CARLA's frame: +90 degrees turns towards the right
+    x = float(route.points_xy[i, 0]) + 1.5 * math.sin(yaw)  # 1.5 m left of the route
+    y = float(route.points_xy[i, 1]) - 1.5 * math.cos(yaw)
+    env.world.teleport(env.ego_id, Pose(x, y, 0.3, facing_kerb), speed_mps=0.0)
+    kerb = False
+    for _ in range(100):  # staged: drive straight at the kerb until the contact
+        obs, _, _, _, info = env.step(np.array([0.4, 0.0], dtype=np.float32))
+        kerb = any(isinstance(e, CollisionEvent) and e.other_kind == "static"
+                   for e in env.world.snapshot().events_of(env.ego_id))
+        if kerb:
+            break
+    assert kerb, "the staging should bring the ego into contact with the kerb"
+    start_s = env.progress.s_m
+    reversed_gear, backwards = False, False
+    for _ in range(600):  # 30 s
+        action = agent(obs, env)
+        reversed_gear |= env.reverse_gear
+        obs, _, terminated, truncated, info = env.step(action)
+        snapshot = env.world.snapshot()
+        row = snapshot.index_of(env.ego_id)
+        heading = float(snapshot.rotation_rad[row, 1])
+        forward = snapshot.velocity_mps[row, 0] * math.cos(heading) + snapshot.velocity_mps[row, 1] * math.sin(heading)
+        backwards |= forward < -0.3
+        if terminated or truncated or env.progress.s_m > start_s + 30.0:
+            break
+    assert reversed_gear and backwards
+    assert env.progress.s_m > start_s + 30.0
+    assert abs(env.progress.heading_error_rad) < 0.3
+
+
+def test_expert_completes_a_short_shipped_route_with_driving_score_100():
+    """town01_short_01 with the Leaderboard config's traffic and scenarios."""
+    env = DrivingEnv(config="configs/env/leaderboard_town01.yaml", observation={"mode": "state"},
+                     routes={"source": "file", "file": "configs/routes/town01.yaml", "ids": ["town01_short_01"]})
+    agent = RouteFollower()
+    obs, _ = env.reset(seed=1)
+    agent.reset(env)
+    done = False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(agent(obs, env))
+        done = terminated or truncated
+    assert info["termination_reason"] == "completed"
+    assert info["route_score"]["driving_score"] == pytest.approx(100.0)
+
+
+def test_expert_rejects_a_bad_cruise_speed():
+    with pytest.raises(ValueError, match="cruise_mps must be a positive number"):
+        RouteFollower(cruise_mps=-1.0)
