@@ -1,7 +1,9 @@
 """Oriented-box collision: a k-d tree broad phase and a vectorised separating-axis narrow phase.
 
 Boxes live in CARLA's world frame (x forward, y right, positive yaw turns x toward +y).
-Each box is given by its centre, yaw (radians) and half extents along its own x and y axes.
+Each box is given by its centre, yaw (radians) and half extents along its own x and y axes,
+and optionally its height interval ``z_range_m`` (N, 2) = (bottom, top): boxes whose height
+intervals do not overlap (a car on a bridge and one on the road below) never touch.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["Contacts", "candidate_pairs", "find_contacts"]
+__all__ = ["Contacts", "VerletPairs", "candidate_pairs", "find_contacts", "overlap_vertically"]
 
 _EMPTY_PAIRS = np.zeros((0, 2), dtype=np.int64)
 
@@ -51,11 +53,35 @@ def _check_boxes(
     return center, yaw, half
 
 
-def candidate_pairs(center_xy: np.ndarray, radius_m: np.ndarray) -> np.ndarray:
+def _check_z_range(z_range_m: np.ndarray | None, n: int) -> np.ndarray | None:
+    if z_range_m is None:
+        return None
+    z = np.asarray(z_range_m, dtype=np.float64)
+    if z.shape != (n, 2):
+        raise ValueError(f"z_range_m must have shape ({n}, 2) (bottom, top), got {z.shape}")
+    if n and not (np.isfinite(z).all() and (z[:, 1] >= z[:, 0]).all()):
+        raise ValueError("z_range_m must be finite with bottom <= top")
+    return z
+
+
+def overlap_vertically(pairs: np.ndarray, z_range_m: np.ndarray) -> np.ndarray:
+    """Boolean (K,): whether the height intervals (bottom, top) of each pair's boxes overlap.
+
+    Intervals that only touch do not overlap (as boxes that merely touch are not in contact).
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    z = np.asarray(z_range_m, dtype=np.float64)
+    lo = np.maximum(z[pairs[:, 0], 0], z[pairs[:, 1], 0])
+    hi = np.minimum(z[pairs[:, 0], 1], z[pairs[:, 1], 1])
+    return hi > lo
+
+
+def candidate_pairs(center_xy: np.ndarray, radius_m: np.ndarray, z_range_m: np.ndarray | None = None) -> np.ndarray:
     """Broad phase: index pairs (K, 2) int64, i < j, whose bounding circles overlap or touch.
 
     A k-d tree finds all pairs within twice the largest radius (near-linear in N for
-    sparse layouts); pairs farther apart than the sum of their own radii are then culled.
+    sparse layouts); pairs farther apart than the sum of their own radii are then culled,
+    and so are pairs whose height intervals ``z_range_m`` (N, 2), if given, do not overlap.
     """
     center = np.asarray(center_xy, dtype=np.float64)
     radius = np.asarray(radius_m, dtype=np.float64)
@@ -76,6 +102,9 @@ def candidate_pairs(center_xy: np.ndarray, radius_m: np.ndarray) -> np.ndarray:
     delta = center[j] - center[i]
     reach = radius[i] + radius[j]
     keep = np.einsum("ij,ij->i", delta, delta) <= reach * reach
+    z = _check_z_range(z_range_m, center.shape[0])
+    if z is not None:
+        keep &= overlap_vertically(pairs, z)
     return pairs[keep].astype(np.int64, copy=False)
 
 
@@ -84,21 +113,27 @@ def find_contacts(
     yaw_rad: np.ndarray,
     half_extent_xy: np.ndarray,
     pairs: np.ndarray | None = None,
+    z_range_m: np.ndarray | None = None,
 ) -> Contacts:
     """Narrow phase: separating-axis test on candidate pairs; returns only overlapping pairs.
 
     Two rectangles overlap iff their projections overlap on all four box axes. The axis of
     minimum penetration gives the contact normal (pointing from the first box to the second)
     and the depth. Boxes that merely touch (depth 0) are not in contact. If `pairs` is None
-    the broad phase runs with radius = hypot of the half extents.
+    the broad phase runs with radius = hypot of the half extents. With ``z_range_m`` (N, 2),
+    the (bottom, top) of each box, pairs whose height intervals do not overlap are never in
+    contact.
     """
     center, yaw, half = _check_boxes(center_xy, yaw_rad, half_extent_xy)
+    z_range = _check_z_range(z_range_m, center.shape[0])
     if pairs is None:
-        pairs = candidate_pairs(center, np.hypot(half[:, 0], half[:, 1]))
+        pairs = candidate_pairs(center, np.hypot(half[:, 0], half[:, 1]), z_range)
     else:
         pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
         if pairs.size and (pairs.min() < 0 or pairs.max() >= center.shape[0]):
             raise ValueError(f"pairs index out of range for {center.shape[0]} boxes")
+        if z_range is not None:
+            pairs = pairs[overlap_vertically(pairs, z_range)]
     if pairs.shape[0] == 0:
         return Contacts(_EMPTY_PAIRS.copy(), np.zeros((0, 2)), np.zeros(0))
 
@@ -160,8 +195,10 @@ class VerletPairs:
         """Forget the list; the next call rebuilds it."""
         self._center = None
 
-    def pairs(self, center_xy: np.ndarray, radius_m: np.ndarray) -> np.ndarray:
-        """Index pairs (K, 2), i < j, whose bounding circles overlap or touch now."""
+    def pairs(self, center_xy: np.ndarray, radius_m: np.ndarray, z_range_m: np.ndarray | None = None
+              ) -> np.ndarray:
+        """Index pairs (K, 2), i < j, whose bounding circles overlap or touch now (and whose
+        height intervals ``z_range_m`` (N, 2), if given, overlap)."""
         center = np.asarray(center_xy, dtype=np.float64)
         radius = np.asarray(radius_m, dtype=np.float64)
         stale = self._center is None or self._center.shape != center.shape
@@ -177,4 +214,8 @@ class VerletPairs:
         i, j = self._pairs[:, 0], self._pairs[:, 1]
         delta = center[j] - center[i]
         reach = radius[i] + radius[j]
-        return self._pairs[np.einsum("ij,ij->i", delta, delta) <= reach * reach]
+        keep = np.einsum("ij,ij->i", delta, delta) <= reach * reach
+        z = _check_z_range(z_range_m, center.shape[0])
+        if z is not None:
+            keep &= overlap_vertically(self._pairs, z)
+        return self._pairs[keep]

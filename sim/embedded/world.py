@@ -41,6 +41,8 @@ from sim.embedded.vehicle_types import VEHICLE_TYPES, VehicleType, get_vehicle_t
 WALKER_BLUEPRINT = "walker.pedestrian.0001"
 WALKER_MASS_KG = 80.0
 PEDESTRIAN_TAG = 12
+_SPAWN_HEIGHT_M = 2.0  # height of the box a spawn checks for other actors, above the pose
+_FREE_Z_MATCH_M = 4.0  # a free vehicle this close (in plan) to a lane of its level takes that lane's height
 # Buses are left out of the default mix: at 12 m they cut into the oncoming lane on tight town corners.
 _TRAFFIC_MIX = (("car", 0.74), ("van", 0.08), ("truck", 0.06), ("motorcycle", 0.12))
 
@@ -114,6 +116,7 @@ class EmbeddedWorld:
         self.fleet = BicycleFleet(config.dynamics)
         self._controls = np.zeros((0, 5))  # throttle, steer, brake, hand_brake, reverse per fleet row
         self._fleet_state = _FleetEventState.empty()
+        self._free_z: dict[int, float] = {}  # ground height of free vehicles (the lane level they are on)
         self._walkers = None
         self.actors: dict[int, ActorInfo] = {}
         self._next_id = 1
@@ -182,14 +185,20 @@ class EmbeddedWorld:
         self._next_id += 1
         return actor_id
 
-    def _occupied(self, x: float, y: float, yaw: float, half: tuple[float, float], clearance_m: float = 0.5) -> bool:
+    def _occupied(self, x: float, y: float, yaw: float, half: tuple[float, float], clearance_m: float = 0.5,
+                  z_m: float | None = None) -> bool:
+        """Whether a box at ``(x, y)`` (with ``clearance_m`` around it) overlaps an actor; at ground height
+        ``z_m`` only actors at that level count (a spawn pose may be lifted by up to a metre)."""
         snap = self._current_boxes()
         if snap[0].shape[0] == 0:
             return False
         center = np.vstack([snap[0], [[x, y]]])
         yaws = np.append(snap[1], yaw)
         halves = np.vstack([snap[2], [[half[0] + clearance_m, half[1] + clearance_m]]])
-        contacts = find_contacts(center, yaws, halves)
+        z_range = None
+        if z_m is not None:
+            z_range = np.vstack([snap[3], [[z_m - 1.0 - clearance_m, z_m + _SPAWN_HEIGHT_M + clearance_m]]])
+        contacts = find_contacts(center, yaws, halves, z_range_m=z_range)
         last = center.shape[0] - 1
         return bool((contacts.pairs == last).any())
 
@@ -208,7 +217,7 @@ class EmbeddedWorld:
         pose = pose.pose if isinstance(pose, SpawnPoint) else pose
         if not all(math.isfinite(v) for v in (pose.x_m, pose.y_m, pose.yaw_rad, speed_mps)):
             raise SpawnError(f"spawn pose must be finite, got {pose}")
-        if self._occupied(pose.x_m, pose.y_m, pose.yaw_rad, vtype.extent_m[:2], clearance_m):
+        if self._occupied(pose.x_m, pose.y_m, pose.yaw_rad, vtype.extent_m[:2], clearance_m, pose.z_m):
             raise SpawnError(f"spawn of {vtype.blueprint_id} at ({pose.x_m:.1f}, {pose.y_m:.1f}) failed: "
                              "the spot is occupied")
         actor_id = self._new_id()
@@ -229,7 +238,8 @@ class EmbeddedWorld:
         points = self.spawn_points
         for index in self.rng.permutation(len(points)):
             point = points[int(index)]
-            if not self._occupied(point.pose.x_m, point.pose.y_m, point.pose.yaw_rad, vtype.extent_m[:2], 1.5):
+            if not self._occupied(point.pose.x_m, point.pose.y_m, point.pose.yaw_rad, vtype.extent_m[:2], 1.5,
+                                  point.pose.z_m):
                 return point
         raise SpawnError(f"no free spawn point left on {self.source.name} ({len(points)} in all)")
 
@@ -247,6 +257,8 @@ class EmbeddedWorld:
         self.fleet.add(vtype, pose.x_m, pose.y_m, pose.yaw_rad, speed_mps, vehicle_id=actor_id)
         self._controls = np.vstack([self._controls, np.zeros((1, 5))])
         self._fleet_state = self._fleet_state.appended()
+        self._free_z[actor_id] = pose.z_m
+        self._update_free_z()
 
     def spawn_traffic(self, count: int, mix: tuple[tuple[str, float], ...] = _TRAFFIC_MIX) -> list[int]:
         """Spawn ``count`` NPC vehicles on autopilot at random free spawn points (a seeded mix of types)."""
@@ -264,7 +276,8 @@ class EmbeddedWorld:
             while cursor < order.size:
                 point = points[int(order[cursor])]
                 cursor += 1
-                if not self._occupied(point.pose.x_m, point.pose.y_m, point.pose.yaw_rad, vtype.extent_m[:2], 0.3):
+                if not self._occupied(point.pose.x_m, point.pose.y_m, point.pose.yaw_rad, vtype.extent_m[:2], 0.3,
+                                      point.pose.z_m):
                     ids.append(self.spawn_vehicle(vtype.blueprint_id, point, autopilot=True))
                     break
             else:
@@ -338,7 +351,8 @@ class EmbeddedWorld:
             return
         if enabled:
             row = self._fleet_row(actor_id)
-            pose = Pose(float(self.fleet.x_m[row]), float(self.fleet.y_m[row]), 0.0, float(self.fleet.yaw_rad[row]))
+            pose = Pose(float(self.fleet.x_m[row]), float(self.fleet.y_m[row]), self._free_z.get(actor_id, 0.0),
+                        float(self.fleet.yaw_rad[row]))
             speed = max(float(self.fleet.v_long_mps[row]), 0.0)
             self._add_traffic(actor_id, info.vehicle_type, pose, speed)
             keep = self.fleet.ids != actor_id
@@ -347,8 +361,8 @@ class EmbeddedWorld:
             self._fleet_state = self._fleet_state.subset(keep)
         else:
             row = self.traffic.row_of(actor_id)
-            x, y, _ = self.traffic.location_xyz[row]
-            pose = Pose(float(x), float(y), 0.0, float(self.traffic.yaw_rad[row]))
+            x, y, z = self.traffic.location_xyz[row]
+            pose = Pose(float(x), float(y), float(z), float(self.traffic.yaw_rad[row]))
             speed = float(self.traffic.speed_mps[row])
             self.traffic.remove([actor_id])
             self._add_free(actor_id, info.vehicle_type, pose, speed)
@@ -405,20 +419,49 @@ class EmbeddedWorld:
             raise ValueError(f"actor {actor_id} is not a free (non-autopilot) vehicle or a walker")
         self.fleet.set_state([row], x_m=pose.x_m, y_m=pose.y_m, yaw_rad=pose.yaw_rad, speed_mps=speed_mps)
         self._fleet_state.lane[row] = -1
+        self._free_z[actor_id] = pose.z_m
+        self._update_free_z()
         self._last_state = None
 
     # ------------------------------------------------------------------ the tick
-    def _current_boxes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _current_boxes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Centres (N, 2), yaws, half extents (N, 2) and height intervals (N, 2) of all actors now."""
         parts_xy = [self.traffic.location_xyz[:, :2], np.stack([self.fleet.x_m, self.fleet.y_m], axis=1)]
         parts_yaw = [self.traffic.yaw_rad, self.fleet.yaw_rad]
         parts_half = [np.stack([self.traffic.half_length_m, self.traffic.half_width_m], axis=1),
                       self.fleet.extent_m[:, :2]]
+        # Vehicles stand on their location (the ground); a walker's location is its box centre.
+        traffic_height = np.array([2.0 * self.actors[int(a)].extent_m[2] for a in self.traffic.actor_id])
+        f_z = self._free_z_array()
+        parts_z = [np.column_stack([self.traffic.location_xyz[:, 2], self.traffic.location_xyz[:, 2] + traffic_height]),
+                   np.column_stack([f_z, f_z + 2.0 * self.fleet.extent_m[:, 2]])]
         if self._walkers is not None:
             parts_xy.append(self._walkers.location_xyz[:, :2])
             parts_yaw.append(self._walkers.yaw_rad)
             parts_half.append(np.broadcast_to(np.asarray(self._walkers.params.extent_m[:2]),
                                               (self._walkers.location_xyz.shape[0], 2)))
-        return np.concatenate(parts_xy), np.concatenate(parts_yaw), np.concatenate(parts_half)
+            wz, ez = self._walkers.location_xyz[:, 2], float(self._walkers.params.extent_m[2])
+            parts_z.append(np.column_stack([wz - ez, wz + ez]))
+        return (np.concatenate(parts_xy), np.concatenate(parts_yaw), np.concatenate(parts_half),
+                np.concatenate(parts_z).reshape(-1, 2))
+
+    def _free_z_array(self) -> np.ndarray:
+        """Ground height of each free vehicle (fleet row order)."""
+        return np.array([self._free_z.get(int(a), 0.0) for a in self.fleet.ids], dtype=float)
+
+    def _update_free_z(self) -> None:
+        """Free vehicles take the height of the lane level they are on (kept while off the lanes)."""
+        fleet = self.fleet
+        if fleet.n == 0:
+            return
+        xy = np.stack([fleet.x_m, fleet.y_m], axis=1)
+        z = self._free_z_array()
+        lane, s_m, dist = self.lanes.project(xy, fleet.yaw_rad, z_m=z)
+        near = (lane >= 0) & (dist < _FREE_Z_MATCH_M)
+        if near.any():
+            z[near] = self.lanes.interpolate(lane[near], s_m[near])[0][:, 2]
+        for actor_id, height in zip(fleet.ids.tolist(), z.tolist()):
+            self._free_z[int(actor_id)] = height
 
     def tick(self) -> WorldSnapshot:
         """Advance one fixed step of ``dt_s`` and return the new snapshot."""
@@ -444,7 +487,7 @@ class EmbeddedWorld:
         # Free vehicles on the lane graph (for NPCs' car following and for events).
         fxy = vehicles_xy[nt:]
         f_vel = vehicles_vel[nt:]
-        f_lane, f_s = self._project_free(fxy, fleet.yaw_rad)
+        f_lane, f_s = self._project_free(fxy, fleet.yaw_rad, state["location"][nt:nv, 2])
         if nt:
             c_lane, c_s = (self._walkers_on_lanes(walkers.edge[walkers.on_road]) if nw and walkers.on_road.any()
                            else (np.zeros(0, np.int64), np.zeros(0)))
@@ -462,6 +505,7 @@ class EmbeddedWorld:
             c = self._controls
             fleet.step(ControlArrays(c[:, 0], c[:, 1], c[:, 2], c[:, 3] > 0.5, c[:, 4] > 0.5), dt)
             self._static_layout_collisions(prev_xy, prev_yaw, events)
+            self._update_free_z()
         state = self._gather()
         if self._actor_collisions(static, state, events):
             state = self._gather()  # collision responses changed velocities
@@ -530,7 +574,7 @@ class EmbeddedWorld:
                 point = self.spawn_points[int(index)]
                 p = point.pose
                 far = watched.shape[0] == 0 or np.min(np.hypot(watched[:, 0] - p.x_m, watched[:, 1] - p.y_m)) > 30.0
-                if far and not self._occupied(p.x_m, p.y_m, p.yaw_rad, half, 1.5):
+                if far and not self._occupied(p.x_m, p.y_m, p.yaw_rad, half, 1.5, p.z_m):
                     traffic.relocate(actor_id, point.lane, point.s_m)
                     self.relocations += 1
                     break
@@ -565,12 +609,15 @@ class EmbeddedWorld:
         xy = state["location"][:, :2]
         if xy.shape[0] < 2:
             return False
-        pairs = self._broad_phase.pairs(xy, static["radius"])
+        # Height intervals: vehicles stand on their location, walkers' locations are their box centres.
+        bottom = state["location"][:, 2] - static["z_below"]
+        z_range = np.column_stack([bottom, bottom + static["height"]])
+        pairs = self._broad_phase.pairs(xy, static["radius"], z_range)
         is_walker = static["is_walker"]
         pairs = pairs[~(is_walker[pairs[:, 0]] & is_walker[pairs[:, 1]])]  # pedestrians pass each other
         if pairs.shape[0] == 0:
             return False
-        contacts = find_contacts(xy, state["yaw"], static["half_xy"], pairs)
+        contacts = find_contacts(xy, state["yaw"], static["half_xy"], pairs, z_range)
         if len(contacts) == 0:
             return False
         kind = static["kind"]
@@ -582,7 +629,8 @@ class EmbeddedWorld:
             mi, mj = self._mass(int(ids[i])), self._mass(int(ids[j]))
             closing = float(np.dot(vel[i] - vel[j], normal))
             impulse = max(closing, 0.0) * mi * mj / (mi + mj)
-            where = (float((xy[i, 0] + xy[j, 0]) / 2), float((xy[i, 1] + xy[j, 1]) / 2), 0.0)
+            where = (float((xy[i, 0] + xy[j, 0]) / 2), float((xy[i, 1] + xy[j, 1]) / 2),
+                     float(max(z_range[i, 0], z_range[j, 0])))
             for a, b, sign in ((i, j, -1.0), (j, i, 1.0)):
                 other_kind = "walker" if kind[b] == ActorKind.WALKER else "vehicle"
                 events.append(CollisionEvent(self.frame, int(ids[a]), int(ids[b]), other_kind,
@@ -602,24 +650,25 @@ class EmbeddedWorld:
         info = self.actors[actor_id]
         return info.vehicle_type.mass_kg if info.vehicle_type is not None else WALKER_MASS_KG
 
-    def _project_free(self, xy: np.ndarray, yaw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Lane (-1: off the lanes) and arc length of free vehicles, reusing the last answer for the same poses.
+    def _project_free(self, xy: np.ndarray, yaw: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lane (-1: off the lanes) and arc length of free vehicles (at ground heights ``z``: the lane level
+        they are on), reusing the last answer for the same poses.
 
         The end of one tick and the start of the next ask about the same poses.
         """
         cached = self._projection
         if cached is not None and cached[0].shape == xy.shape and np.array_equal(cached[0], xy) \
-                and np.array_equal(cached[1], yaw):
+                and np.array_equal(cached[1], yaw) and np.array_equal(cached[4], z):
             return cached[2], cached[3]
-        lane, s_m = project_to_lanes(self.lanes, xy, yaw)
-        self._projection = (xy.copy(), yaw.copy(), lane, s_m)
+        lane, s_m = project_to_lanes(self.lanes, xy, yaw, z)
+        self._projection = (xy.copy(), yaw.copy(), lane, s_m, np.array(z, dtype=float))
         return lane, s_m
 
     def _lane_events(self, previous_lane: np.ndarray, events: list[Event]) -> None:
         """Lane invasion, red-light and stop-sign events of free vehicles."""
         fleet, lanes, state = self.fleet, self.lanes, self._fleet_state
         xy = np.stack([fleet.x_m, fleet.y_m], axis=1)
-        lane, s_m = self._project_free(xy, fleet.yaw_rad)
+        lane, s_m = self._project_free(xy, fleet.yaw_rad, self._free_z_array())
         speed = np.hypot(*fleet.velocity_world().T)
         signals = self.signals
         for row in range(fleet.n):
@@ -674,6 +723,7 @@ class EmbeddedWorld:
             semantic_tag=np.array([i.semantic_tag for i in infos], dtype=np.uint8), extent=extent,
             half_xy=extent[:, :2].copy(), radius=np.hypot(extent[:, 0], extent[:, 1]),
             is_walker=kind == ActorKind.WALKER, self_row=self_row, autopilot=autopilot,
+            z_below=np.where(kind == ActorKind.WALKER, extent[:, 2], 0.0), height=2.0 * extent[:, 2],
         )
         for key in ("actor_id", "kind", "semantic_tag", "extent", "autopilot"):
             self._static[key].flags.writeable = False
@@ -687,6 +737,7 @@ class EmbeddedWorld:
         f_loc = np.zeros((nf, 3))
         f_loc[:, 0] = fleet.x_m
         f_loc[:, 1] = fleet.y_m
+        f_loc[:, 2] = self._free_z_array()
         f_vel = np.zeros((nf, 3))
         f_vel[:, :2] = fleet.velocity_world()
         f_acc = np.zeros((nf, 3))

@@ -28,6 +28,8 @@ SAMPLE_STEP_M = 1.0
 DEFAULT_SPEED_LIMIT_MPS = 30.0 / 3.6
 MAX_LATERAL_ACCEL_MPS2 = 2.5
 CONFLICT_DISTANCE_M = 2.2
+LEVEL_SEPARATION_M = 3.0
+"""Surfaces farther apart than this in height are different levels (a bridge and the road under it)."""
 _SPEED_UNITS = {"km/h": 1 / 3.6, "kmh": 1 / 3.6, "mph": 0.44704, "m/s": 1.0, "ms": 1.0}
 _MARKING_NAMES = ("NONE", "Other", "Broken", "Solid", "SolidSolid", "SolidBroken", "BrokenSolid",
                   "BrokenBroken", "BottsDots", "Grass", "Curb")
@@ -129,6 +131,20 @@ class LaneGraph:
         """KD-tree over all samples' (x, y), for projecting free-moving vehicles onto lanes."""
         return cKDTree(self.points_xyz[:, :2])
 
+    @cached_property
+    def multilevel(self) -> bool:
+        """Whether lanes pass over one another: samples within 4 m in plan but more than
+        :data:`LEVEL_SEPARATION_M` apart in height (a bridge, an overpass)."""
+        pairs = self.kdtree.query_pairs(4.0, output_type="ndarray")
+        if pairs.shape[0] == 0:
+            return False
+        z = self.points_xyz[:, 2]
+        return bool((np.abs(z[pairs[:, 0]] - z[pairs[:, 1]]) > LEVEL_SEPARATION_M).any())
+
+    @cached_property
+    def _kdtree_xyz(self) -> cKDTree:
+        return cKDTree(self.points_xyz)
+
     def lane_points(self, lane: int) -> np.ndarray:
         """The (count, 3) sample points of one lane."""
         start = int(self.offset[lane])
@@ -189,21 +205,36 @@ class LaneGraph:
         yaw = np.arctan2(front[:, 1] - rear[:, 1], front[:, 0] - rear[:, 0])
         return 0.5 * (front + rear), yaw
 
-    def project(self, xy: np.ndarray, yaw_rad: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def project(self, xy: np.ndarray, yaw_rad: np.ndarray, k: int = 8, z_m: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Nearest lane sample to each (x, y) whose heading is within 90 degrees of ``yaw_rad``.
 
-        Returns (lane (n,), s_m (n,), distance_m (n,)); lane -1 where no sample
-        among the ``k`` nearest faces the same way.
+        With heights ``z_m`` (n,) of the points' ground, on a map whose lanes
+        pass over one another (:attr:`multilevel`) only samples within
+        :data:`LEVEL_SEPARATION_M` of that height count: under a bridge the
+        road below, on it the bridge. Without ``z_m`` (or on a one-level map)
+        heights are ignored. Returns (lane (n,), s_m (n,), distance_m (n,) in
+        plan); lane -1 where no sample among the ``k`` nearest qualifies.
         """
         n = xy.shape[0]
         if n == 0:
             return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
         k = min(k, self.points_xyz.shape[0])
-        dist, rows = self.kdtree.query(xy, k=k)
-        dist = dist.reshape(n, k)
-        rows = rows.reshape(n, k)
+        if z_m is not None and self.multilevel:
+            z = np.asarray(z_m, dtype=np.float64).reshape(-1)
+            if z.shape != (n,):
+                raise ValueError(f"z_m must have shape ({n},), got {z.shape}")
+            _, rows = self._kdtree_xyz.query(np.column_stack([xy[:, :2], z]), k=k)
+            rows = rows.reshape(n, k)
+            dist = np.hypot(self.points_xyz[rows, 0] - xy[:, 0:1], self.points_xyz[rows, 1] - xy[:, 1:2])
+            wrong_level = np.abs(self.points_xyz[rows, 2] - z[:, None]) > LEVEL_SEPARATION_M
+        else:
+            dist, rows = self.kdtree.query(xy, k=k)
+            dist = dist.reshape(n, k)
+            rows = rows.reshape(n, k)
+            wrong_level = False
         misaligned = np.cos(self.yaw_rad[rows] - yaw_rad[:, None]) < 0.0
-        cost = np.where(misaligned, np.inf, dist)
+        cost = np.where(misaligned | wrong_level, np.inf, dist)
         best = np.argmin(cost, axis=1)
         picked = rows[np.arange(n), best]
         ok = np.isfinite(cost[np.arange(n), best])

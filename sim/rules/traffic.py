@@ -88,7 +88,12 @@ def junction_events(frame: int, actor_id: int, state: LaneRuleState, lane_now: i
     return events
 
 
-def project_to_lanes(lanes: LaneGraph, xy: np.ndarray, yaw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lane (-1: farther than ``LANE_MATCH_M`` from any) and arc length [m] of vehicles at ``xy`` heading ``yaw``."""
-    lane, s_m, dist = lanes.project(xy, yaw)
+def project_to_lanes(lanes: LaneGraph, xy: np.ndarray, yaw: np.ndarray, z: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Lane (-1: farther than ``LANE_MATCH_M`` from any) and arc length [m] of vehicles at ``xy`` heading ``yaw``.
+
+    With ground heights ``z`` only lanes of the level a vehicle is on count
+    (on a bridge the bridge's lanes, under it the road below).
+    """
+    lane, s_m, dist = lanes.project(xy, yaw, z_m=z)
     return np.where(dist < LANE_MATCH_M, lane, -1), s_m
