@@ -33,8 +33,8 @@ from sim.maps.loader import PROCEDURAL, MapSource, load_carla_map, procedural_so
 from sim.embedded.traffic.lights import TrafficLights
 from sim.maps.signals import build_signal_layout
 from sim.transforms import box_corners
-from sim.rules.traffic import (LaneRuleState, junction_events, off_road, off_road_events, project_to_lanes,
-                               touches_static)
+from sim.rules.traffic import (LaneRuleState, junction_events, off_road, off_road_events, on_static,
+                               project_to_lanes, touches_static)
 from sim.embedded.traffic.vehicles import DriverParams, Obstacles, TrafficVehicles
 from sim.embedded.vehicle_types import VEHICLE_TYPES, VehicleType, get_vehicle_type
 
@@ -45,6 +45,13 @@ _SPAWN_HEIGHT_M = 2.0  # height of the box a spawn checks for other actors, abov
 _FREE_Z_MATCH_M = 4.0  # a free vehicle this close (in plan) to a lane of its level takes that lane's height
 # Buses are left out of the default mix: at 12 m they cut into the oncoming lane on tight town corners.
 _TRAFFIC_MIX = (("car", 0.74), ("van", 0.08), ("truck", 0.06), ("motorcycle", 0.12))
+STATIC_RELEASE_S = 0.5
+"""A kerb contact episode ends after this long free of the static layout; the next contact is a new collision."""
+KERB_FRICTION = 0.5
+"""Friction coefficient along a kerb or wall: the speed lost along it per unit of speed lost into it."""
+_SWEEP_STEP_M = 0.3  # most corner travel between two checked poses of a tick's move (raster cells are 0.2 m)
+_MAX_SWEEP_STEPS = 64
+_PUSH_REACH_M = 1.5
 
 
 @dataclass(frozen=True)
@@ -581,28 +588,111 @@ class EmbeddedWorld:
 
     # ------------------------------------------------------------------ collisions and events
     def _static_layout_collisions(self, prev_xy: np.ndarray, prev_yaw: np.ndarray, events: list[Event]) -> None:
-        """Free vehicles whose box reaches off the road network (kerbs, buildings) stop there."""
+        """Kerb response of free vehicles whose box reaches off the road network (kerbs, buildings).
+
+        The move of the tick is swept in steps of at most ``_SWEEP_STEP_M`` of
+        corner travel, so a fast car cannot pass through a wall between two
+        ticks. At the first swept pose that touches (``touches_static``), the
+        car is pushed back out along the contact normal (towards the nearest
+        ground of the road network) and loses the part of its velocity into
+        the kerb plus Coulomb friction along it; if it cannot be pushed out it
+        goes back to the last free pose of the sweep and stops. Rotation is
+        kept, so steering away and driving on, or reversing, frees the car. A
+        :class:`CollisionEvent` (other id -1) opens each contact episode, which
+        ends after ``STATIC_RELEASE_S`` free of the static layout.
+        """
         fleet = self.fleet
         raster = self.area_raster
-        centre = np.stack([fleet.x_m, fleet.y_m], axis=1)
-        corners = box_corners(centre, fleet.yaw_rad, fleet.extent_m[:, :2]).reshape(-1, 2)
-        classes = raster.lookup(np.concatenate([corners, centre]))  # one lookup: 4 corners per vehicle, then centres
-        n = centre.shape[0]
-        hit = touches_static(classes[: 4 * n].reshape(n, 4))
+        n = fleet.n
+        new_xy = np.stack([fleet.x_m, fleet.y_m], axis=1)
+        new_yaw = fleet.yaw_rad
+        half = fleet.extent_m[:, :2]
+        turn = (new_yaw - prev_yaw + math.pi) % (2.0 * math.pi) - math.pi
+        travel = np.hypot(*(new_xy - prev_xy).T) + np.abs(turn) * np.hypot(half[:, 0], half[:, 1])
+        steps = np.clip(np.ceil(travel / _SWEEP_STEP_M), 1, _MAX_SWEEP_STEPS).astype(np.int64)
+        # Fractions 0 (the pose the tick started from), ..., 1 (the new pose) per vehicle; padded with 1.
+        k = np.arange(int(steps.max()) + 1)
+        frac = np.minimum(k[None, :] / steps[:, None], 1.0)
+        sweep_xy = prev_xy[:, None, :] + frac[:, :, None] * (new_xy - prev_xy)[:, None, :]
+        sweep_yaw = prev_yaw[:, None] + frac * turn[:, None]
+        m = frac.shape[1]
+        corners = box_corners(sweep_xy.reshape(-1, 2), sweep_yaw.reshape(-1),
+                              np.repeat(half, m, axis=0)).reshape(-1, 2)
+        classes = raster.lookup(np.concatenate([corners, new_xy]))  # one lookup: swept corners, then centres
+        touch = touches_static(classes[: 4 * n * m].reshape(n * m, 4)).reshape(n, m)
         state = self._fleet_state
-        off = off_road(classes[4 * n:])
+        start_free = ~touch[:, 0]
+        # A vehicle that starts inside the static layout (spawned or teleported there) drives out unhindered.
+        hit_rows = np.flatnonzero(start_free & touch[:, 1:].any(axis=1))
+        contact = np.zeros(n, dtype=bool)
+        contact[hit_rows] = True
+        velocity = fleet.velocity_world()
+        for row in hit_rows.tolist():
+            first = int(np.argmax(touch[row, 1:])) + 1
+            pose = (sweep_xy[row, first], float(sweep_yaw[row, first]))
+            pushed = self._push_out(pose[0], pose[1], half[row])
+            v = velocity[row]
+            if pushed is not None:
+                xy, normal = pushed
+                into = float(np.dot(v, normal))
+                v_new = v - min(into, 0.0) * normal
+                tangent = v_new - float(np.dot(v_new, normal)) * normal
+                speed_t = float(np.hypot(*tangent))
+                if speed_t > 1e-9:  # friction along the kerb: at most KERB_FRICTION x the normal impulse
+                    v_new = v_new - tangent * min(1.0, KERB_FRICTION * max(-into, 0.0) / speed_t)
+            else:
+                xy, v_new = sweep_xy[row, first - 1], np.zeros(2)
+                pose = (xy, float(sweep_yaw[row, first - 1]))
+            heading = np.array([math.cos(pose[1]), math.sin(pose[1])])
+            fleet.set_state([row], x_m=float(xy[0]), y_m=float(xy[1]), yaw_rad=pose[1],
+                            speed_mps=float(np.dot(v_new, heading)))
+            if not state.touching_static[row]:
+                info = self.actors[int(fleet.ids[row])]
+                mass = info.vehicle_type.mass_kg
+                dv = mass * (v_new - v)
+                events.append(CollisionEvent(self.frame, info.actor_id, -1, "static", (float(dv[0]), float(dv[1]), 0.0),
+                                             (float(xy[0]), float(xy[1]), 0.0)))
+        state.static_free_s[:] = np.where(contact, 0.0, state.static_free_s + self.dt_s)
+        state.touching_static[:] = contact | (state.touching_static & (state.static_free_s < STATIC_RELEASE_S))
+        centre = np.stack([fleet.x_m, fleet.y_m], axis=1)
+        off = off_road(raster.lookup(centre) if hit_rows.size else classes[4 * n * m:])
         events += off_road_events(self.frame, fleet.ids, centre, off, state.off_road)
         state.off_road[:] = off
-        for row in np.flatnonzero(hit & ~state.touching_static):
-            info = self.actors[int(fleet.ids[row])]
-            vx, vy = fleet.velocity_world()[row]
-            mass = info.vehicle_type.mass_kg
-            events.append(CollisionEvent(self.frame, info.actor_id, -1, "static", (-mass * vx, -mass * vy, 0.0),
-                                         (float(fleet.x_m[row]), float(fleet.y_m[row]), 0.0)))
-        if hit.any():
-            rows = np.flatnonzero(hit)
-            fleet.set_state(rows, x_m=prev_xy[rows, 0], y_m=prev_xy[rows, 1], yaw_rad=prev_yaw[rows], speed_mps=0.0)
-        state.touching_static[:] = hit
+
+    def _push_out(self, xy: np.ndarray, yaw: float, half: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """A box at ``xy``/``yaw`` whose corners touch the static layout, translated out of it.
+
+        Returns the new centre and the unit contact normal (pointing out of the
+        static layout), or None if a few pushes towards the nearest ground of
+        the road network do not free every corner (a gap narrower than the car).
+        """
+        raster = self.area_raster
+        res = raster.resolution_m
+        reach = int(math.ceil(_PUSH_REACH_M / res))
+        centre = np.asarray(xy, dtype=float).copy()
+        total = np.zeros(2)
+        for _ in range(4):
+            corners = box_corners(centre[None, :], np.array([yaw]), half[None, :]).reshape(4, 2)
+            inside = on_static(raster.lookup(corners))
+            if not inside.any():
+                norm = float(np.hypot(*total))
+                return (centre, total / norm) if norm > 0 else None
+            push = np.zeros(2)
+            for corner in corners[inside]:
+                col, row = ((corner - raster.origin_xy) / res).astype(np.intp)
+                r0, c0 = max(row - reach, 0), max(col - reach, 0)
+                window = raster.classes[r0: row + reach + 1, c0: col + reach + 1]
+                free_r, free_c = np.nonzero(~on_static(window))
+                if free_r.size == 0:
+                    return None
+                cells = np.stack([c0 + free_c + 0.5, r0 + free_r + 0.5], axis=1) * res + raster.origin_xy
+                gap = cells - corner
+                nearest = gap[int(np.argmin(np.einsum("ij,ij->i", gap, gap)))]
+                if float(np.dot(nearest, nearest)) > float(np.dot(push, push)):
+                    push = nearest
+            centre = centre + push
+            total = total + push
+        return None
 
     def _actor_collisions(self, static: dict, state: dict[str, np.ndarray], events: list[Event]) -> bool:
         """Oriented-box contacts among all actors (walker-walker ignored); returns whether any was found."""
@@ -792,19 +882,21 @@ class _FleetEventState:
     s_m: np.ndarray
     corner_sample: np.ndarray
     off_road: np.ndarray
-    touching_static: np.ndarray
+    touching_static: np.ndarray  # in a contact episode with the static layout (kerb, wall)
     stopped: np.ndarray
+    static_free_s: np.ndarray  # time since the last contact with the static layout
 
     @classmethod
     def empty(cls) -> "_FleetEventState":
         return cls(np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4), np.int64), np.zeros(0, bool),
-                   np.zeros(0, bool), np.zeros(0, bool))
+                   np.zeros(0, bool), np.zeros(0, bool), np.zeros(0))
 
     def appended(self) -> "_FleetEventState":
         return _FleetEventState(np.append(self.lane, -1), np.append(self.s_m, 0.0),
                                 np.vstack([self.corner_sample, np.full((1, 4), -1)]), np.append(self.off_road, False),
-                                np.append(self.touching_static, False), np.append(self.stopped, False))
+                                np.append(self.touching_static, False), np.append(self.stopped, False),
+                                np.append(self.static_free_s, np.inf))
 
     def subset(self, keep: np.ndarray) -> "_FleetEventState":
         return _FleetEventState(self.lane[keep], self.s_m[keep], self.corner_sample[keep], self.off_road[keep],
-                                self.touching_static[keep], self.stopped[keep])
+                                self.touching_static[keep], self.stopped[keep], self.static_free_s[keep])

@@ -40,9 +40,14 @@ def off_road(area_class: np.ndarray) -> np.ndarray:
     return (area_class != AreaClass.DRIVING) & (area_class != AreaClass.JUNCTION) & (area_class != AreaClass.CROSSWALK)
 
 
+def on_static(area_class: np.ndarray) -> np.ndarray:
+    """Per point: whether its area class is ground outside the road network (buildings, terrain: the static layout)."""
+    return np.asarray(area_class) == AreaClass.OFFROAD
+
+
 def touches_static(corner_class: np.ndarray) -> np.ndarray:
     """Per box, from its corners' area classes (K, 4): whether a corner is outside the road network (a kerb)."""
-    return (np.asarray(corner_class) == AreaClass.OFFROAD).any(axis=1)
+    return on_static(corner_class).any(axis=1)
 
 
 def off_road_events(frame: int, actor_ids: np.ndarray, xy: np.ndarray, now_off: np.ndarray,

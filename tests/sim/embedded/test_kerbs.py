@@ -1,0 +1,157 @@
+"""Contact with the static layout (kerbs, walls): reported once per contact, pushed out, and the car can drive away."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sim.api import CollisionEvent, Pose, VehicleControl
+from sim.embedded.world import EmbeddedWorld
+from sim.maps.geometry import AreaClass
+from sim.rules.traffic import on_static, touches_static
+from sim.transforms import box_corners
+
+CAR = "vehicle.lincoln.mkz_2020"
+
+
+@pytest.fixture(scope="module")
+def town01():
+    return EmbeddedWorld(map="Town01", seed=0)
+
+
+@pytest.fixture()
+def world(town01):
+    town01.reset(0)
+    return town01
+
+
+def _straight_lane(world) -> int:
+    lanes = world.lanes
+    for k in np.argsort(-lanes.length_m):
+        headings = lanes.yaw_rad[lanes.offset[k]:lanes.offset[k] + lanes.count[k]]
+        if not lanes.is_junction[k] and np.ptp(np.unwrap(headings)) < 0.05:
+            return int(k)
+    raise AssertionError("no straight lane")
+
+
+def _lane_pose(world, s_m: float = 40.0) -> tuple[float, float, float]:
+    xyz, yaw = world.lanes.interpolate(np.array([_straight_lane(world)]), np.array([s_m]))
+    return float(xyz[0, 0]), float(xyz[0, 1]), float(yaw[0])
+
+
+def _static_hits(snapshot, actor_id: int) -> list[CollisionEvent]:
+    return [e for e in snapshot.events if isinstance(e, CollisionEvent) and e.actor_id == actor_id
+            and e.other_id == -1]
+
+
+def _clear_of_kerb(world, snapshot, actor_id: int, margin_m: float = 0.2) -> bool:
+    """Whether the car's box grown by ``margin_m`` touches no static ground: it has left the kerb."""
+    row = snapshot.index_of(actor_id)
+    half = snapshot.extent_m[row:row + 1, :2] + margin_m
+    corners = box_corners(snapshot.location_m[row:row + 1, :2], snapshot.rotation_rad[row:row + 1, 1], half)
+    return not bool(touches_static(world.area_raster.lookup(corners.reshape(-1, 2)).reshape(1, 4))[0])
+
+
+def _drive(world, actor_id: int, control: VehicleControl, ticks: int) -> tuple[list, list]:
+    world.apply_control(actor_id, control)
+    snapshots, hits = [], []
+    for _ in range(ticks):
+        snapshot = world.tick()
+        snapshots.append(snapshot)
+        hits += _static_hits(snapshot, actor_id)
+    return snapshots, hits
+
+
+def _into_kerb(world) -> tuple[int, list]:
+    """A car that drove at 25 degrees into the kerb on the right of a straight lane and keeps pushing into it."""
+    x, y, yaw = _lane_pose(world)
+    car = world.spawn_vehicle(CAR, Pose(x, y, 0.0, yaw + math.radians(25.0)), speed_mps=5.0)
+    _, hits = _drive(world, car, VehicleControl(throttle=0.3), 80)
+    assert len(hits) == 1, "the car must reach the kerb"
+    return car, hits
+
+
+def test_kerb_contact_is_one_event_per_episode_and_the_car_stays_out(world):
+    car, hits = _into_kerb(world)
+    hit = hits[0]
+    assert hit.other_kind == "static"
+    assert np.hypot(*hit.impulse_ns[:2]) > 1000.0  # ~1800 kg losing a few m/s into the kerb
+    snapshots, more = _drive(world, car, VehicleControl(throttle=0.6), 100)  # keep pushing for 5 s: same contact
+    assert more == []
+    for snapshot in snapshots:  # pushed back out: no corner ever ends a tick on static ground
+        row = snapshot.index_of(car)
+        corners = box_corners(snapshot.location_m[row:row + 1, :2], snapshot.rotation_rad[row:row + 1, 1],
+                              snapshot.extent_m[row:row + 1, :2])
+        assert not on_static(world.area_raster.lookup(corners.reshape(-1, 2))).any()
+    # Back off, then hit the kerb again: a new contact, a new event.
+    _drive(world, car, VehicleControl(throttle=0.5, reverse=True), 40)
+    _, again = _drive(world, car, VehicleControl(throttle=0.6), 120)
+    assert len(again) == 1
+
+
+def test_reversing_frees_the_car(world):
+    car, _ = _into_kerb(world)
+    start = world.snapshot().location_m[world.snapshot().index_of(car), :2].copy()
+    snapshots, hits = _drive(world, car, VehicleControl(throttle=0.5, reverse=True), 40)  # two seconds
+    last = snapshots[-1]
+    row = last.index_of(car)
+    assert hits == []
+    assert np.hypot(*(last.location_m[row, :2] - start)) > 2.0 and last.speed_mps()[row] > 1.0
+    assert _clear_of_kerb(world, last, car)
+
+
+def test_steering_away_and_driving_forward_frees_the_car(world):
+    car, _ = _into_kerb(world)
+    _, _, lane_yaw = _lane_pose(world)
+    snapshots, hits = _drive(world, car, VehicleControl(throttle=0.5, steer=-1.0), 40)  # kerb on the right
+    last = snapshots[-1]
+    row = last.index_of(car)
+    assert hits == []
+    heading = math.atan2(math.sin(last.rotation_rad[row, 1] - lane_yaw), math.cos(last.rotation_rad[row, 1] - lane_yaw))
+    assert heading < 0.0, "the car turned away from the kerb"
+    assert last.speed_mps()[row] > 2.0 and _clear_of_kerb(world, last, car)
+
+
+def _ray_to_static(world, x: float, y: float, angle: float) -> float:
+    """Distance from (x, y) along ``angle`` to the first static ground (within 30 m)."""
+    d = np.arange(0.0, 30.0, 0.05)
+    ray = np.stack([x + d * math.cos(angle), y + d * math.sin(angle)], axis=1)
+    static = on_static(world.area_raster.lookup(ray))
+    assert static.any()
+    return float(d[int(np.argmax(static))])
+
+
+@pytest.mark.parametrize("speed_mps", [10.0, 30.0])
+def test_a_car_driven_straight_into_a_wall_stays_outside_it(world, speed_mps):
+    x, y, yaw = _lane_pose(world)
+    angle = yaw + math.pi / 2  # straight at the buildings on the right
+    wall_m = _ray_to_static(world, x, y, angle)
+    car = world.spawn_vehicle(CAR, Pose(x, y, 0.0, angle), speed_mps=speed_mps)
+    half_length = world.snapshot().extent_m[world.snapshot().index_of(car), 0]
+    snapshots, hits = _drive(world, car, VehicleControl(throttle=1.0), 100)
+    assert len(hits) == 1
+    reach = [float(np.dot(s.location_m[s.index_of(car), :2] - (x, y), (math.cos(angle), math.sin(angle))))
+             + half_length for s in snapshots]
+    assert max(reach) < wall_m + 0.3  # the front bumper never gets more than a raster cell into the wall
+    assert snapshots[-1].speed_mps()[snapshots[-1].index_of(car)] < 1.0  # stopped against it
+
+
+def test_a_thin_wall_is_not_tunnelled_through():
+    """A fast car meets a 0.4 m wall across its lane: the swept check catches it between two ticks."""
+    world = EmbeddedWorld(map="Town01", seed=0)
+    x, y, yaw = _lane_pose(world, 20.0)
+    raster = world.area_raster
+    wall_at = 25.0
+    along = np.array([math.cos(yaw), math.sin(yaw)])
+    across = np.array([-math.sin(yaw), math.cos(yaw)])
+    for a in np.arange(wall_at, wall_at + 0.4, 0.05):  # paint the wall into the raster
+        for b in np.arange(-8.0, 8.0, 0.05):
+            col, row = ((np.array([x, y]) + a * along + b * across - raster.origin_xy) / raster.resolution_m).astype(int)
+            raster.classes[row, col] = AreaClass.OFFROAD
+    car = world.spawn_vehicle(CAR, Pose(x, y, 0.0, yaw), speed_mps=35.0)  # 1.75 m per tick
+    half_length = world.snapshot().extent_m[world.snapshot().index_of(car), 0]
+    snapshots, hits = _drive(world, car, VehicleControl(throttle=1.0), 40)
+    front = [float(np.dot(s.location_m[s.index_of(car), :2] - (x, y), along)) + half_length for s in snapshots]
+    assert len(hits) == 1 and max(front) < wall_at + 0.3
