@@ -18,24 +18,31 @@ from sim.api import SpawnError
 from sim.embedded.world import EmbeddedWorld
 
 
+DEFAULT_WALKERS = 20
+"""Pedestrians when ``walkers`` is not given, on a map with sidewalks (one without gets none)."""
+
+
 class DemoError(RuntimeError):
     """The demo could not run; the message says why."""
 
 
-def run_demo(map_name: str, vehicles: int, walkers: int, seconds: float, seed: int, out: Path,
+def run_demo(map_name: str, vehicles: int, walkers: int | None, seconds: float, seed: int, out: Path,
              video: bool, console: Console | None = None) -> dict:
     """Drive a hero vehicle on autopilot for ``seconds``; return the summary (also written to summary.json).
 
-    What was recorded is kept even if the run stops early: the video is closed
-    and the summary written in every case.
+    ``walkers`` None: :data:`DEFAULT_WALKERS` where the map has sidewalks, else
+    none (said in one line on ``console``); a number of walkers on a map
+    without sidewalks is a :class:`DemoError` naming ``--walkers 0``. Nothing
+    is written before the world is set up. What was recorded is kept even if
+    the run stops early: the video is closed and the summary written in every
+    case.
     """
     console = console or Console(stderr=True)
     try:
         world = EmbeddedWorld(map=map_name, seed=seed)
         hero = world.spawn_vehicle("vehicle.lincoln.mkz_2020", None, autopilot=True, role_name="hero")
         world.spawn_traffic(vehicles)
-        if walkers:
-            world.spawn_walkers(walkers)
+        walkers = _spawn_walkers(world, walkers, console)
     except (MapLoadError, SpawnError, ValueError) as exc:
         raise DemoError(str(exc)) from exc
     out.mkdir(parents=True, exist_ok=True)
@@ -93,3 +100,19 @@ def run_demo(map_name: str, vehicles: int, walkers: int, seconds: float, seed: i
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _spawn_walkers(world: EmbeddedWorld, walkers: int | None, console: Console) -> int:
+    """Spawn the run's pedestrians (see :func:`run_demo`); how many there are."""
+    try:
+        if walkers is None:
+            world.spawn_walkers(DEFAULT_WALKERS)
+            return DEFAULT_WALKERS
+        world.spawn_walkers(walkers)
+        return walkers
+    except SpawnError as exc:  # a map without sidewalks (a highway town)
+        if walkers is None:
+            console.print(f"note: {world.source.name} has no sidewalks: running with 0 walkers", highlight=False)
+            return 0
+        raise DemoError(f"--walkers {walkers}: {exc}; run with --walkers 0 (or leave --walkers out)") from exc
+

@@ -292,12 +292,23 @@ class EmbeddedWorld:
         return ids
 
     def spawn_walkers(self, count: int) -> list[int]:
-        """Spawn ``count`` pedestrians at random places on sidewalks."""
+        """Spawn ``count`` pedestrians at random places on sidewalks.
+
+        :class:`SpawnError` if ``count`` > 0 and the map has no sidewalks to
+        walk on (a highway town: no pedestrian network); nothing is spawned then.
+        """
         if count < 0:
             raise ValueError(f"count must be >= 0, got {count}")
+        if count == 0:
+            return []
+        try:
+            walkers = self.walkers
+        except ValueError as exc:  # the pedestrian network cannot be built: no (connected) sidewalks
+            raise SpawnError(f"cannot spawn {count} walkers: {self.source.name} has no sidewalks for pedestrians "
+                             f"({exc})") from exc
         ids = np.arange(self._next_id, self._next_id + count, dtype=np.int64)
         self._next_id += count
-        self.walkers.spawn_random(count, ids)
+        walkers.spawn_random(count, ids)
         extent = tuple(float(v) for v in self.walkers.params.extent_m)
         for actor_id in ids.tolist():
             self.actors[actor_id] = ActorInfo(actor_id, ActorKind.WALKER, WALKER_BLUEPRINT, PEDESTRIAN_TAG, extent,

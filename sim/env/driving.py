@@ -9,7 +9,9 @@ Each episode: the world is reset (map kept, actors gone, random streams
 re-seeded from the episode seed), a route is chosen (at random on the map, or
 the next one of a route file), the ego (role name ``hero``) is spawned at its
 start, then NPC vehicles and pedestrians. One ``step`` is one simulator tick
-(``dt_s``, 20 Hz by default).
+(``dt_s``, 20 Hz by default). On a map without sidewalks (a highway town)
+``traffic.walkers`` cannot be met: the first reset warns (``UserWarning``
+naming ``traffic.walkers``) and the env runs without pedestrians.
 
 Ends of an episode, kept apart as Gymnasium asks:
 
@@ -54,6 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections import deque
 from typing import Any
 
@@ -61,8 +64,8 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from sim.api import (CollisionEvent, OffRoadEvent, Pose, RedLightEvent, StopSignEvent, TrafficLightState,
-                     WorldSnapshot)
+from sim.api import (CollisionEvent, OffRoadEvent, Pose, RedLightEvent, SpawnError, StopSignEvent,
+                     TrafficLightState, WorldSnapshot)
 from sim.backends import make_sensor_rig, make_world
 from sim.config import ConfigError
 from sim.env.actions import action_mapping
@@ -114,6 +117,7 @@ class DrivingEnv(gymnasium.Env):
                                   f"{self.world.source.name}")
             self._route_specs = route_file.select(c.routes.ids)
         self._route_cursor = 0
+        self._walkers_fit = True  # False once the map refused pedestrians (no sidewalks)
         check_scenario_names(c.scenarios)
         self._scenarios: list = []
         action_size = self.action_space.shape[0]
@@ -205,8 +209,13 @@ class DrivingEnv(gymnasium.Env):
                                           np.random.default_rng([episode_seed, 7]))
         if c.traffic.vehicles:
             self.world.spawn_traffic(c.traffic.vehicles)
-        if c.traffic.walkers:
-            self.world.spawn_walkers(c.traffic.walkers)
+        if c.traffic.walkers and self._walkers_fit:
+            try:
+                self.world.spawn_walkers(c.traffic.walkers)
+            except SpawnError as exc:  # a map without sidewalks (a highway town): no pedestrians on it
+                self._walkers_fit = False
+                warnings.warn(f"traffic.walkers is {c.traffic.walkers} but {exc}: this env spawns no walkers "
+                              "(set traffic.walkers: 0 for this map)", UserWarning, stacklevel=2)
         self._tracker = RouteTracker(self.route)
         if self._bev is not None:
             self._bev.reset()

@@ -10,7 +10,9 @@ start, a goal and optional waypoints between them, in world metres::
 
 :func:`plan_route` snaps every waypoint to the lanes within a few metres of
 it (either direction) and picks the chain of lanes that joins them with the
-least driving distance; the result is a dense :class:`Route` (one point per
+least driving distance (plus :data:`SNAP_PENALTY` times each waypoint's
+distance from its lane, so a waypoint on a lane keeps to that lane where a
+parallel one would be shorter); the result is a dense :class:`Route` (one point per
 metre) with CARLA ``RoadOption`` commands: the turn of each junction, and
 ``LANEFOLLOW`` elsewhere. :func:`random_route` walks the lane graph from a
 random spawn point for training on any map, procedural towns included.
@@ -28,11 +30,14 @@ import networkx as nx
 import numpy as np
 import yaml
 
-from sim.maps.lanes import LaneGraph, wrap_angle
+from sim.maps.lanes import LaneGraph, SpawnPoint, wrap_angle
 from sim.resources import locate_config
 
 SNAP_RADIUS_M = 4.0
 """A waypoint may lie this far from the centre line of the lane it snaps to."""
+
+SNAP_PENALTY = 10.0
+"""Metres of driving a route planner trades for one metre of a waypoint's distance from its lane."""
 
 TURN_THRESHOLD_RAD = math.radians(30.0)
 """Junction lanes turning more than this are LEFT / RIGHT, the rest STRAIGHT."""
@@ -149,8 +154,10 @@ def plan_route(lanes: LaneGraph, waypoints_xy: np.ndarray | list, route_id: str 
             raise RouteError(f"route {route_id!r}: waypoint {k} ({point[0]:.1f}, {point[1]:.1f}) is more than "
                              f"{snap_radius_m} m from every driving lane")
         layers.append(candidates)
-    # Layered shortest path: cost[j] = least distance to candidate j of the current layer, with its pieces.
-    cost = {j: (0.0, []) for j in range(len(layers[0]))}
+    # Layered shortest path: cost[j] = least cost to candidate j of the current layer, with its pieces. The
+    # cost is the driving distance plus SNAP_PENALTY times each waypoint's distance from its lane, so a
+    # waypoint on a lane's centre line keeps to that lane when a neighbour within the radius is shorter.
+    cost = {j: (SNAP_PENALTY * d, []) for j, (_, _, d) in enumerate(layers[0])}
     for k in range(1, len(layers)):
         new_cost: dict[int, tuple[float, list]] = {}
         for i, (lane_a, s_a, _) in enumerate(layers[k - 1]):
@@ -158,7 +165,7 @@ def plan_route(lanes: LaneGraph, waypoints_xy: np.ndarray | list, route_id: str 
                 continue
             base, pieces = cost[i]
             distances, paths = nx.single_source_dijkstra(lanes.graph, lane_a, weight="length")
-            for j, (lane_b, s_b, _) in enumerate(layers[k]):
+            for j, (lane_b, s_b, d_b) in enumerate(layers[k]):
                 if lane_b == lane_a and s_b >= s_a:
                     total, chain = s_b - s_a, [lane_a]
                 elif lane_b in distances and lane_b != lane_a:
@@ -170,6 +177,7 @@ def plan_route(lanes: LaneGraph, waypoints_xy: np.ndarray | list, route_id: str 
                         continue
                     loop_length, loop_path = min(loops, key=lambda item: item[0])
                     total, chain = loop_length - s_a + s_b, [*loop_path, lane_a]
+                total += SNAP_PENALTY * d_b
                 if j not in new_cost or base + total < new_cost[j][0]:
                     new_cost[j] = (base + total, pieces + _segments(lanes, chain, s_a, s_b))
         if not new_cost:
@@ -207,14 +215,29 @@ def _densify(lanes: LaneGraph, pieces: list[tuple[int, float, float]], route_id:
     return Route(route_id, chain, points_xy, yaw_rad, s_m, lane, in_junction, command, waypoints)
 
 
+def route_starts(lanes: LaneGraph) -> list[SpawnPoint]:
+    """Where routes may start: spawn points every 10 m on the main lane component.
+
+    A map whose main component has only short lanes (none 10 m long) gets
+    points every 2 m, 1 m from lane ends; ``RouteError`` if it has none at all.
+    """
+    starts = lanes.spawn_points(spacing_m=10.0) or lanes.spawn_points(spacing_m=2.0, margin_m=1.0)
+    if not starts:
+        raise RouteError("the map cannot host a route: its main lane component (the largest set of driving lanes "
+                         "that all reach each other) has no lane outside junctions 2 m long")
+    return starts
+
+
 def random_route(lanes: LaneGraph, rng: np.random.Generator, min_length_m: float, max_length_m: float,
-                 route_id: str = "random") -> Route:
-    """A route of length in [min, max] from a random spawn point, turning at random at every junction."""
+                 route_id: str = "random", starts: list[SpawnPoint] | None = None) -> Route:
+    """A route of length in [min, max] from a random start, turning at random at every junction.
+
+    ``starts``: where it may begin (default :func:`route_starts`; pass them in
+    when drawing many routes on one map).
+    """
     if not 0 < min_length_m <= max_length_m:
         raise RouteError(f"need 0 < min_length_m <= max_length_m, got {min_length_m} and {max_length_m}")
-    starts = [p for p in lanes.spawn_points(spacing_m=10.0)]
-    if not starts:
-        raise RouteError("the map has no spawn points on its main lane component")
+    starts = starts or route_starts(lanes)
     for _ in range(50):
         start = starts[int(rng.integers(len(starts)))]
         target = float(rng.uniform(min_length_m, max_length_m))
@@ -368,38 +391,112 @@ class RouteTracker:
                              junction_distance)
 
 
-ROUTE_CLASSES: dict[str, tuple[float, float, int]] = {
+RouteClasses = dict[str, tuple[float, float, int]]
+"""Route classes by name: (min length m, max length m, min junction turns)."""
+
+ROUTE_CLASSES: RouteClasses = {
     "short": (150.0, 300.0, 1),
     "medium": (300.0, 600.0, 2),
     "long": (600.0, 1000.0, 3),
 }
-"""Benchmark route classes: (min length m, max length m, min junction turns)."""
+"""The standard benchmark route classes (the shipped route sets): (min length m, max length m, min junction turns)."""
+
+FULL_SIZE_MAP_M = 2500.0
+"""Driving-lane length of a main lane component from which a map gets the standard classes unscaled
+(the smallest shipped town, Town02, has 2.9 km)."""
+
+MIN_ROUTE_LENGTH_M = 20.0
+"""A class whose longest route would be shorter than this is left out."""
+
+
+@dataclass(frozen=True)
+class MapExtent:
+    """What a map offers routes: its main lane component's driving-lane length and its junctions with turns."""
+
+    lane_length_m: float
+    turning_junctions: int
+
+
+def map_extent(lanes: LaneGraph) -> MapExtent:
+    """The :class:`MapExtent` of a lane graph (main lane component only: routes start and stay there)."""
+    main = lanes.in_main_component
+    junctions = {int(lanes.junction_id[lane]) for lane in np.flatnonzero(main & lanes.is_junction)
+                 if _turn_of_lane(lanes, int(lane)) != RoadOption.STRAIGHT}
+    return MapExtent(float(lanes.length_m[main].sum()), len(junctions))
+
+
+def map_route_classes(lanes: LaneGraph, classes: RouteClasses | None = None) -> RouteClasses:
+    """``classes`` (default :data:`ROUTE_CLASSES`) adapted to what the map can host.
+
+    The rule: with ``L`` the driving-lane length of the main lane component and
+    ``J`` its junctions that have a turning lane,
+
+    - lengths are scaled by ``min(1, L / FULL_SIZE_MAP_M)`` (a route cannot be
+      long on a map that has little road; the shipped towns keep the standard
+      classes), rounded to whole metres;
+    - each class asks for at most ``J`` turns (a ring road or a highway
+      without junctions: 0);
+    - classes whose scaled maximum is under :data:`MIN_ROUTE_LENGTH_M` are
+      left out; ``RouteError`` if none is left (the map is too small).
+    """
+    extent = map_extent(lanes)
+    scale = min(1.0, extent.lane_length_m / FULL_SIZE_MAP_M)
+    adapted = {name: (float(round(low * scale)), float(round(high * scale)), min(turns, extent.turning_junctions))
+               for name, (low, high, turns) in (classes or ROUTE_CLASSES).items()}
+    adapted = {name: spec for name, spec in adapted.items() if spec[1] >= MIN_ROUTE_LENGTH_M}
+    if not adapted:
+        raise RouteError(f"the map is too small to host a route: its main lane component has "
+                         f"{extent.lane_length_m:.0f} m of driving lanes, too little for a {MIN_ROUTE_LENGTH_M:.0f} m "
+                         "route")
+    return adapted
 
 
 def generate_route_set(lanes: LaneGraph, town: str, seed: int = 0, per_class: int = 4,
-                       classes: dict[str, tuple[float, float, int]] | None = None) -> list[Route]:
-    """Routes of every class (``ROUTE_CLASSES``) with at least its number of turns, re-planned from waypoints.
+                       classes: RouteClasses | None = None, relax_turns: bool | None = None) -> list[Route]:
+    """``per_class`` routes of every class with at least its turns, re-planned from their waypoints.
+
+    ``classes`` default to :func:`map_route_classes` (the standard classes
+    adapted to the map). ``relax_turns`` (default: True when the classes are
+    the adapted default, False for classes given): a class that cannot be
+    filled with its turns asks for one turn fewer, down to 0, keeping the
+    routes already found; ``Route.turns`` says what each route got.
 
     Each route is kept only if planning it again from its sparse waypoints (what
     a route file stores) gives the same length within 1 m, so a route file
-    reproduces exactly the routes generated here.
+    reproduces exactly the routes generated here. ``RouteError`` names the
+    class that could not be filled.
     """
+    if per_class < 1:
+        raise RouteError(f"per_class must be >= 1, got {per_class}")
+    if relax_turns is None:
+        relax_turns = classes is None
+    classes = map_route_classes(lanes) if classes is None else classes
+    starts = route_starts(lanes)
     rng = np.random.default_rng(seed)
     routes: list[Route] = []
-    for name, (low, high, min_turns) in (classes or ROUTE_CLASSES).items():
-        found = 0
-        for _ in range(400 * per_class):
-            if found == per_class:
+    for name, (low, high, min_turns) in classes.items():
+        if not 0 < low <= high or min_turns < 0:
+            raise RouteError(f"route class {name!r}: need 0 < min length <= max length and turns >= 0, got "
+                             f"({low}, {high}, {min_turns})")
+        found: list[Route] = []
+        for turns in range(min_turns, -1 if relax_turns else min_turns - 1, -1):
+            for _ in range(400 * per_class):
+                if len(found) == per_class:
+                    break
+                try:
+                    candidate = random_route(lanes, rng, low, high, starts=starts)
+                    if candidate.turns < turns:
+                        continue
+                    replanned = plan_route(lanes, candidate.waypoints_xy, f"{town.lower()}_{name}_{len(found):02d}")
+                except RouteError:
+                    continue
+                if abs(replanned.length_m - candidate.length_m) <= 1.0:
+                    found.append(replanned)
+            if len(found) == per_class:
                 break
-            try:
-                candidate = random_route(lanes, rng, low, high)
-                replanned = plan_route(lanes, candidate.waypoints_xy, f"{town.lower()}_{name}_{found:02d}")
-            except RouteError:
-                continue
-            if candidate.turns < min_turns or abs(replanned.length_m - candidate.length_m) > 1.0:
-                continue
-            routes.append(replanned)
-            found += 1
-        if found < per_class:
-            raise RouteError(f"{town}: found only {found} {name} routes ({low}-{high} m, >= {min_turns} turns)")
+        if len(found) < per_class:
+            turns_text = "any number of turns" if relax_turns else f">= {min_turns} turns"
+            raise RouteError(f"{town}: found only {len(found)} of {per_class} {name} routes ({low:.0f}-{high:.0f} m, "
+                             f"{turns_text}) that re-plan from their waypoints")
+        routes += found
     return routes
