@@ -58,14 +58,31 @@ def route_pose(route: Route, s_m: float, lateral_m: float = 0.0, z_m: float = 0.
 
 
 def pursue(snapshot: WorldSnapshot, actor_id: int, path_xy: np.ndarray, speed_mps: float,
-           lookahead_m: float = 6.0) -> VehicleControl:
-    """Pure-pursuit control that follows ``path_xy`` (about 1 m apart) at ``speed_mps``."""
+           lookahead_m: float | None = None) -> VehicleControl:
+    """Pure-pursuit control that follows ``path_xy`` (points at most about 1 m apart) at ``speed_mps``.
+
+    The target is ``lookahead_m`` along the path from the nearest point (by
+    default 3 m + 0.3 s of travel): a short lookahead keeps a slow scenario car
+    on its lane through tight town corners instead of cutting them into the kerb.
+    """
     row = snapshot.index_of(actor_id)
     x, y = snapshot.location_m[row, :2]
     yaw = float(snapshot.rotation_rad[row, 1])
-    nearest = int(np.argmin(np.hypot(path_xy[:, 0] - x, path_xy[:, 1] - y)))
-    target = path_xy[min(nearest + int(lookahead_m), path_xy.shape[0] - 1)]
     speed = float(np.hypot(*snapshot.velocity_mps[row, :2]))
+    ahead = 3.0 + 0.3 * speed if lookahead_m is None else lookahead_m
+    nearest = int(np.argmin(np.hypot(path_xy[:, 0] - x, path_xy[:, 1] - y)))
+    along = np.cumsum(np.hypot(*np.diff(path_xy[nearest:], axis=0).T))
+    if along.size == 0 or along[-1] < 1.0:  # at the end of its path: stop there, do not circle back to it
+        return VehicleControl(brake=1.0)
+    target = path_xy[min(nearest + int(np.searchsorted(along, ahead)) + 1, path_xy.shape[0] - 1)]
+    # Slow down for the bend of the next 12 m (radius ~ arc / turn), to 3 m/s^2 of lateral acceleration.
+    bend_end = nearest + int(np.searchsorted(along, 12.0))
+    chord = np.diff(path_xy[nearest: min(bend_end, path_xy.shape[0] - 1) + 1], axis=0)
+    if chord.shape[0] >= 2:
+        heading = np.unwrap(np.arctan2(chord[:, 1], chord[:, 0]))
+        turn = float(np.ptp(heading))
+        if turn > 0.1:
+            speed_mps = min(speed_mps, math.sqrt(3.0 * float(np.hypot(*chord.T).sum()) / turn))
     accel = float(np.clip(0.6 * (speed_mps - speed), -1.0, 1.0))
     return VehicleControl(throttle=max(accel, 0.0), brake=max(-accel, 0.0), steer=steer_towards(x, y, yaw, target))
 
@@ -130,6 +147,10 @@ class LeadingVehicleBrake(Scenario):
         else:
             if self.brake_until is not None:
                 self.done, self.brake_until = True, None
+            if route.length_m - lead_s < 15.0:  # near the ego's goal: traffic takes it on instead of parking there
+                self.ctx.world.set_autopilot(self.lead, True)
+                self.lead = None
+                return
             control = pursue(snapshot, self.lead, route.points_xy, 4.0)
         self.ctx.world.apply_control(self.lead, control)
 
