@@ -12,14 +12,19 @@ Each step:
   growing with speed (:class:`~av_stack.control.lateral.PurePursuit`);
 - *speed*: the cruise speed (the lane's limit, at most ``cruise_mps``), lowered
   for the route's curvature ahead (lateral-acceleration limit) and to stop
-  before a red or yellow light's stop line and behind obstacles
+  before a red or yellow light's stop line, behind obstacles, and at a
+  junction's entry while a slow vehicle leaves no room behind its exit
   (:class:`~av_stack.planning.speed.SpeedPlanner`);
 - *obstacles*: every vehicle and pedestrian whose box, now or predicted ahead
   along its velocity for up to ``predict_s``, comes within the ego's corridor
-  of the route ahead; a moving lead vehicle's own braking distance is credited;
-- *a car stopped in the lane* (parked, not queueing at a light) for
-  ``overtake_after_s``: the path is shifted one lane to the left around it
-  while the other lane is clear;
+  of the route ahead (inside a junction only vehicles there now: the ego clears
+  the junction rather than stop in a crossing car's way); a moving lead
+  vehicle's own braking distance is credited;
+- *a parked car in the lane* (standing, not driven by the traffic logic, not
+  queueing at a light) for ``overtake_after_s``: the path is shifted one lane
+  to the left around it (what stands or comes on the shifted path is an
+  obstacle like any other); likewise around a traffic vehicle that stays put
+  for ``overtake_stuck_traffic_s`` although its light is green (stuck);
 - *recovery*: when the ego makes no headway although nothing is in the way
   (stuck on a kerb), it reverses with the wheels turned away from the route
   for ``reverse_s`` (through ``DrivingEnv.reverse_gear``) and drives on.
@@ -49,7 +54,8 @@ class RouteFollower:
     def __init__(self, cruise_mps: float = 8.0, planner: SpeedPlanner | None = None,
                  controller: PurePursuit | None = None, horizon_m: float = 45.0, predict_s: float = 2.0,
                  corridor_margin_m: float = 0.35, min_gap_m: float = 3.0, stop_line_margin_m: float = 1.0,
-                 speed_gain: float = 1.5, overtake_after_s: float = 4.0, stuck_after_s: float = 2.0,
+                 speed_gain: float = 1.5, overtake_after_s: float = 4.0, overtake_stuck_traffic_s: float = 20.0,
+                 stuck_after_s: float = 2.0,
                  reverse_s: float = 1.5) -> None:
         if not (math.isfinite(cruise_mps) and cruise_mps > 0):
             raise ValueError(f"cruise_mps must be a positive number, got {cruise_mps!r}")
@@ -63,6 +69,7 @@ class RouteFollower:
         self.stop_line_margin_m = stop_line_margin_m
         self.speed_gain = speed_gain
         self.overtake_after_s = overtake_after_s
+        self.overtake_stuck_traffic_s = overtake_stuck_traffic_s
         self.stuck_after_s = stuck_after_s
         self.reverse_s = reverse_s
         self._route_id: object = None
@@ -110,17 +117,23 @@ class RouteFollower:
 
         steer = self.controller.steer(x, y, yaw, forward, path)
         cruise = min(self.cruise_mps, float(env.lanes.speed_limit_mps[route.lane[progress.index]]))
-        obstacle_m, lead_mps, static_obstacle = self._obstacle(snapshot, row, route, ahead, ahead_m, path)
+        # Inside a junction the ego clears it rather than stopping in a crossing car's way for a predicted conflict.
+        in_junction = bool(route.in_junction[progress.index])
+        obstacle_m, lead_mps, standing = self._obstacle(snapshot, row, ahead_m, path, predict=not in_junction)
         stop_m = obstacle_m - self.min_gap_m + lead_mps ** 2 / (2.0 * self.planner.stop_decel_mps2)
         light, light_m = env.next_light(snapshot, progress)
+        front = float(snapshot.extent_m[row, 0])
+        if not in_junction and lead_mps < 1.0:
+            stop_m = min(stop_m, self._blocked_junction_stop(route, progress, obstacle_m, front))
         if light in (TrafficLightState.RED, TrafficLightState.YELLOW):
-            line_m = light_m - float(snapshot.extent_m[row, 0]) - self.stop_line_margin_m
+            line_m = light_m - front - self.stop_line_margin_m
             can_stop = speed ** 2 / (2.0 * self.planner.stop_decel_mps2) <= line_m + 1.0
             if line_m > -1.0 and (light == TrafficLightState.RED or can_stop):
                 stop_m = min(stop_m, line_m)
         wanted = self.planner.target_speed(ahead_m, self._curvature[ahead], cruise, stop_m)
 
-        self._update_overtake(static_obstacle, obstacle_m, speed, light_m, progress.s_m, dt)
+        light_clear = light_m > obstacle_m + 25.0 or light not in (TrafficLightState.RED, TrafficLightState.YELLOW)
+        self._update_overtake(standing, obstacle_m, speed, light_clear, progress.s_m, dt)
         self._update_stuck(snapshot, env.ego_id, wanted, speed, dt, steer)
 
         accel = self.speed_gain * (wanted - speed)
@@ -149,10 +162,11 @@ class RouteFollower:
             path[:, 1] -= shift * np.cos(yaw)
         return path
 
-    def _obstacle(self, snapshot, row: int, route, ahead: np.ndarray, ahead_m: np.ndarray,
-                  path: np.ndarray) -> tuple[float, float, bool]:
+    def _obstacle(self, snapshot, row: int, ahead_m: np.ndarray, path: np.ndarray,
+                  predict: bool = True) -> tuple[float, float, str]:
         """(distance from the ego's front to the first obstacle on the path ahead, its speed along the path,
-        whether it is a stopped vehicle in the lane now); (inf, 0, False) when the path is clear."""
+        "parked" / "traffic" when it is a standing vehicle that nobody / the traffic logic drives, else "");
+        (inf, 0, "") when the path is clear."""
         ego_xy = snapshot.location_m[row, :2]
         yaw = float(snapshot.rotation_rad[row, 1])
         heading = np.array([math.cos(yaw), math.sin(yaw)])
@@ -160,17 +174,18 @@ class RouteFollower:
         near = np.flatnonzero((np.hypot(rel[:, 0], rel[:, 1]) < self.horizon_m + 10.0) & (rel @ heading > -1.0))
         near = near[near != row]
         if near.size == 0 or path.shape[0] == 0:
-            return math.inf, 0.0, False
+            return math.inf, 0.0, ""
         front = float(snapshot.extent_m[row, 0])
         reach = EGO_HALF_WIDTH_M + self.corridor_margin_m
-        best, lead, static = math.inf, 0.0, False
+        best, lead, standing = math.inf, 0.0, ""
         times = np.arange(0.0, self.predict_s + 1e-9, 0.5)
         for i in near.tolist():
             cos_a, sin_a = math.cos(float(snapshot.rotation_rad[i, 1])), math.sin(float(snapshot.rotation_rad[i, 1]))
             ex, ey = float(snapshot.extent_m[i, 0]), float(snapshot.extent_m[i, 1])
             velocity = snapshot.velocity_mps[i, :2]
             moving = float(np.hypot(*velocity)) > 0.3
-            for t in (times if moving else times[:1]):
+            walker = int(snapshot.kind[i]) == ActorKind.WALKER
+            for t in (times if moving and (predict or walker) else times[:1]):
                 centre = snapshot.location_m[i, :2] + velocity * t
                 d = path - centre
                 along = np.abs(d[:, 0] * cos_a + d[:, 1] * sin_a) - ex
@@ -188,18 +203,41 @@ class RouteFollower:
                 if distance < best:
                     best = distance
                     lead = max(float(velocity @ heading), 0.0) if t == 0.0 else 0.0
-                    static = (t == 0.0 and not moving and int(snapshot.kind[i]) == ActorKind.VEHICLE)
+                    standing = "" if t > 0.0 or moving or int(snapshot.kind[i]) != ActorKind.VEHICLE else \
+                        "traffic" if bool(snapshot.autopilot[i]) else "parked"
                 break
-        return max(best, 0.0), lead, static
+        return max(best, 0.0), lead, standing
 
-    def _update_overtake(self, static_obstacle: bool, obstacle_m: float, speed: float, light_m: float,
+    def _blocked_junction_stop(self, route, progress, obstacle_m: float, front_m: float) -> float:
+        """Distance to the next junction's entry line when a slow vehicle ahead leaves no room behind the
+        junction's exit (the ego would wait inside the junction, in crossing traffic's way); else inf."""
+        if obstacle_m == math.inf:
+            return math.inf
+        entries = route.junction_entries[route.junction_entries > progress.index]
+        if not entries.size:
+            return math.inf
+        entry = int(entries[0])
+        outside = np.flatnonzero(~route.in_junction[entry:])
+        exit_s = float(route.s_m[entry + int(outside[0])]) if outside.size else route.length_m
+        line_m = float(route.s_m[entry]) - progress.s_m - front_m - self.stop_line_margin_m
+        obstacle_s = progress.s_m + front_m + obstacle_m
+        if line_m > -1.0 and obstacle_s < exit_s + 7.0:
+            return line_m
+        return math.inf
+
+    def _update_overtake(self, standing: str, obstacle_m: float, speed: float, light_clear: bool,
                          s_m: float, dt: float) -> None:
-        """Start passing a vehicle that stands in the lane (not a queue at a light) after a wait."""
+        """Start passing a vehicle that stands in the lane (not a queue at a red light) after a wait.
+
+        A parked car after ``overtake_after_s``; a traffic vehicle that stays put
+        although its way is clear (stuck) after ``overtake_stuck_traffic_s``.
+        """
         if self._overtake is not None and s_m > self._overtake[1] + 8.0:
             self._overtake = None
-        waiting = static_obstacle and speed < 0.3 and obstacle_m < 12.0 and light_m > obstacle_m + 25.0
+        waiting = bool(standing) and speed < 0.3 and obstacle_m < 12.0
         self._stopped_behind_s = self._stopped_behind_s + dt if waiting else 0.0
-        if self._overtake is None and self._stopped_behind_s >= self.overtake_after_s:
+        wait_s = self.overtake_after_s if standing == "parked" else self.overtake_stuck_traffic_s
+        if self._overtake is None and waiting and light_clear and self._stopped_behind_s >= wait_s:
             start = s_m + obstacle_m
             self._overtake = (start, start + 12.0)
             self._stopped_behind_s = 0.0
