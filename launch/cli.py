@@ -178,18 +178,21 @@ def bench_serve(
 
 @map_app.command("check")
 def map_check(path: str = typer.Argument(..., help="Town name or .xodr path.")) -> None:
-    """Validate a map safely (in a child process); exit 2 with a clear error if it is bad."""
+    """Check that every command can use a map (parsed and its lane graph built in a child process); exit 2 with
+    the same one-line error the other commands give if not."""
     from sim.maps.loader import MapLoadError, check_opendrive_text, resolve_map, validate_in_child
 
     try:
         source = resolve_map(path)
         label = str(source.path or source.name)
         check_opendrive_text(source.xodr_text, label)
-        edges, waypoints = validate_in_child(source.xodr_text, label)
+        check = validate_in_child(source.xodr_text, label, name=source.name)
     except MapLoadError as exc:
         _fail(str(exc))
         return
-    console.print(f"[green]ok[/]: {label}: {edges} topology edges, {waypoints} waypoints at 2 m")
+    console.print(f"[green]ok[/]: {label}: {check.topology_edges} topology edges, {check.waypoints} waypoints at 2 m, "
+                  f"{check.lanes} driving lanes ({check.main_component_share:.0%} in the main component), "
+                  f"{check.spawn_points} spawn points")
 
 
 @map_app.command("info")

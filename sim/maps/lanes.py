@@ -23,6 +23,7 @@ from shapely import STRtree
 from shapely.geometry import LineString
 
 from sim.api import Pose
+from sim.maps.loader import MapLoadError
 
 SAMPLE_STEP_M = 1.0
 DEFAULT_SPEED_LIMIT_MPS = 30.0 / 3.6
@@ -30,6 +31,15 @@ MAX_LATERAL_ACCEL_MPS2 = 2.5
 CONFLICT_DISTANCE_M = 2.2
 LEVEL_SEPARATION_M = 3.0
 """Surfaces farther apart than this in height are different levels (a bridge and the road under it)."""
+MIN_LANE_LENGTH_M = 0.01
+"""Driving lanes shorter than this are dropped and their predecessors linked to their successors.
+
+Some towns join roads through junction lanes of under a millimetre: no
+vehicle can be on one for even a tick, and as one-point polylines they break
+geometry code.
+"""
+_END_MARGIN_M = 1e-3  # lane ends are sampled this far inside, so the lookup cannot fall in the next section
+_DUPLICATE_POINT_M = 1e-6
 _SPEED_UNITS = {"km/h": 1 / 3.6, "kmh": 1 / 3.6, "mph": 0.44704, "m/s": 1.0, "ms": 1.0}
 _MARKING_NAMES = ("NONE", "Other", "Broken", "Solid", "SolidSolid", "SolidBroken", "BrokenSolid",
                   "BrokenBroken", "BottsDots", "Grass", "Curb")
@@ -79,8 +89,14 @@ class LaneGraph:
     ``is_junction``, ``junction_id`` (-1 outside junctions), ``speed_limit_mps``,
     ``comfort_speed_mps`` (curvature limit), ``successors`` (L, S) padded with -1,
     ``num_successors``, ``left_lane``/``right_lane`` (same-direction neighbour
-    or -1), ``in_main_component`` (lane lies in the largest strongly connected
-    component, so traffic on it never reaches a dead end).
+    or -1), ``in_main_component`` (the main component: the largest set of lanes
+    that all reach each other when vehicles may also change to a same-direction
+    neighbour across a crossable marking outside junctions, less lanes from
+    which following lanes can only end in a dead end; so every lane of a
+    multi-lane ring or highway is in it, and traffic on it never reaches a dead
+    end), ``in_follow_core`` (the largest set of lanes that all reach each other
+    by following lanes alone: traffic that never changes lanes prefers it, so
+    it is not trapped in a side loop it cannot leave).
     Per sample (``P`` rows): ``points_xyz``, ``yaw_rad``, ``s_m``, ``width_m``,
     ``sample_lane``, ``left_marking``/``right_marking`` (index into
     :data:`MARKING_NAMES`).
@@ -99,6 +115,7 @@ class LaneGraph:
     left_lane: np.ndarray
     right_lane: np.ndarray
     in_main_component: np.ndarray
+    in_follow_core: np.ndarray
     points_xyz: np.ndarray
     yaw_rad: np.ndarray
     s_m: np.ndarray
@@ -311,75 +328,195 @@ def _speed_limits_by_road(carla_map, xodr_text: str) -> dict[int, float]:
     return limits
 
 
-def build_lane_graph(carla_map, xodr_text: str, step_m: float = SAMPLE_STEP_M) -> LaneGraph:
-    """Sample every driving lane of ``carla_map`` and build the lane graph (a few ms per town)."""
-    topology = carla_map.get_topology()
-    starts: dict[LaneKey, object] = {}
-    edges: set[tuple[LaneKey, LaneKey]] = set()
-    for entry, exit_ in topology:
-        starts.setdefault(_key(entry), entry)
-        edges.add((_key(entry), _key(exit_)))
-    keys = tuple(sorted(starts))
-    index = {k: i for i, k in enumerate(keys)}
-    limits = _speed_limits_by_road(carla_map, xodr_text)
-    marking_index = {name: i for i, name in enumerate(_MARKING_NAMES)}
+@dataclass(frozen=True)
+class _Span:
+    """One lane of one lane section as the file lays it out: road ``s`` from ``s0_m`` to ``s1_m``."""
 
-    xyz_parts, yaw_parts, s_parts, width_parts, lm_parts, rm_parts = [], [], [], [], [], []
-    counts, lengths, junction_ids = [], [], []
-    for key in keys:
-        first = starts[key]
-        waypoints = [first] + list(first.next_until_lane_end(step_m))
-        # next_until_lane_end can step onto the successor's first sample; keep this lane only.
-        waypoints = [w for w in waypoints if _key(w) == key] or [first]
+    road_id: int
+    lane_id: int
+    s0_m: float
+    s1_m: float
+
+
+@dataclass(frozen=True, eq=False)
+class _SampledLane:
+    """One driving lane sampled at exact arc-length steps."""
+
+    points_xyz: np.ndarray
+    yaw_rad: np.ndarray
+    s_m: np.ndarray
+    width_m: np.ndarray
+    left_marking: np.ndarray
+    right_marking: np.ndarray
+    length_m: float
+    junction_id: int
+    middle: object  # a carla.Waypoint half-way along the lane
+
+
+def _lane_spans(xodr_text: str) -> list[_Span]:
+    """Every non-centre lane of every lane section, with the road ``s`` range it covers."""
+    spans: list[_Span] = []
+    for road in ET.fromstring(xodr_text).findall("road"):
+        lanes = road.find("lanes")
+        try:
+            road_id = int(road.get("id", ""))
+            length = float(road.get("length", "nan"))
+            sections = sorted(((float(sec.get("s", "0")), sec) for sec in (lanes if lanes is not None else [])
+                               if sec.tag == "laneSection"), key=lambda item: item[0])
+        except ValueError:
+            continue  # carla.Map refuses such a road too
+        if not math.isfinite(length):
+            continue
+        for i, (s0, section) in enumerate(sections):
+            s1 = min(sections[i + 1][0] if i + 1 < len(sections) else length, length)
+            for lane in section.iterfind("./*/lane"):
+                try:
+                    lane_id = int(lane.get("id", "0"))
+                except ValueError:
+                    continue
+                if lane_id != 0:
+                    spans.append(_Span(road_id, lane_id, s0, s1))
+    return spans
+
+
+def _sample_driving_lanes(carla_map, xodr_text: str, step_m: float) -> dict[LaneKey, _SampledLane]:
+    """Every driving lane that ``carla_map`` resolves, keyed ``(road, section, lane)``.
+
+    Samples sit every ``step_m`` of road ``s`` (plus both ends, 1 mm inside),
+    duplicate points are dropped, and the polyline is resampled at exact
+    arc-length steps so that ``s -> sample row`` is a division. Lanes of zero
+    length come back with ``length_m == 0`` for the caller to drop.
+    """
+    marking_index = {name: i for i, name in enumerate(_MARKING_NAMES)}
+    result: dict[LaneKey, _SampledLane] = {}
+    for span in _lane_spans(xodr_text):
+        extent = span.s1_m - span.s0_m
+        if not extent > 0:
+            continue
+        middle = carla_map.get_waypoint_xodr(span.road_id, span.lane_id, 0.5 * (span.s0_m + span.s1_m))
+        if (middle is None or str(middle.lane_type) != "Driving" or middle.road_id != span.road_id
+                or middle.lane_id != span.lane_id):
+            continue
+        key = _key(middle)
+        if key in result:
+            continue
+        margin = min(_END_MARGIN_M, extent / 4)
+        road_s = np.concatenate([[span.s0_m + margin], np.arange(span.s0_m + step_m, span.s1_m - margin, step_m),
+                                 [span.s1_m - margin]])
+        if span.lane_id > 0:  # CARLA drives positive lanes against the road's s
+            road_s = road_s[::-1]
+        waypoints = [carla_map.get_waypoint_xodr(span.road_id, span.lane_id, float(s)) for s in road_s]
+        waypoints = [w for w in waypoints if w is not None and _key(w) == key] or [middle]
         xyz = np.array([[w.transform.location.x, w.transform.location.y, w.transform.location.z]
                         for w in waypoints])
-        yaw = np.deg2rad([w.transform.rotation.yaw for w in waypoints])
-        if len(waypoints) == 1:  # degenerate lane: give it a tiny second sample along its heading
-            xyz = np.vstack([xyz, xyz[0] + [0.1 * math.cos(yaw[0]), 0.1 * math.sin(yaw[0]), 0.0]])
-            yaw = np.append(yaw, yaw[0])
-            waypoints = waypoints * 2
+        distinct = np.ones(len(waypoints), dtype=bool)
+        distinct[1:] = np.linalg.norm(np.diff(xyz[:, :2], axis=0), axis=1) > _DUPLICATE_POINT_M
+        waypoints = [w for w, keep in zip(waypoints, distinct) if keep]
+        xyz = xyz[distinct]
+        yaw = np.unwrap(np.deg2rad([w.transform.rotation.yaw for w in waypoints]))
         raw_s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xyz[:, :2], axis=0), axis=1))])
-        raw_s = np.maximum.accumulate(raw_s + np.arange(len(raw_s)) * 1e-6)
-        # Resample at exact arc-length steps so that s -> sample row is a division, not a search.
         length = float(raw_s[-1])
+        # Resample at exact arc-length steps so that s -> sample row is a division, not a search.
         s = np.append(np.arange(0.0, length, step_m), length)
-        if s.size >= 2 and s[-1] - s[-2] < 1e-3:
+        if s.size > 2 and s[-1] - s[-2] < 1e-3:
             s = np.delete(s, -2)
-        xyz = np.stack([np.interp(s, raw_s, xyz[:, i]) for i in range(3)], axis=1)
-        yaw = np.interp(s, raw_s, np.unwrap(yaw))
+        if len(waypoints) > 1:
+            points = np.stack([np.interp(s, raw_s, xyz[:, i]) for i in range(3)], axis=1)
+            yaw_s = np.interp(s, raw_s, yaw)
+        else:
+            points, yaw_s = np.repeat(xyz, s.size, axis=0), np.repeat(yaw, s.size)
         nearest = np.minimum(np.searchsorted(raw_s, s), len(waypoints) - 1)
-        xyz_parts.append(xyz)
-        yaw_parts.append(wrap_angle(yaw))
-        s_parts.append(s)
-        width_parts.append(np.array([w.lane_width for w in waypoints])[nearest])
-        lm_parts.append(np.array([marking_index.get(str(w.left_lane_marking.type), 1) for w in waypoints])[nearest])
-        rm_parts.append(np.array([marking_index.get(str(w.right_lane_marking.type), 1) for w in waypoints])[nearest])
-        counts.append(len(s))
-        lengths.append(length)
-        junction_ids.append(int(first.junction_id) if first.is_junction else -1)
 
-    count = np.array(counts, dtype=np.int64)
+        def markings(attr: str) -> np.ndarray:
+            values = [getattr(w, attr) for w in waypoints]
+            return np.array([0 if m is None else marking_index.get(str(m.type), 1) for m in values],
+                            dtype=np.int8)[nearest]
+
+        result[key] = _SampledLane(
+            points_xyz=points, yaw_rad=np.asarray(wrap_angle(yaw_s), float), s_m=s,
+            width_m=np.array([w.lane_width for w in waypoints], float)[nearest],
+            left_marking=markings("left_lane_marking"), right_marking=markings("right_lane_marking"),
+            length_m=length, junction_id=int(middle.junction_id) if middle.is_junction else -1, middle=middle)
+    return result
+
+
+def _contract_short_lanes(successors: dict[LaneKey, set[LaneKey]], kept: set[LaneKey]
+                          ) -> dict[LaneKey, set[LaneKey]]:
+    """Successors among ``kept`` lanes, passing through dropped (too short) lanes to what follows them."""
+    result: dict[LaneKey, set[LaneKey]] = {}
+    for key in kept:
+        found: set[LaneKey] = set()
+        stack = list(successors.get(key, ()))
+        seen: set[LaneKey] = set()
+        while stack:
+            other = stack.pop()
+            if other in seen:
+                continue
+            seen.add(other)
+            if other in kept:
+                found.add(other)
+            else:  # a dropped (too short) lane: go on to what follows it; topology lists only driving lanes
+                stack.extend(successors.get(other, ()))
+        result[key] = found
+    return result
+
+
+def build_lane_graph(carla_map, xodr_text: str, step_m: float = SAMPLE_STEP_M) -> LaneGraph:
+    """Sample every driving lane of ``carla_map`` and build the lane graph (a fraction of a second per town).
+
+    Lanes are enumerated from the file's lane sections (``get_topology()``
+    lists only lanes that have a successor, so a lane that ends, such as a
+    merge lane, would be lost) and sampled with ``get_waypoint_xodr``; each lane's
+    successors are the ones ``get_topology()`` gives it, so the links are
+    CARLA's own. Lanes shorter than :data:`MIN_LANE_LENGTH_M` are
+    dropped and their predecessors linked to their successors. Raises
+    :class:`~sim.maps.loader.MapLoadError` when no driving lane is left or
+    every lane leads only to dead ends.
+    """
+    lanes = _sample_driving_lanes(carla_map, xodr_text, step_m)
+    keep = [k for k, lane in lanes.items() if lane.length_m >= MIN_LANE_LENGTH_M]
+    if not keep:
+        raise MapLoadError(f"map {carla_map.name} has no driving lane longer than {MIN_LANE_LENGTH_M * 100:.0f} cm")
+    keys = tuple(sorted(keep))
+    index = {k: i for i, k in enumerate(keys)}
+    limits = _speed_limits_by_road(carla_map, xodr_text)
+    sampled = [lanes[k] for k in keys]
+
+    count = np.array([lane.s_m.size for lane in sampled], dtype=np.int64)
     offset = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    lengths = [lane.length_m for lane in sampled]
+    junction_ids = [lane.junction_id for lane in sampled]
+    yaw_parts = [lane.yaw_rad for lane in sampled]
+    s_parts = [lane.s_m for lane in sampled]
+    xyz_parts = [lane.points_xyz for lane in sampled]
+    width_parts = [lane.width_m for lane in sampled]
+    lm_parts = [lane.left_marking for lane in sampled]
+    rm_parts = [lane.right_marking for lane in sampled]
     yaw_all = np.concatenate(yaw_parts)
     s_all = np.concatenate(s_parts)
     sample_lane = np.repeat(np.arange(len(keys)), count)
 
+    # get_topology() lists every lane section's lanes that have a successor, with CARLA's successors
+    # (Waypoint.next is no reference: on some files it misses links the topology has).
+    topology: dict[LaneKey, set[LaneKey]] = {}
+    for entry, exit_ in carla_map.get_topology():
+        topology.setdefault(_key(entry), set()).add(_key(exit_))
+    succ_by_key = _contract_short_lanes(topology, set(keys))
     graph = nx.DiGraph()
     graph.add_nodes_from(range(len(keys)))
     succ_lists: list[list[int]] = [[] for _ in keys]
-    for a, b in sorted(edges):
-        if a in index and b in index and index[b] not in succ_lists[index[a]]:
-            succ_lists[index[a]].append(index[b])
-            graph.add_edge(index[a], index[b], length=lengths[index[a]])
+    for key in keys:
+        a = index[key]
+        for other in sorted(succ_by_key[key]):
+            b = index[other]
+            if b != a:
+                succ_lists[a].append(b)
+                graph.add_edge(a, b, length=lengths[a])
     width = max(1, max(len(s) for s in succ_lists))
     successors = np.full((len(keys), width), -1, dtype=np.int64)
     for i, succ in enumerate(succ_lists):
         successors[i, :len(succ)] = succ
 
-    in_main = np.zeros(len(keys), dtype=bool)
-    if len(keys):
-        main = max(nx.strongly_connected_components(graph), key=len)
-        in_main[list(main)] = True
 
     # Curvature-limited comfortable speed per lane: v = sqrt(a_lat / |kappa|).
     comfort = np.empty(len(keys))
@@ -394,24 +531,60 @@ def build_lane_graph(carla_map, xodr_text: str, step_m: float = SAMPLE_STEP_M) -
         kappa = float(np.max(dyaw / ds)) if dyaw.size else 0.0
         comfort[i] = math.sqrt(MAX_LATERAL_ACCEL_MPS2 / kappa) if kappa > 1e-4 else np.inf
 
+    starts = {k: lanes[k].middle for k in keys}
     left, right = _same_direction_neighbours(keys, index, starts)
+    left_marking = np.concatenate(lm_parts)
+    right_marking = np.concatenate(rm_parts)
+    in_main = _main_component(graph, left, right, np.array([j >= 0 for j in junction_ids]), offset, count,
+                              left_marking, right_marking)
+    if not in_main.any():
+        raise MapLoadError(f"map {carla_map.name} has no lane network to drive on: each of its {len(keys)} driving "
+                           "lanes leads only to dead ends (no loop of lanes, even with lane changes)")
+    in_core = np.zeros(len(keys), dtype=bool)
+    in_core[sorted(max(nx.strongly_connected_components(graph), key=len))] = True
     speed = np.array([limits.get(k[0], DEFAULT_SPEED_LIMIT_MPS) for k in keys])
     return LaneGraph(
         keys=keys, length_m=np.array(lengths), offset=offset, count=count,
         is_junction=np.array([j >= 0 for j in junction_ids]), junction_id=np.array(junction_ids, dtype=np.int64),
         speed_limit_mps=speed, comfort_speed_mps=comfort, successors=successors,
         num_successors=np.array([len(s) for s in succ_lists], dtype=np.int64),
-        left_lane=left, right_lane=right, in_main_component=in_main,
+        left_lane=left, right_lane=right, in_main_component=in_main, in_follow_core=in_core,
         points_xyz=np.concatenate(xyz_parts), yaw_rad=yaw_all, s_m=s_all,
         width_m=np.concatenate([np.asarray(w, float) for w in width_parts]), sample_lane=sample_lane,
-        left_marking=np.concatenate([np.asarray(m, np.int8) for m in lm_parts]),
-        right_marking=np.concatenate([np.asarray(m, np.int8) for m in rm_parts]),
-        graph=graph,
+        left_marking=left_marking, right_marking=right_marking, graph=graph,
     )
 
 
 MARKING_NAMES = _MARKING_NAMES
 """Lane-marking type names (``carla.LaneMarkingType``) indexed by ``left_marking``/``right_marking``."""
+
+CROSSABLE_MARKINGS = frozenset(_MARKING_NAMES.index(name) for name in ("NONE", "Broken", "BrokenBroken", "BottsDots"))
+"""Marking indices a lane change may cross (the rest are solid lines, kerbs and grass)."""
+
+
+def _main_component(graph: nx.DiGraph, left: np.ndarray, right: np.ndarray, is_junction: np.ndarray,
+                    offset: np.ndarray, count: np.ndarray, left_marking: np.ndarray, right_marking: np.ndarray
+                    ) -> np.ndarray:
+    """Lanes of the main component (see :class:`LaneGraph`): the largest set of lanes that all reach each other
+    when vehicles may also change to a same-direction neighbour across a crossable marking outside junctions,
+    less the lanes from which following lanes (without changing) can only end in a dead end."""
+    with_changes = graph.copy()
+    crossable = np.zeros(256, dtype=bool)
+    crossable[list(CROSSABLE_MARKINGS)] = True
+    for lane in np.flatnonzero(~is_junction):
+        rows = slice(int(offset[lane]), int(offset[lane] + count[lane]))
+        for neighbour, marking in ((left[lane], left_marking), (right[lane], right_marking)):
+            if neighbour >= 0 and crossable[marking[rows].astype(np.uint8)].any():
+                with_changes.add_edge(int(lane), int(neighbour))
+    main = set(max(nx.strongly_connected_components(with_changes), key=len))
+    dead = [lane for lane in main if not any(b in main for b in graph.successors(lane))]
+    while dead:
+        main.difference_update(dead)
+        dead = {a for lane in dead for a in graph.predecessors(lane)
+                if a in main and not any(b in main for b in graph.successors(a))}
+    in_main = np.zeros(len(left), dtype=bool)
+    in_main[sorted(main)] = True
+    return in_main
 
 
 def _same_direction_neighbours(keys, index, starts) -> tuple[np.ndarray, np.ndarray]:

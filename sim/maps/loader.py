@@ -3,14 +3,17 @@
 ``carla.Map(name, xodr_text)`` parses OpenDRIVE offline with CARLA's own
 library, but some malformed files crash the process inside it (a segfault,
 not an exception). Untrusted files are therefore parsed once in a child
-process first; a file that crashes, hangs or yields no drivable lanes becomes
-one :class:`MapLoadError` naming the file. The shipped CARLA towns are known
-good (checked by hash) and skip the child.
+process first, and the lane graph every command derives from the map is
+built there too: a file that crashes, hangs, yields no drivable lanes or a
+lane graph that cannot be used becomes one :class:`MapLoadError` naming the
+map, the same in ``avsim map check`` and in every other command. The shipped
+CARLA towns are known good (checked by hash) and skip the child.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -31,14 +34,40 @@ SHIPPED_TOWNS: dict[str, str] = {
 CHILD_TIMEOUT_S = 120.0
 
 _CHILD_SCRIPT = """
+import json
 import sys
 import carla
+from sim.maps.lanes import build_lane_graph
+from sim.maps.loader import MapLoadError
+from sim.maps.signals import build_signal_layout
 text = sys.stdin.read()
 m = carla.Map(sys.argv[1], text)
-topology = m.get_topology()
-waypoints = m.generate_waypoints(2.0)
-print(len(topology), len(waypoints))
+report = {"edges": len(m.get_topology()), "waypoints": len(m.generate_waypoints(2.0))}
+if report["edges"] and report["waypoints"]:
+    try:
+        lanes = build_lane_graph(m, text)
+    except MapLoadError as exc:
+        report["error"] = str(exc)
+    else:
+        lanes.junction_conflicts
+        build_signal_layout(m, lanes)
+        report.update(lanes=lanes.num_lanes, main_component_share=float(lanes.in_main_component.mean()),
+                      spawn_points=len(lanes.spawn_points()))
+print(json.dumps(report))
 """
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the ``sim`` package
+
+
+@dataclass(frozen=True)
+class MapCheck:
+    """What the map check found: CARLA's topology edges and waypoints (every 2 m), the lane graph's driving
+    lanes, the share of them in its main component, and derived spawn points."""
+
+    topology_edges: int
+    waypoints: int
+    lanes: int
+    main_component_share: float
+    spawn_points: int
 
 
 class MapLoadError(RuntimeError):
@@ -117,32 +146,41 @@ def check_opendrive_text(text: str, label: str) -> None:
         raise MapLoadError(f"map {label} has no <road> elements")
 
 
-def validate_in_child(text: str, label: str, timeout_s: float = CHILD_TIMEOUT_S) -> tuple[int, int]:
-    """Parse ``text`` with carla.Map in a child process; return (topology edges, waypoints).
+def validate_in_child(text: str, label: str, timeout_s: float = CHILD_TIMEOUT_S, *, name: str | None = None
+                      ) -> MapCheck:
+    """Check in a child process that every command can use the map: carla.Map parses ``text`` and the lane
+    graph, its junction conflicts and its signals build (as :class:`carla.Map` named ``name``, default ``label``).
 
-    A crash (signal), a Python error, a timeout or a map without lanes raises
-    :class:`MapLoadError` naming ``label``; the calling process is never at risk.
+    A crash (signal), a Python error, a timeout, a map without lanes or one the
+    lane graph refuses raises :class:`MapLoadError` (for the last, the very
+    message every command gives); the calling process is never at risk.
     """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH")) if p)
     try:
         result = subprocess.run(
-            [sys.executable, "-c", _CHILD_SCRIPT, label],
-            input=text, capture_output=True, text=True, timeout=timeout_s, check=False,
+            [sys.executable, "-c", _CHILD_SCRIPT, name or label],
+            input=text, capture_output=True, text=True, timeout=timeout_s, check=False, env=env,
         )
     except subprocess.TimeoutExpired as exc:
         raise MapLoadError(f"map {label}: carla.Map did not finish parsing within {timeout_s:.0f} s") from exc
     if result.returncode < 0:
-        name = signal.Signals(-result.returncode).name
-        raise MapLoadError(f"map {label}: carla.Map crashed while parsing it ({name}); the file is malformed")
+        signame = signal.Signals(-result.returncode).name
+        raise MapLoadError(f"map {label}: carla.Map crashed while parsing it ({signame}); the file is malformed")
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
         raise MapLoadError(f"map {label}: carla.Map failed: {last}")
     try:
-        edges, waypoints = (int(v) for v in result.stdout.split()[-2:])
-    except ValueError as exc:
+        report = json.loads((result.stdout.strip().splitlines() or [""])[-1])
+        edges, waypoints = int(report["edges"]), int(report["waypoints"])
+    except (ValueError, KeyError, TypeError) as exc:
         raise MapLoadError(f"map {label}: unexpected output from the map check: {result.stdout!r}") from exc
     if edges == 0 or waypoints == 0:
         raise MapLoadError(f"map {label} has no drivable lanes (topology {edges} edges, {waypoints} waypoints)")
-    return edges, waypoints
+    if "error" in report:
+        raise MapLoadError(str(report["error"]))
+    return MapCheck(edges, waypoints, int(report["lanes"]), float(report["main_component_share"]),
+                    int(report["spawn_points"]))
 
 
 def load_carla_map(source: MapSource, *, validate: bool | None = None):  # -> carla.Map
@@ -152,5 +190,5 @@ def load_carla_map(source: MapSource, *, validate: bool | None = None):  # -> ca
     label = str(source.path) if source.path is not None else source.name
     check_opendrive_text(source.xodr_text, label)
     if validate if validate is not None else not source.trusted:
-        validate_in_child(source.xodr_text, label)
+        validate_in_child(source.xodr_text, label, name=source.name)
     return carla.Map(source.name, source.xodr_text)

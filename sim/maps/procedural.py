@@ -14,7 +14,10 @@ Layout, in the OpenDRIVE frame (x east, y north; ``carla.Map`` negates y):
   every road ends in a junction and every lane can continue: no dead ends.
 - Junction movements: straight on keeps the lane, left turns leave from the
   innermost lane, right turns from the others; turns may end in any lane. The
-  topology alone (no lane changes) is strongly connected.
+  topology alone (no lane changes) is strongly connected. ``turn_lanes="nearest"``
+  joins left turns innermost to innermost and right turns outermost to
+  outermost instead, as most real towns do: the middle lanes of a multi-lane
+  road, and some lanes of the ring highway, are then reached by lane changes.
 - ``highway=True`` adds a ring road (2 lanes per direction, no sidewalks)
   around the whole town. One pair of neighbouring arms on the south border is
   used for a one-way on-ramp (grid to ring) and a one-way off-ramp (ring to
@@ -39,6 +42,7 @@ import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -81,6 +85,10 @@ class ProceduralTownConfig(BaseModel):
     highway: bool = False
     speed_limit_kph: float = Field(50.0, gt=0.0, le=200.0)
     highway_speed_limit_kph: float = Field(100.0, gt=0.0, le=200.0)
+    turn_lanes: Literal["any", "nearest"] = Field(
+        "any", description="'any': turns may end in any lane of the target road (the lane graph is strongly "
+                           "connected without lane changes); 'nearest': left turns join innermost lanes and right "
+                           "turns outermost ones, as in most real towns (other lanes are reached by lane changes)")
 
     @model_validator(mode="after")
     def _check_fits(self) -> "ProceduralTownConfig":
@@ -191,7 +199,7 @@ def _connect(p0: np.ndarray, h0: float, p1: np.ndarray, h1: float) -> list[_Prim
 # ---------------------------------------------------------------------------
 
 
-def _lane_pairs(turn_rad: float, n_in: int, n_out: int) -> list[tuple[int, int]]:
+def _lane_pairs(turn_rad: float, n_in: int, n_out: int, nearest: bool = False) -> list[tuple[int, int]]:
     """(inbound, outbound) lane indices (0 = next to the centre line) joined for one movement.
 
     Straight on keeps the lane. Left turns leave from the innermost lane, right turns from
@@ -199,9 +207,13 @@ def _lane_pairs(turn_rad: float, n_in: int, n_out: int) -> list[tuple[int, int]]
     can be reached from every lane; turns may end in any lane of the target road. That way
     every lane of a multi-lane road can be entered from and left to another lane index
     through junctions alone, so the lane graph is strongly connected without lane changes.
+    With ``nearest``, a left turn joins the innermost lanes and a right turn the outermost
+    ones only, so the middle lanes of a road are reached by lane changes.
     """
     if abs(turn_rad) < math.pi / 6:
         return [(k, k) for k in range(min(n_in, n_out))]
+    if nearest:
+        return [(0, 0)] if turn_rad > 0 else [(n_in - 1, n_out - 1)]
     if n_out == 1:
         sources = list(range(n_in))
     elif turn_rad > 0:
@@ -641,7 +653,7 @@ class _TownBuilder:
                 turn = _wrap(arm_out.out_heading_rad - arm_in.in_heading_rad)
                 if abs(turn) > 0.75 * math.pi:
                     continue  # no U-turns
-                pairs = _lane_pairs(turn, arm_in.n_in, arm_out.n_out)
+                pairs = _lane_pairs(turn, arm_in.n_in, arm_out.n_out, self.cfg.turn_lanes == "nearest")
                 for k_in, k_out in pairs:
                     self._add_connecting_road(
                         junction, spec, arm_in, arm_out,

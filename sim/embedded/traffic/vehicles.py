@@ -150,7 +150,10 @@ class TrafficVehicles:
             others = np.flatnonzero(row)
             self._conflict_index[lane, : others.size] = others
         succ = lanes.successors
-        keep = (succ >= 0) & lanes.in_main_component[np.maximum(succ, 0)]
+        # Prefer the lane-following core (a side loop reached only by lane changes would trap traffic that never
+        # changes lanes), then the main component, then any successor.
+        keep = (succ >= 0) & lanes.in_follow_core[np.maximum(succ, 0)]
+        keep |= (succ >= 0) & ~keep.any(axis=1, keepdims=True) & lanes.in_main_component[np.maximum(succ, 0)]
         fallback = (succ >= 0) & ~keep.any(axis=1, keepdims=True)
         good = keep | fallback
         order = np.argsort(~good, axis=1, kind="stable")

@@ -86,3 +86,12 @@ def test_user_file_is_validated_then_loaded(tmp_path):
     assert not source.trusted
     carla_map = load_carla_map(source)
     assert len(carla_map.get_topology()) > 50
+
+
+def test_child_check_reports_the_lane_graph_from_any_directory(tmp_path, monkeypatch):
+    # The child imports sim from this checkout whatever the working directory.
+    monkeypatch.chdir(tmp_path)
+    check = validate_in_child(resolve_map("Town02").xodr_text, "Town02 copy", name="Town02")
+    assert check.topology_edges > 50 and check.waypoints > 1000
+    assert check.lanes == 88 and check.main_component_share == 1.0 and check.spawn_points > 50
+

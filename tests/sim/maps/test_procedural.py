@@ -376,6 +376,7 @@ def test_5x5_generates_a_junction_per_grid_node() -> None:
         ({"speed_limit_kph": 0.0}, "speed_limit_kph"),
         ({"block_length_m": float("nan")}, "block_length_m"),
         ({"grid_size": 3}, "grid_size"),
+        ({"turn_lanes": "all"}, "turn_lanes"),
     ],
 )
 def test_bad_parameters_raise_value_error_naming_the_field(kwargs: dict, field: str) -> None:
@@ -395,3 +396,25 @@ def test_blocks_too_short_for_the_cross_section_raise() -> None:
 def test_config_is_frozen() -> None:
     with pytest.raises(ValidationError):
         DEFAULT.grid_rows = 5  # type: ignore[misc]
+
+
+def test_nearest_turn_lanes_join_innermost_and_outermost_lanes_only() -> None:
+    cfg = ProceduralTownConfig(grid_rows=1, grid_cols=1, lanes_per_direction=3, block_length_m=120.0,
+                               turn_lanes="nearest")
+    town = _map(cfg)
+    graph = _lane_graph(town)
+    turns: set[tuple[int, int]] = set()
+    for lane in graph.nodes:
+        wp = town.get_waypoint_xodr(lane[0], lane[2], 0.5)
+        if wp is None or not wp.is_junction:
+            continue
+        for before in graph.predecessors(lane):
+            for after in graph.successors(lane):
+                start = town.get_waypoint_xodr(before[0], before[2], 0.5)
+                end = town.get_waypoint_xodr(after[0], after[2], 0.5)
+                heading = _yaw_gap_deg(start.transform.rotation.yaw, end.transform.rotation.yaw)
+                if 30.0 < heading < 150.0:
+                    turns.add((abs(before[2]), abs(after[2])))
+    # Left turns innermost to innermost, right turns outermost to outermost: never into a middle lane.
+    assert turns and turns <= {(1, 1), (3, 3)}
+    assert generate_town(cfg) != generate_town(cfg.model_copy(update={"turn_lanes": "any"}))
