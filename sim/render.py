@@ -26,9 +26,10 @@ import numpy as np
 
 from sim.api import ActorKind, TrafficLightState, WorldSnapshot
 from sim.maps.geometry import LaneMarking, MapGeometry, offset_polyline
+from sim.maps.lanes import LEVEL_SEPARATION_M
 from sim.transforms import body_to_world_xy
 
-__all__ = ["DEFAULT_PALETTE", "Palette", "TopDownRenderer", "VideoWriter", "save_png"]
+__all__ = ["DEFAULT_PALETTE", "Palette", "TopDownRenderer", "VideoWriter", "actor_ground_z", "on_level", "save_png"]
 
 RGB = tuple[int, int, int]
 
@@ -57,6 +58,18 @@ _MARKING_PARTS: dict[str, tuple[str, ...]] = {
     "BrokenSolid": ("Broken", "Solid"),
     "BrokenBroken": ("Broken", "Broken"),
 }
+
+
+def actor_ground_z(snapshot: WorldSnapshot) -> np.ndarray:
+    """Height (N,) of the ground each actor stands on: a vehicle's location, a walker's box bottom."""
+    z = snapshot.location_m[:, 2]
+    return np.where(snapshot.kind == ActorKind.WALKER, z - snapshot.extent_m[:, 2], z)
+
+
+def on_level(ground_z: np.ndarray, level_z: float) -> np.ndarray:
+    """Whether actors standing at ``ground_z`` are on the level at ``level_z`` (not on a bridge above or a road
+    below: within :data:`~sim.maps.lanes.LEVEL_SEPARATION_M`)."""
+    return np.abs(np.asarray(ground_z) - level_z) <= LEVEL_SEPARATION_M
 
 
 @dataclass(frozen=True)
@@ -169,7 +182,9 @@ class TopDownRenderer:
         (``hero_id``), else on the map's centre; in whole-map mode ``center_xy``
         is ignored. The hero is drawn in its own colour; ``route_xy`` and
         ``trail_xy`` are (K, 2) or (K, 3) world polylines (route to follow, past
-        hero positions). ``KeyError`` if ``hero_id`` is not in the snapshot.
+        hero positions). With a hero, only actors on the hero's level are drawn
+        (not cars on a bridge above it or on a road below). ``KeyError`` if
+        ``hero_id`` is not in the snapshot.
         """
         hero_row = snapshot.index_of(hero_id) if hero_id is not None else -1
         if self.view_size_px is None:
@@ -189,8 +204,10 @@ class TopDownRenderer:
         if trail_xy is not None:
             self._polyline(image, origin, trail_xy, pal.trail, max(2, round(_TRAIL_WIDTH_M * ppm)), "trail_xy")
         self._draw_lights(image, origin, snapshot)
-        self._draw_vehicles(image, origin, snapshot, hero_row)
-        self._draw_walkers(image, origin, snapshot)
+        level = (on_level(actor_ground_z(snapshot), float(snapshot.location_m[hero_row, 2])) if hero_row >= 0
+                 else np.ones(snapshot.actor_id.shape[0], dtype=bool))
+        self._draw_vehicles(image, origin, snapshot, hero_row, level)
+        self._draw_walkers(image, origin, snapshot, level)
         return image
 
     # ------------------------------------------------------------------ per frame
@@ -257,10 +274,10 @@ class TopDownRenderer:
             cv2.circle(image, (cx, cy), radius, self.palette.light(state), -1, cv2.LINE_AA, _SHIFT)
 
     def _draw_vehicles(self, image: np.ndarray, origin: tuple[float, float], snapshot: WorldSnapshot,
-                       hero_row: int) -> None:
+                       hero_row: int, level: np.ndarray) -> None:
         xy = snapshot.location_m[:, :2]
         is_vehicle = snapshot.kind == ActorKind.VEHICLE
-        rows = np.flatnonzero(is_vehicle & self._visible(image, origin, xy, 12.0))
+        rows = np.flatnonzero(is_vehicle & level & self._visible(image, origin, xy, 12.0))
         if rows.size == 0:
             return
         rows = np.concatenate([rows[rows != hero_row], rows[rows == hero_row]])  # hero on top
@@ -277,9 +294,10 @@ class TopDownRenderer:
             cv2.fillConvexPoly(image, shape[:4], color, cv2.LINE_AA, _SHIFT)
             cv2.fillConvexPoly(image, shape[4:], pal.heading, cv2.LINE_AA, _SHIFT)
 
-    def _draw_walkers(self, image: np.ndarray, origin: tuple[float, float], snapshot: WorldSnapshot) -> None:
+    def _draw_walkers(self, image: np.ndarray, origin: tuple[float, float], snapshot: WorldSnapshot,
+                      level: np.ndarray) -> None:
         xy = snapshot.location_m[:, :2]
-        rows = np.flatnonzero((snapshot.kind == ActorKind.WALKER) & self._visible(image, origin, xy, 2.0))
+        rows = np.flatnonzero((snapshot.kind == ActorKind.WALKER) & level & self._visible(image, origin, xy, 2.0))
         if rows.size == 0:
             return
         centers = self._to_fixed(origin, xy[rows])

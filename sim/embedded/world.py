@@ -253,7 +253,8 @@ class EmbeddedWorld:
     def _add_traffic(self, actor_id: int, vtype: VehicleType, pose: Pose, speed_mps: float,
                      lane: int | None = None, s_m: float | None = None) -> None:
         if lane is None:
-            found, s, dist = self.lanes.project(np.array([[pose.x_m, pose.y_m]]), np.array([pose.yaw_rad]))
+            found, s, dist = self.lanes.project(np.array([[pose.x_m, pose.y_m]]), np.array([pose.yaw_rad]),
+                                                z_m=np.array([pose.z_m]))
             if found[0] < 0 or dist[0] > 3.0:
                 raise SpawnError(f"({pose.x_m:.1f}, {pose.y_m:.1f}) is not on a driving lane: autopilot needs one")
             lane, s_m = int(found[0]), float(s[0])
@@ -511,7 +512,7 @@ class EmbeddedWorld:
                            else (np.zeros(0, np.int64), np.zeros(0)))
             traffic.step(dt, light_state, Obstacles(f_lane, f_s, np.hypot(f_vel[:, 0], f_vel[:, 1]),
                                                     fleet.extent_m[:, 0], fxy, fleet.yaw_rad, f_vel,
-                                                    fleet.extent_m[:, :2], c_lane, c_s))
+                                                    fleet.extent_m[:, :2], c_lane, c_s, state["location"][nt:nv, 2]))
             self._relieve_gridlock()
         if nw:
             walkers.step(dt, self._lane_light_states(light_state), vehicles_xy, vehicles_vel, vehicles_yaw,

@@ -11,7 +11,8 @@ lists the channels; :data:`BEV_CHANNELS` is that list for the default
 - ``lane_broken``: broken and Botts'-dots markings (drawn continuous: the class is what
   matters). Curbs and grass edges are not markings; the ``road`` edge shows them.
 - ``vehicles_t{k}`` for every ``k`` in ``history_steps``: oriented boxes of every vehicle
-  but the ego as they were ``k`` ticks ago, drawn in the *current* ego frame.
+  but the ego as they were ``k`` ticks ago, drawn in the *current* ego frame. Only actors
+  on the ego's level count: not those on a bridge above it or a road below it.
 - ``pedestrians_t{k}``: the same for pedestrians (``ActorKind.WALKER``).
 - ``light_red``, ``light_yellow``, ``light_green``: stop lines of the lanes a traffic light
   controls, in the channel of that light's current state (OFF / UNKNOWN: not drawn).
@@ -49,6 +50,7 @@ from sim.transforms import box_corners
 from sim.maps.geometry import MapGeometry, offset_polyline
 from sim.maps.lanes import LaneGraph
 from sim.maps.signals import SignalLayout
+from sim.render import actor_ground_z, on_level
 
 __all__ = ["BEV_CHANNELS", "BevConfig", "BevRenderer", "bev_channel_names"]
 
@@ -136,6 +138,7 @@ class _Frame:
     centre: np.ndarray  # (N, 2) world x, y
     radius_m: np.ndarray  # (N,) half diagonal of the box
     corners: np.ndarray  # (N, 4, 2) world x, y
+    ground_z: np.ndarray  # (N,) height of the ground each actor stands on
 
 
 class BevRenderer:
@@ -264,7 +267,7 @@ class BevRenderer:
         offset = np.array([cx + ppm * (s * ex - c * ey), cy + ppm * (c * ex + s * ey)])
         history = self._history
         frames = [history[max(len(history) - 1 - k, 0)] for k in self.config.history_steps]
-        self._draw_boxes(out, frames, forward, offset, ego_id)
+        self._draw_boxes(out, frames, forward, offset, ego_id, float(snapshot.location_m[row, 2]))
         self._draw_stop_lines(out, snapshot.light_state, ex, ey, forward, offset)
         return out
 
@@ -280,11 +283,14 @@ class BevRenderer:
         half = snapshot.extent_m[:, :2]
         corners = box_corners(xy, snapshot.rotation_rad[:, 1], half)
         history.append(_Frame(snapshot.frame, snapshot.actor_id, snapshot.kind == ActorKind.WALKER, xy,
-                              np.hypot(half[:, 0], half[:, 1]), corners))
+                              np.hypot(half[:, 0], half[:, 1]), corners, actor_ground_z(snapshot)))
 
     def _draw_boxes(self, out: np.ndarray, frames: list[_Frame], forward: np.ndarray, offset: np.ndarray,
-                    ego_id: int) -> None:
-        """Every history frame's boxes into its own channels, with one transform and cull for all frames."""
+                    ego_id: int, ego_z: float) -> None:
+        """Every history frame's boxes into its own channels, with one transform and cull for all frames.
+
+        Only actors on the ego's level are drawn: not cars on a bridge above it or on a road below.
+        """
         half_size = 0.5 * self.config.size_px
         centre = np.concatenate([f.centre for f in frames])
         radius = np.concatenate([f.radius_m for f in frames])
@@ -293,6 +299,7 @@ class BevRenderer:
         reach = radius * self._ppm + (half_size + 1.0)
         keep = (away[:, 0] <= reach) & (away[:, 1] <= reach)
         keep &= np.concatenate([f.actor_id for f in frames]) != ego_id
+        keep &= on_level(np.concatenate([f.ground_z for f in frames]), ego_z)
         rows = np.flatnonzero(keep)
         if rows.size == 0:
             return

@@ -2,7 +2,9 @@
 
 The polygons serve BEV rendering and analysis; the raster (`AreaRaster`) answers
 "what kind of ground is under this point" quickly for off-road and sidewalk checks.
-All coordinates are CARLA world metres (x forward, y right).
+All coordinates are CARLA world metres (x forward, y right). Where the map's surfaces
+pass over one another (a bridge over a road), the raster also keeps one layer per
+level, so a point's class can be asked at a height.
 
 Lanes are sampled only through lateral neighbours of driving-lane waypoints
 (`get_left_lane` / `get_right_lane`): the client library's longitudinal stepping on
@@ -20,6 +22,8 @@ import carla
 import cv2
 import numpy as np
 
+from sim.maps.lanes import LEVEL_SEPARATION_M
+
 __all__ = [
     "AreaClass",
     "AreaRaster",
@@ -32,6 +36,9 @@ __all__ = [
 _MAX_LANES_PER_SECTION = 64  # bound on the lateral walk; real roads have < 20 lanes
 _MIN_LANE_WIDTH_M = 0.01  # lanes never wider than this are not drawn
 _FILL_SHIFT = 4  # cv2 fixed-point bits: sub-pixel polygon vertices
+_MAX_LEVELS = 4  # surfaces stacked deeper than this at one spot share the top level
+_FLAT_PIECE_M = 0.5  # a lane polygon whose height varies less than this is painted as one piece
+_PIECE_SAMPLES = 4  # otherwise it is painted in pieces of this many samples (about 4 m)
 
 
 class AreaClass(IntEnum):
@@ -69,7 +76,18 @@ class MapGeometry:
     shoulder_polygons: list[np.ndarray]
     crosswalk_polygons: list[np.ndarray]
     lane_markings: list[LaneMarking]
+    polygon_z_m: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    """Heights (K,) of the vertices of each polygon, by list name ("driving_polygons", ...); a list
+    that is missing here is at height 0."""
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def heights(self, name: str) -> list[np.ndarray]:
+        """Vertex heights of every polygon of the list ``name`` (zeros where unknown)."""
+        polygons = getattr(self, name)
+        known = self.polygon_z_m.get(name)
+        if known is not None and len(known) == len(polygons):
+            return known
+        return [np.zeros(len(p)) for p in polygons]
 
     def drivable_union(self) -> Any:
         """Union of all driving polygons as a shapely geometry (cached; not for hot paths)."""
@@ -87,12 +105,18 @@ class AreaRaster:
     x in [x0 + col*res, x0 + (col+1)*res) and y in [y0 + row*res, y0 + (row+1)*res).
 
     `rasterize_areas` fills cells whose centre is within about half a cell of a polygon,
-    so area edges are accurate to one cell.
+    so area edges are accurate to one cell. ``classes`` merges all heights. On a map
+    whose surfaces pass over one another, ``level_classes`` (L, H, W) uint8 and
+    ``level_z_m`` (L, H, W) float16 (NaN: nothing there) keep up to L surfaces per cell
+    that lie more than :data:`~sim.maps.lanes.LEVEL_SEPARATION_M` apart in height;
+    both are None on a one-level map.
     """
 
     origin_xy: np.ndarray  # (2,) = (x0, y0)
     resolution_m: float
     classes: np.ndarray  # (H, W) uint8
+    level_classes: np.ndarray | None = None
+    level_z_m: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.resolution_m) and self.resolution_m > 0.0):
@@ -103,9 +127,29 @@ class AreaRaster:
             raise ValueError(
                 f"classes must be a 2-D uint8 array, got {self.classes.ndim}-D {self.classes.dtype}"
             )
+        if (self.level_classes is None) != (self.level_z_m is None):
+            raise ValueError("level_classes and level_z_m must be given together")
+        if self.level_classes is not None:
+            shape = (self.level_classes.shape[0], *self.classes.shape)
+            if self.level_classes.shape != shape or self.level_z_m.shape != shape:
+                raise ValueError(f"level_classes and level_z_m must have shape (L, H, W) = (L, "
+                                 f"{self.classes.shape[0]}, {self.classes.shape[1]}), got "
+                                 f"{self.level_classes.shape} and {self.level_z_m.shape}")
 
-    def lookup(self, xy: np.ndarray) -> np.ndarray:
-        """Classes (N,) uint8 at points (N, 2); points outside the raster are OFFROAD."""
+    @property
+    def multilevel(self) -> bool:
+        """Whether surfaces pass over one another somewhere on this map."""
+        return self.level_classes is not None
+
+    def lookup(self, xy: np.ndarray, z_m: np.ndarray | None = None) -> np.ndarray:
+        """Classes (N,) uint8 at points (N, 2); points outside the raster are OFFROAD.
+
+        With heights ``z_m`` (N,) on a multi-level map, each point reads the
+        surface nearest its height, and OFFROAD if none lies within
+        :data:`~sim.maps.lanes.LEVEL_SEPARATION_M` (under a bridge the road
+        below, on it the bridge, beside the bridge nothing). Without heights,
+        or on a one-level map, all levels merge.
+        """
         xy = np.asarray(xy, dtype=np.float64)
         if xy.ndim != 2 or xy.shape[1] != 2:
             raise ValueError(f"xy must have shape (N, 2), got {xy.shape}")
@@ -115,7 +159,17 @@ class AreaRaster:
         inside = ok[:, 0] & ok[:, 1]
         # Truncation is floor for the non-negative cells kept; outside points read cell 0.
         idx = np.where(inside[:, None], cell, 0.0).astype(np.intp)
-        return self.classes[idx[:, 1], idx[:, 0]] * inside
+        if z_m is None or self.level_classes is None:
+            return self.classes[idx[:, 1], idx[:, 0]] * inside
+        z = np.asarray(z_m, dtype=np.float64).reshape(-1)
+        if z.shape != (xy.shape[0],):
+            raise ValueError(f"z_m must have shape ({xy.shape[0]},), got {z.shape}")
+        gap = np.abs(self.level_z_m[:, idx[:, 1], idx[:, 0]] - z)  # (L, N), NaN where a level is empty
+        gap = np.where(np.isnan(gap), np.inf, gap)
+        best = np.argmin(gap, axis=0)
+        columns = np.arange(xy.shape[0])
+        found = self.level_classes[best, idx[:, 1], idx[:, 0]]
+        return found * (inside & (gap[best, columns] <= LEVEL_SEPARATION_M))
 
 
 @dataclass
@@ -125,6 +179,7 @@ class _LaneSamples:
     lane_type: str
     in_junction: bool
     s: list[float] = field(default_factory=list)
+    z: list[float] = field(default_factory=list)
     xy_yaw_width: list[tuple[float, float, float, float]] = field(default_factory=list)
     # Per sample: ((left type, left colour) or None if not drawn here, (right type, colour)).
     markings: list[tuple[tuple[str, str] | None, tuple[str, str]]] = field(default_factory=list)
@@ -181,6 +236,7 @@ def _record_sample(
     transform = wp.transform
     location = transform.location
     lane.s.append(wp.s)
+    lane.z.append(location.z)
     lane.xy_yaw_width.append(
         (location.x, location.y, math.radians(transform.rotation.yaw), wp.lane_width)
     )
@@ -239,12 +295,15 @@ def _marking_runs(
 
 
 def _split_crosswalks(locations: list[carla.Location]) -> list[np.ndarray]:
-    """The flat crosswalk vertex list closes each polygon by repeating its first vertex."""
+    """The flat crosswalk vertex list closes each polygon by repeating its first vertex.
+
+    Returns (K, 3) polygons: x, y and the height of each vertex.
+    """
     polygons: list[np.ndarray] = []
-    current: list[tuple[float, float]] = []
+    current: list[tuple[float, float, float]] = []
     for loc in locations:
-        point = (loc.x, loc.y)
-        if current and len(current) >= 3 and np.allclose(point, current[0], atol=1e-3):
+        point = (loc.x, loc.y, loc.z)
+        if current and len(current) >= 3 and np.allclose(point[:2], current[0][:2], atol=1e-3):
             polygons.append(np.asarray(current))
             current = []
         else:
@@ -284,6 +343,7 @@ def build_map_geometry(
             _record_cross_section(pivot, lanes)
 
     driving, junction, sidewalk, shoulder = [], [], [], []
+    driving_z, junction_z, sidewalk_z, shoulder_z = [], [], [], []
     markings: list[LaneMarking] = []
     for samples in lanes.values():
         bounds = _lane_boundaries(samples)
@@ -291,18 +351,25 @@ def build_map_geometry(
             continue
         left, right, order = bounds
         polygon = np.concatenate([left, right[::-1]])
+        z = np.asarray(samples.z)[order]
+        polygon_z = np.concatenate([z, z[::-1]])
         styles = [samples.markings[k] for k in order]
         markings += _marking_runs(left, [style[0] for style in styles], keep_unmarked)
         markings += _marking_runs(right, [style[1] for style in styles], keep_unmarked)
         if samples.lane_type == "Driving":
             driving.append(polygon)
+            driving_z.append(polygon_z)
             if samples.in_junction:
                 junction.append(polygon)
+                junction_z.append(polygon_z)
         elif samples.lane_type == "Sidewalk":
             sidewalk.append(polygon)
+            sidewalk_z.append(polygon_z)
         else:
             shoulder.append(polygon)
-    crosswalks = _split_crosswalks(carla_map.get_crosswalks())
+            shoulder_z.append(polygon_z)
+    crosswalks_xyz = _split_crosswalks(carla_map.get_crosswalks())
+    crosswalks = [c[:, :2] for c in crosswalks_xyz]
 
     all_points = np.concatenate(driving + sidewalk + shoulder + crosswalks or [np.zeros((1, 2))])
     lo = all_points.min(axis=0) - margin_m
@@ -315,6 +382,9 @@ def build_map_geometry(
         shoulder_polygons=shoulder,
         crosswalk_polygons=crosswalks,
         lane_markings=markings,
+        polygon_z_m={"driving_polygons": driving_z, "junction_polygons": junction_z,
+                     "sidewalk_polygons": sidewalk_z, "shoulder_polygons": shoulder_z,
+                     "crosswalk_polygons": [c[:, 2] for c in crosswalks_xyz]},
     )
 
 
@@ -322,6 +392,8 @@ def rasterize_areas(geometry: MapGeometry, resolution_m: float = 0.2) -> AreaRas
     """Paint the map's area polygons into an `AreaRaster` covering `geometry.bounds_xy`.
 
     Later layers override earlier ones: sidewalk, shoulder, driving, junction, crosswalk.
+    Where surfaces lie more than :data:`~sim.maps.lanes.LEVEL_SEPARATION_M` apart in
+    height at one spot, each level is also painted on its own (``level_classes``).
     """
     if not (np.isfinite(resolution_m) and resolution_m > 0.0):
         raise ValueError(f"resolution_m must be positive, got {resolution_m}")
@@ -330,13 +402,9 @@ def rasterize_areas(geometry: MapGeometry, resolution_m: float = 0.2) -> AreaRas
     width = max(1, int(np.ceil((xmax - xmin) / resolution_m)))
     height = max(1, int(np.ceil((ymax - ymin) / resolution_m)))
     classes = np.zeros((height, width), dtype=np.uint8)
-    layers = [
-        (geometry.sidewalk_polygons, AreaClass.SIDEWALK),
-        (geometry.shoulder_polygons, AreaClass.SHOULDER),
-        (geometry.driving_polygons, AreaClass.DRIVING),
-        (geometry.junction_polygons, AreaClass.JUNCTION),
-        (geometry.crosswalk_polygons, AreaClass.CROSSWALK),
-    ]
+    names = ("sidewalk_polygons", "shoulder_polygons", "driving_polygons", "junction_polygons", "crosswalk_polygons")
+    codes = (AreaClass.SIDEWALK, AreaClass.SHOULDER, AreaClass.DRIVING, AreaClass.JUNCTION, AreaClass.CROSSWALK)
+    layers = [(getattr(geometry, name), code) for name, code in zip(names, codes)]
     scale = float(1 << _FILL_SHIFT)
     for polygons, area_class in layers:
         for polygon in polygons:
@@ -345,7 +413,72 @@ def rasterize_areas(geometry: MapGeometry, resolution_m: float = 0.2) -> AreaRas
             # One call per polygon: a multi-contour fillPoly leaves overlaps unfilled.
             points = [np.round(pixels).astype(np.int32)]
             cv2.fillPoly(classes, points, int(area_class), cv2.LINE_8, _FILL_SHIFT)
-    return AreaRaster(origin_xy=origin, resolution_m=float(resolution_m), classes=classes)
+    heights = [(geometry.heights(name), code) for name, code in zip(names, codes)]
+    levels = _paint_levels(layers, heights, origin, float(resolution_m), classes.shape)
+    return AreaRaster(origin_xy=origin, resolution_m=float(resolution_m), classes=classes,
+                      level_classes=None if levels is None else levels[0],
+                      level_z_m=None if levels is None else levels[1])
+
+
+def _pieces(polygon: np.ndarray, z: np.ndarray, strip: bool) -> list[tuple[np.ndarray, float]]:
+    """A polygon as pieces of nearly constant height: (vertices, height) each.
+
+    A lane polygon (``strip``: its left boundary, then its right one reversed) whose
+    height varies is cut across into pieces of a few samples; anything else is one piece.
+    """
+    if not strip or len(polygon) < 4 or len(polygon) % 2 or float(np.ptp(z)) < _FLAT_PIECE_M:
+        return [(polygon, float(np.mean(z)))]
+    n = len(polygon) // 2
+    left, right = polygon[:n], polygon[n:][::-1]
+    zl = z[:n]
+    pieces = []
+    for i in range(0, n - 1, _PIECE_SAMPLES):
+        j = min(i + _PIECE_SAMPLES, n - 1) + 1
+        pieces.append((np.concatenate([left[i:j], right[i:j][::-1]]), float(np.mean(zl[i:j]))))
+    return pieces
+
+
+def _paint_levels(layers, heights, origin: np.ndarray, resolution_m: float, shape: tuple[int, int]
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-level class and height layers, or None when no two surfaces are stacked.
+
+    Pieces are painted in layer order; each cell of a piece joins the level already there
+    within ``LEVEL_SEPARATION_M`` of the piece's height (overriding its class, as the merged
+    raster does), else the first empty level.
+    """
+    all_z = np.concatenate([z for zs, _ in heights for z in zs] or [np.zeros(1)])
+    if float(np.ptp(all_z)) <= LEVEL_SEPARATION_M:
+        return None  # one level: the merged raster says it all
+    level_cls = np.zeros((_MAX_LEVELS, *shape), dtype=np.uint8)
+    level_z = np.full((_MAX_LEVELS, *shape), np.nan, dtype=np.float16)  # 2 bytes a cell
+    scale = float(1 << _FILL_SHIFT)
+    for (polygons, area_class), (zs, _) in zip(layers, heights):
+        strip = area_class != AreaClass.CROSSWALK
+        for polygon, z in zip(polygons, zs):
+            for piece, piece_z in _pieces(polygon, z, strip):
+                pixels = (piece - origin) / resolution_m - 0.5
+                lo = np.maximum(np.floor(pixels.min(axis=0)).astype(int) - 1, 0)
+                hi = np.minimum(np.ceil(pixels.max(axis=0)).astype(int) + 2, (shape[1], shape[0]))
+                if (hi <= lo).any():
+                    continue
+                mask = np.zeros((hi[1] - lo[1], hi[0] - lo[0]), dtype=np.uint8)
+                points = [np.round((pixels - lo) * scale).astype(np.int32)]
+                cv2.fillPoly(mask, points, 1, cv2.LINE_8, _FILL_SHIFT)
+                window = (slice(None), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
+                cls, zz = level_cls[window], level_z[window]
+                todo = mask.astype(bool)
+                for level in range(_MAX_LEVELS):  # the level at this height, else the first empty one
+                    here = todo & ((np.abs(zz[level] - piece_z) <= LEVEL_SEPARATION_M) | np.isnan(zz[level]))
+                    cls[level][here] = int(area_class)
+                    zz[level][here] = piece_z
+                    todo &= ~here
+                if todo.any():  # deeper than _MAX_LEVELS: the top level takes it
+                    cls[-1][todo] = int(area_class)
+                    zz[-1][todo] = piece_z
+    used = int((~np.isnan(level_z)).reshape(_MAX_LEVELS, -1).any(axis=1).sum())
+    if used <= 1:
+        return None
+    return level_cls[:used].copy(), level_z[:used].copy()
 
 
 def offset_polyline(points: np.ndarray, offset_m: float) -> np.ndarray:

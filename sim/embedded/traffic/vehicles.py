@@ -33,7 +33,7 @@ from functools import cached_property
 import numpy as np
 
 from sim.api import TrafficLightState
-from sim.maps.lanes import SAMPLE_STEP_M, LaneGraph, wrap_angle
+from sim.maps.lanes import LEVEL_SEPARATION_M, SAMPLE_STEP_M, LaneGraph, wrap_angle
 from sim.maps.signals import SignalLayout
 
 ROUTE_LOOKAHEAD = 4
@@ -53,7 +53,9 @@ class Obstacles:
     ``s_m``, ``speed_mps``, ``half_length_m`` (free vehicles projected on their
     lane; pedestrians on the road, once per lane they stand on). For the
     straight-ahead corridor check (``m`` free vehicles): ``xy`` (m, 2),
-    ``yaw_rad``, ``velocity_xy`` (m, 2), ``half_xy`` (m, 2). Occupied
+    ``yaw_rad``, ``velocity_xy`` (m, 2), ``half_xy`` (m, 2), ``z_m`` (m,) the
+    ground height they are at (None: the NPCs' own; vehicles on a bridge above
+    or a road below are not in the way). Occupied
     pedestrian crossings (``c`` rows): ``crossing_lane``, ``crossing_s_m``, the
     lanes they cut and where; drivers stop before them unless their front is
     already on the crossing (then the pedestrian waits for them to clear it).
@@ -69,6 +71,7 @@ class Obstacles:
     half_xy: np.ndarray
     crossing_lane: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     crossing_s_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    z_m: np.ndarray | None = None
 
     @classmethod
     def none(cls) -> "Obstacles":
@@ -345,6 +348,8 @@ class TrafficVehicles:
             half = obstacles.half_xy
             corridor = (facing_ok & (ahead > 0) & (ahead < reach)
                         & (np.abs(side) < self.half_width_m[:, None] + half[None, :, 1] + p.corridor_margin_m))
+            if obstacles.z_m is not None:
+                corridor &= np.abs(obstacles.z_m[None, :] - self.location_xyz[:, 2:3]) <= LEVEL_SEPARATION_M
             corridor_dist = np.where(corridor, ahead - half[None, :, 0], np.inf)
             c_idx = np.argmin(corridor_dist, axis=1)
             corridor_gap = corridor_dist[rows_n, c_idx] - hl

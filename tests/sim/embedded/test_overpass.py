@@ -159,3 +159,29 @@ def test_walkers_walk_at_the_height_of_their_sidewalk(world):
     ramps = (ground > 0.3) & (ground < BRIDGE_HEIGHT_M - 0.3)
     assert ((levels < 0.3) | ramps).all()
     assert (ground > BRIDGE_HEIGHT_M - 0.3).any() and (ground < 0.3).any()
+
+
+def test_npcs_drive_under_a_car_stopped_on_the_bridge_and_spawn_on_the_level_of_the_pose(world):
+    world.reset(6)
+    below, yaw_below, lane_below = _lane_point_near_origin(world.lanes, 1, -1)
+    above, yaw_above, lane_above = _lane_point_near_origin(world.lanes, 2, -1)
+    # An autopilot spawn right at the crossing lands on the level of its pose.
+    on_bridge = world.spawn_vehicle(pose=Pose(above[0], above[1], BRIDGE_HEIGHT_M + 0.5, yaw_above), autopilot=True)
+    under = world.spawn_vehicle(pose=Pose(above[0], above[1], 0.5, yaw_below), autopilot=True)
+    snap = world.tick()
+    z = dict(zip(snap.actor_id.tolist(), snap.location_m[:, 2].tolist()))
+    assert z[on_bridge] == pytest.approx(BRIDGE_HEIGHT_M, abs=0.05) and z[under] == pytest.approx(0.0, abs=0.05)
+    world.destroy([on_bridge, under])
+    # A car standing on the bridge right above the lower lane, across it: in plan it blocks the lane.
+    world.spawn_vehicle(pose=Pose(below[0], below[1], BRIDGE_HEIGHT_M + 0.5, yaw_above))
+    npc = world.spawn_vehicle(pose=Pose(below[0] - 40.0 * np.cos(yaw_below), below[1] - 40.0 * np.sin(yaw_below),
+                                        0.5, yaw_below), autopilot=True, speed_mps=8.0)
+    slowest = np.inf
+    for _ in range(int(8.0 / world.dt_s)):
+        snap = world.tick()
+        row = snap.index_of(npc)
+        slowest = min(slowest, float(np.hypot(*snap.velocity_mps[row, :2])))
+        assert not [e for e in snap.events if isinstance(e, CollisionEvent)]
+    assert slowest > 5.0  # it never braked for the car above
+    gone = np.asarray(snap.location_m[snap.index_of(npc), :2]) - below[:2]
+    assert float(np.dot(gone, [np.cos(yaw_below), np.sin(yaw_below)])) > 10.0  # and is past the crossing
