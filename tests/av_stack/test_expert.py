@@ -155,3 +155,14 @@ def test_expert_completes_a_short_shipped_route_with_driving_score_100():
 def test_expert_rejects_a_bad_cruise_speed():
     with pytest.raises(ValueError, match="cruise_mps must be a positive number"):
         RouteFollower(cruise_mps=-1.0)
+
+
+def test_expert_benchmark_refuses_bad_options():
+    from benchmarks.expert_eval import main, town_config
+
+    with pytest.raises(ValueError, match="unknown town 'Town99'"):
+        town_config("Town99")
+    with pytest.raises(SystemExit):
+        main(["--seed", "-1"])
+    with pytest.raises(SystemExit):
+        main(["--town", "Town99"])
