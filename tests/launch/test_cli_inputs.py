@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
-from tests.highway_maps import NO_SIDEWALK_TOWN, TINY_TOWN, ring_road_xodr, town_xodr
+from tests.highway_maps import NO_SIDEWALK_TOWN, TINY_TOWN, lane_graph, ring_road_xodr, town_xodr
 from tests.launch.test_cli import avsim
 
 
@@ -89,15 +88,17 @@ def test_run_with_walkers_on_a_map_without_sidewalks_names_walkers_0(highway_fil
 
 
 def test_routes_generate_adapts_to_a_ring_road_and_eval_runs_on_it(highway_files, tmp_path):
-    from sim.scenarios.routes import load_route_file
+    from sim.scenarios.routes import ROUTE_CLASSES, load_route_file, map_route_classes
 
     routes = tmp_path / "ring_routes.yaml"
     result = avsim("routes", "generate", str(highway_files["ring"]), str(routes), "--count", "1")
     assert result.returncode == 0, result.stderr
     assert [r.route_id for r in load_route_file(routes).routes] == ["ring_short_00", "ring_medium_00", "ring_long_00"]
     header = routes.read_text().splitlines()[0]
-    lengths = [float(v) for v in re.findall(r"(\d+)-(\d+) m, >= 0 turns", header)[2]]
-    assert lengths[1] < 600.0  # the long class is scaled to the ring's size
+    expected = map_route_classes(lane_graph("ring", ring_road_xodr()))  # scaled to the ring, no turns
+    assert expected["long"][1] < ROUTE_CLASSES["long"][1]
+    assert header == "# Benchmark routes on ring: " + ", ".join(
+        f"1 {name} ({low:.0f}-{high:.0f} m, >= 0 turns)" for name, (low, high, _) in expected.items()) + "."
     config = tmp_path / "env.yaml"
     config.write_text("traffic: {vehicles: 2, walkers: 3}\nobservation: {mode: state}\n")
     result = avsim("eval", "--config", str(config), "--map", str(highway_files["ring"]), "--routes", str(routes),
