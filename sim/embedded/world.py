@@ -51,7 +51,7 @@ KERB_FRICTION = 0.5
 """Friction coefficient along a kerb or wall: the speed lost along it per unit of speed lost into it."""
 _SWEEP_STEP_M = 0.3  # most corner travel between two checked poses of a tick's move (raster cells are 0.2 m)
 _MAX_SWEEP_STEPS = 64
-_PUSH_REACH_M = 1.5
+_PUSH_REACH_M = 1.5  # how far from a touching corner the nearest ground of the road network is looked for
 
 
 @dataclass(frozen=True)
@@ -630,7 +630,9 @@ class EmbeddedWorld:
         m = frac.shape[1]
         corners = box_corners(sweep_xy.reshape(-1, 2), sweep_yaw.reshape(-1),
                               np.repeat(half, m, axis=0)).reshape(-1, 2)
-        classes = raster.lookup(np.concatenate([corners, new_xy]))  # one lookup: swept corners, then centres
+        z = self._free_z_array()  # the level each car is on (a bridge's edge is a kerb, the road below is not)
+        # One lookup: swept corners, then centres.
+        classes = raster.lookup(np.concatenate([corners, new_xy]), np.concatenate([np.repeat(z, 4 * m), z]))
         touch = touches_static(classes[: 4 * n * m].reshape(n * m, 4)).reshape(n, m)
         state = self._fleet_state
         start_free = ~touch[:, 0]
@@ -642,7 +644,7 @@ class EmbeddedWorld:
         for row in hit_rows.tolist():
             first = int(np.argmax(touch[row, 1:])) + 1
             pose = (sweep_xy[row, first], float(sweep_yaw[row, first]))
-            pushed = self._push_out(pose[0], pose[1], half[row])
+            pushed = self._push_out(pose[0], pose[1], half[row], float(z[row]))
             v = velocity[row]
             if pushed is not None:
                 xy, normal = pushed
@@ -667,12 +669,13 @@ class EmbeddedWorld:
         state.static_free_s[:] = np.where(contact, 0.0, state.static_free_s + self.dt_s)
         state.touching_static[:] = contact | (state.touching_static & (state.static_free_s < STATIC_RELEASE_S))
         centre = np.stack([fleet.x_m, fleet.y_m], axis=1)
-        off = off_road(raster.lookup(centre) if hit_rows.size else classes[4 * n * m:])
+        off = off_road(raster.lookup(centre, z) if hit_rows.size else classes[4 * n * m:])
         events += off_road_events(self.frame, fleet.ids, centre, off, state.off_road)
         state.off_road[:] = off
 
-    def _push_out(self, xy: np.ndarray, yaw: float, half: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """A box at ``xy``/``yaw`` whose corners touch the static layout, translated out of it.
+    def _push_out(self, xy: np.ndarray, yaw: float, half: np.ndarray, z_m: float
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+        """A box at ``xy``/``yaw`` (on the level at height ``z_m``) touching the static layout, translated out of it.
 
         Returns the new centre and the unit contact normal (pointing out of the
         static layout), or None if a few pushes towards the nearest ground of
@@ -681,23 +684,22 @@ class EmbeddedWorld:
         raster = self.area_raster
         res = raster.resolution_m
         reach = int(math.ceil(_PUSH_REACH_M / res))
+        offsets = np.stack(np.meshgrid(np.arange(-reach, reach + 1), np.arange(-reach, reach + 1)), -1).reshape(-1, 2)
         centre = np.asarray(xy, dtype=float).copy()
         total = np.zeros(2)
         for _ in range(4):
             corners = box_corners(centre[None, :], np.array([yaw]), half[None, :]).reshape(4, 2)
-            inside = on_static(raster.lookup(corners))
+            inside = on_static(raster.lookup(corners, np.full(4, z_m)))
             if not inside.any():
                 norm = float(np.hypot(*total))
                 return (centre, total / norm) if norm > 0 else None
             push = np.zeros(2)
             for corner in corners[inside]:
-                col, row = ((corner - raster.origin_xy) / res).astype(np.intp)
-                r0, c0 = max(row - reach, 0), max(col - reach, 0)
-                window = raster.classes[r0: row + reach + 1, c0: col + reach + 1]
-                free_r, free_c = np.nonzero(~on_static(window))
-                if free_r.size == 0:
+                # Centres of the cells around the corner's cell (col, row), read on the car's level.
+                cells = (np.floor((corner - raster.origin_xy) / res) + offsets + 0.5) * res + raster.origin_xy
+                cells = cells[~on_static(raster.lookup(cells, np.full(cells.shape[0], z_m)))]
+                if cells.shape[0] == 0:
                     return None
-                cells = np.stack([c0 + free_c + 0.5, r0 + free_r + 0.5], axis=1) * res + raster.origin_xy
                 gap = cells - corner
                 nearest = gap[int(np.argmin(np.einsum("ij,ij->i", gap, gap)))]
                 if float(np.dot(nearest, nearest)) > float(np.dot(push, push)):

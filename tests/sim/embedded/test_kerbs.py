@@ -148,7 +148,8 @@ def test_a_thin_wall_is_not_tunnelled_through():
     across = np.array([-math.sin(yaw), math.cos(yaw)])
     for a in np.arange(wall_at, wall_at + 0.4, 0.05):  # paint the wall into the raster
         for b in np.arange(-8.0, 8.0, 0.05):
-            col, row = ((np.array([x, y]) + a * along + b * across - raster.origin_xy) / raster.resolution_m).astype(int)
+            cell = (np.array([x, y]) + a * along + b * across - raster.origin_xy) / raster.resolution_m
+            col, row = cell.astype(int)
             raster.classes[row, col] = AreaClass.OFFROAD
     car = world.spawn_vehicle(CAR, Pose(x, y, 0.0, yaw), speed_mps=35.0)  # 1.75 m per tick
     half_length = world.snapshot().extent_m[world.snapshot().index_of(car), 0]
@@ -185,3 +186,94 @@ def test_a_minute_of_traffic_pins_no_vehicle_at_a_kerb(town):
             worst = max(worst, held[actor])
     assert worst < 10.0
     assert np.mean(speeds) > 1.5
+
+
+def _town01_route(world, index: int):
+    from sim.scenarios.routes import load_route_file, plan_route
+
+    spec = load_route_file("configs/routes/town01.yaml").routes[index]
+    return plan_route(world.lanes, np.asarray(spec.waypoints_xy), spec.route_id)
+
+
+@pytest.mark.parametrize("speed_mps", [4.0, 9.0])  # the braking lead car's and the red-light runner's speeds
+def test_scenario_pursuit_keeps_off_kerbs_and_stops_at_its_path_end(world, speed_mps):
+    from sim.scenarios.library import pursue, route_pose
+
+    route = _town01_route(world, 3)  # a short route with turns at junctions
+    assert np.ptp(np.unwrap(route.yaw_rad)) > 1.5
+    car = world.spawn_vehicle(CAR, route_pose(route, 0.0), role_name="scenario")
+    hits, snapshot = [], world.snapshot()
+    for _ in range(int((route.length_m / speed_mps + 20.0) / world.dt_s)):
+        world.apply_control(car, pursue(snapshot, car, route.points_xy, speed_mps))
+        snapshot = world.tick()
+        hits += _static_hits(snapshot, car)
+    row = snapshot.index_of(car)
+    assert hits == []
+    assert np.hypot(*(snapshot.location_m[row, :2] - route.points_xy[-1])) < 5.0
+    assert snapshot.speed_mps()[row] < 0.1  # parked at the end, not circling back to it
+
+
+class _Watcher:
+    """Wraps an agent; records each route's ego id and every tick's events of the world it drives in."""
+
+    def __init__(self, agent) -> None:
+        self.agent = agent
+        self.routes: list[tuple[int, list]] = []
+
+    def reset(self, env) -> None:
+        self.agent.reset(env)
+        self.routes.append((env.ego_id, []))
+
+    def __call__(self, obs, env):
+        self.routes[-1][1].extend(env.world.snapshot().events)
+        return self.agent(obs, env)
+
+
+@pytest.mark.slow
+def test_expert_eval_on_the_town01_route_set_is_not_blocked_at_kerbs():
+    """``avsim eval``'s loop with the expert on Town01's route set: no route ends blocked or timed out with the
+    ego at a kerb, and no other vehicle (scenario actors) ever touches one."""
+    from av_stack.planning.expert import RouteFollower
+    from sim.config import read_yaml
+    from sim.env.driving import DrivingEnv
+    from sim.env.evaluation import evaluate
+
+    config = read_yaml("configs/env/leaderboard_town01.yaml")
+    env = DrivingEnv(**{**config, "observation": {"mode": "state"}})
+    agent = _Watcher(RouteFollower())
+    at_kerb: list[bool] = []
+    result = evaluate(env, agent, on_route=lambda _: at_kerb.append(
+        not _clear_of_kerb(env.world, env.world.snapshot(), env.ego_id)))
+    assert result["episodes"] == len(at_kerb) == len(agent.routes) == 12
+    for record, kerb, (ego, events) in zip(result["routes"], at_kerb, agent.routes):
+        assert not (kerb and record["termination"] in ("blocked", "route_timeout")), record
+        static = [e for e in events if isinstance(e, CollisionEvent) and e.other_id == -1]
+        assert all(e.actor_id == ego for e in static), record
+
+
+def test_the_edge_of_a_bridge_is_a_kerb_and_the_road_under_it_is_not():
+    """On tests/overpass_map.py's bridge the static layout is read on the bridge's level: its edge stops a car
+    even where the road below passes under it; a car on that road drives under the bridge untouched."""
+    from tests.overpass_map import BRIDGE_HEIGHT_M, LANE_WIDTH_M, SIDEWALK_WIDTH_M, overpass_source
+
+    world = EmbeddedWorld(source=overpass_source(), seed=3)
+    lanes = world.lanes
+    for road_id, level_m in ((2, BRIDGE_HEIGHT_M), (1, 0.0)):
+        lane = lanes.index[(road_id, 0, -1)]
+        points = lanes.lane_points(lane)
+        row = int(np.argmin(np.hypot(points[:, 0], points[:, 1])))  # nearest the crossing
+        x, y, z = points[row]
+        assert abs(z - level_m) < 0.5
+        yaw = float(lanes.yaw_rad[int(lanes.offset[lane]) + row])
+        world.reset(3)
+        if road_id == 2:  # across the bridge, to its right edge, over the road below
+            car = world.spawn_vehicle(CAR, Pose(x, y, z, yaw + math.pi / 2), speed_mps=6.0)
+            snapshots, hits = _drive(world, car, VehicleControl(throttle=0.5), 80)
+            edge_m = 1.5 * LANE_WIDTH_M + SIDEWALK_WIDTH_M  # from lane -1's centre to the bridge's right edge
+            out = [float(np.dot(s.location_m[s.index_of(car), :2] - (x, y), (-math.sin(yaw), math.cos(yaw))))
+                   for s in snapshots]
+            assert len(hits) == 1 and max(out) < edge_m
+        else:  # along the road below, under the bridge and 40 m on
+            car = world.spawn_vehicle(CAR, Pose(x, y, z, yaw), speed_mps=8.0)
+            _, hits = _drive(world, car, VehicleControl(throttle=0.3), 100)
+            assert hits == []
