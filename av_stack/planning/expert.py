@@ -17,12 +17,13 @@ Each step:
   (:class:`~av_stack.planning.speed.SpeedPlanner`);
 - *obstacles*: every vehicle and pedestrian whose box, now or predicted ahead
   along its velocity for up to ``predict_s``, comes within the ego's corridor
-  of the route ahead (inside a junction only vehicles there now: the ego clears
-  the junction rather than stop in a crossing car's way); a moving lead
+  of the route ahead (inside a junction, traffic only where it is now: the ego
+  clears the junction rather than stop in the way of traffic that yields to
+  it; scripted actors and pedestrians are still predicted); a moving lead
   vehicle's own braking distance is credited;
 - *a parked car in the lane* (standing, not driven by the traffic logic, not
   queueing at a light) for ``overtake_after_s``: the path is shifted one lane
-  to the left around it (what stands or comes on the shifted path is an
+  to the left around it, outside junction lanes (what stands or comes on the shifted path is an
   obstacle like any other); likewise around a traffic vehicle that stays put
   for ``overtake_stuck_traffic_s`` although its light is green (stuck);
 - *recovery*: when the ego makes no headway although nothing is in the way
@@ -117,7 +118,6 @@ class RouteFollower:
 
         steer = self.controller.steer(x, y, yaw, forward, path)
         cruise = min(self.cruise_mps, float(env.lanes.speed_limit_mps[route.lane[progress.index]]))
-        # Inside a junction the ego clears it rather than stopping in a crossing car's way for a predicted conflict.
         in_junction = bool(route.in_junction[progress.index])
         obstacle_m, lead_mps, standing = self._obstacle(snapshot, row, ahead_m, path, predict=not in_junction)
         stop_m = obstacle_m - self.min_gap_m + lead_mps ** 2 / (2.0 * self.planner.stop_decel_mps2)
@@ -155,7 +155,7 @@ class RouteFollower:
             start, end = self._overtake
             s = route.s_m[ahead]
             ramp = np.clip(np.minimum(s - (start - 8.0), (end + 8.0) - s) / 8.0, 0.0, 1.0)
-            shift = 3.5 * ramp
+            shift = 3.5 * ramp * ~route.in_junction[ahead]  # junction lanes turn: no shifted copy of them
             yaw = route.yaw_rad[ahead]
             # left of the heading in CARLA's frame (y to the right): (sin yaw, -cos yaw)
             path[:, 0] += shift * np.sin(yaw)
@@ -185,7 +185,8 @@ class RouteFollower:
             velocity = snapshot.velocity_mps[i, :2]
             moving = float(np.hypot(*velocity)) > 0.3
             walker = int(snapshot.kind[i]) == ActorKind.WALKER
-            for t in (times if moving and (predict or walker) else times[:1]):
+            yields = bool(snapshot.autopilot[i])  # traffic yields to a car already in the junction
+            for t in (times if moving and (predict or walker or not yields) else times[:1]):
                 centre = snapshot.location_m[i, :2] + velocity * t
                 d = path - centre
                 along = np.abs(d[:, 0] * cos_a + d[:, 1] * sin_a) - ex
