@@ -42,7 +42,6 @@ WALKER_BLUEPRINT = "walker.pedestrian.0001"
 WALKER_MASS_KG = 80.0
 PEDESTRIAN_TAG = 12
 _SPAWN_HEIGHT_M = 2.0  # height of the box a spawn checks for other actors, above the pose
-_FREE_Z_MATCH_M = 4.0  # a free vehicle this close (in plan) to a lane of its level takes that lane's height
 # Buses are left out of the default mix: at 12 m they cut into the oncoming lane on tight town corners.
 _TRAFFIC_MIX = (("car", 0.74), ("van", 0.08), ("truck", 0.06), ("motorcycle", 0.12))
 STATIC_RELEASE_S = 0.5
@@ -469,14 +468,15 @@ class EmbeddedWorld:
         return np.array([self._free_z.get(int(a), 0.0) for a in self.fleet.ids], dtype=float)
 
     def _update_free_z(self) -> None:
-        """Free vehicles take the height of the lane level they are on (kept while off the lanes)."""
+        """Free vehicles take the height of the lane level they are on (kept while off the lanes: farther than
+        ``LANE_MATCH_M`` from any lane of their level)."""
         fleet = self.fleet
         if fleet.n == 0:
             return
         xy = np.stack([fleet.x_m, fleet.y_m], axis=1)
         z = self._free_z_array()
-        lane, s_m, dist = self.lanes.project(xy, fleet.yaw_rad, z_m=z)
-        near = (lane >= 0) & (dist < _FREE_Z_MATCH_M)
+        lane, s_m = self._project_free(xy, fleet.yaw_rad, z)  # cached: the lane events ask the same on a level map
+        near = lane >= 0
         if near.any():
             z[near] = self.lanes.interpolate(lane[near], s_m[near])[0][:, 2]
         for actor_id, height in zip(fleet.ids.tolist(), z.tolist()):
@@ -721,7 +721,7 @@ class EmbeddedWorld:
         pairs = pairs[~(is_walker[pairs[:, 0]] & is_walker[pairs[:, 1]])]  # pedestrians pass each other
         if pairs.shape[0] == 0:
             return False
-        contacts = find_contacts(xy, state["yaw"], static["half_xy"], pairs, z_range)
+        contacts = find_contacts(xy, state["yaw"], static["half_xy"], pairs)  # pairs apart in height are gone
         if len(contacts) == 0:
             return False
         kind = static["kind"]
