@@ -186,3 +186,15 @@ def test_npcs_drive_under_a_car_stopped_on_the_bridge_and_spawn_on_the_level_of_
     assert slowest > 5.0  # it never braked for the car above
     gone = np.asarray(snap.location_m[snap.index_of(npc), :2]) - below[:2]
     assert float(np.dot(gone, [np.cos(yaw_below), np.sin(yaw_below)])) > 10.0  # and is past the crossing
+
+
+def test_walkers_never_jump_between_levels(world):
+    world.reset(7)
+    world.spawn_walkers(40)
+    previous = None
+    for _ in range(int(20.0 / world.dt_s)):
+        snap = world.tick()
+        z = snap.location_m[snap.kind == ActorKind.WALKER, 2]
+        if previous is not None:
+            assert np.abs(z - previous).max() < 0.1  # where sidewalks cross in plan, walkers stay on their own
+        previous = z
