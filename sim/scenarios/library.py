@@ -11,10 +11,11 @@ role name ``scenario`` so the embedded gridlock relief never moves them.
   ego has closed to 15 m, then drives on.
 - ``pedestrian_crossing_occluded``: a van parked at the right kerb hides a
   pedestrian who steps out and crosses the road at 2 m/s when the ego is
-  18 m away.
+  18 m away, and stops once off the road on the far side.
 - ``red_light_runner``: at the next signalised junction on the route, a
   vehicle on a crossing approach runs its red light at 9 m/s as the ego
-  arrives on green (the two lights are forced for the scenario's duration).
+  arrives on green (the two lights are forced until the ego is through the
+  junction, at most 20 s: lights held for ever deadlock the junction).
 - ``parked_car_blocking``: a car parked in the ego's lane.
 - ``dense_junction``: the next junction on the route gets a queue of NPC
   vehicles on every approach.
@@ -30,6 +31,7 @@ import numpy as np
 
 from sim.api import Pose, SpawnError, TrafficLightState, VehicleControl, World, WorldSnapshot
 from sim.config import ConfigError
+from sim.rules.traffic import off_road
 from sim.scenarios.routes import Route
 
 ROLE = "scenario"
@@ -55,6 +57,21 @@ def route_pose(route: Route, s_m: float, lateral_m: float = 0.0, z_m: float = 0.
     x = float(route.points_xy[i, 0]) - lateral_m * math.sin(yaw)
     y = float(route.points_xy[i, 1]) + lateral_m * math.cos(yaw)
     return Pose(x, y, z_m, yaw)
+
+
+def clear_of_junctions(route: Route, s_m: float, margin_m: float = 12.0) -> float:
+    """The first arc length from ``s_m`` on whose both sides the route stays ``margin_m`` out of junctions.
+
+    Vehicles a scenario parks or stops there block one lane, never a junction
+    that cross traffic needs (which would gridlock it). ``s_m`` if there is none.
+    """
+    inside = route.s_m[route.in_junction]
+    if inside.size == 0:
+        return s_m
+    candidates = route.s_m[(route.s_m >= s_m) & (route.s_m < route.length_m - margin_m)]
+    gap = np.min(np.abs(candidates[:, None] - inside[None, :]), axis=1) if candidates.size else candidates
+    ok = candidates[gap > margin_m]
+    return float(ok[0]) if ok.size else s_m
 
 
 def pursue(snapshot: WorldSnapshot, actor_id: int, path_xy: np.ndarray, speed_mps: float,
@@ -127,7 +144,8 @@ class LeadingVehicleBrake(Scenario):
     name = "leading_vehicle_brake"
 
     def setup(self) -> None:
-        self.lead = self._spawn(CAR, route_pose(self.ctx.route, self.ctx.anchor_s_m))
+        self.lead = self._spawn(CAR, route_pose(self.ctx.route, clear_of_junctions(self.ctx.route,
+                                                                                   self.ctx.anchor_s_m)))
         self.started = False
         self.brake_until = None
         self.done = False
@@ -161,7 +179,8 @@ class OccludedPedestrian(Scenario):
     name = "pedestrian_crossing_occluded"
 
     def setup(self) -> None:
-        route, s = self.ctx.route, self.ctx.anchor_s_m
+        route = self.ctx.route
+        s = self.anchor_s = clear_of_junctions(route, self.ctx.anchor_s_m)
         self._spawn(VAN, route_pose(route, s, lateral_m=3.0))
         self.walker = None
         behind = route_pose(route, s + 4.0, lateral_m=4.5)
@@ -174,15 +193,26 @@ class OccludedPedestrian(Scenario):
         yaw = float(route.yaw_rad[i])
         self.across = (math.sin(yaw), -math.cos(yaw))  # towards the route's left: across the ego's lane
         self.started_at = None
+        self.across_done = False
 
     def tick(self, snapshot: WorldSnapshot, ego_s_m: float) -> None:
-        if self.walker is None:
+        if self.walker is None or self.across_done:
             return
-        if self.started_at is None and self.ctx.anchor_s_m - ego_s_m < 18.0:
+        if self.started_at is None and self.anchor_s - ego_s_m < 18.0:
             self.started_at = snapshot.timestamp_s
             self.ctx.world.apply_walker_control(self.walker, self.across, 2.0)
-        elif self.started_at is not None and snapshot.timestamp_s - self.started_at > 6.0:
-            self.ctx.world.apply_walker_control(self.walker, self.across, 0.0)
+        elif self.started_at is not None and snapshot.timestamp_s - self.started_at > 3.0:
+            # Stand still only once across, off the driving area: one standing on the road would block traffic
+            # for ever (drivers yield to pedestrians on the road); one still on it after 20 s leaves the scene.
+            world = self.ctx.world
+            xy = snapshot.location_m[snapshot.index_of(self.walker), :2][None, :]
+            if bool(off_road(world.area_raster.lookup(xy))[0]):
+                world.apply_walker_control(self.walker, self.across, 0.0)
+                self.across_done = True
+            elif snapshot.timestamp_s - self.started_at > 20.0:
+                world.destroy([self.walker])
+                self.actors.remove(self.walker)
+                self.walker = None
 
 
 class ParkedCarBlocking(Scenario):
@@ -191,7 +221,7 @@ class ParkedCarBlocking(Scenario):
     name = "parked_car_blocking"
 
     def setup(self) -> None:
-        self._spawn(CAR, route_pose(self.ctx.route, self.ctx.anchor_s_m))
+        self._spawn(CAR, route_pose(self.ctx.route, clear_of_junctions(self.ctx.route, self.ctx.anchor_s_m)))
 
 
 def _next_junction_entry(route: Route, from_s_m: float) -> int | None:
@@ -241,8 +271,10 @@ class RedLightRunner(Scenario):
         if self.runner is None:
             return
         lights = getattr(self.ctx.world, "lights", None)
+        if self.forced and (ego_s_m > self.entry_s + 10.0 or snapshot.timestamp_s - self.go_at > 20.0):
+            self.cleanup()  # the ego is through (or never came): lights back to their cycle, nobody waits for ever
         if not self.go and self.entry_s - ego_s_m < 30.0:
-            self.go = True
+            self.go, self.go_at = True, snapshot.timestamp_s
             if lights is not None:
                 for light, state in ((self.ego_light, TrafficLightState.GREEN),
                                      (self.runner_light, TrafficLightState.RED)):
