@@ -12,7 +12,8 @@ Each step:
   growing with speed (:class:`~av_stack.control.lateral.PurePursuit`);
 - *speed*: the cruise speed (the lane's limit, at most ``cruise_mps``), lowered
   for the route's curvature ahead (lateral-acceleration limit) and to stop
-  before a red or yellow light's stop line, behind obstacles, and at a
+  before a red or yellow light's stop line, at a stop sign's line (standing
+  still there for ``stop_sign_s``), behind obstacles, and at a
   junction's entry while a slow vehicle leaves no room behind its exit
   (:class:`~av_stack.planning.speed.SpeedPlanner`);
 - *obstacles*: every vehicle and pedestrian whose box, now or predicted ahead
@@ -56,7 +57,7 @@ class RouteFollower:
                  controller: PurePursuit | None = None, horizon_m: float = 45.0, predict_s: float = 2.0,
                  corridor_margin_m: float = 0.35, min_gap_m: float = 3.0, stop_line_margin_m: float = 1.0,
                  speed_gain: float = 1.5, overtake_after_s: float = 4.0, overtake_stuck_traffic_s: float = 20.0,
-                 stuck_after_s: float = 2.0,
+                 stuck_after_s: float = 2.0, stop_sign_s: float = 1.0,
                  reverse_s: float = 1.5) -> None:
         if not (math.isfinite(cruise_mps) and cruise_mps > 0):
             raise ValueError(f"cruise_mps must be a positive number, got {cruise_mps!r}")
@@ -72,6 +73,7 @@ class RouteFollower:
         self.overtake_after_s = overtake_after_s
         self.overtake_stuck_traffic_s = overtake_stuck_traffic_s
         self.stuck_after_s = stuck_after_s
+        self.stop_sign_s = stop_sign_s
         self.reverse_s = reverse_s
         self._route_id: object = None
         self.reset(None)
@@ -83,6 +85,8 @@ class RouteFollower:
         self._stopped_behind_s = 0.0
         self._overtake: tuple[float, float] | None = None  # route s span with the shifted path
         self._stuck_s = 0.0
+        self._stopped_at: set[int] = set()  # junction entries (route indices) whose stop sign the ego obeyed
+        self._stop_sign_held_s = 0.0
         self._reverse_left_s = 0.0
         self._reverse_steer = 0.0
         if env is not None:
@@ -125,6 +129,7 @@ class RouteFollower:
         front = float(snapshot.extent_m[row, 0])
         if not in_junction and lead_mps < 1.0:
             stop_m = min(stop_m, self._blocked_junction_stop(route, progress, obstacle_m, front))
+        stop_m = min(stop_m, self._stop_sign(env, route, progress, front, speed, dt))
         if light in (TrafficLightState.RED, TrafficLightState.YELLOW):
             line_m = light_m - front - self.stop_line_margin_m
             can_stop = speed ** 2 / (2.0 * self.planner.stop_decel_mps2) <= line_m + 1.0
@@ -133,7 +138,11 @@ class RouteFollower:
         wanted = self.planner.target_speed(ahead_m, self._curvature[ahead], cruise, stop_m)
 
         light_clear = light_m > obstacle_m + 25.0 or light not in (TrafficLightState.RED, TrafficLightState.YELLOW)
-        self._update_overtake(standing, obstacle_m, speed, light_clear, progress.s_m, dt)
+        if self._update_overtake(standing, obstacle_m, speed, light_clear, progress.s_m, dt):
+            # pull out only when the oncoming lane is clear for the whole pass (moving traffic predicted)
+            clear_m, _, _ = self._obstacle(snapshot, row, ahead_m, self._path(route, ahead), predict=True)
+            if clear_m < self._overtake[1] - progress.s_m + 15.0:
+                self._overtake = None
         self._update_stuck(snapshot, env.ego_id, wanted, speed, dt, steer)
 
         accel = self.speed_gain * (wanted - speed)
@@ -209,6 +218,24 @@ class RouteFollower:
                 break
         return max(best, 0.0), lead, standing
 
+    def _stop_sign(self, env, route, progress, front_m: float, speed: float, dt: float) -> float:
+        """Distance to the stop line of the next junction when a stop sign guards it and the ego has not yet
+        stood still there for ``stop_sign_s``; else inf."""
+        entries = route.junction_entries[route.junction_entries > progress.index]
+        if not entries.size or int(entries[0]) in self._stopped_at:
+            return math.inf
+        entry = int(entries[0])
+        if int(env.world.signals.lane_stop[int(route.lane[entry - 1])]) < 0:
+            return math.inf
+        line_m = float(route.s_m[entry]) - progress.s_m - front_m - self.stop_line_margin_m
+        if speed < 0.05 and line_m < 4.0:
+            self._stop_sign_held_s += dt
+            if self._stop_sign_held_s >= self.stop_sign_s:
+                self._stopped_at.add(entry)
+                self._stop_sign_held_s = 0.0
+                return math.inf
+        return line_m
+
     def _blocked_junction_stop(self, route, progress, obstacle_m: float, front_m: float) -> float:
         """Distance to the next junction's entry line when a slow vehicle ahead leaves no room behind the
         junction's exit (the ego would wait inside the junction, in crossing traffic's way); else inf."""
@@ -227,11 +254,12 @@ class RouteFollower:
         return math.inf
 
     def _update_overtake(self, standing: str, obstacle_m: float, speed: float, light_clear: bool,
-                         s_m: float, dt: float) -> None:
+                         s_m: float, dt: float) -> bool:
         """Start passing a vehicle that stands in the lane (not a queue at a red light) after a wait.
 
         A parked car after ``overtake_after_s``; a traffic vehicle that stays put
         although its way is clear (stuck) after ``overtake_stuck_traffic_s``.
+        Returns whether a pass starts now.
         """
         if self._overtake is not None and s_m > self._overtake[1] + 8.0:
             self._overtake = None
@@ -241,7 +269,8 @@ class RouteFollower:
         if self._overtake is None and waiting and light_clear and self._stopped_behind_s >= wait_s:
             start = s_m + obstacle_m
             self._overtake = (start, start + 12.0)
-            self._stopped_behind_s = 0.0
+            return True
+        return False
 
     def _update_stuck(self, snapshot, ego_id: int, wanted: float, speed: float, dt: float, steer: float) -> None:
         """Back off a kerb: a static contact, or no headway for ``stuck_after_s`` while the way is clear."""

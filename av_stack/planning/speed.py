@@ -45,7 +45,7 @@ class SpeedPlanner:
     stop points (lights, obstacles).
     """
 
-    lateral_accel_mps2: float = 2.0
+    lateral_accel_mps2: float = 1.5
     decel_mps2: float = 2.5
     stop_decel_mps2: float = 4.0
     min_curve_speed_mps: float = 2.0
