@@ -663,8 +663,9 @@ class EmbeddedWorld:
             if not state.touching_static[row]:
                 info = self.actors[int(fleet.ids[row])]
                 mass = info.vehicle_type.mass_kg
-                dv = mass * (v_new - v)
-                events.append(CollisionEvent(self.frame, info.actor_id, -1, "static", (float(dv[0]), float(dv[1]), 0.0),
+                impulse = mass * (v_new - v)  # what the kerb did to the car's momentum
+                events.append(CollisionEvent(self.frame, info.actor_id, -1, "static",
+                                             (float(impulse[0]), float(impulse[1]), 0.0),
                                              (float(xy[0]), float(xy[1]), 0.0)))
         state.static_free_s[:] = np.where(contact, 0.0, state.static_free_s + self.dt_s)
         state.touching_static[:] = contact | (state.touching_static & (state.static_free_s < STATIC_RELEASE_S))

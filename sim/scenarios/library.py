@@ -111,6 +111,22 @@ def steer_towards(x: float, y: float, yaw: float, target_xy, gain: float = 1.5) 
     return float(np.clip(gain * angle, -1.0, 1.0))
 
 
+def _near_path_end(snapshot: WorldSnapshot, actor_id: int, path_xy: np.ndarray, within_m: float = 15.0) -> bool:
+    """Whether the actor is less than ``within_m`` along ``path_xy`` from its end."""
+    here = snapshot.location_m[snapshot.index_of(actor_id), :2]
+    nearest = int(np.argmin(np.hypot(*(path_xy - here).T)))
+    return float(np.hypot(*np.diff(path_xy[nearest:], axis=0).T).sum()) < within_m
+
+
+def _hand_to_traffic(world: World, actor_id: int) -> bool:
+    """Put a scenario vehicle on autopilot (False if it is not on a lane: it stays under scenario control)."""
+    try:
+        world.set_autopilot(actor_id, True)
+    except SpawnError:
+        return False
+    return True
+
+
 class Scenario:
     """A scenario: ``setup`` spawns its actors, ``tick`` drives them once per step."""
 
@@ -165,8 +181,8 @@ class LeadingVehicleBrake(Scenario):
         else:
             if self.brake_until is not None:
                 self.done, self.brake_until = True, None
-            if route.length_m - lead_s < 15.0:  # near the ego's goal: traffic takes it on instead of parking there
-                self.ctx.world.set_autopilot(self.lead, True)
+            # Near the ego's goal: traffic takes it on instead of parking it there.
+            if route.length_m - lead_s < 15.0 and _hand_to_traffic(self.ctx.world, self.lead):
                 self.lead = None
                 return
             control = pursue(snapshot, self.lead, route.points_xy, 4.0)
@@ -281,6 +297,10 @@ class RedLightRunner(Scenario):
                     if light >= 0:
                         lights.force_state(light, state)
                         self.forced.append(light)
+        if self.go and _near_path_end(snapshot, self.runner, self.path) and _hand_to_traffic(self.ctx.world,
+                                                                                         self.runner):
+            self.runner = None  # its run is over: traffic takes it on instead of parking it in someone's lane
+            return
         control = pursue(snapshot, self.runner, self.path, 9.0) if self.go else VehicleControl(brake=1.0)
         self.ctx.world.apply_control(self.runner, control)
 

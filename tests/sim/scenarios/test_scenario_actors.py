@@ -66,7 +66,7 @@ def test_the_occluded_pedestrian_ends_off_the_road():
     assert off_road(env.world.area_raster.lookup(xy))[0]
 
 
-def test_the_red_light_runner_gives_the_lights_back():
+def test_the_red_light_runner_gives_the_lights_back_and_joins_traffic():
     env = _env("red_light_runner")
     for seed in range(1, 6):
         env.reset(seed=seed)
@@ -74,9 +74,18 @@ def test_the_red_light_runner_gives_the_lights_back():
         if scenario.runner is not None:
             break
     assert scenario.runner is not None, "no route with a signalised junction in 5 seeds"
+    runner = scenario.runner
     forced_seen = False
-    for _ in _drive(env, 1200):
+    for snapshot in _drive(env, 1500):
         forced_seen |= bool(scenario.forced)
-        if forced_seen and not scenario.forced:
+        if forced_seen and not scenario.forced and scenario.runner is None:
             break
     assert forced_seen and scenario.forced == []
+    for _ in range(400):  # the ego's route may end first: the scenario goes on with the world
+        if scenario.runner is None:
+            break
+        snapshot = env.world.tick()
+        scenario.tick(snapshot, env.route.length_m)
+    # At the end of its run it joins traffic instead of parking in a lane.
+    snapshot = env.world.snapshot()
+    assert scenario.runner is None and snapshot.autopilot[snapshot.index_of(runner)]
