@@ -102,7 +102,7 @@ def test_driving_the_route_completes_it_and_scores_100():
                       "routes": {"min_length_m": 60, "max_length_m": 80},
                       "episode": {"terminate_on": ["collision", "route_deviation"]}})
     e.reset(seed=2)
-    agent = RouteFollower(steer_gain=2.0)
+    agent = RouteFollower()
     for _ in range(2000):
         _, _, terminated, truncated, info = e.step(agent(None, e))
         if terminated or truncated:
