@@ -88,7 +88,8 @@ def run_set(name: str, config: dict[str, Any], episodes: list[tuple[int, dict | 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point; returns the result object."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--town", action="append", choices=list(SHIPPED_TOWNS), help=f"shipped town(s): {', '.join(SHIPPED_TOWNS)} (default all)")
+    parser.add_argument("--town", action="append", choices=list(SHIPPED_TOWNS),
+                        help=f"shipped town(s): {', '.join(SHIPPED_TOWNS)} (default all)")
     parser.add_argument("--route", action="append", help="route id(s) of the towns' route files (default all)")
     parser.add_argument("--procedural-seed", type=int, action="append",
                         help="procedural town seed(s) (default 0 1 2; -1 skips procedural towns)")

@@ -75,12 +75,12 @@ class RouteFollower:
         self.stuck_after_s = stuck_after_s
         self.stop_sign_s = stop_sign_s
         self.reverse_s = reverse_s
-        self._route_id: object = None
+        self._route: object = None  # the route whose curvature is cached
         self.reset(None)
 
     def reset(self, env) -> None:
         """Forget the previous episode (the route's curvature is recomputed on the next call)."""
-        self._route_id = None
+        self._route = None
         self._curvature = np.zeros(0)
         self._stopped_behind_s = 0.0
         self._overtake: tuple[float, float] | None = None  # route s span with the shifted path
@@ -95,8 +95,8 @@ class RouteFollower:
     # ------------------------------------------------------------------ the step
     def __call__(self, obs, env) -> np.ndarray:
         route, progress = env.route, env.progress
-        if self._route_id is not route:
-            self._route_id = route
+        if self._route is not route:
+            self._route = route
             self._curvature = path_curvature(route.yaw_rad, route.s_m)
         snapshot = env.world.snapshot()
         row = snapshot.index_of(env.ego_id)
