@@ -100,7 +100,7 @@ class CarlaServer:
         self._walkers = WalkerHandlers(self.state)
         self._lights = TrafficLightHandlers(self.state)
         actors = ActorHandlers(self.state, self._walkers, self._sensors)
-        groups = (self._episode, actors, BatchCommands(self.state, actors, self._walkers, self._lights, self._step),
+        groups = (self._episode, actors, BatchCommands(self.state, actors, self._walkers, self._lights, self.step),
                   self._lights, self._walkers, LevelHandlers(self.state), self._sensors)
         self._handlers: dict[str, Callable[..., object]] = {"tick_cue": self._tick_cue}
         for group in groups:
@@ -160,7 +160,7 @@ class CarlaServer:
         while not self._stop.wait(self.world.dt_s):
             with self._lock:
                 if not self.state.settings.synchronous_mode:
-                    self._step()
+                    self.step()
 
     # ------------------------------------------------------------------ dispatch and time
     def handle(self, method: str, params: list) -> object:
@@ -187,10 +187,10 @@ class CarlaServer:
 
     def _tick_cue(self) -> list:
         if self.state.settings.synchronous_mode:
-            self._step()
+            self.step()
         return enc.ok(self.world.frame)
 
-    def _step(self) -> WorldSnapshot:
+    def step(self) -> WorldSnapshot:
         """Advance one step; push sensor data, then the episode state."""
         world = self.world
         for actor_id, pose in self.state.held.items():  # no physics: back where it is held, at rest

@@ -239,9 +239,10 @@ def test_batch_commands_move_hold_and_light_vehicles_and_move_walkers(server):
                                          False])
     assert [a[0][0] for a in held] == [1, 1]
     for _ in range(5):
-        snap = server.world.tick()
+        snap = server.step()  # the server's step: held vehicles stay where they are held
     car = snap.index_of(vehicle)
     assert snap.location_m[car, :2].tolist() == pytest.approx([165.0, 55.0], abs=1e-3)  # held where it was put
+    assert snap.speed_mps()[car] == pytest.approx(0.0, abs=1e-6)
     assert server.handle("apply_batch", [[False], [[[14, [vehicle, True]]]], False]) == [[[1, vehicle]]]
     server.handle("destroy_actor", [[False], walker])
     server.handle("destroy_actor", [[False], vehicle])
