@@ -31,8 +31,8 @@ import numpy as np
 from sim.api import Pose
 
 __all__ = [
-    "compose_mount", "mount_matrix", "rotation_from_matrix", "rotation_matrix", "sensor_world_pose",
-    "world_to_ego",
+    "body_to_world_xy", "box_corners", "box_corners_3d", "check_boxes", "compose_mount", "mount_matrix",
+    "rotation_from_matrix", "rotation_matrix", "sensor_world_pose", "world_to_ego",
 ]
 
 
@@ -127,12 +127,10 @@ def body_to_world_xy(local_xy: np.ndarray, centre_xy: np.ndarray, yaw_rad: np.nd
                      centre_xy[:, None, 1] + lx * sin + ly * cos], axis=-1)
 
 
-def box_corners(centre_xy: np.ndarray, yaw_rad: np.ndarray, half_extent_xy: np.ndarray) -> np.ndarray:
-    """Corners (N, 4, 2) of oriented boxes: front-left, front-right, rear-right, rear-left.
-
-    "Left" is -y in the box frame (CARLA: y points right). ``ValueError`` on
-    mismatched shapes or negative extents.
-    """
+def check_boxes(centre_xy: np.ndarray, yaw_rad: np.ndarray, half_extent_xy: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Oriented boxes as float arrays: centres (N, 2), yaws (N,), half extents (N, 2); ``ValueError`` naming the
+    argument on a wrong shape or a negative extent."""
     centre = np.asarray(centre_xy, dtype=np.float64)
     yaw = np.asarray(yaw_rad, dtype=np.float64)
     half = np.asarray(half_extent_xy, dtype=np.float64)
@@ -145,6 +143,16 @@ def box_corners(centre_xy: np.ndarray, yaw_rad: np.ndarray, half_extent_xy: np.n
         raise ValueError(f"half_extent_xy must have shape ({n}, 2), got {half.shape}")
     if n and not half.min() >= 0.0:
         raise ValueError("half_extent_xy must be non-negative")
+    return centre, yaw, half
+
+
+def box_corners(centre_xy: np.ndarray, yaw_rad: np.ndarray, half_extent_xy: np.ndarray) -> np.ndarray:
+    """Corners (N, 4, 2) of oriented boxes: front-left, front-right, rear-right, rear-left.
+
+    "Left" is -y in the box frame (CARLA: y points right). ``ValueError`` on
+    mismatched shapes or negative extents.
+    """
+    centre, yaw, half = check_boxes(centre_xy, yaw_rad, half_extent_xy)
     return body_to_world_xy(_BOX_SIGNS_XY[None, :, :] * half[:, None, :], centre, yaw)
 
 

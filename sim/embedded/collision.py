@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from sim.transforms import check_boxes
+
 __all__ = ["Contacts", "VerletPairs", "candidate_pairs", "find_contacts", "overlap_vertically"]
 
 _EMPTY_PAIRS = np.zeros((0, 2), dtype=np.int64)
@@ -33,24 +35,6 @@ class Contacts:
 
     def __len__(self) -> int:
         return int(self.pairs.shape[0])
-
-
-def _check_boxes(
-    center_xy: np.ndarray, yaw_rad: np.ndarray, half_extent_xy: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    center = np.asarray(center_xy, dtype=np.float64)
-    yaw = np.asarray(yaw_rad, dtype=np.float64)
-    half = np.asarray(half_extent_xy, dtype=np.float64)
-    if center.ndim != 2 or center.shape[1] != 2:
-        raise ValueError(f"center_xy must have shape (N, 2), got {center.shape}")
-    n = center.shape[0]
-    if yaw.shape != (n,):
-        raise ValueError(f"yaw_rad must have shape ({n},), got {yaw.shape}")
-    if half.shape != (n, 2):
-        raise ValueError(f"half_extent_xy must have shape ({n}, 2), got {half.shape}")
-    if n and not half.min() >= 0.0:
-        raise ValueError("half_extent_xy must be non-negative")
-    return center, yaw, half
 
 
 def _check_z_range(z_range_m: np.ndarray | None, n: int) -> np.ndarray | None:
@@ -124,7 +108,7 @@ def find_contacts(
     the (bottom, top) of each box, pairs whose height intervals do not overlap are never in
     contact.
     """
-    center, yaw, half = _check_boxes(center_xy, yaw_rad, half_extent_xy)
+    center, yaw, half = check_boxes(center_xy, yaw_rad, half_extent_xy)
     z_range = _check_z_range(z_range_m, center.shape[0])
     if pairs is None:
         pairs = candidate_pairs(center, np.hypot(half[:, 0], half[:, 1]), z_range)

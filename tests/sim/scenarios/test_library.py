@@ -9,26 +9,8 @@ import pytest
 
 from sim.api import RedLightEvent, TrafficLightState
 from sim.config import ConfigError
-from av_stack.planning.expert import RouteFollower
-from sim.env.driving import DrivingEnv
 from sim.scenarios.library import SCENARIOS
-
-
-def make_env(name: str) -> DrivingEnv:
-    return DrivingEnv(map="Town01", traffic={"vehicles": 0, "walkers": 0}, observation={"mode": "state"},
-                      scenarios=[name], routes={"min_length_m": 150, "max_length_m": 250},
-                      episode={"terminate_on": []})
-
-
-def drive(env: DrivingEnv, steps: int):
-    """Drive with the privileged route follower (pure pursuit, slows for hazards, stops for red); yields snapshots."""
-    agent = RouteFollower()
-    agent.reset(env)
-    for _ in range(steps):
-        _, _, terminated, truncated, info = env.step(agent(None, env))
-        yield env.world.snapshot(), info
-        if terminated or truncated:
-            return
+from tests.sim.scenarios.helpers import drive, make_env
 
 
 def test_unknown_scenario_is_named():

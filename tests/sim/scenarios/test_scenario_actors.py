@@ -4,31 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from av_stack.planning.expert import RouteFollower
-from sim.env.driving import DrivingEnv
 from sim.rules.traffic import off_road
 from sim.scenarios.library import clear_of_junctions
 from sim.scenarios.routes import load_route_file, plan_route
-
-
-def _env(*names: str) -> DrivingEnv:
-    return DrivingEnv(map="Town01", traffic={"vehicles": 0, "walkers": 0}, observation={"mode": "state"},
-                      scenarios=list(names), routes={"min_length_m": 150, "max_length_m": 250},
-                      episode={"terminate_on": []})
-
-
-def _drive(env: DrivingEnv, steps: int):
-    agent = RouteFollower()
-    agent.reset(env)
-    for _ in range(steps):
-        _, _, terminated, truncated, _ = env.step(agent(None, env))
-        yield env.world.snapshot()
-        if terminated or truncated:
-            return
+from tests.sim.scenarios.helpers import drive, make_env
 
 
 def test_clear_of_junctions_moves_an_anchor_out_of_and_away_from_junctions():
-    env = _env()
+    env = make_env()
     spec = load_route_file("configs/routes/town01.yaml").routes[4]
     route = plan_route(env.world.lanes, np.asarray(spec.waypoints_xy), spec.route_id)
     junction_s = route.s_m[route.in_junction]
@@ -42,7 +25,7 @@ def test_clear_of_junctions_moves_an_anchor_out_of_and_away_from_junctions():
 
 
 def test_scenario_vehicles_stand_clear_of_junctions():
-    env = _env("leading_vehicle_brake", "pedestrian_crossing_occluded", "parked_car_blocking")
+    env = make_env("leading_vehicle_brake", "pedestrian_crossing_occluded", "parked_car_blocking")
     lanes = env.world.lanes
     for seed in range(4):
         env.reset(seed=seed)
@@ -56,10 +39,10 @@ def test_scenario_vehicles_stand_clear_of_junctions():
 
 
 def test_the_occluded_pedestrian_ends_off_the_road():
-    env = _env("pedestrian_crossing_occluded")
+    env = make_env("pedestrian_crossing_occluded")
     env.reset(seed=1)
     scenario = env.scenarios[0]
-    for snapshot in _drive(env, 700):
+    for snapshot, _ in drive(env, 700):
         pass
     assert scenario.across_done
     xy = snapshot.location_m[snapshot.index_of(scenario.walker), :2][None, :]
@@ -67,7 +50,7 @@ def test_the_occluded_pedestrian_ends_off_the_road():
 
 
 def test_the_red_light_runner_gives_the_lights_back_and_joins_traffic():
-    env = _env("red_light_runner")
+    env = make_env("red_light_runner")
     for seed in range(1, 6):
         env.reset(seed=seed)
         scenario = env.scenarios[0]
@@ -76,7 +59,7 @@ def test_the_red_light_runner_gives_the_lights_back_and_joins_traffic():
     assert scenario.runner is not None, "no route with a signalised junction in 5 seeds"
     runner = scenario.runner
     forced_seen = False
-    for snapshot in _drive(env, 1500):
+    for snapshot, _ in drive(env, 1500):
         forced_seen |= bool(scenario.forced)
         if forced_seen and not scenario.forced and scenario.runner is None:
             break

@@ -1,0 +1,24 @@
+"""Shared by the scenario tests: an empty-town env with given scenarios, driven by the privileged expert."""
+
+from __future__ import annotations
+
+from av_stack.planning.expert import RouteFollower
+from sim.env.driving import DrivingEnv
+
+
+def make_env(*names: str) -> DrivingEnv:
+    """Town01, no traffic, state observations, a 150-250 m random route with ``names`` placed along it."""
+    return DrivingEnv(map="Town01", traffic={"vehicles": 0, "walkers": 0}, observation={"mode": "state"},
+                      scenarios=list(names), routes={"min_length_m": 150, "max_length_m": 250},
+                      episode={"terminate_on": []})
+
+
+def drive(env: DrivingEnv, steps: int):
+    """Drive with the expert for up to ``steps`` steps (stops when the episode ends); yields (snapshot, info)."""
+    agent = RouteFollower()
+    agent.reset(env)
+    for _ in range(steps):
+        _, _, terminated, truncated, info = env.step(agent(None, env))
+        yield env.world.snapshot(), info
+        if terminated or truncated:
+            return
