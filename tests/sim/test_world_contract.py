@@ -24,6 +24,7 @@ from sim.maps.geometry import AreaClass, AreaRaster, MapGeometry
 from sim.maps.lanes import build_lane_graph
 from sim.maps.loader import load_carla_map, resolve_map
 from sim.maps.signals import build_signal_layout
+from tests.lane_picks import straight_lane as _straight_lane
 
 TOWN = os.environ.get("CARLA_TOWN", "Town01")
 CAR = "vehicle.lincoln.mkz_2020"
@@ -65,16 +66,6 @@ def reference():
     carla_map = load_carla_map(source)
     lanes = build_lane_graph(carla_map, source.xodr_text)
     return lanes, build_signal_layout(carla_map, lanes, generate_missing=False)
-
-
-def _straight_lane(world: World) -> int:
-    """The longest lane outside junctions whose heading varies by less than 0.05 rad."""
-    lanes = world.lanes
-    for k in np.argsort(-lanes.length_m):
-        headings = lanes.yaw_rad[lanes.offset[k]:lanes.offset[k] + lanes.count[k]]
-        if not lanes.is_junction[k] and np.ptp(np.unwrap(headings)) < 0.05:
-            return int(k)
-    raise AssertionError("no straight lane")
 
 
 def _pose_on(world: World, lane: int, s_m: float, z_m: float = 0.5) -> Pose:

@@ -12,6 +12,7 @@ from sim.embedded.world import EmbeddedWorld
 from sim.maps.geometry import AreaClass
 from sim.rules.traffic import on_static, touches_static
 from sim.transforms import box_corners
+from tests.lane_picks import straight_lane as _straight_lane
 
 CAR = "vehicle.lincoln.mkz_2020"
 
@@ -25,15 +26,6 @@ def town01():
 def world(town01):
     town01.reset(0)
     return town01
-
-
-def _straight_lane(world) -> int:
-    lanes = world.lanes
-    for k in np.argsort(-lanes.length_m):
-        headings = lanes.yaw_rad[lanes.offset[k]:lanes.offset[k] + lanes.count[k]]
-        if not lanes.is_junction[k] and np.ptp(np.unwrap(headings)) < 0.05:
-            return int(k)
-    raise AssertionError("no straight lane")
 
 
 def _lane_pose(world, s_m: float = 40.0) -> tuple[float, float, float]:

@@ -13,6 +13,7 @@ from sim.config import ConfigError, WorldConfig, load_yaml_config
 from sim.api import SpawnError
 from sim.embedded.world import EmbeddedWorld
 from sim.rules.traffic import project_to_lanes
+from tests.lane_picks import straight_lane as _straight_lane
 
 
 @pytest.fixture()
@@ -24,16 +25,6 @@ def _pose_on(world, lane, s_m, lateral_m=0.0):
     xyz, yaw = world.lanes.interpolate(np.array([lane]), np.array([s_m]))
     y = float(yaw[0])
     return Pose(float(xyz[0, 0]) - math.sin(y) * lateral_m, float(xyz[0, 1]) + math.cos(y) * lateral_m, 0.0, y)
-
-
-def _straight_lane(world):
-    """The longest lane outside junctions whose heading varies by less than 0.05 rad."""
-    lanes = world.lanes
-    for k in np.argsort(-lanes.length_m):
-        headings = lanes.yaw_rad[lanes.offset[k]:lanes.offset[k] + lanes.count[k]]
-        if not lanes.is_junction[k] and np.ptp(np.unwrap(headings)) < 0.05:
-            return int(k)
-    raise AssertionError("no straight lane")
 
 
 def test_snapshot_layout(world):
