@@ -23,7 +23,7 @@ from functools import cached_property
 
 import numpy as np
 
-from sim.api import (ActorKind, CollisionEvent, Event, LaneInvasionEvent, Pose, SpawnError, TrafficLightState,
+from sim.api import (ActorKind, CollisionEvent, Event, LaneInvasionEvent, Pose, SpawnError,
                      VehicleControl, WorldSnapshot)
 from sim.embedded.collision import VerletPairs, find_contacts
 from sim.config import WorldConfig

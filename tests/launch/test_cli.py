@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import imageio_ffmpeg
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 

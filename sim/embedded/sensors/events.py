@@ -10,7 +10,6 @@ event sensors only take ``role_name``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 

@@ -33,7 +33,6 @@ noise_gyro_bias_* + N(0, noise_gyro_stddev_*); one generator seeded by
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from sim.api import CollisionEvent, LaneInvasionEvent, Pose, VehicleControl
-from sim.api import Pose
 from sim.transforms import sensor_world_pose
 from sim.embedded.sensors.events import (
     CollisionData,
