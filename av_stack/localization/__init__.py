@@ -1,0 +1,11 @@
+"""Localization stages: sensors to the ego's pose (:class:`av_stack.stages.Localization`).
+
+Registered: ``oracle`` (the ground-truth pose).
+"""
+
+from __future__ import annotations
+
+from av_stack.registry import Registry
+
+LOCALIZATION: Registry = Registry("localization")
+LOCALIZATION.register_lazy("oracle", "av_stack.localization.oracle:OracleLocalization")
