@@ -339,7 +339,7 @@ class PoseEstimate:
     @property
     def xy(self) -> np.ndarray:
         """(2,) position on the ground."""
-        return np.array([self.pose.x, self.pose.y])
+        return np.array([self.pose.x_m, self.pose.y_m])
 
     @property
     def yaw_rad(self) -> float:

@@ -3,6 +3,10 @@
 - ``acc_steer``: Box [-1, 1]^2 ``(acceleration, steer)``; positive
   acceleration is throttle, negative is brake (Roach's action space).
 - ``throttle_brake_steer``: Box ``[0, 0, -1] .. [1, 1, 1]``.
+- ``vehicle_control``: Box ``[0, -1, 0, 0] .. [1, 1, 1, 1]``: CARLA's
+  ``VehicleControl`` ``(throttle, steer, brake, reverse)``; reverse >= 0.5
+  engages the reverse gear (throttle then drives backwards). What the AV
+  stack's controllers emit.
 
 An action is the mode's number of real numbers: a float32 / float64 (or
 integer) array of exactly the space's shape, or a flat list or tuple of
@@ -44,6 +48,9 @@ class ActionMapping:
         if self.mode == "acc_steer":
             acc, steer = float(clipped[0]), float(clipped[1])
             control = VehicleControl(throttle=max(acc, 0.0), brake=max(-acc, 0.0), steer=steer)
+        elif self.mode == "vehicle_control":
+            control = VehicleControl(throttle=float(clipped[0]), steer=float(clipped[1]), brake=float(clipped[2]),
+                                     reverse=bool(clipped[3] >= 0.5))
         else:
             control = VehicleControl(throttle=float(clipped[0]), brake=float(clipped[1]), steer=float(clipped[2]))
         return control, was_clipped, clipped.astype(np.float32)
@@ -72,4 +79,27 @@ def action_mapping(mode: str) -> ActionMapping:
     if mode == "throttle_brake_steer":
         low = np.array([0.0, 0.0, -1.0], dtype=np.float32)
         return ActionMapping(mode, spaces.Box(low, np.ones(3, dtype=np.float32), dtype=np.float32))
-    raise ActionError(f"unknown action mode {mode!r}; valid: acc_steer, throttle_brake_steer")
+    if mode == "vehicle_control":
+        low = np.array([0.0, -1.0, 0.0, 0.0], dtype=np.float32)
+        return ActionMapping(mode, spaces.Box(low, np.ones(4, dtype=np.float32), dtype=np.float32))
+    raise ActionError(f"unknown action mode {mode!r}; valid: {', '.join(ACTION_MODES)}")
+
+
+ACTION_MODES = ("acc_steer", "throttle_brake_steer", "vehicle_control")
+"""The action modes, by name."""
+
+
+def control_to_action(control: VehicleControl, mode: str) -> np.ndarray:
+    """The action of ``mode`` that applies ``control`` (float32). ``acc_steer`` and ``throttle_brake_steer``
+    cannot express the reverse gear: ``ActionError`` for a reversing control in those modes."""
+    if control.reverse and mode != "vehicle_control":
+        raise ActionError(f"action mode {mode!r} has no reverse gear; use action.mode: vehicle_control")
+    if mode == "acc_steer":
+        values = [control.throttle - control.brake, control.steer]
+    elif mode == "throttle_brake_steer":
+        values = [control.throttle, control.brake, control.steer]
+    elif mode == "vehicle_control":
+        values = [control.throttle, control.steer, control.brake, 1.0 if control.reverse else 0.0]
+    else:
+        raise ActionError(f"unknown action mode {mode!r}; valid: {', '.join(ACTION_MODES)}")
+    return np.array(values, dtype=np.float32)

@@ -172,9 +172,10 @@ class ObservationSection(_Section):
 
 
 class ActionSection(_Section):
-    """``acc_steer``: Box [-1, 1]^2 (acceleration: + throttle / - brake, steer); or ``throttle_brake_steer``."""
+    """``acc_steer``: Box [-1, 1]^2 (acceleration: + throttle / - brake, steer); ``throttle_brake_steer``; or
+    ``vehicle_control`` (throttle, steer, brake, reverse: what the AV stack emits); see ``sim/env/actions.py``."""
 
-    mode: Literal["acc_steer", "throttle_brake_steer"] = "acc_steer"
+    mode: Literal["acc_steer", "throttle_brake_steer", "vehicle_control"] = "acc_steer"
 
 
 class RewardSection(_Section):

@@ -54,7 +54,6 @@ observation): :attr:`DrivingEnv.progress`, :meth:`DrivingEnv.hazard_distance`,
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from collections import deque
@@ -160,14 +159,16 @@ class DrivingEnv(gymnasium.Env):
         self.route: Route | None = None
         self._tracker: RouteTracker | None = None
         self._trail: deque[tuple[float, float]] = deque(maxlen=600)
-        # Privileged gear for an expert backing off a kerb: while True the action's throttle drives
-        # backwards (the action spaces have no gear); every reset() puts it back to False.
-        self.reverse_gear = False
 
     @property
     def route_ids(self) -> tuple[str, ...]:
         """Ids of the route file's routes this env runs (empty with random routes)."""
         return tuple(spec.route_id for spec in self._route_specs)
+
+    @property
+    def sensor_suite(self):
+        """The ego's :class:`~sim.sensors.suite.SensorSuite` (``None`` unless the ``sensors`` mode is on)."""
+        return getattr(self, "_suite", None)
 
     @property
     def scenarios(self) -> tuple:
@@ -233,7 +234,6 @@ class DrivingEnv(gymnasium.Env):
         self._previous_action = np.zeros(self.action_space.shape, dtype=np.float32)
         self._previous_steer = 0.0
         self._slow_s = 0.0
-        self.reverse_gear = False
         self._deviated = False
         self._infractions: list[Infraction] = []
         self._last_collision: dict[int, float] = {}
@@ -246,7 +246,8 @@ class DrivingEnv(gymnasium.Env):
         self._snapshot, self._progress = snapshot, progress
         self._trail.append(tuple(snapshot.location_m[row, :2]))
         info = {"route_id": self.route.route_id, "route_length_m": self.route.length_m, "episode_seed": episode_seed,
-                "route_completion": progress.completion}
+                "route_completion": progress.completion,
+                "speed_mps": float(np.hypot(*snapshot.velocity_mps[row, :2]))}
         if c.observation.ground_truth:
             info["ground_truth"] = self.ground_truth()
         return self._observe(snapshot, row, progress), info
@@ -256,8 +257,6 @@ class DrivingEnv(gymnasium.Env):
         if self._tracker is None:
             raise RuntimeError("call reset() before step()")
         control, clipped, applied = self.action_mapping.to_control(action)
-        if self.reverse_gear:
-            control = dataclasses.replace(control, reverse=True)
         c = self.config
         self.world.apply_control(self.ego_id, control)
         for scenario in self._scenarios:

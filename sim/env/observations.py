@@ -40,8 +40,9 @@ COMMANDS = (RoadOption.LEFT, RoadOption.RIGHT, RoadOption.STRAIGHT, RoadOption.L
 
 def measurement_names(action_size: int) -> tuple[str, ...]:
     """Names of the measurement vector's entries, in order."""
-    action = ("previous_acceleration", "previous_steer") if action_size == 2 else \
-        ("previous_throttle", "previous_brake", "previous_steer")
+    action = {2: ("previous_acceleration", "previous_steer"),
+              3: ("previous_throttle", "previous_brake", "previous_steer"),
+              4: ("previous_throttle", "previous_steer", "previous_brake", "previous_reverse")}[action_size]
     return ("speed", "speed_limit", *action, *(f"command_{c.name.lower()}" for c in COMMANDS),
             "junction_distance", "lateral_offset", "heading_error")
 
@@ -172,7 +173,7 @@ def sensor_arrays(data: dict, space: spaces.Dict, padded: dict[str, int]) -> dic
 
 @dataclass(frozen=True)
 class EgoGroundTruth:
-    """The ego's pose (world frame, CARLA's axes) and horizontal speed."""
+    """The ego's pose (world frame, CARLA's axes), horizontal speed and velocity (world frame) [m/s]."""
 
     actor_id: int
     x_m: float
@@ -182,6 +183,7 @@ class EgoGroundTruth:
     yaw_rad: float
     roll_rad: float
     speed_mps: float
+    velocity_mps: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,7 +249,8 @@ def ground_truth(snapshot: WorldSnapshot, ego_row: int, radius_m: float, light: 
     pitch, yaw, roll = (float(v) for v in snapshot.rotation_rad[ego_row])
     x, y, z = (float(v) for v in snapshot.location_m[ego_row])
     ego = EgoGroundTruth(int(snapshot.actor_id[ego_row]), x, y, z, pitch, yaw, roll,
-                         float(np.hypot(*snapshot.velocity_mps[ego_row, :2])))
+                         float(np.hypot(*snapshot.velocity_mps[ego_row, :2])),
+                         tuple(float(v) for v in snapshot.velocity_mps[ego_row]))
     dist = np.hypot(snapshot.location_m[:, 0] - ego_xy[0], snapshot.location_m[:, 1] - ego_xy[1])
     rows = np.flatnonzero((dist <= radius_m) & (np.arange(dist.shape[0]) != ego_row))
     rows = rows[np.argsort(dist[rows], kind="stable")]
