@@ -110,3 +110,12 @@ class StackAgent:
         self.frame = self._builder(obs, speed)
         self.outputs = self.stack.step(self.frame)
         return control_to_action(self.outputs.control, env.config.action.mode)
+
+
+def expert_agent(**planner_keys) -> StackAgent:
+    """The privileged expert as an env agent: oracle perception and localization, the expert planner (with
+    ``planner_keys`` for its config), the pure-pursuit controller. The env needs ``action.mode:
+    vehicle_control`` for the expert to back off a kerb (other modes raise when it tries)."""
+    from av_stack.stack import Stack
+
+    return StackAgent(Stack.from_config({"planning": {"name": "expert", **planner_keys}}))

@@ -6,8 +6,8 @@
 Shipped towns run their route file (``configs/routes/<town>.yaml``) with the
 Leaderboard episode rules and the scenarios of ``configs/env/leaderboard_town01.yaml``
 (leading vehicle brake, occluded pedestrian, red-light runner), 30 NPC
-vehicles and 20 walkers, ``state`` observations (the expert reads privileged
-state, not the observation). Procedural towns (``world.map: procedural``, a
+vehicles and 20 walkers; the expert runs as the oracle stack (``av_stack.bridge.expert_agent``:
+oracle perception and localization from the env's ground truth, the expert planner, pure pursuit). Procedural towns (``world.map: procedural``, a
 3 x 3 grid with the given seed) run ``--procedural-routes`` random routes of
 150-400 m with the same rules and scenarios (``--all-scenarios``: all five, adding
 the parked car and the dense junction). Every route runs once
@@ -23,7 +23,7 @@ import time
 from statistics import fmean
 from typing import Any
 
-from av_stack.planning.expert import RouteFollower
+from av_stack.bridge import StackAgent, expert_agent
 from sim.env.driving import DrivingEnv
 from sim.env.metrics import score_route
 from sim.scenarios.routes import load_route_file
@@ -33,7 +33,8 @@ SHIPPED_TOWNS = {"Town01": "configs/routes/town01.yaml", "Town02": "configs/rout
 ROUTE_SET_SCENARIOS = ("leading_vehicle_brake", "pedestrian_crossing_occluded", "red_light_runner")
 ALL_SCENARIOS = ("leading_vehicle_brake", "pedestrian_crossing_occluded", "red_light_runner",
                  "parked_car_blocking", "dense_junction")
-COMMON = {"traffic": {"vehicles": 30, "walkers": 20}, "observation": {"mode": "state"},
+COMMON = {"traffic": {"vehicles": 30, "walkers": 20}, "action": {"mode": "vehicle_control"},
+          "observation": {"mode": "state", "ground_truth": True, "ground_truth_radius_m": 60.0},
           "episode": {"terminate_on": ["route_deviation", "blocked"]}}
 
 
@@ -53,7 +54,7 @@ def procedural_config(seed: int, scenarios: tuple[str, ...] = ROUTE_SET_SCENARIO
             "scenarios": list(scenarios)}
 
 
-def drive(env: DrivingEnv, agent: RouteFollower, seed: int, options: dict | None = None) -> dict[str, Any]:
+def drive(env: DrivingEnv, agent: StackAgent, seed: int, options: dict | None = None) -> dict[str, Any]:
     """One episode with ``agent``; the route's score record."""
     obs, _ = env.reset(seed=seed, options=options)
     agent.reset(env)
@@ -73,7 +74,7 @@ def drive(env: DrivingEnv, agent: RouteFollower, seed: int, options: dict | None
 def run_set(name: str, config: dict[str, Any], episodes: list[tuple[int, dict | None]]) -> dict[str, Any]:
     """Drive every (seed, reset options) episode of one env; per-route records and the mean driving score."""
     env = DrivingEnv(**config)
-    agent = RouteFollower()
+    agent = expert_agent()
     routes = []
     for seed, options in episodes:
         record = drive(env, agent, seed, options)
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         scenarios = ALL_SCENARIOS if args.all_scenarios else ROUTE_SET_SCENARIOS
         sets.append(run_set(f"procedural_{seed}", procedural_config(seed, scenarios),
                             [(args.seed + k, None) for k in range(args.procedural_routes)]))
-    result = {"benchmark": "expert_eval", "agent": "RouteFollower", "sets": sets,
+    result = {"benchmark": "expert_eval", "agent": "expert (oracle perception and localization, pure pursuit)", "sets": sets,
               "wall_s": round(time.perf_counter() - start, 1),
               "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()}}
     for s in sets:

@@ -8,12 +8,16 @@ import numpy as np
 import pytest
 
 from av_stack.control.lateral import PurePursuit
-from av_stack.planning.expert import RouteFollower
+from av_stack.bridge import expert_agent
+from av_stack.planning.expert import ExpertPlanner
+from av_stack.planning import PLANNING
+from av_stack.registry import StageConfigError
 from av_stack.planning.speed import SpeedPlanner, path_curvature
 from sim.api import CollisionEvent, Pose, TrafficLightState
 from sim.env.driving import DrivingEnv
 
 EMPTY_TOWN01 = dict(world={"map": "Town01"}, traffic={"vehicles": 0, "walkers": 0}, observation={"mode": "state"},
+                    action={"mode": "vehicle_control"},
                     routes={"source": "file", "file": "configs/routes/town01.yaml"},
                     episode={"terminate_on": ["route_deviation", "blocked"]})
 
@@ -76,9 +80,15 @@ def test_pure_pursuit_converges_onto_a_straight_lane_from_an_offset():
         controller.steer(0.0, 0.0, 0.0, 5.0, np.zeros((0, 2)))
 
 
+def _ego(env):
+    snapshot = env.world.snapshot()
+    row = snapshot.index_of(env.ego_id)
+    return snapshot, row, float(np.hypot(*snapshot.velocity_mps[row, :2]))
+
+
 def test_expert_stops_before_the_stop_line_of_a_red_light():
     env = DrivingEnv(**EMPTY_TOWN01)
-    agent = RouteFollower()
+    agent = expert_agent()
     obs, _ = env.reset(seed=0, options={"route_id": "town01_short_00"})
     agent.reset(env)
     light, distance = env.route_light(env.progress)
@@ -89,19 +99,76 @@ def test_expert_stops_before_the_stop_line_of_a_red_light():
         obs, _, terminated, truncated, info = env.step(agent(obs, env))
         events += info["infractions"]
         assert not (terminated or truncated)
-    snapshot = env.world.snapshot()
-    row = snapshot.index_of(env.ego_id)
+    snapshot, row, speed = _ego(env)
     _, left_m = env.route_light(env.progress)
-    assert np.hypot(*snapshot.velocity_mps[row, :2]) < 0.05
+    assert speed < 0.05
     assert float(snapshot.extent_m[row, 0]) < left_m < float(snapshot.extent_m[row, 0]) + 4.0  # front before the line
     assert "red_light" not in events and "collision" not in events
+    assert agent.outputs.perception.light.state == TrafficLightState.RED  # what the planner was told
     env.world.lights.force_state(light, None)
+    for _ in range(200):  # green again: it drives on
+        obs, *_ = env.step(agent(obs, env))
+    assert _ego(env)[2] > 2.0
+
+
+def test_expert_stands_at_a_stop_sign_then_crosses():
+    """Town10HD, a random route (seed 19) whose junction is guarded by a stop sign: the ego stands still before
+    the line for at least the planner's stop_sign_s, then crosses; no stop-sign infraction."""
+    env = DrivingEnv(map="Town10HD", traffic={"vehicles": 0, "walkers": 0}, observation={"mode": "state"},
+                     action={"mode": "vehicle_control"}, episode={"terminate_on": ["route_deviation"]})
+    obs, _ = env.reset(seed=19)
+    route, stops = env.route, env.world.signals.lane_stop
+    entry = next(int(i) for i in route.junction_entries if i > 0 and stops[int(route.lane[i - 1])] >= 0)
+    agent = expert_agent()
+    agent.reset(env)
+    stood_s, events = 0.0, []
+    for _ in range(2400):
+        obs, _, terminated, truncated, info = env.step(agent(obs, env))
+        events += info["infractions"]
+        _, _, speed = _ego(env)
+        to_line = float(route.s_m[entry]) - env.progress.s_m
+        if 0.0 < to_line < 8.0 and speed < 0.05:
+            stood_s += env.world.dt_s
+        if env.progress.s_m > float(route.s_m[entry]) + 15.0 or terminated or truncated:
+            break
+    assert env.progress.s_m > float(route.s_m[entry]) + 15.0, "the ego should cross the junction after stopping"
+    assert stood_s >= 1.0
+    assert "stop_sign" not in events
+
+
+def test_expert_waits_for_a_pedestrian_crossing_ahead():
+    """A pedestrian steps onto the road 25 m ahead and walks across: the ego stops short of it, lets it pass,
+    then drives on without touching it."""
+    env = DrivingEnv(**EMPTY_TOWN01)
+    obs, _ = env.reset(seed=0, options={"route_id": "town01_short_01"})
+    agent = expert_agent()
+    agent.reset(env)
+    for _ in range(60):  # get going
+        obs, *_ = env.step(agent(obs, env))
+    route, s = env.route, env.progress.s_m + 25.0
+    i = int(np.searchsorted(route.s_m, s))
+    yaw = float(route.yaw_rad[i])
+    right = np.array([-math.sin(yaw), math.cos(yaw)])  # right of the heading in CARLA's frame
+    start = route.points_xy[i] + 4.5 * right
+    walker = env.world.spawn_walker_at(Pose(float(start[0]), float(start[1]), 1.0, yaw - math.pi / 2))
+    events, slowest_near = [], math.inf
+    for _ in range(400):  # 20 s
+        env.world.apply_walker_control(walker, (float(-right[0]), float(-right[1])), 1.2)
+        obs, _, terminated, truncated, info = env.step(agent(obs, env))
+        events += info["infractions"]
+        snapshot, row, speed = _ego(env)
+        w = snapshot.index_of(walker)
+        if np.hypot(*(snapshot.location_m[w, :2] - snapshot.location_m[row, :2])) < 15.0:
+            slowest_near = min(slowest_near, speed)
+    assert "collision" not in events and "collision_pedestrian" not in events, events
+    assert slowest_near < 1.0  # it yielded
+    assert env.progress.s_m > s + 10.0  # and drove on past the crossing point
 
 
 def test_expert_reverses_off_a_kerb_contact_and_drives_on():
     """Staged: the ego stands across the road facing the right kerb and is driven into it."""
     env = DrivingEnv(**EMPTY_TOWN01)
-    agent = RouteFollower()
+    agent = expert_agent()
     obs, _ = env.reset(seed=0, options={"route_id": "town01_short_01"})
     agent.reset(env)
     route = env.route
@@ -113,7 +180,7 @@ def test_expert_reverses_off_a_kerb_contact_and_drives_on():
     env.world.teleport(env.ego_id, Pose(x, y, 0.3, facing_kerb), speed_mps=0.0)
     kerb = False
     for _ in range(100):  # staged: drive straight at the kerb until the contact
-        obs, _, _, _, info = env.step(np.array([0.4, 0.0], dtype=np.float32))
+        obs, _, _, _, info = env.step(np.array([0.4, 0.0, 0.0, 0.0], dtype=np.float32))
         kerb = any(isinstance(e, CollisionEvent) and e.other_kind == "static"
                    for e in env.world.snapshot().events_of(env.ego_id))
         if kerb:
@@ -123,10 +190,9 @@ def test_expert_reverses_off_a_kerb_contact_and_drives_on():
     reversed_gear, backwards = False, False
     for _ in range(600):  # 30 s
         action = agent(obs, env)
-        reversed_gear |= env.reverse_gear
+        reversed_gear |= bool(action[3] >= 0.5)
         obs, _, terminated, truncated, info = env.step(action)
-        snapshot = env.world.snapshot()
-        row = snapshot.index_of(env.ego_id)
+        snapshot, row, _ = _ego(env)
         heading = float(snapshot.rotation_rad[row, 1])
         forward = snapshot.velocity_mps[row, 0] * math.cos(heading) + snapshot.velocity_mps[row, 1] * math.sin(heading)
         backwards |= forward < -0.3
@@ -140,8 +206,9 @@ def test_expert_reverses_off_a_kerb_contact_and_drives_on():
 def test_expert_completes_a_short_shipped_route_with_driving_score_100():
     """town01_short_01 with the Leaderboard config's traffic and scenarios."""
     env = DrivingEnv(config="configs/env/leaderboard_town01.yaml", observation={"mode": "state"},
+                     action={"mode": "vehicle_control"},
                      routes={"source": "file", "file": "configs/routes/town01.yaml", "ids": ["town01_short_01"]})
-    agent = RouteFollower()
+    agent = expert_agent()
     obs, _ = env.reset(seed=1)
     agent.reset(env)
     done = False
@@ -152,9 +219,14 @@ def test_expert_completes_a_short_shipped_route_with_driving_score_100():
     assert info["route_score"]["driving_score"] == pytest.approx(100.0)
 
 
-def test_expert_rejects_a_bad_cruise_speed():
-    with pytest.raises(ValueError, match="cruise_mps must be a positive number"):
-        RouteFollower(cruise_mps=-1.0)
+def test_expert_config_is_typed_and_needs_a_mission():
+    with pytest.raises(StageConfigError, match=r"planning \(expert\): cruise_mps: Input should be greater than 0"):
+        PLANNING.build({"name": "expert", "cruise_mps": -1.0})
+    with pytest.raises(StageConfigError, match="cruise_mph: unknown key"):
+        PLANNING.build({"name": "expert", "cruise_mph": 5.0})
+    assert isinstance(PLANNING.build({"name": "expert", "cruise_mps": 6.0}), ExpertPlanner)
+    with pytest.raises(RuntimeError, match="before reset"):
+        ExpertPlanner().step(None, None)
 
 
 def test_expert_benchmark_refuses_bad_options():

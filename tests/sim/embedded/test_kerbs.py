@@ -225,14 +225,14 @@ class _Watcher:
 def test_expert_eval_on_the_town01_route_set_is_not_blocked_at_kerbs():
     """``avsim eval``'s loop with the expert on Town01's route set: no route ends blocked or timed out with the
     ego at a kerb, and no other vehicle (scenario actors) ever touches one."""
-    from av_stack.planning.expert import RouteFollower
+    from av_stack.bridge import expert_agent
     from sim.config import read_yaml
     from sim.env.driving import DrivingEnv
     from sim.env.evaluation import evaluate
 
     config = read_yaml("configs/env/leaderboard_town01.yaml")
-    env = DrivingEnv(**{**config, "observation": {"mode": "state"}})
-    agent = _Watcher(RouteFollower())
+    env = DrivingEnv(**{**config, "observation": {"mode": "state"}, "action": {"mode": "vehicle_control"}})
+    agent = _Watcher(expert_agent())
     at_kerb: list[bool] = []
     result = evaluate(env, agent, on_route=lambda _: at_kerb.append(
         not _clear_of_kerb(env.world, env.world.snapshot(), env.ego_id)))

@@ -10,7 +10,7 @@ import sim.env  # noqa: F401  (registers avsim/Driving-v0)
 from sim.api import Pose
 from sim.config import ConfigError
 from sim.env.actions import ActionError
-from av_stack.planning.expert import RouteFollower
+from av_stack.bridge import expert_agent
 from sim.env.driving import DrivingEnv
 from sim.scenarios.library import steer_towards
 
@@ -98,11 +98,12 @@ def test_time_limit_truncates_not_terminates():
 
 def test_driving_the_route_completes_it_and_scores_100():
     """The route follower (pure pursuit, stops for red) completes a route: terminated, completion 100, DS 100."""
-    e = DrivingEnv(**{**SMALL, "traffic": {"vehicles": 0, "walkers": 0},
+    e = DrivingEnv(**{**SMALL, "traffic": {"vehicles": 0, "walkers": 0}, "action": {"mode": "vehicle_control"},
                       "routes": {"min_length_m": 60, "max_length_m": 80},
                       "episode": {"terminate_on": ["collision", "route_deviation"]}})
     e.reset(seed=2)
-    agent = RouteFollower()
+    agent = expert_agent()
+    agent.reset(e)
     for _ in range(2000):
         _, _, terminated, truncated, info = e.step(agent(None, e))
         if terminated or truncated:

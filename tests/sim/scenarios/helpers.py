@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from av_stack.planning.expert import RouteFollower
+from av_stack.bridge import expert_agent
 from sim.env.driving import DrivingEnv
 
 
 def make_env(*names: str) -> DrivingEnv:
     """Town01, no traffic, state observations, a 150-250 m random route with ``names`` placed along it."""
     return DrivingEnv(map="Town01", traffic={"vehicles": 0, "walkers": 0}, observation={"mode": "state"},
+                      action={"mode": "vehicle_control"},
                       scenarios=list(names), routes={"min_length_m": 150, "max_length_m": 250},
                       episode={"terminate_on": []})
 
 
 def drive(env: DrivingEnv, steps: int):
     """Drive with the expert for up to ``steps`` steps (stops when the episode ends); yields (snapshot, info)."""
-    agent = RouteFollower()
+    agent = expert_agent()
     agent.reset(env)
     for _ in range(steps):
         _, _, terminated, truncated, info = env.step(agent(None, env))
