@@ -49,7 +49,7 @@ def _frozen_array(owner: str, name: str, value: object, shape: tuple[int | None,
     (``None``: any length)."""
     array = np.array(value, dtype=dtype, copy=True)
     if array.ndim != len(shape) or any(want is not None and got != want for got, want in zip(array.shape, shape)):
-        want = "(" + ", ".join("N" if w is None else str(w) for w in shape) + ")"
+        want = "(" + ", ".join("N" if w is None else str(w) for w in shape) + ("," if len(shape) == 1 else "") + ")"
         raise MessageError(f"{owner}.{name} must have shape {want}, got {array.shape}")
     array.flags.writeable = False
     return array
