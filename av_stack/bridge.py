@@ -114,7 +114,8 @@ class StackAgent:
 
 def expert_agent(**planner_keys) -> StackAgent:
     """The privileged expert as an env agent: oracle perception and localization, the expert planner (with
-    ``planner_keys`` for its config), the pure-pursuit controller. The env needs ``action.mode:
+    ``planner_keys`` for its config), the Stanley controller (front-axle tracking keeps the swept body inside
+    the lane in tight turns better than rear-axle pure pursuit). The env needs ``action.mode:
     vehicle_control`` for the expert to back off a kerb (other modes raise when it tries)."""
     from av_stack.stack import Stack
 

@@ -10,7 +10,7 @@ closed loop: a base env config plus overrides, :mod:`sim.env.config`) and a
     perception: {name: oracle}
     localization: {name: oracle}
     planning: {name: expert}
-    control: {name: pure_pursuit}
+    control: {name: stanley}
 
 :meth:`Stack.step` runs the four stages on one :class:`SensorFrame` and
 returns the control with every intermediate message and each stage's
@@ -64,7 +64,7 @@ class StackConfig(BaseModel):
     perception: dict[str, Any] = Field(default_factory=lambda: {"name": "oracle"})
     localization: dict[str, Any] = Field(default_factory=lambda: {"name": "oracle"})
     planning: dict[str, Any] = Field(default_factory=lambda: {"name": "expert"})
-    control: dict[str, Any] = Field(default_factory=lambda: {"name": "pure_pursuit"})
+    control: dict[str, Any] = Field(default_factory=lambda: {"name": "stanley"})
     run: RunSection = RunSection()
 
     @field_validator("perception", "localization", "planning", "control")

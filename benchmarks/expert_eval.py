@@ -7,7 +7,7 @@ Shipped towns run their route file (``configs/routes/<town>.yaml``) with the
 Leaderboard episode rules and the scenarios of ``configs/env/leaderboard_town01.yaml``
 (leading vehicle brake, occluded pedestrian, red-light runner), 30 NPC
 vehicles and 20 walkers; the expert runs as the oracle stack (``av_stack.bridge.expert_agent``:
-oracle perception and localization from the env's ground truth, the expert planner, pure pursuit). Procedural towns (``world.map: procedural``, a
+oracle perception and localization from the env's ground truth, the expert planner, Stanley control). Procedural towns (``world.map: procedural``, a
 3 x 3 grid with the given seed) run ``--procedural-routes`` random routes of
 150-400 m with the same rules and scenarios (``--all-scenarios``: all five, adding
 the parked car and the dense junction). Every route runs once
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         scenarios = ALL_SCENARIOS if args.all_scenarios else ROUTE_SET_SCENARIOS
         sets.append(run_set(f"procedural_{seed}", procedural_config(seed, scenarios),
                             [(args.seed + k, None) for k in range(args.procedural_routes)]))
-    result = {"benchmark": "expert_eval", "agent": "expert (oracle perception and localization, pure pursuit)", "sets": sets,
+    result = {"benchmark": "expert_eval", "agent": "expert (oracle perception and localization, Stanley control)", "sets": sets,
               "wall_s": round(time.perf_counter() - start, 1),
               "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()}}
     for s in sets:

@@ -97,6 +97,8 @@ class ExpertPlanner:
         self.speed = SpeedPlanner(lateral_accel_mps2=c.lateral_accel_mps2, decel_mps2=c.decel_mps2,
                                   stop_decel_mps2=c.stop_decel_mps2)
         self._mission: Mission | None = None
+        self.why = ""
+        """Why the plan's speed is what it is (``"light in 3.2 m"``, ``"clear"``): for logs and videos."""
 
     def reset(self, mission: Mission) -> None:
         """Take the new route; forget tracks, overtakes and recovery."""
@@ -147,24 +149,28 @@ class ExpertPlanner:
         lanes, signals = self._mission.lanes, self._mission.signals
         cruise = min(c.cruise_mps, float(lanes.speed_limit_mps[route.lane[progress.index]]))
         in_junction = bool(route.in_junction[progress.index])
-        obstacle_m, lead_mps, standing = self._obstacle(actors, (x, y, yaw), speed, ahead_m, path, in_junction)
-        stop_m = obstacle_m - c.min_gap_m + lead_mps ** 2 / (2.0 * c.stop_decel_mps2)
+        obstacle_m, lead_mps, standing, vehicle = self._obstacle(actors, (x, y, yaw), speed, ahead_m, path,
+                                                                 in_junction)
+        stops = {"obstacle": obstacle_m - c.min_gap_m + lead_mps ** 2 / (2.0 * c.stop_decel_mps2)}
         light = perception.light
-        if not in_junction and lead_mps < 1.0:
-            stop_m = min(stop_m, self._blocked_junction_stop(progress, obstacle_m))
-        stop_m = min(stop_m, self._stop_sign(signals, progress, speed, dt))
+        if not in_junction and lead_mps < 1.0 and vehicle:  # pedestrians cross: they do not block the exit
+            stops["junction_blocked"] = self._blocked_junction_stop(progress, obstacle_m)
+        stops["stop_sign"] = self._stop_sign(signals, progress, speed, dt)
         if light.must_stop:
             line_m = light.distance_m - self._front - c.stop_line_margin_m
             can_stop = speed ** 2 / (2.0 * c.stop_decel_mps2) <= line_m + 1.0
             if line_m > -1.0 and (light.state == TrafficLightState.RED or can_stop):
-                stop_m = min(stop_m, line_m)
+                stops["light"] = line_m
+        reason = min(stops, key=stops.get)
+        stop_m = stops[reason]
+        self.why = f"{reason} in {stop_m:.1f} m" if stop_m < math.inf else "clear"
         profile = self._profile(ahead_m, self._curvature[ahead], cruise, stop_m)
         wanted = float(profile[0]) if profile.size else 0.0
 
         light_clear = light.distance_m > obstacle_m + 25.0 or not light.must_stop
         if self._update_overtake(standing, obstacle_m, speed, light_clear, progress.s_m, dt):
             # pull out only when the oncoming lane is clear for the whole pass (moving traffic predicted)
-            clear_m, _, _ = self._obstacle(actors, (x, y, yaw), speed, ahead_m, self._path(ahead), False)
+            clear_m, *_ = self._obstacle(actors, (x, y, yaw), speed, ahead_m, self._path(ahead), False)
             if clear_m < self._overtake[1] - progress.s_m + 15.0:
                 self._overtake = None
         askew = abs(progress.heading_error_rad) > 0.5 and speed < 1.5
@@ -245,18 +251,19 @@ class ExpertPlanner:
                 "kind": d.kind, "braking": braking, "parked": parked}
 
     def _obstacle(self, actors: dict[str, np.ndarray], ego: tuple[float, float, float], ego_speed: float,
-                  ahead_m: np.ndarray, path: np.ndarray, in_junction: bool) -> tuple[float, float, str]:
+                  ahead_m: np.ndarray, path: np.ndarray, in_junction: bool) -> tuple[float, float, str, bool]:
         """(distance from the ego's front to the first obstacle on the path ahead, its speed along the path,
-        "parked" / "traffic" when it is a standing vehicle, else ""); (inf, 0, "") when the path is clear."""
+        "parked" / "traffic" when it is a standing vehicle, else "", whether it is a vehicle);
+        (inf, 0, "", False) when the path is clear."""
         c = self.config
         x, y, yaw = ego
         heading = np.array([math.cos(yaw), math.sin(yaw)])
         rel = actors["xy"] - np.array([x, y])
         near = np.flatnonzero((np.hypot(rel[:, 0], rel[:, 1]) < c.horizon_m + 10.0) & (rel @ heading > -1.0))
         if near.size == 0 or path.shape[0] == 0:
-            return math.inf, 0.0, ""
+            return math.inf, 0.0, "", False
         reach = self._half_width + c.corridor_margin_m
-        best, lead, standing = math.inf, 0.0, ""
+        best, lead, standing, vehicle = math.inf, 0.0, "", False
         times = np.arange(0.0, c.predict_s + 1e-9, 0.5)
         for i in near.tolist():
             cos_a, sin_a = math.cos(float(actors["yaw"][i])), math.sin(float(actors["yaw"][i]))
@@ -284,8 +291,9 @@ class ExpertPlanner:
                     lead = max(float(velocity @ heading), 0.0) if t == 0.0 else 0.0
                     standing = "" if t > 0.0 or moving or walker else \
                         "parked" if bool(actors["parked"][i]) else "traffic"
+                    vehicle = not walker
                 break
-        return max(best, 0.0), lead, standing
+        return max(best, 0.0), lead, standing, vehicle
 
     def _stop_sign(self, signals, progress, speed: float, dt: float) -> float:
         """Distance to the stop line of the next junction when a stop sign guards it and the ego has not yet

@@ -7,7 +7,7 @@ route. Their actors use only backend operations CARLA also has (spawning,
 role name ``scenario`` so the embedded gridlock relief never moves them.
 
 - ``leading_vehicle_brake``: a vehicle waits ahead of the ego, drives off at
-  4 m/s when the ego is 25 m behind it, brakes to a stop for 3 s when the
+  4 m/s when the ego is 25 m behind it (or other traffic queues behind it), brakes to a stop for 3 s when the
   ego has closed to 15 m, then drives on.
 - ``pedestrian_crossing_occluded``: a van parked at the right kerb hides a
   pedestrian who steps out and crosses the road at 2 m/s when the ego is
@@ -29,7 +29,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from sim.api import Pose, SpawnError, TrafficLightState, VehicleControl, World, WorldSnapshot
+from sim.api import ActorKind, Pose, SpawnError, TrafficLightState, VehicleControl, World, WorldSnapshot
 from sim.config import ConfigError
 from sim.rules.traffic import off_road
 from sim.scenarios.routes import Route
@@ -118,6 +118,18 @@ def _near_path_end(snapshot: WorldSnapshot, actor_id: int, path_xy: np.ndarray, 
     return float(np.hypot(*np.diff(path_xy[nearest:], axis=0).T).sum()) < within_m
 
 
+def _queued_behind(snapshot: WorldSnapshot, actor_id: int, ego_id: int, within_m: float = 15.0) -> bool:
+    """Whether a vehicle other than the ego stands up to ``within_m`` behind the actor, in its lane."""
+    row = snapshot.index_of(actor_id)
+    yaw = float(snapshot.rotation_rad[row, 1])
+    rel = snapshot.location_m[:, :2] - snapshot.location_m[row, :2]
+    along = rel[:, 0] * math.cos(yaw) + rel[:, 1] * math.sin(yaw)
+    across = -rel[:, 0] * math.sin(yaw) + rel[:, 1] * math.cos(yaw)
+    behind = (along < -1.0) & (along > -within_m) & (np.abs(across) < 1.5) & (snapshot.speed_mps() < 0.5)
+    behind &= (snapshot.actor_id != ego_id) & (snapshot.actor_id != actor_id) & (snapshot.kind == ActorKind.VEHICLE)
+    return bool(behind.any())
+
+
 def _hand_to_traffic(world: World, actor_id: int) -> bool:
     """Put a scenario vehicle on autopilot (False if it is not on a lane: it stays under scenario control)."""
     try:
@@ -173,7 +185,8 @@ class LeadingVehicleBrake(Scenario):
         row = snapshot.index_of(self.lead)
         lead_s = float(route.s_m[int(np.argmin(np.hypot(*(route.points_xy - snapshot.location_m[row, :2]).T)))])
         gap = lead_s - ego_s_m - 5.0  # about one car length between the two reference points
-        self.started = self.started or gap < 25.0
+        # it waits for the ego, or drives off as soon as other traffic queues behind it (no deadlock)
+        self.started = self.started or gap < 25.0 or _queued_behind(snapshot, self.lead, self.ctx.ego_id)
         if self.started and not self.done and self.brake_until is None and 0.0 < gap < 15.0:
             self.brake_until = snapshot.timestamp_s + 3.0
         if not self.started or (self.brake_until is not None and snapshot.timestamp_s < self.brake_until):

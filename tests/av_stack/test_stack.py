@@ -89,7 +89,7 @@ def test_stack_configs_name_the_file_and_the_bad_key(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_stack_config(tmp_path / "missing.yaml")
     assert Stack.from_config({}).names == {"perception": "oracle", "localization": "oracle", "planning": "expert",
-                                           "control": "pure_pursuit"}
+                                           "control": "stanley"}
 
 
 def test_a_stage_without_reset_and_step_is_refused():
