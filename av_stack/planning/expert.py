@@ -33,7 +33,8 @@ Each step:
   passed after ``overtake_after_s``; any other standing vehicle (traffic that
   is stuck) after ``overtake_stuck_traffic_s`` with the light ahead clear: the
   path is shifted one lane to the left around it, outside junction lanes, when
-  the shifted path is clear for the whole pass;
+  the shifted path is clear for the whole pass and the pass ends at least
+  ``overtake_junction_clearance_m`` before the next junction;
 - *recovery*: when the ego makes no headway along the route, or creeps askew
   of it, although nothing is in the way (against a kerb, or grinding along
   one), it backs off for ``reverse_s`` with the wheels turned away
@@ -83,7 +84,7 @@ class ExpertPlanner:
         predict_s: float = Field(2.0, ge=0.0)
         corridor_margin_m: float = Field(0.35, ge=0.0)
         min_gap_m: float = Field(3.0, ge=0.0)
-        stop_line_margin_m: float = Field(1.0, ge=0.0)
+        stop_line_margin_m: float = Field(2.0, ge=0.0)
         overtake_after_s: float = Field(4.0, gt=0.0)
         overtake_stuck_traffic_s: float = Field(20.0, gt=0.0)
         yield_decel_mps2: float = Field(1.0, gt=0.0)
@@ -91,6 +92,7 @@ class ExpertPlanner:
         stop_sign_s: float = Field(1.0, ge=0.0)
         reverse_s: float = Field(1.5, gt=0.0)
         lane_shift_m: float = Field(3.5, gt=0.0)
+        overtake_junction_clearance_m: float = Field(15.0, ge=0.0)
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = c = config or self.Config()
@@ -168,7 +170,9 @@ class ExpertPlanner:
         wanted = float(profile[0]) if profile.size else 0.0
 
         light_clear = light.distance_m > obstacle_m + 25.0 or not light.must_stop
-        if self._update_overtake(standing, obstacle_m, speed, light_clear, progress.s_m, dt):
+        # never pull into the oncoming lane where the pass would end near a junction (turning traffic)
+        room = progress.junction_distance_m > obstacle_m + 12.0 + 8.0 + c.overtake_junction_clearance_m
+        if self._update_overtake(standing, obstacle_m, speed, light_clear and room, progress.s_m, dt):
             # pull out only when the oncoming lane is clear for the whole pass (moving traffic predicted)
             clear_m, *_ = self._obstacle(actors, (x, y, yaw), speed, ahead_m, self._path(ahead), False)
             if clear_m < self._overtake[1] - progress.s_m + 15.0:

@@ -75,8 +75,10 @@ def clear_of_junctions(route: Route, s_m: float, margin_m: float = 12.0) -> floa
 
 
 def pursue(snapshot: WorldSnapshot, actor_id: int, path_xy: np.ndarray, speed_mps: float,
-           lookahead_m: float | None = None) -> VehicleControl:
-    """Pure-pursuit control that follows ``path_xy`` (points at most about 1 m apart) at ``speed_mps``.
+           lookahead_m: float | None = None, ego_id: int = -1) -> VehicleControl:
+    """Pure-pursuit control that follows ``path_xy`` (points at most about 1 m apart) at ``speed_mps``,
+    keeping a gap to whatever is straight ahead (:func:`gap_ahead`, :data:`MIN_GAP_M`, :data:`HEADWAY_S`):
+    scenario cars do not drive into a car that stands in their way.
 
     The target is ``lookahead_m`` along the path from the nearest point (by
     default 3 m + 0.3 s of travel): a short lookahead keeps a slow scenario car
@@ -100,8 +102,43 @@ def pursue(snapshot: WorldSnapshot, actor_id: int, path_xy: np.ndarray, speed_mp
         turn = float(np.ptp(heading))
         if turn > 0.1:
             speed_mps = min(speed_mps, math.sqrt(3.0 * float(np.hypot(*chord.T).sum()) / turn))
+    gap = gap_ahead(snapshot, row, ego_id)
+    if gap < MIN_GAP_M:
+        return VehicleControl(brake=1.0, steer=steer_towards(x, y, yaw, target))
+    speed_mps = min(speed_mps, (gap - MIN_GAP_M) / HEADWAY_S)
     accel = float(np.clip(0.6 * (speed_mps - speed), -1.0, 1.0))
     return VehicleControl(throttle=max(accel, 0.0), brake=max(-accel, 0.0), steer=steer_towards(x, y, yaw, target))
+
+
+MIN_GAP_M = 3.0
+"""A scenario car stops this far (bumper to bumper) behind whatever stands in its way."""
+HEADWAY_S = 1.5
+"""... and keeps this time gap to it when moving."""
+
+
+def gap_ahead(snapshot: WorldSnapshot, row: int, ego_id: int = -1, corridor_m: float = 1.2,
+              range_m: float = 40.0) -> float:
+    """Bumper-to-bumper distance from the actor at ``row`` to the nearest actor straight ahead of it (whose
+    box comes within ``corridor_m`` of its centre line and that heads the same way within 45 degrees, or is
+    the ego ``ego_id``); inf when none within ``range_m``."""
+    yaw = float(snapshot.rotation_rad[row, 1])
+    rel = snapshot.location_m[:, :2] - snapshot.location_m[row, :2]
+    along = rel[:, 0] * math.cos(yaw) + rel[:, 1] * math.sin(yaw)
+    across = -rel[:, 0] * math.sin(yaw) + rel[:, 1] * math.cos(yaw)
+    turn = snapshot.rotation_rad[:, 1] - yaw  # each box's half extents along and across this actor's heading
+    ex, ey = snapshot.extent_m[:, 0], snapshot.extent_m[:, 1]
+    half_length = np.abs(ex * np.cos(turn)) + np.abs(ey * np.sin(turn))
+    half_width = np.abs(ex * np.sin(turn)) + np.abs(ey * np.cos(turn))
+    ahead = (along > 0.0) & (along < range_m) & (np.abs(across) < corridor_m + half_width)
+    ahead &= np.abs(snapshot.location_m[:, 2] - snapshot.location_m[row, 2]) < 3.0  # not on another level
+    # what it follows (heading within 45 degrees) and the ego: two scenario cars that meet at an angle
+    # must not each wait for the other
+    following = np.abs(np.angle(np.exp(1j * turn))) < math.pi / 4
+    ahead &= following | (snapshot.actor_id == ego_id)
+    ahead[row] = False
+    if not ahead.any():
+        return math.inf
+    return float((along[ahead] - half_length[ahead]).min() - snapshot.extent_m[row, 0])
 
 
 def steer_towards(x: float, y: float, yaw: float, target_xy, gain: float = 1.5) -> float:
@@ -198,7 +235,7 @@ class LeadingVehicleBrake(Scenario):
             if route.length_m - lead_s < 15.0 and _hand_to_traffic(self.ctx.world, self.lead):
                 self.lead = None
                 return
-            control = pursue(snapshot, self.lead, route.points_xy, 4.0)
+            control = pursue(snapshot, self.lead, route.points_xy, 4.0, ego_id=self.ctx.ego_id)
         self.ctx.world.apply_control(self.lead, control)
 
 
@@ -314,7 +351,8 @@ class RedLightRunner(Scenario):
                                                                                          self.runner):
             self.runner = None  # its run is over: traffic takes it on instead of parking it in someone's lane
             return
-        control = pursue(snapshot, self.runner, self.path, 9.0) if self.go else VehicleControl(brake=1.0)
+        control = pursue(snapshot, self.runner, self.path, 9.0, ego_id=self.ctx.ego_id) if self.go else \
+            VehicleControl(brake=1.0)
         self.ctx.world.apply_control(self.runner, control)
 
     def cleanup(self) -> None:
