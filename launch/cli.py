@@ -1,10 +1,11 @@
 """``avsim``: the command-line interface.
 
-Commands: ``run`` (a closed-loop drive on the embedded simulator), ``eval``
-(an agent over a route set, Leaderboard scores), ``bench world`` / ``bench
-sensors`` / ``bench env`` (speed), ``map check`` / ``map info`` / ``map
-generate``, ``routes generate``, ``serve`` (the embedded simulator behind
-CARLA 0.9.16's client-server protocol).
+Commands: ``run --config STACK`` (an AV stack drives its route set in closed
+loop: metrics.json and a video; without ``--config``, the autopilot demo),
+``eval driving`` (an agent or a stack over a route set, Leaderboard scores),
+``bench world`` / ``bench sensors`` / ``bench env`` (speed), ``map check`` /
+``map info`` / ``map generate``, ``routes generate``, ``serve`` (the embedded
+simulator behind CARLA 0.9.16's client-server protocol).
 Every benchmark and evaluation command takes ``--json`` and then prints one
 JSON object as its last line. A ``--config`` is a path or the name of a config
 shipped with avsim (``env/default.yaml``, or ``default`` where the command
@@ -29,6 +30,9 @@ routes_app = typer.Typer(help="Route sets for evaluation (shipped: configs/route
 app.add_typer(bench_app, name="bench")
 app.add_typer(map_app, name="map")
 app.add_typer(routes_app, name="routes")
+eval_app = typer.Typer(help="Evaluate agents: `avsim eval driving` (Leaderboard 2.0 scores over a route set).",
+                       no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 console = Console(stderr=True)
 
 
@@ -62,19 +66,67 @@ class _OneLineWarnings:
         warnings.showwarning = self._saved
 
 
+STACK_RUN_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError, OSError, KeyError)
+"""What a stack run or an evaluation reports as one error line (config, route, map, spawn, sensor and stage
+errors are all of these kinds)."""
+
+
+def _error_text(exc: BaseException) -> str:
+    """One line for an error: its message (a KeyError's without quotes), or its type if it has none."""
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(str(text).split()) or type(exc).__name__
+
+
 @app.command()
 def run(
-    map_name: str = typer.Option("Town10HD", "--map", help="Shipped town name or path to an .xodr file."),
-    vehicles: int = typer.Option(30, min=0, max=MAX_ACTORS, help="NPC vehicles on autopilot."),
+    config: str | None = typer.Option(None, "--config", help="An AV stack config (configs/stack/NAME.yaml: a path "
+                                      "or a shipped name such as oracle): drive the stack over its route set. "
+                                      "Without it: the autopilot demo."),
+    out: Path = typer.Option(Path("outputs/demo"), help="Folder for the metrics (or summary) and the video."),
+    routes: str | None = typer.Option(None, "--routes", help="Stack run: the route set instead of the config's: a "
+                                      "route file, a shipped set (town01, town02, town10hd) or random:N."),
+    route: list[str] = typer.Option(None, "--route", help="Stack run: a route id to drive (repeatable; default: "
+                                    "all of the route set)."),
+    map_name: str | None = typer.Option(None, "--map", help="Shipped town name or path to an .xodr file (demo "
+                                        "default: Town10HD; stack run: the config's map)."),
+    vehicles: int | None = typer.Option(None, min=0, max=MAX_ACTORS,
+                                        help="NPC vehicles (demo default: 30; stack run: the config's)."),
     walkers: int | None = typer.Option(None, min=0, max=MAX_ACTORS,
-                                       help="Pedestrians (default: 20 where the map has sidewalks, else 0)."),
-    seconds: float = typer.Option(30.0, min=0.05, max=86400.0, help="Simulated duration in seconds."),
-    seed: int = _seed_option(help="Seed: the same seed gives the same run."),
-    out: Path = typer.Option(Path("outputs/demo"), help="Folder for the video and the summary."),
-    video: bool = typer.Option(True, help="Write a top-down MP4 following the ego."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object last."),
+                                       help="Pedestrians (demo default: 20 where the map has sidewalks, else 0; "
+                                            "stack run: the config's)."),
+    seconds: float | None = typer.Option(None, min=0.05, max=86400.0,
+                                         help="Demo only: simulated duration in seconds (default 30)."),
+    seed: int = _seed_option(help="Seed: the same seed gives the same run (stack run: route k uses seed + k)."),
+    video: bool | None = typer.Option(None, "--video/--no-video",
+                                      help="Write the MP4 (default: on for the demo, the config's run.video for a "
+                                           "stack run)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary (or metrics) as one JSON object last."),
 ) -> None:
-    """Drive the ego on autopilot through traffic on the embedded simulator; write a summary and an MP4."""
+    """Drive in closed loop and write a video.
+
+    With ``--config``: an AV stack (perception, localization, planning,
+    control) drives its route set; writes OUT/metrics.json (driving score,
+    route completion, infraction penalty, infractions per km, per-route
+    results, per-stage latency) and OUT/video.mp4 (camera, ground-truth BEV
+    and the stack's BEV side by side). Without ``--config``: the autopilot demo
+    (the ego on the simulator's autopilot through traffic; OUT/summary.json and
+    a top-down OUT/topdown.mp4).
+    """
+    if config is None:
+        for name, value in (("--routes", routes), ("--route", route)):
+            if value:
+                _fail(f"{name} needs --config (a stack run); the autopilot demo drives for --seconds")
+        _run_demo(map_name or "Town10HD", 30 if vehicles is None else vehicles, walkers,
+                  30.0 if seconds is None else seconds, seed, out, True if video is None else video, as_json)
+        return
+    if seconds is not None:
+        _fail("--seconds is for the autopilot demo (avsim run without --config); a stack run drives whole routes")
+    _run_stack(config, out, routes, route or [], map_name, vehicles, walkers, seed, video, as_json)
+
+
+def _run_demo(map_name: str, vehicles: int, walkers: int | None, seconds: float, seed: int, out: Path,
+              video: bool, as_json: bool) -> None:
+    """``avsim run`` without ``--config``: the autopilot demo."""
     from launch.demo import DemoError, run_demo
 
     try:
@@ -87,6 +139,31 @@ def run(
     else:
         for key, value in summary.items():
             console.print(f"{key:>24}: {value}")
+
+
+def _run_stack(config: str, out: Path, routes: str | None, route: list[str], map_name: str | None,
+               vehicles: int | None, walkers: int | None, seed: int, video: bool | None, as_json: bool) -> None:
+    """``avsim run --config``: the stack over its route set (:func:`av_stack.runner.run_stack`)."""
+    import time
+
+    from av_stack.runner import RunOptions, run_stack
+
+    traffic = {key: value for key, value in (("vehicles", vehicles), ("walkers", walkers)) if value is not None}
+    options = RunOptions(routes=routes, route_ids=tuple(route), map=map_name, seed=seed, video=video,
+                         env_overrides={"traffic": traffic} if traffic else None)
+    started = time.time()
+    try:
+        with _OneLineWarnings():
+            metrics = run_stack(config, out, options, console)
+    except STACK_RUN_ERRORS as exc:
+        metrics_file = out / "metrics.json"
+        kept = metrics_file.is_file() and metrics_file.stat().st_mtime >= started - 1.0
+        _fail(_error_text(exc) + (f" (the routes driven so far are in {metrics_file})" if kept else ""))
+        return
+    if as_json:
+        print(json.dumps(metrics))
+    else:
+        console.print(f"wrote {out / 'metrics.json'}" + (f" and {out / 'video.mp4'}" if metrics.get("video") else ""))
 
 
 def _run_bench(bench, args: tuple, as_json: bool, summary) -> None:
@@ -248,52 +325,61 @@ def map_generate(
     console.print(f"wrote {path}")
 
 
-@app.command("eval")
-def evaluate_agent(
-    config: str = typer.Option("env/leaderboard_town01.yaml",
-                               help="Env config with a route set: a path or a shipped name (env/....yaml)."),
-    agent: str = typer.Option("route_follower", help="route_follower, random, or policy:<SB3 checkpoint .zip>."),
+@eval_app.command("driving")
+def eval_driving(
+    agent: str = typer.Option("expert", "--agent", help="A stack config (a path or a shipped name: oracle), a "
+                              "planner with oracle stages (expert), random, or policy:<SB3 checkpoint .zip>."),
+    routes: str | None = typer.Option(None, "--routes", help="Route set: a route file, a shipped set (town01, "
+                                      "town02, town10hd) or random:N (N seeded random routes on the map). "
+                                      "Default: the env config's."),
+    map_name: str | None = typer.Option(None, "--map", help="The map: a shipped town or an .xodr path (default: "
+                                        "the env config's, or the route file's town)."),
     route: list[str] = typer.Option(None, "--route", help="Route id to run (repeatable; default: all)."),
-    observation: str = typer.Option(None, help="Override the config's observation mode (bev, state, sensors)."),
-    map_name: str = typer.Option(None, "--map", help="Override the config's map: a shipped town or an .xodr path."),
-    routes_file: str = typer.Option(None, "--routes",
-                                    help="Override the config's route file (e.g. one `avsim routes generate` wrote)."),
-    seed: int = _seed_option(help="Seed of the first route's episode (route k uses seed + k)."),
+    config: str | None = typer.Option(None, "--config", help="Env config (a path or a shipped name): the env of "
+                                      "random and policy agents (default env/leaderboard_town01.yaml); for a "
+                                      "stack, it replaces the base of the stack's env section."),
+    observation: str | None = typer.Option(None, help="Override the env's observation modes with one: bev, "
+                                           "state or sensors."),
+    seed: int = _seed_option(help="Seed of the first route's episode (route k uses seed + k) and of random:N."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Drive an agent over a route set; Leaderboard 2.0 scores per route and aggregated.
 
-    On any town: ``avsim routes generate TOWN routes.yaml`` then
-    ``avsim eval --map TOWN --routes routes.yaml``.
+    E.g. ``avsim eval driving --agent expert --routes town02 --json``, or on
+    any town ``avsim eval driving --agent oracle --map TOWN.xodr --routes random:10``.
     """
-    from rich.progress import Progress
+    import tempfile
 
-    from sim.api import SpawnError
-    from sim.config import ConfigError
-    from sim.maps.loader import MapLoadError
-    from av_stack.agents import make_agent
-    from sim.env.driving import DrivingEnv
-    from sim.env.evaluation import evaluate
-    from sim.resources import resolve_config
-    from sim.scenarios.routes import RouteError
+    from av_stack.agents import is_stack_agent, make_agent, stack_config_of
+    from av_stack.runner import (DEFAULT_ENV, LatencyRecorder, ProgressBar, drive, env_spec, metrics_of,
+                                 prepare_env, progress_bar, stack_env_spec)
 
-    overrides: dict[str, Any] = {"observation": {"mode": observation}} if observation else {}
-    if map_name:
-        overrides["map"] = map_name
-    if routes_file:
-        overrides["routes"] = {"source": "file", "file": routes_file, "ids": None}
+    overrides: dict[str, Any] = {"observation": {"modes": [observation]}} if observation else {}
+    env = None
     try:
         with _OneLineWarnings():
-            env = DrivingEnv(config=resolve_config(config, "env"), **overrides)
+            stack = stack_config_of(agent) if is_stack_agent(agent) else None
+            spec = (stack_env_spec(stack, f"agent {agent}", base=config) if stack is not None
+                    else env_spec({"base": config or DEFAULT_ENV}, f"env config {config or DEFAULT_ENV}"))
+            with tempfile.TemporaryDirectory(prefix="avsim-eval-") as scratch:
+                env = prepare_env(spec, routes, map_name, seed, Path(scratch), overrides, route or ())
             policy = make_agent(agent, seed)
-            ids = list(route) if route else list(env.route_ids)
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task("routes", total=len(ids))
-                result = evaluate(env, policy, ids, seed, on_route=lambda record: progress.advance(task))
-    except (ConfigError, RouteError, MapLoadError, SpawnError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+            ids = list(env.route_ids)
+            latency = LatencyRecorder(policy if stack is not None else None)
+            with progress_bar(console) as progress:
+                summary = drive(env, policy, ids, seed, [latency, ProgressBar(progress, len(ids))])
+    except STACK_RUN_ERRORS as exc:
+        _fail(_error_text(exc))
         return
-    result = {"evaluation": "leaderboard-2.0", "config": str(config), "agent": agent, **result}
+    finally:
+        if env is not None:
+            env.close()
+    result = {"evaluation": "leaderboard-2.0", "agent": agent,
+              **metrics_of(summary, stack=_stage_names(stack) if stack is not None else None,
+                           env=spec.base_name, route_set=routes or env.config.routes.file,
+                           map=env.world.source.name, seed=seed, latency_ms=latency.summary()),
+              "global": summary["global"], "episodes": summary["episodes"], "steps": summary["steps"],
+              "steps_per_s": summary["steps_per_s"]}
     if as_json:
         print(json.dumps(result))
         return
@@ -303,6 +389,13 @@ def evaluate_agent(
     g = result["global"]
     console.print(f"{'global':>22}  DS {g['driving_score']:6.2f}  RC {g['route_completion']:6.2f}"
                   f"  IP {g['infraction_penalty']:.3f}  ({result['steps_per_s']} steps/s)")
+
+
+def _stage_names(stack) -> dict[str, str]:
+    """The implementation name of each stage of a stack config."""
+    from av_stack.stack import STAGES
+
+    return {name: str(getattr(stack, name)["name"]) for name in STAGES}
 
 
 def _parse_lengths(value: str | None) -> list[tuple[float, float]] | None:

@@ -24,7 +24,8 @@ def _assert_refused(result, option: str) -> None:
 
 @pytest.mark.parametrize("args", [
     ("run", "--seed", "-5", "--out", "{tmp}/demo"),
-    ("eval", "--seed", "-3"),
+    ("eval", "driving", "--seed", "-3"),
+    ("run", "--config", "oracle", "--seed", "-4", "--out", "{tmp}/run"),
     ("bench", "world", "--seed", "-1"),
     ("bench", "sensors", "--seed", "-1"),
     ("bench", "env", "--seed", "-1"),
@@ -101,8 +102,8 @@ def test_routes_generate_adapts_to_a_ring_road_and_eval_runs_on_it(highway_files
         f"1 {name} ({low:.0f}-{high:.0f} m, >= 0 turns)" for name, (low, high, _) in expected.items()) + "."
     config = tmp_path / "env.yaml"
     config.write_text("traffic: {vehicles: 2, walkers: 3}\nobservation: {mode: state}\n")
-    result = avsim("eval", "--config", str(config), "--map", str(highway_files["ring"]), "--routes", str(routes),
-                   "--route", "ring_short_00", "--json")
+    result = avsim("eval", "driving", "--agent", "expert", "--config", str(config), "--observation", "state",
+                   "--map", str(highway_files["ring"]), "--routes", str(routes), "--route", "ring_short_00", "--json")
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "traffic.walkers is 3" in warnings[0] and "no sidewalks" in warnings[0]

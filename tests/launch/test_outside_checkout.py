@@ -33,17 +33,19 @@ def elsewhere(tmp_path) -> Path:
 
 
 def test_help_outside_the_checkout(elsewhere):
-    result = avsim_in(elsewhere, "eval", "--help")
+    result = avsim_in(elsewhere, "eval", "driving", "--help")
     assert result.returncode == 0, result.stderr
     assert "env/leaderboard_town01.yaml" in result.stdout
 
 
 def test_eval_default_config_outside_the_checkout(elsewhere):
-    # The default config and the route file it names (configs/routes/town01.yaml) both come from the package.
-    result = avsim_in(elsewhere, "eval", "--route", ROUTE, "--observation", "state", "--json")
+    # The oracle stack config, the env config it builds on and the route file that names
+    # (configs/routes/town01.yaml) all come from the package.
+    result = avsim_in(elsewhere, "eval", "driving", "--agent", "oracle", "--route", ROUTE, "--observation", "state",
+                      "--json")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
-    assert record["config"] == "env/leaderboard_town01.yaml"
+    assert record["env"] == "env/leaderboard_town01.yaml" and record["agent"] == "oracle"
     assert [r["route_id"] for r in record["routes"]] == [ROUTE] and record["routes"][0]["route_completion"] > 0
 
 
@@ -64,7 +66,7 @@ def test_a_local_path_is_used_as_is(elsewhere):
 
 
 def test_missing_config_exits_2_naming_it_and_the_choices(elsewhere):
-    result = avsim_in(elsewhere, "eval", "--config", "configs/env/nope.yaml")
+    result = avsim_in(elsewhere, "eval", "driving", "--agent", "random", "--config", "configs/env/nope.yaml")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     message = " ".join(result.stderr.split())  # rich wraps long lines
     assert "configs/env/nope.yaml does not exist" in message
@@ -95,7 +97,8 @@ def test_wheel_ships_the_configs_and_runs_from_them(tmp_path, elsewhere):
 
     # Import avsim from the unpacked wheel (real files, no symbolic link, no checkout) and load shipped configs.
     site = tmp_path / "site"
-    result = avsim_in(elsewhere, "eval", "--route", ROUTE, "--observation", "state", "--json", pythonpath=site)
+    result = avsim_in(elsewhere, "eval", "driving", "--route", ROUTE, "--observation", "state", "--json",
+                      pythonpath=site)
     assert result.returncode == 0, result.stderr
     assert f"launch from {site / 'launch' / '__init__.py'}" in result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["routes"][0]["route_id"] == ROUTE
