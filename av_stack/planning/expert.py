@@ -120,6 +120,7 @@ class ExpertPlanner:
         self._stop_sign_held_s = 0.0
         self._reverse_left_s = 0.0
         self._reverse_steer = 0.0
+        self._blocker = -1  # track id of the latest obstacle found
 
     # ------------------------------------------------------------------ the step
     def step(self, perception: PerceptionOutput, pose: PoseEstimate) -> Plan:
@@ -166,6 +167,8 @@ class ExpertPlanner:
         reason = min(stops, key=stops.get)
         stop_m = stops[reason]
         self.why = f"{reason} in {stop_m:.1f} m" if stop_m < math.inf else "clear"
+        if reason in ("obstacle", "junction_blocked"):
+            self.why += f" (track {self._blocker})"
         profile = self._profile(ahead_m, self._curvature[ahead], cruise, stop_m)
         wanted = float(profile[0]) if profile.size else 0.0
 
@@ -251,7 +254,7 @@ class ExpertPlanner:
             queue = vehicle & (speed < STANDING_MPS) & (along > 0.5) & (along < 12.0) & (np.abs(across) < 1.5)
             queue[k] = False
             parked[k] = not queue.any()
-        return {"xy": xy, "yaw": heading, "extent": d.extent_m[:, :2], "velocity": velocity, "speed": speed,
+        return {"track_id": d.track_id, "xy": xy, "yaw": heading, "extent": d.extent_m[:, :2], "velocity": velocity, "speed": speed,
                 "kind": d.kind, "braking": braking, "parked": parked}
 
     def _obstacle(self, actors: dict[str, np.ndarray], ego: tuple[float, float, float], ego_speed: float,
@@ -291,7 +294,7 @@ class ExpertPlanner:
                 if t > 0.0 and distance > max(ego_speed, 3.0) * t + 8.0:
                     continue  # a predicted conflict matters only if the ego could be there by then
                 if distance < best:
-                    best = distance
+                    best, self._blocker = distance, int(actors["track_id"][i])
                     lead = max(float(velocity @ heading), 0.0) if t == 0.0 else 0.0
                     standing = "" if t > 0.0 or moving or walker else \
                         "parked" if bool(actors["parked"][i]) else "traffic"

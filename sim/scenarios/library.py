@@ -162,7 +162,9 @@ def _queued_behind(snapshot: WorldSnapshot, actor_id: int, ego_id: int, within_m
     rel = snapshot.location_m[:, :2] - snapshot.location_m[row, :2]
     along = rel[:, 0] * math.cos(yaw) + rel[:, 1] * math.sin(yaw)
     across = -rel[:, 0] * math.sin(yaw) + rel[:, 1] * math.cos(yaw)
-    behind = (along < -1.0) & (along > -within_m) & (np.abs(across) < 1.5) & (snapshot.speed_mps() < 0.5)
+    same_way = np.abs(np.angle(np.exp(1j * (snapshot.rotation_rad[:, 1] - yaw)))) < math.pi / 3
+    # across up to 3 m: on a bend the queue's cars are not on the lead's centre line
+    behind = (along < -1.0) & (along > -within_m) & (np.abs(across) < 3.0) & (snapshot.speed_mps() < 0.5) & same_way
     behind &= (snapshot.actor_id != ego_id) & (snapshot.actor_id != actor_id) & (snapshot.kind == ActorKind.VEHICLE)
     return bool(behind.any())
 
