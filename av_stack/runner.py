@@ -188,7 +188,8 @@ def random_route_file(world, count: int, seed: int, path: Path) -> Path:
     by_class = [[r for r in routes if r.route_id.rsplit("_", 2)[-2] == name] for name in names]
     ordered = [r for group in zip(*[g + [None] * (count - len(g)) for g in by_class]) for r in group if r]
     write_route_file(path, source.name, ordered,
-                     f"{count} random routes on {source.name} (seed {seed}), written by the av_stack runner.")
+                     f"{count} random route{'s' if count != 1 else ''} on {source.name} (seed {seed}), drawn by "
+                     "the av_stack runner (random:N).")
     return path
 
 
