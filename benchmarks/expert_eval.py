@@ -1,17 +1,23 @@
 """Driving score of the privileged expert (``av_stack.planning.expert``) on shipped route sets and procedural towns.
 
     python -m benchmarks.expert_eval [--town Town01 --town Town02 ...] [--route ID ...]
-                                     [--procedural-seed 0 ...] [--procedural-routes 4] [--json]
+                                     [--procedural-seed 0 ...] [--procedural-routes 10]
+                                     [--fixed-traffic] [--json]
 
-Shipped towns run their route file (``configs/routes/<town>.yaml``) with the
-Leaderboard episode rules and the scenarios of ``configs/env/leaderboard_town01.yaml``
-(leading vehicle brake, occluded pedestrian, red-light runner), 30 NPC
-vehicles and 20 walkers; the expert runs as the oracle stack (``av_stack.bridge.expert_agent``:
-oracle perception and localization from the env's ground truth, the expert planner, Stanley control). Procedural towns (``world.map: procedural``, a
-3 x 3 grid with the given seed) run ``--procedural-routes`` random routes of
-150-400 m with the same rules and scenarios (``--all-scenarios``: all five, adding
-the parked car and the dense junction). Every route runs once
-with episode seed ``seed + k``. ``--json`` prints one JSON object last.
+The expert runs as the oracle stack (``av_stack.bridge.expert_agent``: oracle
+perception and localization from the env's ground truth, the expert planner,
+Stanley control). Shipped towns run their route file
+(``configs/routes/<town>.yaml``) with the Leaderboard episode rules and the
+scenarios of ``configs/env/leaderboard_town01.yaml`` (leading vehicle brake,
+occluded pedestrian, red-light runner). Procedural towns
+(``world.map: procedural``, a 3 x 3 grid with the given seed) run
+``--procedural-routes`` random routes of 150-400 m with the same rules and
+scenarios (``--all-scenarios``: all five, adding the parked car and the dense
+junction). Traffic: Town01's Leaderboard config has 30 NPC vehicles and 20
+walkers on 6.4 km of driving lanes; every map gets that density
+(:data:`VEHICLES_PER_KM`, :data:`WALKERS_PER_KM`: Town02's 2.9 km get 14
+and 9), or with ``--fixed-traffic`` 30 and 20 everywhere. Every route runs
+once with episode seed ``seed + k``. ``--json`` prints one JSON object last.
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ SHIPPED_TOWNS = {"Town01": "configs/routes/town01.yaml", "Town02": "configs/rout
 ROUTE_SET_SCENARIOS = ("leading_vehicle_brake", "pedestrian_crossing_occluded", "red_light_runner")
 ALL_SCENARIOS = ("leading_vehicle_brake", "pedestrian_crossing_occluded", "red_light_runner",
                  "parked_car_blocking", "dense_junction")
+VEHICLES_PER_KM = 30 / 6.4
+"""NPC vehicles per km of driving lane: 30 on Town01's 6.4 km (``configs/env/leaderboard_town01.yaml``)."""
+WALKERS_PER_KM = 20 / 6.4
+"""Walkers per km of driving lane, likewise."""
 COMMON = {"traffic": {"vehicles": 30, "walkers": 20}, "action": {"mode": "vehicle_control"},
           "observation": {"mode": "state", "ground_truth": True, "ground_truth_radius_m": 60.0},
           "episode": {"terminate_on": ["route_deviation", "blocked"]}}
@@ -71,9 +81,16 @@ def drive(env: DrivingEnv, agent: StackAgent, seed: int, options: dict | None = 
             "termination": result.termination, "length_m": round(env.route.length_m, 1), "steps": steps}
 
 
-def run_set(name: str, config: dict[str, Any], episodes: list[tuple[int, dict | None]]) -> dict[str, Any]:
-    """Drive every (seed, reset options) episode of one env; per-route records and the mean driving score."""
+def run_set(name: str, config: dict[str, Any], episodes: list[tuple[int, dict | None]],
+            density: bool = True) -> dict[str, Any]:
+    """Drive every (seed, reset options) episode of one env; per-route records and the mean driving score.
+    ``density``: scale the traffic to the map's lane length (:data:`VEHICLES_PER_KM`, :data:`WALKERS_PER_KM`)."""
     env = DrivingEnv(**config)
+    if density:  # NPCs in proportion to the map's driving lanes (Town01's Leaderboard config's density)
+        km = float(env.lanes.length_m.sum()) / 1000.0
+        traffic = {"vehicles": round(VEHICLES_PER_KM * km), "walkers": round(WALKERS_PER_KM * km)}
+        env.close()
+        env = DrivingEnv(**{**config, "traffic": traffic})
     agent = expert_agent()
     routes = []
     for seed, options in episodes:
@@ -82,7 +99,7 @@ def run_set(name: str, config: dict[str, Any], episodes: list[tuple[int, dict | 
         print(f"{name:>14} {record['route']:>20} DS {record['driving_score']:6.1f} RC {record['route_completion']:6.1f}"
               f" {record['termination']:>16} {record['infractions']}", flush=True)
     env.close()
-    return {"set": name, "mean_driving_score": round(fmean(r["driving_score"] for r in routes), 1),
+    return {"set": name, "traffic": env.config.traffic.model_dump(), "mean_driving_score": round(fmean(r["driving_score"] for r in routes), 1),
             "mean_route_completion": round(fmean(r["route_completion"] for r in routes), 1), "routes": routes}
 
 
@@ -94,7 +111,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--route", action="append", help="route id(s) of the towns' route files (default all)")
     parser.add_argument("--procedural-seed", type=int, action="append",
                         help="procedural town seed(s) (default 0 1 2; -1 skips procedural towns)")
-    parser.add_argument("--procedural-routes", type=int, default=4, help="random routes per procedural town")
+    parser.add_argument("--procedural-routes", type=int, default=10, help="random routes per procedural town")
+    parser.add_argument("--fixed-traffic", action="store_true",
+                        help="30 vehicles and 20 walkers on every map (default: Town01's density per km of lane)")
     parser.add_argument("--all-scenarios", action="store_true",
                         help="procedural towns also get parked_car_blocking and dense_junction")
     parser.add_argument("--seed", type=int, default=0, help="episode seed of the first route (route k: seed + k)")
@@ -112,11 +131,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if not ids:
             continue
         config = town_config(town, ids)
-        sets.append(run_set(town, config, [(args.seed + k, {"route_id": rid}) for k, rid in enumerate(ids)]))
+        sets.append(run_set(town, config, [(args.seed + k, {"route_id": rid}) for k, rid in enumerate(ids)],
+                            density=not args.fixed_traffic))
     for seed in (s for s in seeds if s >= 0):
         scenarios = ALL_SCENARIOS if args.all_scenarios else ROUTE_SET_SCENARIOS
         sets.append(run_set(f"procedural_{seed}", procedural_config(seed, scenarios),
-                            [(args.seed + k, None) for k in range(args.procedural_routes)]))
+                            [(args.seed + k, None) for k in range(args.procedural_routes)],
+                            density=not args.fixed_traffic))
     result = {"benchmark": "expert_eval", "agent": "expert (oracle perception and localization, Stanley control)", "sets": sets,
               "wall_s": round(time.perf_counter() - start, 1),
               "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()}}

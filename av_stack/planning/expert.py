@@ -121,6 +121,7 @@ class ExpertPlanner:
         self._reverse_left_s = 0.0
         self._reverse_steer = 0.0
         self._blocker = -1  # track id of the latest obstacle found
+        self._blocker_speed = 0.0  # and its speed (any direction: a car turning out of the way moves)
 
     # ------------------------------------------------------------------ the step
     def step(self, perception: PerceptionOutput, pose: PoseEstimate) -> Plan:
@@ -156,7 +157,7 @@ class ExpertPlanner:
                                                                  in_junction)
         stops = {"obstacle": obstacle_m - c.min_gap_m + lead_mps ** 2 / (2.0 * c.stop_decel_mps2)}
         light = perception.light
-        if not in_junction and lead_mps < 1.0 and vehicle:  # pedestrians cross: they do not block the exit
+        if not in_junction and self._blocker_speed < 1.0 and vehicle:  # pedestrians cross: they do not block it
             stops["junction_blocked"] = self._blocked_junction_stop(progress, obstacle_m)
         stops["stop_sign"] = self._stop_sign(signals, progress, speed, dt)
         if light.must_stop:
@@ -295,6 +296,7 @@ class ExpertPlanner:
                     continue  # a predicted conflict matters only if the ego could be there by then
                 if distance < best:
                     best, self._blocker = distance, int(actors["track_id"][i])
+                    self._blocker_speed = float(actors["speed"][i])
                     lead = max(float(velocity @ heading), 0.0) if t == 0.0 else 0.0
                     standing = "" if t > 0.0 or moving or walker else \
                         "parked" if bool(actors["parked"][i]) else "traffic"
