@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -178,15 +179,10 @@ def random_route_file(world, count: int, seed: int, path: Path) -> Path:
     lanes = build_lane_graph(load_carla_map(source), source.xodr_text)
     classes = map_route_classes(lanes)
     names = list(classes)
-    counts = {name: count // len(names) + (k < count % len(names)) for k, name in enumerate(names)}
-    routes = []
-    for name in names:
-        if counts[name]:
-            routes += generate_route_set(lanes, source.name, seed=seed, per_class=counts[name],
-                                         classes={name: classes[name]}, relax_turns=True)
-    # Interleave the classes: short, medium, long, short, ...
-    by_class = [[r for r in routes if r.route_id.rsplit("_", 2)[-2] == name] for name in names]
-    ordered = [r for group in zip(*[g + [None] * (count - len(g)) for g in by_class]) for r in group if r]
+    counts = [count // len(names) + (k < count % len(names)) for k in range(len(names))]
+    by_class = [generate_route_set(lanes, source.name, seed=seed, per_class=n, classes={name: classes[name]},
+                                   relax_turns=True) if n else [] for name, n in zip(names, counts)]
+    ordered = [route for group in zip_longest(*by_class) for route in group if route is not None]
     write_route_file(path, source.name, ordered,
                      f"{count} random route{'s' if count != 1 else ''} on {source.name} (seed {seed}), drawn by "
                      "the av_stack runner (random:N).")

@@ -117,6 +117,17 @@ def test_no_video_and_no_camera_panel(tmp_path):
     assert size == frame_size(None, BEV_SPEC.config.size_px) and frames == TICKS // 2
 
 
+@pytest.mark.carla
+def test_the_run_works_on_the_carla_backend(carla_endpoint, tmp_path):
+    host, port, _ = carla_endpoint
+    config = tiny_stack(tmp_path)
+    config["env"].update(backend="carla", carla={"host": host, "port": port})
+    metrics = run_stack(config, tmp_path / "run")
+    assert metrics["complete"] and metrics["map"] == "Town01" and metrics["ticks"] == TICKS
+    assert metrics["routes"][0]["route_completion"] > 0
+    assert _read_video(tmp_path / "run" / "video.mp4") == (frame_size(CAMERA, 192), TICKS // 2)
+
+
 def test_an_error_during_the_drive_keeps_the_metrics_so_far_and_a_playable_video(tmp_path):
     out = tmp_path / "run"
     config = tiny_stack(tmp_path, planning={"name": "_test_failing", "fail_at": 8}, video_every=1)
