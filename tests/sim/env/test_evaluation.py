@@ -12,11 +12,12 @@ from sim.env.evaluation import LEADERBOARD_EPISODE, evaluate
 @pytest.fixture(scope="module")
 def env():
     return DrivingEnv(map="Town01", traffic={"vehicles": 0, "walkers": 0}, observation={"mode": "state"},
+                      action={"mode": "vehicle_control"},
                       routes={"source": "file", "file": "configs/routes/town01.yaml"}, episode=LEADERBOARD_EPISODE)
 
 
-def test_route_follower_completes_empty_town_routes_with_full_score(env):
-    out = evaluate(env, make_agent("route_follower"), ["town01_short_01", "town01_short_02"])
+def test_the_expert_completes_empty_town_routes_with_full_score(env):
+    out = evaluate(env, make_agent("expert"), ["town01_short_01", "town01_short_02"])
     assert [r["route_id"] for r in out["routes"]] == ["town01_short_01", "town01_short_02"]
     for record in out["routes"]:
         assert record["termination"] == "completed" and record["driving_score"] == pytest.approx(100.0)
