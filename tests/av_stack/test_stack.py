@@ -84,7 +84,7 @@ def test_stack_configs_name_the_file_and_the_bad_key(tmp_path):
     with pytest.raises(ConfigError, match=r"stack.yaml: control \(pure_pursuit\): gain: unknown key"):
         load_stack_config(path)
     path.write_text("planning: {name: dreamer}\n")
-    with pytest.raises(ConfigError, match="planning: unknown implementation 'dreamer'; valid: expert"):
+    with pytest.raises(ConfigError, match="planning: unknown implementation 'dreamer'; valid: .*expert"):
         load_stack_config(path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_stack_config(tmp_path / "missing.yaml")
