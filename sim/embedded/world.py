@@ -507,6 +507,10 @@ class EmbeddedWorld:
         fxy = vehicles_xy[nt:]
         f_vel = vehicles_vel[nt:]
         f_lane, f_s = self._project_free(fxy, fleet.yaw_rad, state["location"][nt:nv, 2])
+        if nt and nf:
+            # NPCs follow a free vehicle in their lane only if its body is in the lane (a van parked at the
+            # kerb beside it is no leader: their corridor check still sees anything that sticks out)
+            f_lane = self._in_lane(f_lane, fxy, fleet.yaw_rad, fleet.extent_m[:, 1], state["location"][nt:nv, 2])
         if nt:
             c_lane, c_s = (self._walkers_on_lanes(walkers.edge[walkers.on_road]) if nw and walkers.on_road.any()
                            else (np.zeros(0, np.int64), np.zeros(0)))
@@ -754,6 +758,18 @@ class EmbeddedWorld:
     def _mass(self, actor_id: int) -> float:
         info = self.actors[actor_id]
         return info.vehicle_type.mass_kg if info.vehicle_type is not None else WALKER_MASS_KG
+
+    def _in_lane(self, lane: np.ndarray, xy: np.ndarray, yaw: np.ndarray, half_width: np.ndarray,
+                 z: np.ndarray, overlap_m: float = 0.5) -> np.ndarray:
+        """``lane`` with -1 where the vehicle's body overlaps its lane by less than ``overlap_m``."""
+        on = np.flatnonzero(lane >= 0)
+        if on.size == 0:
+            return lane
+        _, _, dist = self.lanes.project(xy[on], yaw[on], z_m=z[on])
+        lane_half = 0.5 * self.lanes.width_m[self.lanes.offset[lane[on]]]
+        out = lane.copy()
+        out[on[dist - half_width[on] > lane_half - overlap_m]] = -1
+        return out
 
     def _project_free(self, xy: np.ndarray, yaw: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lane (-1: off the lanes) and arc length of free vehicles (at ground heights ``z``: the lane level

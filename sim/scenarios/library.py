@@ -155,8 +155,9 @@ def _near_path_end(snapshot: WorldSnapshot, actor_id: int, path_xy: np.ndarray, 
     return float(np.hypot(*np.diff(path_xy[nearest:], axis=0).T).sum()) < within_m
 
 
-def _queued_behind(snapshot: WorldSnapshot, actor_id: int, ego_id: int, within_m: float = 15.0) -> bool:
-    """Whether a vehicle other than the ego stands up to ``within_m`` behind the actor, in its lane."""
+def _queued_behind(snapshot: WorldSnapshot, actor_id: int, within_m: float = 15.0) -> bool:
+    """Whether a vehicle (the ego too: where the route passes the same place twice, the ego can stand behind
+    the car long before its turn) stands up to ``within_m`` behind the actor, in its lane."""
     row = snapshot.index_of(actor_id)
     yaw = float(snapshot.rotation_rad[row, 1])
     rel = snapshot.location_m[:, :2] - snapshot.location_m[row, :2]
@@ -165,7 +166,7 @@ def _queued_behind(snapshot: WorldSnapshot, actor_id: int, ego_id: int, within_m
     same_way = np.abs(np.angle(np.exp(1j * (snapshot.rotation_rad[:, 1] - yaw)))) < math.pi / 3
     # across up to 3 m: on a bend the queue's cars are not on the lead's centre line
     behind = (along < -1.0) & (along > -within_m) & (np.abs(across) < 3.0) & (snapshot.speed_mps() < 0.5) & same_way
-    behind &= (snapshot.actor_id != ego_id) & (snapshot.actor_id != actor_id) & (snapshot.kind == ActorKind.VEHICLE)
+    behind &= (snapshot.actor_id != actor_id) & (snapshot.kind == ActorKind.VEHICLE)
     return bool(behind.any())
 
 
@@ -225,7 +226,7 @@ class LeadingVehicleBrake(Scenario):
         lead_s = float(route.s_m[int(np.argmin(np.hypot(*(route.points_xy - snapshot.location_m[row, :2]).T)))])
         gap = lead_s - ego_s_m - 5.0  # about one car length between the two reference points
         # it waits for the ego, or drives off as soon as other traffic queues behind it (no deadlock)
-        self.started = self.started or gap < 25.0 or _queued_behind(snapshot, self.lead, self.ctx.ego_id)
+        self.started = self.started or gap < 25.0 or _queued_behind(snapshot, self.lead)
         if self.started and not self.done and self.brake_until is None and 0.0 < gap < 15.0:
             self.brake_until = snapshot.timestamp_s + 3.0
         if not self.started or (self.brake_until is not None and snapshot.timestamp_s < self.brake_until):
@@ -292,9 +293,13 @@ class ParkedCarBlocking(Scenario):
         self._spawn(CAR, route_pose(self.ctx.route, clear_of_junctions(self.ctx.route, self.ctx.anchor_s_m)))
 
 
-def _next_junction_entry(route: Route, from_s_m: float) -> int | None:
+def _next_junction_entry(route: Route, from_s_m: float, signals=None) -> int | None:
+    """Route index of the next junction entry from ``from_s_m`` on; with ``signals``, of the next one whose
+    approach lane has a traffic light."""
     entries = route.junction_entries
-    entries = entries[route.s_m[entries] >= from_s_m]
+    entries = entries[(route.s_m[entries] >= from_s_m) & (entries > 0)]
+    if signals is not None:
+        entries = entries[signals.lane_light[route.lane[entries - 1]] >= 0]
     return int(entries[0]) if entries.size else None
 
 
@@ -308,7 +313,7 @@ class RedLightRunner(Scenario):
         lanes, signals = world.lanes, world.signals
         self.runner = None
         self.forced: list[int] = []
-        entry = _next_junction_entry(route, self.ctx.anchor_s_m - 20.0)
+        entry = _next_junction_entry(route, self.ctx.anchor_s_m - 20.0, signals)
         if entry is None or entry == 0:
             return
         ego_lane = int(route.lane[entry])
@@ -328,6 +333,9 @@ class RedLightRunner(Scenario):
             start = max(0, lanes.lane_points(before).shape[0] - 30)
             pose = Pose(float(path[start, 0]), float(path[start, 1]), 0.3,
                         float(lanes.yaw_rad[int(lanes.offset[before]) + start]))
+            earlier = route.points_xy[:entry]
+            if np.hypot(earlier[:, 0] - pose.x_m, earlier[:, 1] - pose.y_m).min() < 6.0:
+                continue  # it would wait on the ego's way to the junction (routes may pass its approach first)
             runner = self._spawn(CAR, pose)
             if runner is not None:
                 self.runner, self.path = runner, path[start:]

@@ -29,6 +29,8 @@ from sim.embedded.traffic.walker_graph import EdgeKind, WalkerNetwork
 LATERAL_RAMP_M = 2.0
 WALKER_PROBE_M = 0.6
 """How far ahead [m] a walker on the road checks for vehicles before stepping."""
+GIVE_UP_S = 6.0
+"""A walker held this long on the road before a vehicle turns back."""
 WALKER_CLEARANCE_M = 0.2
 """Distance from an edge's ends over which the lateral offset fades in."""
 _RIGHT = np.array([-1.0, 1.0])
@@ -131,7 +133,7 @@ class Walkers:
 
     # ----------------------------------------------------------------- state
     _STATE = ("actor_id", "edge", "progress_m", "forward", "destination", "speed_mps", "offset_m", "careless",
-              "waiting", "location_xyz", "yaw_rad", "velocity_xyz", "on_road",
+              "waiting", "held_s", "location_xyz", "yaw_rad", "velocity_xyz", "on_road",
               "_len", "_base", "_row0", "_inv", "_max_local", "_sign", "_crossing", "controlled", "control_velocity")
 
     def _resize(self, n: int) -> None:
@@ -144,6 +146,7 @@ class Walkers:
         self.offset_m = np.zeros(n)
         self.careless = np.zeros(n, dtype=bool)
         self.waiting = np.zeros(n, dtype=bool)
+        self.held_s = np.zeros(n)  # how long a walker on the road has been held before a vehicle
         self.location_xyz = np.zeros((n, 3))
         self.yaw_rad = np.zeros(n)
         self.velocity_xyz = np.zeros((n, 3))
@@ -355,7 +358,11 @@ class Walkers:
                 self.waiting[idx] = ~self._may_cross(self.edge[idx], *context)
             advance = np.where(self.waiting, 0.0, advance)
         if vehicle_yaw is not None and vehicle_xy is not None and vehicle_xy.shape[0]:
+            wanted = advance > 0
             advance = self._hold_before_vehicles(advance, vehicle_xy, vehicle_yaw, vehicle_half_xy)
+            held = wanted & (advance == 0)
+            self.held_s = np.where(held, self.held_s + dt_s, 0.0)
+            self._turn_back(np.flatnonzero(self.held_s >= GIVE_UP_S))
         progress = self.progress_m + advance
         overflow = progress - self._len
         arrived = overflow >= 0.0
@@ -375,6 +382,17 @@ class Walkers:
             moving = np.hypot(velocity[:, 0], velocity[:, 1]) > 0
             self.yaw_rad[rows[moving]] = np.arctan2(velocity[moving, 1], velocity[moving, 0])
             self.on_road[rows] = True
+
+    def _turn_back(self, idx: np.ndarray) -> None:
+        """Walkers held too long before a vehicle that does not move (a car waiting for them, a parked one)
+        turn round on their edge and go back the way they came: nobody waits for the other for ever."""
+        if idx.size == 0:
+            return
+        progress = self.progress_m[idx].copy()
+        self._set_edges(idx, self.edge[idx], ~self.forward[idx])
+        self.progress_m[idx] = self._len[idx] - progress
+        self.offset_m[idx] = -self.offset_m[idx]  # the same side of the edge, seen the other way
+        self.held_s[idx] = 0.0
 
     def _hold_before_vehicles(self, advance: np.ndarray, vehicle_xy: np.ndarray, vehicle_yaw: np.ndarray,
                               vehicle_half_xy: np.ndarray) -> np.ndarray:
