@@ -393,6 +393,8 @@ class Walkers:
         self.progress_m[idx] = self._len[idx] - progress
         self.offset_m[idx] = -self.offset_m[idx]  # the same side of the edge, seen the other way
         self.held_s[idx] = 0.0
+        # go back to where it came from, then somewhere new (a fresh random goal on arrival)
+        self.destination[idx] = self.network.edge_nodes[self.edge[idx], self.forward[idx].astype(np.int64)]
 
     def _hold_before_vehicles(self, advance: np.ndarray, vehicle_xy: np.ndarray, vehicle_yaw: np.ndarray,
                               vehicle_half_xy: np.ndarray) -> np.ndarray:

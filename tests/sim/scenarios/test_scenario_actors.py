@@ -72,3 +72,67 @@ def test_the_red_light_runner_gives_the_lights_back_and_joins_traffic():
     # At the end of its run it joins traffic instead of parking in a lane.
     snapshot = env.world.snapshot()
     assert scenario.runner is None and snapshot.autopilot[snapshot.index_of(runner)]
+
+
+def test_a_scenario_car_stops_behind_what_stands_in_its_way():
+    """pursue keeps a gap: a car stands 20 m ahead on the path; the scenario car following the path at 8 m/s
+    stops at least MIN_GAP_M short of it instead of rear-ending it."""
+    from sim.api import Pose, VehicleControl
+    from sim.scenarios.library import MIN_GAP_M, gap_ahead, pursue, route_pose
+
+    env = make_env()
+    env.reset(seed=2)
+    route, world = env.route, env.world
+    follower = world.spawn_vehicle("vehicle.lincoln.mkz_2020", route_pose(route, 30.0), role_name="scenario")
+    standing = world.spawn_vehicle("vehicle.lincoln.mkz_2020", route_pose(route, 55.0), role_name="scenario")
+    far = route_pose(route, route.length_m - 5.0)
+    world.teleport(env.ego_id, Pose(far.x_m, far.y_m, 0.3, far.yaw_rad))  # out of the way
+    snapshot = world.snapshot()
+    for _ in range(400):
+        world.apply_control(follower, pursue(snapshot, follower, route.points_xy, 8.0))
+        world.apply_control(standing, VehicleControl(brake=1.0))
+        snapshot = world.tick()
+    row = snapshot.index_of(follower)
+    assert float(np.hypot(*snapshot.velocity_mps[row, :2])) < 0.1
+    gap = gap_ahead(snapshot, row)
+    assert MIN_GAP_M - 1.0 < gap < MIN_GAP_M + 3.0
+    assert not any(getattr(e, "other_id", None) == standing for e in snapshot.events_of(follower))
+
+
+def test_the_red_light_runner_waits_only_at_signalised_junctions_off_the_egos_earlier_path():
+    env = make_env("red_light_runner")
+    signals = env.world.signals
+    placed = 0
+    for seed in range(8):
+        env.reset(seed=seed)
+        scenario = env.scenarios[0]
+        if scenario.runner is None:
+            continue
+        placed += 1
+        route = env.route
+        entry = int(np.searchsorted(route.s_m, scenario.entry_s))
+        assert signals.lane_light[int(route.lane[entry - 1])] >= 0  # the ego's approach has a light
+        snapshot = env.world.snapshot()
+        xy = snapshot.location_m[snapshot.index_of(scenario.runner), :2]
+        assert np.hypot(*(route.points_xy[:entry] - xy).T).min() >= 6.0  # not on the ego's way to it
+    assert placed >= 2
+
+
+def test_traffic_passes_the_van_parked_at_the_kerb():
+    """The occluded-pedestrian van stands beside the lane, not in it: an NPC coming up the lane drives past it
+    (it used to take the van for its leader and wait behind it for ever)."""
+    env = make_env("pedestrian_crossing_occluded")
+    env.reset(seed=1)
+    scenario, world, route = env.scenarios[0], env.world, env.route
+    van_s = scenario.anchor_s
+    start = int(np.searchsorted(route.s_m, van_s - 25.0))
+    lane = int(route.lane[start])
+    from sim.scenarios.library import route_pose
+
+    npc = world.spawn_vehicle("vehicle.lincoln.mkz_2020", route_pose(route, van_s - 25.0), autopilot=True,
+                              speed_mps=5.0)
+    first = world.snapshot().location_m[world.snapshot().index_of(npc), :2].copy()
+    for _ in range(int(12.0 / world.dt_s)):
+        snapshot = world.tick()
+    moved = float(np.hypot(*(snapshot.location_m[snapshot.index_of(npc), :2] - first)))
+    assert moved > 35.0, f"the NPC in lane {lane} moved only {moved:.1f} m: held behind the van"

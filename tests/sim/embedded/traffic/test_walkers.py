@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
@@ -452,3 +454,32 @@ def test_bad_calls_raise() -> None:
         walkers.step(DT_S, None, np.zeros((2, 2)), np.zeros((1, 2)))
     with pytest.raises(ValueError, match="vehicle_velocity"):
         walkers.step(DT_S, None, np.zeros((2, 2)))
+
+
+def test_a_walker_held_by_a_standing_car_turns_back(town: Town) -> None:
+    """A car stands across the middle of a crosswalk the walker is on: the walker waits before its box, then
+    after GIVE_UP_S turns round and walks back towards the kerb it came from (no one waits for ever)."""
+    from sim.embedded.traffic.walkers import GIVE_UP_S
+
+    crossing = _unsignalled_crosswalk(town)
+    net = town.network
+    walkers, near, far = _walker_before(town, crossing, careless_share=0.0)
+    a, b = net.node_xy[near], net.node_xy[far]
+    across = (b - a) / np.linalg.norm(b - a)
+    car_xy = (0.5 * (a + b))[None]
+    car_yaw = np.array([math.atan2(-across[0], across[1])])  # along the road, its box across the crossing
+    half = np.array([[2.45, 1.06]])
+    still = np.zeros((1, 2))
+    held_at, held_for, back_m = None, 0.0, 0.0
+    for _ in range(int(30 / DT_S)):
+        walkers.step(DT_S, None, car_xy, still, car_yaw, half)
+        along = float(np.dot(walkers.location_xyz[0, :2] - a, across))
+        assert along < float(np.dot(car_xy[0] - a, across)) - 1.06, "the walker never steps into the car's box"
+        if walkers.on_road[0] and walkers.held_s[0] > 0:
+            held_at = along if held_at is None else held_at
+            held_for = max(held_for, float(walkers.held_s[0]))
+        if held_at is not None:
+            back_m = max(back_m, held_at - along)
+    assert held_at is not None, "the walker should be held before the car"
+    assert held_for >= GIVE_UP_S - DT_S  # it waited that long
+    assert back_m > 1.5  # then walked back towards its kerb
