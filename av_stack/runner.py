@@ -32,7 +32,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
@@ -585,3 +585,40 @@ def print_summary(metrics: dict[str, Any], console) -> None:
         for key, stats in latency.items():
             lat.add_row(key, *(f"{stats[s]:.3f}" if stats[s] is not None else "-" for s in ("mean", "p50", "p95")))
         console.print(lat)
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def evaluate_driving(agent: str = "expert", routes: str | None = None, map_name: str | None = None,
+                     route_ids: Iterable[str] = (), config: str | None = None, observation: str | None = None,
+                     seed: int = 0, traffic: Mapping[str, int] | None = None,
+                     observers: Callable[[int], Iterable[Observer]] | None = None) -> dict[str, Any]:
+    """What ``avsim eval driving`` runs: ``agent`` (a stack config, a planner with oracle stages, ``random``,
+    ``policy:<zip>``) over a route set (``routes``: a file, a shipped set or ``random:N``) on ``map_name``,
+    with ``traffic`` (``vehicles`` / ``walkers``) and the ``observation`` mode overridden if given; the result
+    object (global Leaderboard scores at the top, per-route records, latency per stage). ``observers``: called
+    with the number of routes, gives more per-tick observers (a progress bar)."""
+    from av_stack.agents import is_stack_agent, make_agent, stack_config_of
+
+    overrides: dict[str, Any] = {"observation": {"modes": [observation]}} if observation else {}
+    if traffic:
+        overrides["traffic"] = dict(traffic)
+    stack = stack_config_of(agent) if is_stack_agent(agent) else None
+    spec = (stack_env_spec(stack, f"agent {agent}", base=config) if stack is not None
+            else env_spec({"base": config or DEFAULT_ENV}, f"env config {config or DEFAULT_ENV}"))
+    with tempfile.TemporaryDirectory(prefix="avsim-eval-") as scratch:
+        env = prepare_env(spec, routes, map_name, seed, Path(scratch), overrides, route_ids)
+    try:
+        policy = make_agent(agent, seed)
+        latency = LatencyRecorder(policy if stack is not None else None)
+        ids = list(env.route_ids)
+        extra = list(observers(len(ids))) if observers is not None else []
+        summary = drive(env, policy, ids, seed, [latency, *extra])
+        stages = {name: str(getattr(stack, name)["name"]) for name in STAGES} if stack is not None else None
+        return {"evaluation": "leaderboard-2.0", "agent": agent,
+                **metrics_of(summary, stack=stages, env=spec.base_name, route_set=routes or env.config.routes.file,
+                             map=env.world.source.name, seed=seed, traffic=env.config.traffic.model_dump(),
+                             latency_ms=latency.summary()),
+                "global": summary["global"], "episodes": summary["episodes"], "steps": summary["steps"],
+                "steps_per_s": summary["steps_per_s"]}
+    finally:
+        env.close()

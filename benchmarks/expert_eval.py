@@ -1,23 +1,32 @@
-"""Driving score of the privileged expert (``av_stack.planning.expert``) on shipped route sets and procedural towns.
+"""Driving score of the expert (``av_stack.planning.expert`` with oracle stages) on shipped route sets and on
+random routes of procedural towns it has never seen.
 
     python -m benchmarks.expert_eval [--town Town01 --town Town02 ...] [--route ID ...]
                                      [--procedural-seed 0 ...] [--procedural-routes 10]
-                                     [--fixed-traffic] [--json]
+                                     [--fixed-traffic] [--seed 0] [--json]
 
-The expert runs as the oracle stack (``av_stack.bridge.expert_agent``: oracle
-perception and localization from the env's ground truth, the expert planner,
-Stanley control). Shipped towns run their route file
-(``configs/routes/<town>.yaml``) with the Leaderboard episode rules and the
-scenarios of ``configs/env/leaderboard_town01.yaml`` (leading vehicle brake,
-occluded pedestrian, red-light runner). Procedural towns
-(``world.map: procedural``, a 3 x 3 grid with the given seed) run
-``--procedural-routes`` random routes of 150-400 m with the same rules and
-scenarios (``--all-scenarios``: all five, adding the parked car and the dense
-junction). Traffic: Town01's Leaderboard config has 30 NPC vehicles and 20
-walkers on 6.4 km of driving lanes; every map gets that density
-(:data:`VEHICLES_PER_KM`, :data:`WALKERS_PER_KM`: Town02's 2.9 km get 14
-and 9), or with ``--fixed-traffic`` 30 and 20 everywhere. Every route runs
-once with episode seed ``seed + k``. ``--json`` prints one JSON object last.
+Every set runs through :func:`av_stack.runner.evaluate_driving`, the code
+behind ``avsim eval driving``, so each set's figures are reproduced by the
+command printed next to it (``command`` in the JSON). The agent is ``expert``:
+the oracle stack (``configs/stack/oracle.yaml``: oracle perception and
+localization from the env's ground truth, the expert planner, Stanley
+control) with ``state`` observations (the oracle stages read the ground
+truth; the camera only feeds the video). Its env is
+``configs/env/leaderboard_town01.yaml``'s: Leaderboard episode rules
+(infractions penalised; route deviation, blocked 180 s and the route's time
+budget end a route) and three scenarios (leading vehicle brake, occluded
+pedestrian, red-light runner).
+
+- Shipped towns: their route file (``--routes town01`` ...).
+- Procedural towns: ``configs/world/procedural_grid.yaml`` (3 x 3 signalised
+  grid, jittered blocks) with seed S, written as OpenDRIVE (``avsim map
+  generate``), then ``--routes random:N`` on it: N seeded random routes.
+
+Traffic: Town01's config has 30 NPC vehicles and 20 walkers on 6.4 km of
+driving lanes; every map gets that density (:data:`VEHICLES_PER_KM`,
+:data:`WALKERS_PER_KM`: Town02's 2.9 km get 14 and 9), or with
+``--fixed-traffic`` 30 and 20 everywhere. Route k runs with episode seed
+``seed + k``. ``--json`` prints one JSON object last.
 """
 
 from __future__ import annotations
@@ -25,82 +34,65 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
-from statistics import fmean
+from pathlib import Path
 from typing import Any
 
-from av_stack.bridge import StackAgent, expert_agent
-from sim.env.driving import DrivingEnv
-from sim.env.metrics import score_route
-from sim.scenarios.routes import load_route_file
+from av_stack.runner import evaluate_driving
+from sim.config import load_yaml_config
+from sim.maps.lanes import build_lane_graph
+from sim.maps.loader import load_carla_map, resolve_map
+from sim.maps.procedural import ProceduralTownConfig, write_town
+from sim.resources import resolve_config
 
-SHIPPED_TOWNS = {"Town01": "configs/routes/town01.yaml", "Town02": "configs/routes/town02.yaml",
-                 "Town10HD": "configs/routes/town10hd.yaml"}
-ROUTE_SET_SCENARIOS = ("leading_vehicle_brake", "pedestrian_crossing_occluded", "red_light_runner")
-ALL_SCENARIOS = ("leading_vehicle_brake", "pedestrian_crossing_occluded", "red_light_runner",
-                 "parked_car_blocking", "dense_junction")
+SHIPPED_TOWNS = {"Town01": "town01", "Town02": "town02", "Town10HD": "town10hd"}
+"""Shipped towns and their route sets (``configs/routes/<set>.yaml``)."""
+PROCEDURAL_CONFIG = "world/procedural_grid.yaml"
 VEHICLES_PER_KM = 30 / 6.4
 """NPC vehicles per km of driving lane: 30 on Town01's 6.4 km (``configs/env/leaderboard_town01.yaml``)."""
 WALKERS_PER_KM = 20 / 6.4
 """Walkers per km of driving lane, likewise."""
-COMMON = {"traffic": {"vehicles": 30, "walkers": 20}, "action": {"mode": "vehicle_control"},
-          "observation": {"mode": "state", "ground_truth": True, "ground_truth_radius_m": 60.0},
-          "episode": {"terminate_on": ["route_deviation", "blocked"]}}
 
 
-def town_config(town: str, route_ids: list[str] | None = None) -> dict[str, Any]:
-    """Env keywords for a shipped town's route set."""
-    if town not in SHIPPED_TOWNS:  # also checked by argparse; this guards direct callers
-        raise ValueError(f"unknown town {town!r}; valid: {', '.join(SHIPPED_TOWNS)}")
-    return {**COMMON, "world": {"map": town},
-            "routes": {"source": "file", "file": SHIPPED_TOWNS[town], "ids": route_ids or None},
-            "scenarios": list(ROUTE_SET_SCENARIOS)}
+def traffic_for(map_name: str, fixed: bool = False) -> dict[str, int]:
+    """NPC vehicles and walkers for ``map_name`` (a town or an .xodr path): Town01's density per km of driving
+    lane, or 30 and 20 with ``fixed``."""
+    if fixed:
+        return {"vehicles": 30, "walkers": 20}
+    source = resolve_map(map_name)
+    km = float(build_lane_graph(load_carla_map(source), source.xodr_text).length_m.sum()) / 1000.0
+    return {"vehicles": round(VEHICLES_PER_KM * km), "walkers": round(WALKERS_PER_KM * km)}
 
 
-def procedural_config(seed: int, scenarios: tuple[str, ...] = ROUTE_SET_SCENARIOS) -> dict[str, Any]:
-    """Env keywords for random routes on a procedural town of ``seed``."""
-    return {**COMMON, "world": {"map": "procedural", "procedural": {"seed": seed, "block_length_jitter": 0.2}},
-            "routes": {"source": "random", "min_length_m": 150.0, "max_length_m": 400.0},
-            "scenarios": list(scenarios)}
+def _command(routes: str, map_name: str | None, traffic: dict[str, int], seed: int,
+             route_ids: list[str] | None) -> str:
+    parts = ["avsim eval driving --agent expert --observation state", f"--routes {routes}"]
+    if map_name:
+        parts.append(f"--map {map_name}")
+    parts += [f"--vehicles {traffic['vehicles']}", f"--walkers {traffic['walkers']}", f"--seed {seed}"]
+    parts += [f"--route {r}" for r in route_ids or []]
+    return " ".join(parts + ["--json"])
 
 
-def drive(env: DrivingEnv, agent: StackAgent, seed: int, options: dict | None = None) -> dict[str, Any]:
-    """One episode with ``agent``; the route's score record."""
-    obs, _ = env.reset(seed=seed, options=options)
-    agent.reset(env)
-    done, info, steps = False, {}, 0
-    while not done:
-        obs, _, terminated, truncated, info = env.step(agent(obs, env))
-        steps += 1
-        done = terminated or truncated
-    result = env.route_result(info["termination_reason"])
-    score = score_route(result).to_dict()
-    infractions = {k: v for k, v in score.get("infractions", {}).items() if v}
-    return {"route": env.route.route_id, "driving_score": round(score["driving_score"], 1),
-            "route_completion": round(score["route_completion"], 1), "infractions": infractions,
-            "termination": result.termination, "length_m": round(env.route.length_m, 1), "steps": steps}
-
-
-def run_set(name: str, config: dict[str, Any], episodes: list[tuple[int, dict | None]],
-            density: bool = True) -> dict[str, Any]:
-    """Drive every (seed, reset options) episode of one env; per-route records and the mean driving score.
-    ``density``: scale the traffic to the map's lane length (:data:`VEHICLES_PER_KM`, :data:`WALKERS_PER_KM`)."""
-    env = DrivingEnv(**config)
-    if density:  # NPCs in proportion to the map's driving lanes (Town01's Leaderboard config's density)
-        km = float(env.lanes.length_m.sum()) / 1000.0
-        traffic = {"vehicles": round(VEHICLES_PER_KM * km), "walkers": round(WALKERS_PER_KM * km)}
-        env.close()
-        env = DrivingEnv(**{**config, "traffic": traffic})
-    agent = expert_agent()
-    routes = []
-    for seed, options in episodes:
-        record = drive(env, agent, seed, options)
-        routes.append(record)
-        print(f"{name:>14} {record['route']:>20} DS {record['driving_score']:6.1f} RC {record['route_completion']:6.1f}"
-              f" {record['termination']:>16} {record['infractions']}", flush=True)
-    env.close()
-    return {"set": name, "traffic": env.config.traffic.model_dump(), "mean_driving_score": round(fmean(r["driving_score"] for r in routes), 1),
-            "mean_route_completion": round(fmean(r["route_completion"] for r in routes), 1), "routes": routes}
+def run_set(name: str, routes: str, map_name: str | None, traffic: dict[str, int], seed: int,
+            route_ids: list[str] | None = None, shown_map: str | None = None) -> dict[str, Any]:
+    """One set through ``evaluate_driving``; its per-route records and means, and the reproducing command."""
+    result = evaluate_driving("expert", routes, map_name, route_ids or (), observation="state", seed=seed,
+                              traffic=traffic)
+    records = []
+    for r in result["routes"]:
+        infractions = {k: v for k, v in r["infractions"].items() if v}
+        records.append({"route": r["route_id"], "driving_score": round(r["driving_score"], 1),
+                        "route_completion": round(r["route_completion"], 1), "infractions": infractions,
+                        "termination": r["termination"], "length_m": r["route_length_m"], "steps": r["steps"]})
+        print(f"{name:>14} {r['route_id']:>20} DS {r['driving_score']:6.1f} RC {r['route_completion']:6.1f}"
+              f" {r['termination']:>16} {infractions}", flush=True)
+    return {"set": name, "map": result["map"], "traffic": traffic,
+            "mean_driving_score": round(result["driving_score"], 1),
+            "mean_route_completion": round(result["route_completion"], 1),
+            "infraction_penalty": round(result["infraction_penalty"], 3), "routes": records,
+            "command": _command(routes, shown_map or map_name, traffic, seed, route_ids)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -114,35 +106,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--procedural-routes", type=int, default=10, help="random routes per procedural town")
     parser.add_argument("--fixed-traffic", action="store_true",
                         help="30 vehicles and 20 walkers on every map (default: Town01's density per km of lane)")
-    parser.add_argument("--all-scenarios", action="store_true",
-                        help="procedural towns also get parked_car_blocking and dense_junction")
     parser.add_argument("--seed", type=int, default=0, help="episode seed of the first route (route k: seed + k)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
-    if args.seed < 0 or args.procedural_routes < 0:
-        parser.error("--seed and --procedural-routes must be >= 0")
+    if args.seed < 0 or args.procedural_routes < 1:
+        parser.error("--seed must be >= 0 and --procedural-routes >= 1")
     towns = args.town or list(SHIPPED_TOWNS)
-    seeds = args.procedural_seed if args.procedural_seed is not None else [0, 1, 2]
+    seeds = [s for s in (args.procedural_seed or [0, 1, 2]) if s >= 0]
     start = time.perf_counter()
     sets = []
     for town in towns:
-        ids = [spec.route_id for spec in load_route_file(SHIPPED_TOWNS[town]).routes
-               if not args.route or spec.route_id in args.route]
-        if not ids:
-            continue
-        config = town_config(town, ids)
-        sets.append(run_set(town, config, [(args.seed + k, {"route_id": rid}) for k, rid in enumerate(ids)],
-                            density=not args.fixed_traffic))
-    for seed in (s for s in seeds if s >= 0):
-        scenarios = ALL_SCENARIOS if args.all_scenarios else ROUTE_SET_SCENARIOS
-        sets.append(run_set(f"procedural_{seed}", procedural_config(seed, scenarios),
-                            [(args.seed + k, None) for k in range(args.procedural_routes)],
-                            density=not args.fixed_traffic))
-    result = {"benchmark": "expert_eval", "agent": "expert (oracle perception and localization, Stanley control)", "sets": sets,
-              "wall_s": round(time.perf_counter() - start, 1),
-              "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()}}
+        sets.append(run_set(town, SHIPPED_TOWNS[town], None, traffic_for(town, args.fixed_traffic), args.seed,
+                            args.route))
+    town_config = load_yaml_config(resolve_config(PROCEDURAL_CONFIG, "world"), ProceduralTownConfig)
+    with tempfile.TemporaryDirectory(prefix="expert-eval-") as folder:
+        for seed in seeds:
+            path = write_town(town_config.model_copy(update={"seed": seed}), Path(folder) / f"grid_seed{seed}.xodr")
+            sets.append(run_set(f"procedural_{seed}", f"random:{args.procedural_routes}", str(path),
+                                traffic_for(str(path), args.fixed_traffic), args.seed,
+                                shown_map=f"grid_seed{seed}.xodr"))
     for s in sets:
-        print(f"{s['set']:>14}: mean DS {s['mean_driving_score']:6.1f}  mean RC {s['mean_route_completion']:6.1f}")
+        print(f"{s['set']:>14}: DS {s['mean_driving_score']:6.1f}  RC {s['mean_route_completion']:6.1f}  "
+              f"traffic {s['traffic']}   {s['command']}", flush=True)
+    result = {"benchmark": "expert_eval", "agent": "expert (oracle perception and localization, Stanley control)",
+              "sets": sets, "wall_s": round(time.perf_counter() - start, 1),
+              "machine": {"python": platform.python_version(), "cpu": platform.machine()}}
     if args.json:
         print(json.dumps(result))
     return result

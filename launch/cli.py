@@ -340,6 +340,8 @@ def eval_driving(
                                       "stack, it replaces the base of the stack's env section."),
     observation: str | None = typer.Option(None, help="Override the env's observation modes with one: bev, "
                                            "state or sensors."),
+    vehicles: int | None = typer.Option(None, min=0, max=500, help="NPC vehicles (default: the env config's)."),
+    walkers: int | None = typer.Option(None, min=0, max=500, help="Pedestrians (default: the env config's)."),
     seed: int = _seed_option(help="Seed of the first route's episode (route k uses seed + k) and of random:N."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
@@ -348,38 +350,16 @@ def eval_driving(
     E.g. ``avsim eval driving --agent expert --routes town02 --json``, or on
     any town ``avsim eval driving --agent oracle --map TOWN.xodr --routes random:10``.
     """
-    import tempfile
+    from av_stack.runner import ProgressBar, evaluate_driving, progress_bar
 
-    from av_stack.agents import is_stack_agent, make_agent, stack_config_of
-    from av_stack.runner import (DEFAULT_ENV, LatencyRecorder, ProgressBar, drive, env_spec, metrics_of,
-                                 prepare_env, progress_bar, stack_env_spec)
-
-    overrides: dict[str, Any] = {"observation": {"modes": [observation]}} if observation else {}
-    env = None
+    traffic = {key: value for key, value in (("vehicles", vehicles), ("walkers", walkers)) if value is not None}
     try:
-        with _OneLineWarnings():
-            stack = stack_config_of(agent) if is_stack_agent(agent) else None
-            spec = (stack_env_spec(stack, f"agent {agent}", base=config) if stack is not None
-                    else env_spec({"base": config or DEFAULT_ENV}, f"env config {config or DEFAULT_ENV}"))
-            with tempfile.TemporaryDirectory(prefix="avsim-eval-") as scratch:
-                env = prepare_env(spec, routes, map_name, seed, Path(scratch), overrides, route or ())
-            policy = make_agent(agent, seed)
-            ids = list(env.route_ids)
-            latency = LatencyRecorder(policy if stack is not None else None)
-            with progress_bar(console) as progress:
-                summary = drive(env, policy, ids, seed, [latency, ProgressBar(progress, len(ids))])
+        with _OneLineWarnings(), progress_bar(console) as progress:
+            result = evaluate_driving(agent, routes, map_name, route or (), config, observation, seed, traffic,
+                                      observers=lambda n: [ProgressBar(progress, n)])
     except STACK_RUN_ERRORS as exc:
         _fail(_error_text(exc))
         return
-    finally:
-        if env is not None:
-            env.close()
-    result = {"evaluation": "leaderboard-2.0", "agent": agent,
-              **metrics_of(summary, stack=_stage_names(stack) if stack is not None else None,
-                           env=spec.base_name, route_set=routes or env.config.routes.file,
-                           map=env.world.source.name, seed=seed, latency_ms=latency.summary()),
-              "global": summary["global"], "episodes": summary["episodes"], "steps": summary["steps"],
-              "steps_per_s": summary["steps_per_s"]}
     if as_json:
         print(json.dumps(result))
         return
@@ -389,13 +369,6 @@ def eval_driving(
     g = result["global"]
     console.print(f"{'global':>22}  DS {g['driving_score']:6.2f}  RC {g['route_completion']:6.2f}"
                   f"  IP {g['infraction_penalty']:.3f}  ({result['steps_per_s']} steps/s)")
-
-
-def _stage_names(stack) -> dict[str, str]:
-    """The implementation name of each stage of a stack config."""
-    from av_stack.stack import STAGES
-
-    return {name: str(getattr(stack, name)["name"]) for name in STAGES}
 
 
 def _parse_lengths(value: str | None) -> list[tuple[float, float]] | None:
