@@ -59,19 +59,29 @@ def route_pose(route: Route, s_m: float, lateral_m: float = 0.0, z_m: float = 0.
     return Pose(x, y, z_m, yaw)
 
 
-def clear_of_junctions(route: Route, s_m: float, margin_m: float = 12.0) -> float:
-    """The first arc length from ``s_m`` on whose both sides the route stays ``margin_m`` out of junctions.
+def clear_of_junctions(route: Route, s_m: float, margin_m: float = 12.0, straight_m: float = 10.0,
+                       max_turn_rad: float = 0.2) -> float:
+    """The first arc length from ``s_m`` on whose both sides the route stays ``margin_m`` out of junctions and
+    turns by less than ``max_turn_rad`` within ``straight_m``.
 
     Vehicles a scenario parks or stops there block one lane, never a junction
-    that cross traffic needs (which would gridlock it). ``s_m`` if there is none.
+    that cross traffic needs (which would gridlock it), and a car parked beside
+    the lane on a straight stays beside it (on a bend it would stick into the
+    lane). Without such a place: the first one out of junctions, else ``s_m``.
     """
     inside = route.s_m[route.in_junction]
-    if inside.size == 0:
-        return s_m
     candidates = route.s_m[(route.s_m >= s_m) & (route.s_m < route.length_m - margin_m)]
-    gap = np.min(np.abs(candidates[:, None] - inside[None, :]), axis=1) if candidates.size else candidates
-    ok = candidates[gap > margin_m]
-    return float(ok[0]) if ok.size else s_m
+    if inside.size and candidates.size:
+        gap = np.min(np.abs(candidates[:, None] - inside[None, :]), axis=1)
+        candidates = candidates[gap > margin_m]
+    if not candidates.size:
+        return s_m if inside.size else float(s_m)
+    yaw = np.unwrap(route.yaw_rad)
+    for candidate in candidates.tolist():
+        window = (route.s_m >= candidate - straight_m) & (route.s_m <= candidate + straight_m)
+        if np.ptp(yaw[window]) < max_turn_rad:
+            return float(candidate)
+    return float(candidates[0])
 
 
 def pursue(snapshot: WorldSnapshot, actor_id: int, path_xy: np.ndarray, speed_mps: float,

@@ -20,6 +20,8 @@ def test_clear_of_junctions_moves_an_anchor_out_of_and_away_from_junctions():
         moved = clear_of_junctions(route, float(s))
         assert moved >= s
         assert np.min(np.abs(junction_s - moved)) > 12.0
+        window = np.abs(route.s_m - moved) <= 10.0  # and on a straight: a car parked beside the lane stays
+        assert np.ptp(np.unwrap(route.yaw_rad)[window]) < 0.2  # beside it (on a bend it sticks into the lane)
     inside = float(junction_s[0])
     assert clear_of_junctions(route, inside) > inside
 
