@@ -22,12 +22,18 @@ Each step:
   (:class:`~av_stack.planning.speed.SpeedPlanner`); the plan's speed profile
   is what these limits allow at each point ahead;
 - *obstacles*: every detected vehicle and pedestrian whose box, now or
-  predicted ahead along its velocity for up to ``predict_s``, comes within the
+  predicted ahead for up to ``predict_s`` (along the arc its tracked speed and
+  turn rate describe: a car turning at a junction), comes within the
   ego's corridor of the path ahead. Inside a junction the ego clears the
   junction rather than stop in the way of traffic that yields to it: a vehicle
-  there is predicted only while it does not brake (its tracked deceleration
-  is below ``yield_decel_mps2``); pedestrians always are. A moving lead
-  vehicle's own braking distance is credited;
+  there that brakes (tracked deceleration above ``yield_decel_mps2``) is
+  predicted braking on at that rate, so it counts only if it would still reach
+  the ego's path. A moving lead vehicle's own braking distance is credited;
+- *crossing traffic that will not stop*: before a junction, a vehicle on a
+  crossing approach that comes fast within 35 m of its line and speeds up or
+  can no longer stop there at ``runner_decel_mps2``, and one of whose junction
+  lanes crosses the ego's (the lane graph's conflicts), holds the ego at its
+  line while the ego can still stop there;
 - *a vehicle standing in the lane*: one that has stood since it was first
   seen and has no standing vehicle just ahead of it (parked, not queueing) is
   passed after ``overtake_after_s``; any other standing vehicle (traffic that
@@ -64,10 +70,39 @@ class _Track:
     """What the planner remembers of one tracked object."""
 
     speed_mps: float
+    yaw_rad: float = 0.0
     decel_mps2: float = 0.0  # smoothed deceleration (positive: braking)
+    yaw_rate_rad_s: float = 0.0  # smoothed turn rate
     standing_s: float = 0.0
     ever_moved: bool = False
     seen_at: int = 0
+
+
+def _junction_lanes_ahead(lanes, lane: int, s_m: float, within_m: float) -> tuple[float, np.ndarray]:
+    """(distance to the junction, the junction lanes it may take) for a vehicle at ``s_m`` on non-junction lane
+    ``lane``, following successors up to ``within_m`` (lanes split into sections on the way); (inf, none) when
+    no junction is that close."""
+    distance, current = float(lanes.length_m[lane]) - s_m, lane
+    while distance <= within_m:
+        following = lanes.successors[current, : lanes.num_successors[current]]
+        if not following.size:
+            break
+        junction = following[lanes.is_junction[following]]
+        if junction.size:
+            return distance, junction
+        current = int(following[0])
+        distance += float(lanes.length_m[current])
+    return math.inf, np.zeros(0, dtype=np.int64)
+
+
+def _along_arc(xy: np.ndarray, yaw: float, curvature: float, distance: float) -> tuple[np.ndarray, float]:
+    """Where a point heading ``yaw`` gets to after ``distance`` on a circle of ``curvature`` (a straight line
+    when it is about 0), and its heading there."""
+    if abs(curvature) < 1e-3:
+        return xy + distance * np.array([math.cos(yaw), math.sin(yaw)]), yaw
+    turned = yaw + curvature * distance
+    step = np.array([math.sin(turned) - math.sin(yaw), math.cos(yaw) - math.cos(turned)]) / curvature
+    return xy + step, turned
 
 
 class ExpertPlanner:
@@ -93,6 +128,7 @@ class ExpertPlanner:
         reverse_s: float = Field(1.5, gt=0.0)
         lane_shift_m: float = Field(3.5, gt=0.0)
         overtake_junction_clearance_m: float = Field(15.0, ge=0.0)
+        runner_decel_mps2: float = Field(3.0, gt=0.0)
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = c = config or self.Config()
@@ -160,6 +196,7 @@ class ExpertPlanner:
         if not in_junction and self._blocker_speed < 1.0 and vehicle:  # pedestrians cross: they do not block it
             stops["junction_blocked"] = self._blocked_junction_stop(progress, obstacle_m)
         stops["stop_sign"] = self._stop_sign(signals, progress, speed, dt)
+        stops["crossing_traffic"] = self._crossing_hazard(actors, progress, speed)
         if light.must_stop:
             line_m = light.distance_m - self._front - c.stop_line_margin_m
             can_stop = speed ** 2 / (2.0 * c.stop_decel_mps2) <= line_m + 1.0
@@ -168,7 +205,7 @@ class ExpertPlanner:
         reason = min(stops, key=stops.get)
         stop_m = stops[reason]
         self.why = f"{reason} in {stop_m:.1f} m" if stop_m < math.inf else "clear"
-        if reason in ("obstacle", "junction_blocked"):
+        if reason in ("obstacle", "junction_blocked", "crossing_traffic"):
             self.why += f" (track {self._blocker})"
         profile = self._profile(ahead_m, self._curvature[ahead], cruise, stop_m)
         wanted = float(profile[0]) if profile.size else 0.0
@@ -225,7 +262,10 @@ class ExpertPlanner:
         velocity = d.velocity_mps @ rot.T
         speed = np.hypot(velocity[:, 0], velocity[:, 1])
         braking = np.zeros(len(d), dtype=bool)
+        deceleration = np.zeros(len(d))
+        curvature = np.zeros(len(d))
         parked = np.zeros(len(d), dtype=bool)
+        heading = yaw + d.yaw_rad
         frame = perception.frame
         for k, track_id in enumerate(d.track_id.tolist()):
             if track_id < 0:
@@ -233,21 +273,25 @@ class ExpertPlanner:
             track = self._tracks.get(track_id)
             v = float(speed[k])
             if track is None:
-                track = self._tracks[track_id] = _Track(v)
+                track = self._tracks[track_id] = _Track(v, float(heading[k]))
             else:
                 decel = (track.speed_mps - v) / dt
                 track.decel_mps2 += 0.3 * (decel - track.decel_mps2)
-                track.speed_mps = v
+                turn = math.remainder(float(heading[k]) - track.yaw_rad, math.tau) / dt
+                track.yaw_rate_rad_s += 0.3 * (turn - track.yaw_rate_rad_s)
+                track.speed_mps, track.yaw_rad = v, float(heading[k])
             standing = v < STANDING_MPS
             track.standing_s = track.standing_s + dt if standing else 0.0
             track.ever_moved |= not standing
             track.seen_at = frame
             braking[k] = track.decel_mps2 > self.config.yield_decel_mps2
+            deceleration[k] = track.decel_mps2
+            if v > STANDING_MPS:  # the path's curvature the track is on (turning at a junction)
+                curvature[k] = float(np.clip(track.yaw_rate_rad_s / v, -0.25, 0.25))
             parked[k] = standing and not track.ever_moved
         self._tracks = {t: track for t, track in self._tracks.items() if frame - track.seen_at < 100}
         # a standing vehicle with another standing one just ahead of it queues: not parked
         vehicle = d.kind == ActorKind.VEHICLE
-        heading = yaw + d.yaw_rad
         for k in np.flatnonzero(parked & vehicle).tolist():
             rel = xy - xy[k]
             along = rel[:, 0] * math.cos(heading[k]) + rel[:, 1] * math.sin(heading[k])
@@ -256,7 +300,7 @@ class ExpertPlanner:
             queue[k] = False
             parked[k] = not queue.any()
         return {"track_id": d.track_id, "xy": xy, "yaw": heading, "extent": d.extent_m[:, :2], "velocity": velocity, "speed": speed,
-                "kind": d.kind, "braking": braking, "parked": parked}
+                "kind": d.kind, "braking": braking, "decel": deceleration, "curvature": curvature, "parked": parked}
 
     def _obstacle(self, actors: dict[str, np.ndarray], ego: tuple[float, float, float], ego_speed: float,
                   ahead_m: np.ndarray, path: np.ndarray, in_junction: bool) -> tuple[float, float, str, bool]:
@@ -279,10 +323,20 @@ class ExpertPlanner:
             velocity = actors["velocity"][i]
             moving = float(actors["speed"][i]) > STANDING_MPS
             walker = int(actors["kind"][i]) == ActorKind.WALKER
-            # inside a junction, vehicles that brake are yielding to the ego: only where they are now
-            predict = moving and (not in_junction or walker or not bool(actors["braking"][i]))
+            # inside a junction a braking vehicle is predicted braking on (it yields if it stops short of the
+            # ego's path, it does not if it still reaches it); elsewhere at its speed
+            slowing = in_junction and not walker and bool(actors["braking"][i])
+            speed_i, decel_i = float(actors["speed"][i]), float(actors["decel"][i])
+            predict = moving
+            yaw_i, kappa = float(actors["yaw"][i]), float(actors["curvature"][i])
             for t in (times if predict else times[:1]):
-                centre = actors["xy"][i] + velocity * t
+                if slowing:
+                    stop_t = min(t, speed_i / decel_i)
+                    travel = speed_i * stop_t - 0.5 * decel_i * stop_t ** 2
+                else:
+                    travel = speed_i * t
+                centre, turned = _along_arc(actors["xy"][i], yaw_i, kappa, travel)
+                cos_a, sin_a = math.cos(turned), math.sin(turned)
                 d = path - centre
                 along = np.abs(d[:, 0] * cos_a + d[:, 1] * sin_a) - ex
                 across = np.abs(-d[:, 0] * sin_a + d[:, 1] * cos_a) - ey
@@ -303,6 +357,44 @@ class ExpertPlanner:
                     vehicle = not walker
                 break
         return max(best, 0.0), lead, standing, vehicle
+
+    def _crossing_hazard(self, actors: dict[str, np.ndarray], progress, speed: float) -> float:
+        """Distance to the next junction's entry line while a vehicle on a crossing approach (more than 45
+        degrees off the ego's) will enter the junction where its path meets the ego's: within 35 m of its line
+        it comes fast and speeds up, or can no longer stop there at ``runner_decel_mps2`` (a red-light runner);
+        and the ego can still stop. Else inf. The lane graph says which of its junction lanes cross the
+        ego's."""
+        c, route, lanes = self.config, self._mission.route, self._mission.lanes
+        entries = route.junction_entries[route.junction_entries > progress.index]
+        if not entries.size:
+            return math.inf
+        entry = int(entries[0])
+        line_m = float(route.s_m[entry]) - progress.s_m - self._front - c.stop_line_margin_m
+        if not -0.5 < line_m < c.horizon_m or speed ** 2 / (2.0 * c.stop_decel_mps2) > line_m + 1.0:
+            return math.inf  # far off, already past the line, or too late to stop: clear the junction
+        fast = np.flatnonzero((actors["kind"] == ActorKind.VEHICLE) & (actors["speed"] > 2.0) & ~actors["braking"])
+        if not fast.size:
+            return math.inf
+        conflicts = lanes.junction_conflicts[int(route.lane[entry])]
+        approach_yaw = float(route.yaw_rad[entry - 1])
+        lane, s_m, dist = lanes.project(actors["xy"][fast], actors["yaw"][fast])
+        for k, i in enumerate(fast.tolist()):
+            if lane[k] < 0 or dist[k] > 2.0:
+                continue
+            lane_k, v = int(lane[k]), float(actors["speed"][i])
+            if lanes.is_junction[lane_k]:
+                paths = np.array([lane_k])
+            else:
+                remaining, paths = _junction_lanes_ahead(lanes, lane_k, float(s_m[k]), 35.0)
+                crossing = abs(math.remainder(float(actors["yaw"][i]) - approach_yaw, math.pi)) > math.pi / 4
+                speeding_up = float(actors["decel"][i]) < -0.5
+                late = v ** 2 / (2.0 * c.runner_decel_mps2) > remaining - 2.0
+                if not crossing or not paths.size or not (speeding_up or late):
+                    continue  # oncoming or same-way traffic, far from a junction, or slowing in time
+            if paths.size and conflicts[paths].any():
+                self._blocker = int(actors["track_id"][i])
+                return line_m
+        return math.inf
 
     def _stop_sign(self, signals, progress, speed: float, dt: float) -> float:
         """Distance to the stop line of the next junction when a stop sign guards it and the ego has not yet

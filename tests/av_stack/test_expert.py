@@ -238,3 +238,61 @@ def test_expert_benchmark_refuses_bad_options():
         main(["--town", "Town99"])
     with pytest.raises(SystemExit):
         main(["--procedural-routes", "0"])
+
+
+def _runner_case():
+    """A Town01 route through a junction, and a crossing approach lane whose junction lanes cross the route's."""
+    from av_stack.bridge import mission_of
+
+    env = DrivingEnv(**EMPTY_TOWN01)
+    env.reset(seed=0, options={"route_id": "town01_short_00"})
+    mission, route, lanes = mission_of(env), env.route, env.lanes
+    for entry in route.junction_entries.tolist():
+        ego_lane, approach_yaw = int(route.lane[entry]), float(route.yaw_rad[entry - 1])
+        for crossing in np.flatnonzero(lanes.junction_conflicts[ego_lane]).tolist():
+            for before in lanes.predecessors[crossing]:
+                yaw = lanes.yaw_rad[int(lanes.offset[before]) + lanes.count[before] - 1]
+                if not lanes.is_junction[before] and abs(math.remainder(yaw - approach_yaw, math.pi)) > 1.2 \
+                        and lanes.length_m[before] > 25.0:
+                    return mission, route, lanes, entry, int(before)
+    raise AssertionError("no junction with a crossing approach on the route")
+
+
+def _frame(mission, planner, route, s_m, speed, other_xy, other_yaw, other_speed, t):
+    """Step ``planner`` with the ego on the route at ``s_m`` and one tracked car at ``other_xy``."""
+    from av_stack.messages import Detections, LightObservation, PerceptionOutput, PoseEstimate
+    from sim.transforms import world_to_ego
+
+    i = int(np.searchsorted(route.s_m, s_m))
+    x, y, yaw = float(route.points_xy[i, 0]), float(route.points_xy[i, 1]), float(route.yaw_rad[i])
+    pose = PoseEstimate(int(t / 0.05), t, Pose(x, y, 0.0, yaw), np.array([speed * math.cos(yaw),
+                                                                          speed * math.sin(yaw), 0.0]))
+    centre = world_to_ego(np.array([other_xy]), (x, y), yaw)[0]
+    velocity = world_to_ego(np.array([[other_speed * math.cos(other_yaw), other_speed * math.sin(other_yaw)]]),
+                            (0.0, 0.0), yaw)[0]
+    detections = Detections(np.zeros(1), [[centre[0], centre[1], 0.7]], [[2.45, 1.06, 0.76]],
+                            [other_yaw - yaw], [velocity], np.ones(1), [7])
+    perception = PerceptionOutput(pose.frame, t, detections, LightObservation(TrafficLightState.GREEN, 30.0))
+    return planner.step(perception, pose)
+
+
+@pytest.mark.parametrize("speeding_up, holds", [(True, True), (False, False)])
+def test_expert_holds_at_the_line_for_crossing_traffic_that_will_not_stop(speeding_up, holds):
+    """Messages only: the ego 25 m before a green junction at 8 m/s; a car on a crossing approach 20 m before
+    its own line. Speeding up towards it (a red-light runner), it holds the ego at the line; slowing down (it
+    will stop at its red), it does not."""
+    mission, route, lanes, entry, before = _runner_case()
+    points = lanes.lane_points(before)[:, :2]
+    ahead = np.cumsum(np.hypot(*np.diff(points[::-1], axis=0).T))
+    k = points.shape[0] - 1 - int(np.searchsorted(ahead, 20.0))  # 20 m before the lane's end
+    yaw = float(lanes.yaw_rad[int(lanes.offset[before]) + k])
+    planner = ExpertPlanner()
+    planner.reset(mission)
+    s0 = float(route.s_m[entry]) - 25.0
+    for step, speed in enumerate((6.0, 6.2, 6.4) if speeding_up else (6.0, 5.8, 5.6)):
+        t = 0.05 * step
+        plan = _frame(mission, planner, route, s0 + 8.0 * t, 8.0, points[k] + speed * t * np.array(
+            [math.cos(yaw), math.sin(yaw)]), yaw, speed, t)
+    assert planner.why.startswith("crossing_traffic") == holds, planner.why
+    if holds:  # the plan's speeds fall to zero before the junction's entry
+        assert plan.arc_length_m[np.argmax(plan.target_speed_mps < 0.05)] < 25.0
