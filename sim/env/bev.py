@@ -5,7 +5,9 @@ network learns to predict. :func:`bev_channel_names` is the one place that
 lists the channels; :data:`BEV_CHANNELS` is that list for the default
 :class:`BevConfig`. In order, each a ``(H, W)`` mask of 0 or 255:
 
-- ``road``: drivable area (every driving lane, junctions included).
+- ``road``: drivable area (every driving lane, junctions included). On a map
+  whose roads pass over one another (given its ``AreaRaster``), the static
+  layers show only the ego's level: on a bridge not the road below it.
 - ``route``: the route set by :meth:`BevRenderer.set_route`, a 2 m wide line.
 - ``lane_solid``: solid lane markings, the solid halves of double markings included.
 - ``lane_broken``: broken and Botts'-dots markings (drawn continuous: the class is what
@@ -47,7 +49,7 @@ import numpy as np
 
 from sim.api import ActorKind, TrafficLightState, WorldSnapshot
 from sim.transforms import box_corners
-from sim.maps.geometry import MapGeometry, offset_polyline
+from sim.maps.geometry import AreaClass, AreaRaster, MapGeometry, offset_polyline
 from sim.maps.lanes import LaneGraph
 from sim.maps.signals import SignalLayout
 from sim.render import actor_ground_z, on_level
@@ -152,7 +154,7 @@ class BevRenderer:
     """
 
     def __init__(self, lanes: LaneGraph, geometry: MapGeometry, signals: SignalLayout,
-                 config: BevConfig = BevConfig()) -> None:
+                 config: BevConfig = BevConfig(), area: AreaRaster | None = None) -> None:
         if signals.lane_light.shape[0] != lanes.num_lanes or signals.lane_stop.shape[0] != lanes.num_lanes:
             raise ValueError(f"signals cover {signals.lane_light.shape[0]} lanes but the lane graph has "
                              f"{lanes.num_lanes}: they come from different maps")
@@ -180,6 +182,13 @@ class BevRenderer:
         self._world = np.zeros((height, width), dtype=np.uint8)
         self._route_box: tuple[int, int, int, int] | None = None  # row0, row1, col0, col1 of the drawn route
         self._draw_static(geometry)
+        # On a map whose roads pass over one another, the static layers keep only the ego's level: each view
+        # pixel's ground point (ego frame, x forward, y right) is looked up in the area raster at its height.
+        self._area = area if area is not None and area.multilevel else None
+        if self._area is not None:
+            rows, cols = np.mgrid[0:size, 0:size]
+            self._pixel_ego_xy = np.stack([(self._cy - rows) / self._ppm, (cols - self._cx) / self._ppm],
+                                          axis=-1).reshape(-1, 2)
 
         # Stop lines, drawn per tick: those of lights (channel by state), then of stop signs.
         lit, stop = np.flatnonzero(signals.lane_light >= 0), np.flatnonzero(signals.lane_stop >= 0)
@@ -261,6 +270,8 @@ class BevRenderer:
         np.not_equal(static, 0, out=static.view(bool))
         np.negative(static, out=static)  # 1 -> 255
         out[4:] = 0
+        if self._area is not None:
+            self._keep_ego_level(static, ex, ey, yaw, float(actor_ground_z(snapshot)[row]))
 
         # world (x, y) -> view pixel (col, row) = points @ forward.T + offset
         forward = np.array([[-s * ppm, c * ppm], [-c * ppm, -s * ppm]])
@@ -272,6 +283,15 @@ class BevRenderer:
         return out
 
     # ------------------------------------------------------------------ per tick
+    def _keep_ego_level(self, static: np.ndarray, ex: float, ey: float, yaw: float, ground_z: float) -> None:
+        """Clear the static layers where the ego's level has no road (a road passing below or above)."""
+        c, s = math.cos(yaw), math.sin(yaw)
+        local = self._pixel_ego_xy
+        world_xy = np.stack([ex + c * local[:, 0] - s * local[:, 1], ey + s * local[:, 0] + c * local[:, 1]], axis=1)
+        classes = self._area.lookup(world_xy, np.full(world_xy.shape[0], ground_z))
+        here = (classes != AreaClass.OFFROAD).reshape(static.shape[1:])
+        static &= (here * np.uint8(255))[None]
+
     def _remember(self, snapshot: WorldSnapshot) -> None:
         history = self._history
         if history and snapshot.frame <= history[-1].frame:

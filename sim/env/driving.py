@@ -133,7 +133,7 @@ class DrivingEnv(gymnasium.Env):
             self._bev = BevRenderer(self.lanes, self.world.geometry, self.world.signals,
                                     BevConfig(size_px=b.size_px, pixels_per_m=b.pixels_per_m,
                                               ego_from_bottom_px=b.ego_from_bottom_px,
-                                              history_steps=tuple(b.history_steps)))
+                                              history_steps=tuple(b.history_steps)), self.world.area_raster)
             channels = len(self._bev.channel_names)
             entries["bev"] = spaces.Box(0, 255, shape=(channels, b.size_px, b.size_px), dtype=np.uint8)
             entries["measurements"] = measurement_space(action_size)

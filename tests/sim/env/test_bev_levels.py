@@ -9,6 +9,7 @@ from sim.api import Pose
 from sim.embedded.world import EmbeddedWorld
 from sim.env.bev import BevRenderer
 from sim.render import DEFAULT_PALETTE, TopDownRenderer
+from sim.transforms import world_to_ego
 from tests.overpass_map import BRIDGE_HEIGHT_M, overpass_source
 
 
@@ -77,3 +78,32 @@ def test_render_with_a_hero_draws_only_its_level(world, scene):
     # Without a hero there is no level to choose: everyone is drawn.
     image = renderer.render(snapshot, center_xy=renderer_centre)
     assert colour_at(image, below[1]) == DEFAULT_PALETTE.vehicle
+
+
+def test_bev_road_layers_show_only_the_ego_level(world, scene):
+    """Given the map's area raster, the road channel from the bridge leaves out the road below (beside the
+    bridge) and keeps the bridge deck; without it (or from the road below) both levels are road."""
+    snapshot, ego, same_level, below = scene
+    spec_bev = BevRenderer(world.lanes, world.geometry, world.signals, area=world.area_raster)
+    plain = BevRenderer(world.lanes, world.geometry, world.signals)
+    road = spec_bev.channel_names.index("road")
+    row = snapshot.index_of(ego)
+    ex, ey = snapshot.location_m[row, :2]
+    yaw = float(snapshot.rotation_rad[row, 1])
+
+    def pixel(xy):
+        local = world_to_ego(np.array([xy]), (ex, ey), yaw)[0]
+        c = spec_bev.config
+        return int(round(c.size_px - 1 - c.ego_from_bottom_px - local[0] * c.pixels_per_m)), \
+            int(round(c.size_px // 2 + local[1] * c.pixels_per_m))
+
+    lower_beside, _ = _ahead(world.lanes, 1, -2, 12.0)  # the road below, 12 m from the crossing: no bridge
+    bridge_ahead, _ = _ahead(world.lanes, 2, -1, 2.0)
+    r_low, c_low = pixel(lower_beside[:2])
+    r_up, c_up = pixel(bridge_ahead[:2])
+    assert 0 <= r_low < 192 and 0 <= c_low < 192, "the staged point should be in view"
+    levelled, merged = spec_bev.render(snapshot, ego)[road], plain.render(snapshot, ego)[road]
+    assert merged[r_low, c_low] == 255 and levelled[r_low, c_low] == 0
+    assert levelled[r_up, c_up] == 255 and levelled[spec_bev.config.size_px - 1 - 40, 96] == 255
+    from_below = spec_bev.render(snapshot, below[0])[road]
+    assert from_below.sum() > 0
