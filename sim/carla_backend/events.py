@@ -27,12 +27,14 @@ class FreeVehicleMonitor:
         self._off.pop(actor_id, None)
 
     def update(self, frame: int, actor_ids: list[int], xy: np.ndarray, yaw: np.ndarray, speed: np.ndarray,
-               light_state: np.ndarray) -> list[Event]:
-        """Events of this tick for the watched vehicles at ``xy`` (K, 2) heading ``yaw`` with ``speed``."""
+               light_state: np.ndarray, z: np.ndarray | None = None) -> list[Event]:
+        """Events of this tick for the watched vehicles at ``xy`` (K, 2) heading ``yaw`` with ``speed``; with
+        their ground heights ``z`` (K,) the lanes and the road area of the level each is on (on a bridge the
+        bridge, under it the road below)."""
         if not actor_ids:
             return []
-        lane, s_m = project_to_lanes(self.lanes, xy, yaw)
-        now_off = off_road(self.raster.lookup(xy))
+        lane, s_m = project_to_lanes(self.lanes, xy, yaw, z)
+        now_off = off_road(self.raster.lookup(xy, z))
         was_off = np.array([self._off.get(a, False) for a in actor_ids])
         events = off_road_events(frame, np.asarray(actor_ids), xy, now_off, was_off)
         for k, actor_id in enumerate(actor_ids):

@@ -510,7 +510,7 @@ class CarlaWorld:
         if free:
             events = [*events, *self._monitor.update(
                 int(snapshot.frame), [int(ids[k]) for k in free], location[free, :2], rotation[free, 1],
-                np.hypot(velocity[free, 0], velocity[free, 1]), light_state)]
+                np.hypot(velocity[free, 0], velocity[free, 1]), light_state, location[free, 2])]
         return WorldSnapshot(
             frame=int(snapshot.frame), timestamp_s=float(snapshot.timestamp.elapsed_seconds), dt_s=self.dt_s,
             actor_id=ids, kind=np.array([int(info.kind) for _, info in rows], dtype=np.int8),
