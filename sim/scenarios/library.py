@@ -284,8 +284,10 @@ class OccludedPedestrian(Scenario):
             # Stand still only once across, off the driving area: one standing on the road would block traffic
             # for ever (drivers yield to pedestrians on the road); one still on it after 20 s leaves the scene.
             world = self.ctx.world
-            xy = snapshot.location_m[snapshot.index_of(self.walker), :2][None, :]
-            if bool(off_road(world.area_raster.lookup(xy))[0]):
+            row = snapshot.index_of(self.walker)
+            xy = snapshot.location_m[row, :2][None, :]
+            ground = snapshot.location_m[row, 2:3] - snapshot.extent_m[row, 2]  # the level it walks on
+            if bool(off_road(world.area_raster.lookup(xy, ground))[0]):
                 world.apply_walker_control(self.walker, self.across, 0.0)
                 self.across_done = True
             elif snapshot.timestamp_s - self.started_at > 20.0:
