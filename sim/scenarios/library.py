@@ -112,7 +112,7 @@ def pursue(snapshot: WorldSnapshot, actor_id: int, path_xy: np.ndarray, speed_mp
         turn = float(np.ptp(heading))
         if turn > 0.1:
             speed_mps = min(speed_mps, math.sqrt(3.0 * float(np.hypot(*chord.T).sum()) / turn))
-    gap = gap_ahead(snapshot, row, ego_id)
+    gap = gap_ahead(snapshot, row, ego_id, path_xy=path_xy)
     if gap < MIN_GAP_M:
         return VehicleControl(brake=1.0, steer=steer_towards(x, y, yaw, target))
     speed_mps = min(speed_mps, (gap - MIN_GAP_M) / HEADWAY_S)
@@ -127,10 +127,11 @@ HEADWAY_S = 1.5
 
 
 def gap_ahead(snapshot: WorldSnapshot, row: int, ego_id: int = -1, corridor_m: float = 1.2,
-              range_m: float = 40.0) -> float:
-    """Bumper-to-bumper distance from the actor at ``row`` to the nearest actor straight ahead of it (whose
-    box comes within ``corridor_m`` of its centre line and that heads the same way within 45 degrees, or is
-    the ego ``ego_id``); inf when none within ``range_m``."""
+              range_m: float = 40.0, path_xy: np.ndarray | None = None) -> float:
+    """Bumper-to-bumper distance from the actor at ``row`` to the nearest actor in its way: whose box comes
+    within ``corridor_m`` of its centre line (of ``path_xy`` ahead of it when given: on a bend the heading
+    line points off the road), that heads the same way within 45 degrees or is the ego ``ego_id``; inf when
+    none within ``range_m``."""
     yaw = float(snapshot.rotation_rad[row, 1])
     rel = snapshot.location_m[:, :2] - snapshot.location_m[row, :2]
     along = rel[:, 0] * math.cos(yaw) + rel[:, 1] * math.sin(yaw)
@@ -139,16 +140,32 @@ def gap_ahead(snapshot: WorldSnapshot, row: int, ego_id: int = -1, corridor_m: f
     ex, ey = snapshot.extent_m[:, 0], snapshot.extent_m[:, 1]
     half_length = np.abs(ex * np.cos(turn)) + np.abs(ey * np.sin(turn))
     half_width = np.abs(ex * np.sin(turn)) + np.abs(ey * np.cos(turn))
-    ahead = (along > 0.0) & (along < range_m) & (np.abs(across) < corridor_m + half_width)
-    ahead &= np.abs(snapshot.location_m[:, 2] - snapshot.location_m[row, 2]) < 3.0  # not on another level
+    near = (along > -half_length) & (np.hypot(rel[:, 0], rel[:, 1]) < range_m)
+    near &= np.abs(snapshot.location_m[:, 2] - snapshot.location_m[row, 2]) < 3.0  # not on another level
     # what it follows (heading within 45 degrees) and the ego: two scenario cars that meet at an angle
     # must not each wait for the other
     following = np.abs(np.angle(np.exp(1j * turn))) < math.pi / 4
-    ahead &= following | (snapshot.actor_id == ego_id)
-    ahead[row] = False
-    if not ahead.any():
-        return math.inf
-    return float((along[ahead] - half_length[ahead]).min() - snapshot.extent_m[row, 0])
+    near &= following | (snapshot.actor_id == ego_id)
+    near[row] = False
+    if path_xy is None:
+        ahead = near & (along > 0.0) & (np.abs(across) < corridor_m + half_width)
+        if not ahead.any():
+            return math.inf
+        return float((along[ahead] - half_length[ahead]).min() - snapshot.extent_m[row, 0])
+    here = snapshot.location_m[row, :2]
+    start = int(np.argmin(np.hypot(path_xy[:, 0] - here[0], path_xy[:, 1] - here[1])))
+    path = path_xy[start: start + int(range_m) + 2]
+    s_m = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(path, axis=0).T))])
+    best = math.inf
+    for k in np.flatnonzero(near).tolist():
+        cos_k, sin_k = math.cos(float(snapshot.rotation_rad[k, 1])), math.sin(float(snapshot.rotation_rad[k, 1]))
+        d = path - snapshot.location_m[k, :2]
+        box_along = np.abs(d[:, 0] * cos_k + d[:, 1] * sin_k) - ex[k]
+        box_across = np.abs(-d[:, 0] * sin_k + d[:, 1] * cos_k) - ey[k]
+        hit = np.flatnonzero(np.hypot(np.maximum(box_along, 0.0), np.maximum(box_across, 0.0)) < corridor_m)
+        if hit.size:
+            best = min(best, float(s_m[hit[0]]) - float(snapshot.extent_m[row, 0]))
+    return best
 
 
 def steer_towards(x: float, y: float, yaw: float, target_xy, gain: float = 1.5) -> float:
