@@ -85,10 +85,11 @@ def clear_of_junctions(route: Route, s_m: float, margin_m: float = 12.0, straigh
 
 
 def pursue(snapshot: WorldSnapshot, actor_id: int, path_xy: np.ndarray, speed_mps: float,
-           lookahead_m: float | None = None, ego_id: int = -1) -> VehicleControl:
+           lookahead_m: float | None = None, ego_id: int = -1, gap_along_path: bool = True) -> VehicleControl:
     """Pure-pursuit control that follows ``path_xy`` (points at most about 1 m apart) at ``speed_mps``,
-    keeping a gap to whatever is straight ahead (:func:`gap_ahead`, :data:`MIN_GAP_M`, :data:`HEADWAY_S`):
-    scenario cars do not drive into a car that stands in their way.
+    keeping a gap to whatever is in its way (:func:`gap_ahead` along the path, or along its heading with
+    ``gap_along_path=False``; :data:`MIN_GAP_M`, :data:`HEADWAY_S`): scenario cars do not drive into a car
+    that stands in their way.
 
     The target is ``lookahead_m`` along the path from the nearest point (by
     default 3 m + 0.3 s of travel): a short lookahead keeps a slow scenario car
@@ -112,7 +113,7 @@ def pursue(snapshot: WorldSnapshot, actor_id: int, path_xy: np.ndarray, speed_mp
         turn = float(np.ptp(heading))
         if turn > 0.1:
             speed_mps = min(speed_mps, math.sqrt(3.0 * float(np.hypot(*chord.T).sum()) / turn))
-    gap = gap_ahead(snapshot, row, ego_id, path_xy=path_xy)
+    gap = gap_ahead(snapshot, row, ego_id, path_xy=path_xy if gap_along_path else None)
     if gap < MIN_GAP_M:
         return VehicleControl(brake=1.0, steer=steer_towards(x, y, yaw, target))
     speed_mps = min(speed_mps, (gap - MIN_GAP_M) / HEADWAY_S)
@@ -390,7 +391,10 @@ class RedLightRunner(Scenario):
                                                                                          self.runner):
             self.runner = None  # its run is over: traffic takes it on instead of parking it in someone's lane
             return
-        control = pursue(snapshot, self.runner, self.path, 9.0, ego_id=self.ctx.ego_id) if self.go else \
+        # the runner crosses the junction: what is in its way lies along its heading (along its curved path
+        # it would also wait for cars crossing it at an angle, which wait for it)
+        control = pursue(snapshot, self.runner, self.path, 9.0, ego_id=self.ctx.ego_id,
+                         gap_along_path=False) if self.go else \
             VehicleControl(brake=1.0)
         self.ctx.world.apply_control(self.runner, control)
 
