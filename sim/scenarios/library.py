@@ -374,11 +374,13 @@ class RedLightRunner(Scenario):
         self.go = False
 
     def tick(self, snapshot: WorldSnapshot, ego_s_m: float) -> None:
+        if self.forced and (ego_s_m > self.entry_s + 10.0 or snapshot.timestamp_s - self.go_at > 20.0):
+            # the ego is through (or never came): lights back to their cycle, nobody waits for ever (also once
+            # the runner has been handed to traffic: lights forced for good held routes that came back there)
+            self.cleanup()
         if self.runner is None:
             return
         lights = getattr(self.ctx.world, "lights", None)
-        if self.forced and (ego_s_m > self.entry_s + 10.0 or snapshot.timestamp_s - self.go_at > 20.0):
-            self.cleanup()  # the ego is through (or never came): lights back to their cycle, nobody waits for ever
         if not self.go and self.entry_s - ego_s_m < 30.0:
             self.go, self.go_at = True, snapshot.timestamp_s
             if lights is not None:

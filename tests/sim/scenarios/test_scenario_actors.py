@@ -138,3 +138,23 @@ def test_traffic_passes_the_van_parked_at_the_kerb():
         snapshot = world.tick()
     moved = float(np.hypot(*(snapshot.location_m[snapshot.index_of(npc), :2] - first)))
     assert moved > 35.0, f"the NPC in lane {lane} moved only {moved:.1f} m: held behind the van"
+
+
+def test_the_red_light_runner_releases_the_lights_even_after_joining_traffic():
+    """Lights forced for the run are given back once the ego is through or 20 s have passed, also when the
+    runner has already been handed to traffic (they stayed forced for good and held routes that came back)."""
+    env = make_env("red_light_runner")
+    for seed in range(1, 6):
+        env.reset(seed=seed)
+        scenario = env.scenarios[0]
+        if scenario.runner is not None:
+            break
+    assert scenario.runner is not None
+    snapshot = env.world.snapshot()
+    scenario.tick(snapshot, scenario.entry_s - 20.0)  # the ego arrives: the run starts, lights forced
+    assert scenario.forced
+    scenario.runner = None  # as if its run were over and traffic had taken it on
+    for _ in range(int(21.0 / env.world.dt_s)):
+        snapshot = env.world.tick()
+        scenario.tick(snapshot, scenario.entry_s - 20.0)  # the ego never gets through
+    assert scenario.forced == []
