@@ -11,7 +11,8 @@ role name ``scenario`` so the embedded gridlock relief never moves them.
   ego has closed to 15 m, then drives on.
 - ``pedestrian_crossing_occluded``: a van parked at the right kerb hides a
   pedestrian who steps out and crosses the road at 2 m/s when the ego is
-  18 m away, and stops once off the road on the far side.
+  18 m away (waiting while a car stands right in its way), and stops once off
+  the road on the far side.
 - ``red_light_runner``: at the next signalised junction on the route, a
   vehicle on a crossing approach runs its red light at 9 m/s as the ego
   arrives on green (the two lights are forced until the ego is through the
@@ -198,6 +199,22 @@ def _queued_behind(snapshot: WorldSnapshot, actor_id: int, within_m: float = 15.
     return bool(behind.any())
 
 
+def _vehicle_in_step(snapshot: WorldSnapshot, walker_id: int, direction_xy: tuple[float, float],
+                     step_m: float = 0.8) -> bool:
+    """Whether the walker's next ``step_m`` along ``direction_xy`` would take it into a vehicle's box."""
+    row = snapshot.index_of(walker_id)
+    probe = snapshot.location_m[row, :2] + step_m * np.asarray(direction_xy, dtype=float)
+    vehicles = np.flatnonzero(snapshot.kind == ActorKind.VEHICLE)
+    if vehicles.size == 0:
+        return False
+    d = probe - snapshot.location_m[vehicles, :2]
+    yaw = snapshot.rotation_rad[vehicles, 1]
+    along = np.abs(d[:, 0] * np.cos(yaw) + d[:, 1] * np.sin(yaw))
+    across = np.abs(-d[:, 0] * np.sin(yaw) + d[:, 1] * np.cos(yaw))
+    inside = (along < snapshot.extent_m[vehicles, 0] + 0.3) & (across < snapshot.extent_m[vehicles, 1] + 0.3)
+    return bool(inside.any())
+
+
 def _hand_to_traffic(world: World, actor_id: int) -> bool:
     """Put a scenario vehicle on autopilot (False if it is not on a lane: it stays under scenario control)."""
     try:
@@ -298,7 +315,11 @@ class OccludedPedestrian(Scenario):
         if self.started_at is None and self.anchor_s - ego_s_m < 18.0:
             self.started_at = snapshot.timestamp_s
             self.ctx.world.apply_walker_control(self.walker, self.across, 2.0)
-        elif self.started_at is not None and snapshot.timestamp_s - self.started_at > 3.0:
+        elif self.started_at is not None:
+            # it runs out in front of the ego, but does not walk into the side of a car standing in its way
+            blocked = _vehicle_in_step(snapshot, self.walker, self.across)
+            self.ctx.world.apply_walker_control(self.walker, self.across, 0.0 if blocked else 2.0)
+        if self.started_at is not None and snapshot.timestamp_s - self.started_at > 3.0:
             # Stand still only once across, off the driving area: one standing on the road would block traffic
             # for ever (drivers yield to pedestrians on the road); one still on it after 20 s leaves the scene.
             world = self.ctx.world

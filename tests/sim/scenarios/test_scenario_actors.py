@@ -158,3 +158,28 @@ def test_the_red_light_runner_releases_the_lights_even_after_joining_traffic():
         snapshot = env.world.tick()
         scenario.tick(snapshot, scenario.entry_s - 20.0)  # the ego never gets through
     assert scenario.forced == []
+
+
+def test_the_occluded_pedestrian_waits_for_a_car_standing_in_its_way():
+    """Once it has stepped out, the scenario's pedestrian does not walk into the side of a car that stands
+    right in its way: it waits there (and goes on when the car has gone)."""
+    from sim.api import Pose
+
+    env = make_env("pedestrian_crossing_occluded")
+    env.reset(seed=1)
+    scenario, world = env.scenarios[0], env.world
+    snapshot = world.snapshot()
+    scenario.tick(snapshot, scenario.anchor_s - 10.0)  # the ego is close: it steps out
+    at = snapshot.location_m[snapshot.index_of(scenario.walker), :2] + 4.5 * np.asarray(scenario.across)
+    yaw = float(np.arctan2(scenario.across[1], scenario.across[0])) + np.pi / 2  # across its way
+    car = world.spawn_vehicle("vehicle.lincoln.mkz_2020", Pose(float(at[0]), float(at[1]), 0.3, yaw))
+    for _ in range(60):  # 3 s
+        snapshot = world.tick()
+        scenario.tick(snapshot, scenario.anchor_s - 10.0)
+        assert not any(getattr(e, "other_id", None) == car for e in snapshot.events_of(scenario.walker))
+    assert float(np.hypot(*snapshot.velocity_mps[snapshot.index_of(scenario.walker), :2])) < 0.1
+    world.destroy([car])
+    for _ in range(20):
+        snapshot = world.tick()
+        scenario.tick(snapshot, scenario.anchor_s - 10.0)
+    assert float(np.hypot(*snapshot.velocity_mps[snapshot.index_of(scenario.walker), :2])) > 1.0
