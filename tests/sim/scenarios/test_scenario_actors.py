@@ -183,3 +183,31 @@ def test_the_occluded_pedestrian_waits_for_a_car_standing_in_its_way():
         snapshot = world.tick()
         scenario.tick(snapshot, scenario.anchor_s - 10.0)
     assert float(np.hypot(*snapshot.velocity_mps[snapshot.index_of(scenario.walker), :2])) > 1.0
+
+
+def test_the_leading_car_drives_off_when_traffic_queues_behind_it():
+    """The leading car waits for the ego, but not while another car stands in the queue behind it (the ego
+    far away): it starts, so the queue it would hold never deadlocks."""
+    from sim.api import VehicleControl
+    from sim.scenarios.library import route_pose
+
+    env = make_env("leading_vehicle_brake")
+    env.reset(seed=0)
+    scenario, world, route = env.scenarios[0], env.world, env.route
+    snapshot = world.snapshot()
+    lead_xy = snapshot.location_m[snapshot.index_of(scenario.lead), :2]
+    lead_s = float(route.s_m[int(np.argmin(np.hypot(*(route.points_xy - lead_xy).T)))])
+    queued = world.spawn_vehicle("vehicle.lincoln.mkz_2020", route_pose(route, lead_s - 8.0))
+    far_behind = lead_s - 100.0  # the ego's progress: far from the lead
+    for _ in range(10):
+        world.apply_control(queued, VehicleControl(brake=1.0))
+        snapshot = world.tick()
+        scenario.tick(snapshot, far_behind)
+    assert scenario.started
+    world.destroy([queued])
+    env.reset(seed=0)  # without the queue it keeps waiting for the ego
+    scenario = env.scenarios[0]
+    for _ in range(10):
+        snapshot = world.tick()
+        scenario.tick(snapshot, far_behind)
+    assert not scenario.started
