@@ -45,7 +45,7 @@ from av_stack.bridge import StackAgent, mission_of
 from av_stack.stack import STAGES, Stack, StackConfig, load_stack_config
 from sim.config import ConfigError
 from sim.env import ENV_ID
-from sim.env.config import WORLD_SHORTHANDS, EnvConfig, load_env_config
+from sim.env.config import WORLD_SHORTHANDS, EnvConfig, load_env_config, merge_overrides
 from sim.env.metrics import aggregate, score_route
 from sim.resources import locate_config, resolve_config, shipped_configs
 
@@ -60,17 +60,6 @@ MAX_VIDEO_FRAMES = 3000
 
 
 # ---------------------------------------------------------------------------------------------- the env
-def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` merged in, nested mappings key by key."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _world_keys_inside(section: Mapping[str, Any]) -> dict[str, Any]:
     """``section`` with the top-level world shorthands (``map``, ``seed``, ...) moved into ``world``, so that
     overrides from several places merge without a shorthand/long-form clash."""
@@ -103,7 +92,7 @@ class EnvSpec:
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> EnvSpec:
         """This spec with more overrides merged on top."""
-        return EnvSpec(self.base, _merge(self.overrides, _world_keys_inside(overrides)), self.label, self.base_name)
+        return EnvSpec(self.base, merge_overrides(self.overrides, _world_keys_inside(overrides)), self.label, self.base_name)
 
     def build(self):
         """The :class:`~sim.env.driving.DrivingEnv` (unwrapped), after validating the config."""
@@ -468,7 +457,7 @@ def prepare_env(spec: EnvSpec, routes: str | None = None, map_name: str | None =
     choice) on top."""
     overrides: dict[str, Any] = dict(extra or {})
     if map_name:
-        overrides = _merge(overrides, {"world": {"map": map_name}})
+        overrides = merge_overrides(overrides, {"world": {"map": map_name}})
     spec = spec.with_overrides(overrides)
     if routes:
         if folder is None:

@@ -78,6 +78,12 @@ class _Track:
     seen_at: int = 0
 
 
+def _next_entry(route, progress) -> int | None:
+    """Route index where the route next enters a junction ahead of ``progress`` (None: no junction ahead)."""
+    entries = route.junction_entries[route.junction_entries > progress.index]
+    return int(entries[0]) if entries.size else None
+
+
 def _junction_lanes_ahead(lanes, lane: int, s_m: float, within_m: float) -> tuple[float, np.ndarray]:
     """(distance to the junction, the junction lanes it may take) for a vehicle at ``s_m`` on non-junction lane
     ``lane``, following successors up to ``within_m`` (lanes split into sections on the way); (inf, none) when
@@ -327,9 +333,8 @@ class ExpertPlanner:
             # ego's path, it does not if it still reaches it); elsewhere at its speed
             slowing = in_junction and not walker and bool(actors["braking"][i])
             speed_i, decel_i = float(actors["speed"][i]), float(actors["decel"][i])
-            predict = moving
             yaw_i, kappa = float(actors["yaw"][i]), float(actors["curvature"][i])
-            for t in (times if predict else times[:1]):
+            for t in (times if moving else times[:1]):
                 if slowing:
                     stop_t = min(t, speed_i / decel_i)
                     travel = speed_i * stop_t - 0.5 * decel_i * stop_t ** 2
@@ -365,10 +370,9 @@ class ExpertPlanner:
         and the ego can still stop. Else inf. The lane graph says which of its junction lanes cross the
         ego's."""
         c, route, lanes = self.config, self._mission.route, self._mission.lanes
-        entries = route.junction_entries[route.junction_entries > progress.index]
-        if not entries.size:
+        entry = _next_entry(route, progress)
+        if entry is None:
             return math.inf
-        entry = int(entries[0])
         line_m = float(route.s_m[entry]) - progress.s_m - self._front - c.stop_line_margin_m
         if not -0.5 < line_m < c.horizon_m or speed ** 2 / (2.0 * c.stop_decel_mps2) > line_m + 1.0:
             return math.inf  # far off, already past the line, or too late to stop: clear the junction
@@ -400,10 +404,9 @@ class ExpertPlanner:
         """Distance to the stop line of the next junction when a stop sign guards it and the ego has not yet
         stood still there for ``stop_sign_s``; else inf."""
         route = self._mission.route
-        entries = route.junction_entries[route.junction_entries > progress.index]
-        if not entries.size or int(entries[0]) in self._stopped_at:
+        entry = _next_entry(route, progress)
+        if entry is None or entry in self._stopped_at:
             return math.inf
-        entry = int(entries[0])
         if int(signals.lane_stop[int(route.lane[entry - 1])]) < 0:
             return math.inf
         line_m = float(route.s_m[entry]) - progress.s_m - self._front - self.config.stop_line_margin_m
@@ -421,10 +424,9 @@ class ExpertPlanner:
         if obstacle_m == math.inf:
             return math.inf
         route = self._mission.route
-        entries = route.junction_entries[route.junction_entries > progress.index]
-        if not entries.size:
+        entry = _next_entry(route, progress)
+        if entry is None:
             return math.inf
-        entry = int(entries[0])
         outside = np.flatnonzero(~route.in_junction[entry:])
         exit_s = float(route.s_m[entry + int(outside[0])]) if outside.size else route.length_m
         line_m = float(route.s_m[entry]) - progress.s_m - self._front - self.config.stop_line_margin_m

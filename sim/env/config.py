@@ -24,6 +24,8 @@ naming both. (``traffic`` at the top level is how many NPCs the env spawns;
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pathlib import Path
 from typing import Any, Literal
 
@@ -250,11 +252,12 @@ class EnvConfig(_Section):
         return self
 
 
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` merged in, nested mappings key by key."""
     merged = dict(base)
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_overrides(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -303,6 +306,6 @@ def load_env_config(config: str | Path | EnvConfig | dict | None = None, **overr
     except ConfigError as exc:
         raise ConfigError(f"env config keywords: {exc}") from None
     try:
-        return EnvConfig.model_validate(_merge(data, overrides))
+        return EnvConfig.model_validate(merge_overrides(data, overrides))
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from exc

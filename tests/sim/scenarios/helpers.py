@@ -23,3 +23,14 @@ def drive(env: DrivingEnv, steps: int):
         yield env.world.snapshot(), info
         if terminated or truncated:
             return
+
+
+def runner_env():
+    """A ``red_light_runner`` env reset on the first seed (1..5) whose route places a runner; (env, scenario)."""
+    env = make_env("red_light_runner")
+    for seed in range(1, 6):
+        env.reset(seed=seed)
+        scenario = env.scenarios[0]
+        if scenario.runner is not None:
+            return env, scenario
+    raise AssertionError("no route with a signalised junction in 5 seeds")

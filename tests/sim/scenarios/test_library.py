@@ -10,7 +10,7 @@ import pytest
 from sim.api import RedLightEvent, TrafficLightState
 from sim.config import ConfigError
 from sim.scenarios.library import SCENARIOS
-from tests.sim.scenarios.helpers import drive, make_env
+from tests.sim.scenarios.helpers import drive, make_env, runner_env
 
 
 def test_unknown_scenario_is_named():
@@ -46,13 +46,7 @@ def test_occluded_pedestrian_crosses_in_front_of_the_ego():
 
 
 def test_red_light_runner_enters_the_junction_on_red():
-    env = make_env("red_light_runner")
-    for seed in range(1, 6):
-        env.reset(seed=seed)
-        scenario = env.scenarios[0]
-        if scenario.runner is not None:
-            break
-    assert scenario.runner is not None, "no route with a signalised junction in 5 seeds"
+    env, scenario = runner_env()
     ran_red = False
     for snap, _ in drive(env, 600):
         if scenario.go and scenario.runner_light >= 0:

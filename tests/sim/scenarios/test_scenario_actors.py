@@ -7,7 +7,7 @@ import numpy as np
 from sim.rules.traffic import off_road
 from sim.scenarios.library import clear_of_junctions
 from sim.scenarios.routes import load_route_file, plan_route
-from tests.sim.scenarios.helpers import drive, make_env
+from tests.sim.scenarios.helpers import drive, make_env, runner_env
 
 
 def test_clear_of_junctions_moves_an_anchor_out_of_and_away_from_junctions():
@@ -52,13 +52,7 @@ def test_the_occluded_pedestrian_ends_off_the_road():
 
 
 def test_the_red_light_runner_gives_the_lights_back_and_joins_traffic():
-    env = make_env("red_light_runner")
-    for seed in range(1, 6):
-        env.reset(seed=seed)
-        scenario = env.scenarios[0]
-        if scenario.runner is not None:
-            break
-    assert scenario.runner is not None, "no route with a signalised junction in 5 seeds"
+    env, scenario = runner_env()
     runner = scenario.runner
     forced_seen = False
     for snapshot, _ in drive(env, 1500):
@@ -143,13 +137,7 @@ def test_traffic_passes_the_van_parked_at_the_kerb():
 def test_the_red_light_runner_releases_the_lights_even_after_joining_traffic():
     """Lights forced for the run are given back once the ego is through or 20 s have passed, also when the
     runner has already been handed to traffic (they stayed forced for good and held routes that came back)."""
-    env = make_env("red_light_runner")
-    for seed in range(1, 6):
-        env.reset(seed=seed)
-        scenario = env.scenarios[0]
-        if scenario.runner is not None:
-            break
-    assert scenario.runner is not None
+    env, scenario = runner_env()
     snapshot = env.world.snapshot()
     scenario.tick(snapshot, scenario.entry_s - 20.0)  # the ego arrives: the run starts, lights forced
     assert scenario.forced
