@@ -10,6 +10,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[3]
 
 
+class ClientTimeout(AssertionError):
+    """A client script did not finish in time (it was killed)."""
+
+
 def start_client(script: str, port: int, *args: str) -> subprocess.Popen:
     """Run a client ``script`` (Python source) in a child process with ``argv[1:] = [port, *args]``."""
     return subprocess.Popen([sys.executable, "-c", script, str(port), *args], cwd=REPO, stdout=subprocess.PIPE,
@@ -24,6 +28,6 @@ def run_client(script: str, port: int, *args: str, timeout_s: float = 60.0) -> s
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        raise AssertionError(f"client script timed out after {timeout_s} s: {err[-3000:]}") from None
+        raise ClientTimeout(f"client script timed out after {timeout_s} s: {err[-3000:]}") from None
     assert proc.returncode == 0, f"client script exited {proc.returncode}: {err[-3000:]}"
     return out

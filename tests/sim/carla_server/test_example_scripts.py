@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("carla")
 
 from sim.carla_server.process import start_server_process, stop_server_process
-from tests.sim.carla_server.serve_proc import run_client
+from tests.sim.carla_server.serve_proc import ClientTimeout, run_client
 
 
 @pytest.fixture(scope="module")
@@ -183,11 +183,40 @@ finally:
 """
 
 
-def test_batch_of_fifty_autopilot_vehicles_moves(port):
+RESET_WORLD = """
+import sys
+import carla
+from carla import command
+
+client = carla.Client("127.0.0.1", int(sys.argv[1]))
+client.set_timeout(20.0)
+world = client.get_world()
+settings = world.get_settings()
+settings.synchronous_mode = False
+settings.fixed_delta_seconds = None
+world.apply_settings(settings)
+leftover = [a.id for a in world.get_actors() if a.type_id.startswith(("vehicle.", "sensor."))]
+client.apply_batch_sync([command.DestroyActor(a) for a in leftover], False)
+"""
+
+
+def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        tm_port = sock.getsockname()[1]
-    result = json.loads(run_client(BATCH_AUTOPILOT, port, str(tm_port), timeout_s=60).strip().splitlines()[-1])
+        return sock.getsockname()[1]
+
+
+def test_batch_of_fifty_autopilot_vehicles_moves(port):
+    """The script runs the CARLA client library's own Traffic Manager in its process. That Traffic Manager has
+    a race in synchronous mode that can hang ``world.tick()`` for ever (carla-simulator/carla#9172; a stack
+    dump of a hung run here ends in ``TrafficManagerLocal::SynchronousTick``). A run that times out is
+    therefore tried once more on a clean world with a fresh Traffic Manager port; any other failure fails."""
+    try:
+        output = run_client(BATCH_AUTOPILOT, port, str(_free_port()), timeout_s=60)
+    except ClientTimeout:
+        run_client(RESET_WORLD, port)  # the killed run's 50 vehicles and synchronous mode
+        output = run_client(BATCH_AUTOPILOT, port, str(_free_port()), timeout_s=60)
+    result = json.loads(output.strip().splitlines()[-1])
     assert result["spawned"] == 50
     moving = sum(m > 5.0 for m in result["moved"])
     assert moving >= 40, sorted(result["moved"])
