@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import shutil
+import sys
 import tempfile
 
 import pytest
@@ -12,11 +14,18 @@ from sim.maps.lanes import build_lane_graph
 from sim.maps.loader import load_carla_map, resolve_map
 
 _CACHE_KEY = "_avsim_carla_cache"
+SESSION_LIMIT_S = float(os.environ.get("AVSIM_TEST_SESSION_LIMIT_S", "1800"))
+"""A hard cap on a whole test session. pytest-timeout's per-test limit runs in Python, so it cannot end a
+test stuck inside a C++ library that waits with the GIL held; this one (faulthandler's C watchdog thread)
+prints every thread's stack and exits, so a hang fails the run in minutes instead of stalling it."""
 
 
 def pytest_configure(config):
     """CARLA clients cache files a server offers (the navigation mesh) under CARLA_CACHE_DIR, else in the home
-    directory: tests keep them in a temporary directory (clients in child processes inherit it)."""
+    directory: tests keep them in a temporary directory (clients in child processes inherit it).
+    Also arms :data:`SESSION_LIMIT_S`."""
+    if SESSION_LIMIT_S > 0:
+        faulthandler.dump_traceback_later(SESSION_LIMIT_S, exit=True, file=sys.__stderr__)
     if "CARLA_CACHE_DIR" not in os.environ:
         path = tempfile.mkdtemp(prefix="avsim-carla-cache-")
         os.environ["CARLA_CACHE_DIR"] = path
@@ -24,6 +33,7 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
+    faulthandler.cancel_dump_traceback_later()
     path = getattr(config, _CACHE_KEY, None)
     if path:
         shutil.rmtree(path, ignore_errors=True)

@@ -34,6 +34,7 @@ from sim.api import (ActorKind, CollisionEvent, Event, LaneInvasionEvent, MapInf
                      VehicleControl, WorldSnapshot)
 from sim.carla_backend import conversions as cv
 from sim.carla_backend.events import FreeVehicleMonitor
+from sim.carla_backend.tm_watchdog import TickWatchdog
 from sim.maps.lanes import LaneGraph, SpawnPoint, build_lane_graph
 from sim.maps.loader import PROCEDURAL, procedural_source, resolve_map
 from sim.maps.procedural import ProceduralTownConfig
@@ -93,6 +94,7 @@ class CarlaWorld:
         self._events: queue.Queue = queue.Queue()
         self._original_settings = None
         self._tm_sync = False
+        self._watchdog: TickWatchdog | None = None
         self.rng = np.random.default_rng(seed)
         self.load_world(map, seed)
 
@@ -126,6 +128,8 @@ class CarlaWorld:
         self.traffic_manager.set_synchronous_mode(True)
         self._tm_sync = True
         self.traffic_manager.set_random_device_seed(self.seed if seed is None else int(seed))
+        if self._watchdog is None:
+            self._watchdog = TickWatchdog(self.tm_port, lambda: self.carla_world.get_snapshot().frame)
         self.carla_map = world.get_map()
         xodr = self.carla_map.to_opendrive()
         self.source = ServerMap(self.carla_map.name.split("/")[-1], xodr)
@@ -447,7 +451,11 @@ class CarlaWorld:
     def tick(self) -> WorldSnapshot:
         """Advance one fixed step on the server; the snapshot of that frame with its events."""
         try:
-            self.frame = self.carla_world.tick(self.timeout_s)
+            if self._watchdog is None:
+                self.frame = self.carla_world.tick(self.timeout_s)
+            else:
+                frame_before = self.carla_world.get_snapshot().frame
+                self.frame = self._watchdog.tick(frame_before, lambda: self.carla_world.tick(self.timeout_s))
             snapshot = self.carla_world.get_snapshot()
         except RuntimeError as exc:
             raise CarlaConnectionError(f"the CARLA server at {self.host}:{self.port} stopped answering at frame "
@@ -537,6 +545,9 @@ class CarlaWorld:
         """
         self._destroy_owned()
         self._restore_settings()
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
         if getattr(self, "traffic_manager", None) is not None:
             try:
                 self.traffic_manager.shut_down()
