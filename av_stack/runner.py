@@ -56,6 +56,7 @@ MAX_RANDOM_ROUTES = 1000
 """Upper bound of N in a ``random:N`` route set."""
 
 MAX_VIDEO_FRAMES = 3000
+RUN_LOG = "run.mcap"
 """The video stops recording after this many frames (5 minutes at 10 frames/s), so it stays small."""
 
 
@@ -437,6 +438,8 @@ class RunOptions:
     seed: int = 0
     video: bool | None = None
     env_overrides: Mapping[str, Any] | None = None
+    record: bool | None = None
+    """``False``: no run log whatever the config's ``record.enabled`` says."""
 
 
 def _float_clean(value: Any) -> Any:
@@ -522,6 +525,12 @@ def _run(stack: Stack, stack_config: StackConfig, env, ids: list[str], out: Path
                            every=run.video_every, max_frames=MAX_VIDEO_FRAMES)
         recorder = VideoRecorder(agent, video)
         observers.append(recorder)
+    run_log = None
+    if stack_config.record.enabled and options.record is not False:
+        from av_stack.logs.recorder import RunRecorder
+
+        run_log = RunRecorder(out / RUN_LOG, env, agent, stack_config.model_dump(mode="json"), stack_config.record)
+        observers.append(run_log)
     log = RouteLog()
     error: BaseException | None = None
     try:
@@ -534,6 +543,8 @@ def _run(stack: Stack, stack_config: StackConfig, env, ids: list[str], out: Path
     finally:
         if video is not None:
             video.close()
+        if run_log is not None:
+            run_log.close()
         summary = log.summary()
         video_info = None
         if video is not None:
@@ -546,7 +557,9 @@ def _run(stack: Stack, stack_config: StackConfig, env, ids: list[str], out: Path
             config=label, stack=stack.names, env=env_base, map=env.world.source.name, seed=options.seed,
             route_set=options.routes or env.config.routes.file, route_ids=ids,
             routes_file="routes.yaml" if route_file_text is not None else None,
-            latency_ms=latency.summary(), video=video_info)
+            latency_ms=latency.summary(), video=video_info,
+            log=None if run_log is None else {"path": RUN_LOG, "ticks": run_log.ticks,
+                                              "bytes": (out / RUN_LOG).stat().st_size})
         _write_json(out / "metrics.json", _float_clean(metrics))
     print_summary(metrics, console)
     return metrics

@@ -4,7 +4,8 @@ A stack config (``configs/stack/*.yaml``) has one section per stage, each
 picking an implementation by name with its own typed keys (see
 :mod:`av_stack.registry`), an ``env`` section (the env the stack drives in
 closed loop: a base env config plus overrides, :mod:`sim.env.config`) and a
-``run`` section (what ``avsim run --config`` writes)::
+``run`` section (what ``avsim run --config`` writes) and a ``record`` section
+(its log ``run.mcap``, :class:`av_stack.logs.config.RecordConfig`)::
 
     env: {base: env/leaderboard_town01.yaml, observation: {modes: [bev], ground_truth: true}}
     perception: {name: oracle}
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from av_stack.control import CONTROL
 from av_stack.localization import LOCALIZATION
+from av_stack.logs.config import RecordConfig
 from av_stack.messages import Mission, PerceptionOutput, Plan, PoseEstimate, SensorFrame, VehicleControl
 from av_stack.perception import PERCEPTION
 from av_stack.planning import PLANNING
@@ -66,6 +68,7 @@ class StackConfig(BaseModel):
     planning: dict[str, Any] = Field(default_factory=lambda: {"name": "expert"})
     control: dict[str, Any] = Field(default_factory=lambda: {"name": "stanley"})
     run: RunSection = RunSection()
+    record: RecordConfig = RecordConfig()
 
     @field_validator("perception", "localization", "planning", "control")
     @classmethod
