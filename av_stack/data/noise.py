@@ -1,0 +1,106 @@
+"""Noise injection on the executed control (DART, Laskey et al. 2017; CARLA CIL, Codevilla et al. 2018).
+
+The expert computes its clean control; :class:`NoisyAgent` executes a perturbed one during short random noise
+episodes. The car drifts, the expert (which sees the drift in the next frame) steers back, and the dataset
+labels every frame with the expert's clean control: the recoveries are in the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from av_stack.data.config import NoiseConfig
+
+# The action of ``action.mode: vehicle_control``: throttle, steer, brake, reverse.
+THROTTLE, STEER, BRAKE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class NoiseSample:
+    """The offsets added at one tick (0 outside a noise episode)."""
+
+    active: bool
+    steer: float
+    throttle: float
+
+
+class NoiseProcess:
+    """Triangular noise episodes (CIL's shape): offsets ramp from 0 to a random peak and back to 0."""
+
+    def __init__(self, config: NoiseConfig, dt_s: float, seed: int) -> None:
+        self.config, self.dt_s = config, dt_s
+        self.rng = np.random.default_rng(seed)
+        self._left = 0
+        self._length = 0
+        self._peak = (0.0, 0.0)
+
+    def step(self) -> NoiseSample:
+        """The offsets of the next tick."""
+        c = self.config
+        if not c.enabled:
+            return NoiseSample(False, 0.0, 0.0)
+        if self._left == 0 and self.rng.random() < c.start_probability:
+            duration = self.rng.uniform(*c.duration_s)
+            self._length = self._left = max(2, int(round(duration / self.dt_s)))
+            sign = self.rng.choice((-1.0, 1.0))
+            self._peak = (sign * self.rng.uniform(0.3, 1.0) * c.steer_max,
+                          self.rng.choice((-1.0, 1.0)) * self.rng.uniform(0.0, 1.0) * c.throttle_max)
+        if self._left == 0:
+            return NoiseSample(False, 0.0, 0.0)
+        k = self._length - self._left
+        self._left -= 1
+        shape = 1.0 - abs(2.0 * (k + 0.5) / self._length - 1.0)  # 0 -> 1 -> 0 over the episode
+        return NoiseSample(True, self._peak[0] * shape, self._peak[1] * shape)
+
+
+def perturb(action: np.ndarray, noise: NoiseSample) -> np.ndarray:
+    """A ``vehicle_control`` action with ``noise`` added: steer offset; a positive throttle offset adds throttle
+    and eases the brake, a negative one takes throttle away (never brakes harder). Clipped to the valid ranges."""
+    out = np.array(action, dtype=np.float32, copy=True)
+    if not noise.active:
+        return out
+    out[STEER] = np.clip(out[STEER] + noise.steer, -1.0, 1.0)
+    if noise.throttle >= 0.0:
+        out[THROTTLE] = np.clip(out[THROTTLE] + noise.throttle, 0.0, 1.0)
+        out[BRAKE] = np.clip(out[BRAKE] - noise.throttle, 0.0, 1.0)
+    else:
+        out[THROTTLE] = np.clip(out[THROTTLE] + noise.throttle, 0.0, 1.0)
+    return out
+
+
+class NoisyAgent:
+    """Wraps a :class:`~av_stack.bridge.StackAgent` (the expert): returns its action perturbed by a
+    :class:`NoiseProcess`; keeps the clean action, the applied one and the noise of the last tick.
+    ``frame`` and ``outputs`` are the wrapped agent's (what the run recorder logs)."""
+
+    def __init__(self, agent, config: NoiseConfig, seed: int) -> None:
+        self.agent, self.config, self.seed = agent, config, seed
+        self.process: NoiseProcess | None = None
+        self.clean: np.ndarray | None = None
+        self.applied: np.ndarray | None = None
+        self.noise = NoiseSample(False, 0.0, 0.0)
+        self._episodes = 0
+
+    @property
+    def frame(self):
+        """The wrapped agent's latest sensor frame."""
+        return self.agent.frame
+
+    @property
+    def outputs(self):
+        """The wrapped agent's latest stack outputs."""
+        return self.agent.outputs
+
+    def reset(self, env) -> None:
+        """A new route: reset the expert and reseed the noise (seeded per route, so runs repeat)."""
+        self.agent.reset(env)
+        self.process = NoiseProcess(self.config, env.world.dt_s, self.seed * 1000 + self._episodes)
+        self._episodes += 1
+
+    def __call__(self, obs, env) -> np.ndarray:
+        self.clean = np.asarray(self.agent(obs, env), dtype=np.float32)
+        self.noise = self.process.step()
+        self.applied = perturb(self.clean, self.noise)
+        return self.applied
