@@ -439,7 +439,7 @@ class RunOptions:
     video: bool | None = None
     env_overrides: Mapping[str, Any] | None = None
     record: bool | None = None
-    """``False``: no run log whatever the config's ``record.enabled`` says."""
+    """Write the run log ``run.mcap`` (``None``: the config's ``record.enabled``)."""
 
 
 def _float_clean(value: Any) -> Any:
@@ -526,7 +526,7 @@ def _run(stack: Stack, stack_config: StackConfig, env, ids: list[str], out: Path
         recorder = VideoRecorder(agent, video)
         observers.append(recorder)
     run_log = None
-    if stack_config.record.enabled and options.record is not False:
+    if stack_config.record.enabled if options.record is None else options.record:
         from av_stack.logs.recorder import RunRecorder
 
         run_log = RunRecorder(out / RUN_LOG, env, agent, stack_config.model_dump(mode="json"), stack_config.record)

@@ -100,6 +100,9 @@ def run(
     video: bool | None = typer.Option(None, "--video/--no-video",
                                       help="Write the MP4 (default: on for the demo, the config's run.video for a "
                                            "stack run)."),
+    record: bool | None = typer.Option(None, "--record/--no-record",
+                                       help="Stack run: write the run log OUT/run.mcap (default: the config's "
+                                            "record.enabled, on)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary (or metrics) as one JSON object last."),
 ) -> None:
     """Drive in closed loop and write a video.
@@ -107,8 +110,9 @@ def run(
     With ``--config``: an AV stack (perception, localization, planning,
     control) drives its route set; writes OUT/metrics.json (driving score,
     route completion, infraction penalty, infractions per km, per-route
-    results, per-stage latency) and OUT/video.mp4 (camera, ground-truth BEV
-    and the stack's BEV side by side). Without ``--config``: the autopilot demo
+    results, per-stage latency), OUT/video.mp4 (camera, ground-truth BEV
+    and the stack's BEV side by side) and the run log OUT/run.mcap (every
+    sensor, stage output and ground truth; opens in Foxglove). Without ``--config``: the autopilot demo
     (the ego on the simulator's autopilot through traffic; OUT/summary.json and
     a top-down OUT/topdown.mp4).
     """
@@ -121,7 +125,7 @@ def run(
         return
     if seconds is not None:
         _fail("--seconds is for the autopilot demo (avsim run without --config); a stack run drives whole routes")
-    _run_stack(config, out, routes, route or [], map_name, vehicles, walkers, seed, video, as_json)
+    _run_stack(config, out, routes, route or [], map_name, vehicles, walkers, seed, video, as_json, record)
 
 
 def _run_demo(map_name: str, vehicles: int, walkers: int | None, seconds: float, seed: int, out: Path,
@@ -142,7 +146,8 @@ def _run_demo(map_name: str, vehicles: int, walkers: int | None, seconds: float,
 
 
 def _run_stack(config: str, out: Path, routes: str | None, route: list[str], map_name: str | None,
-               vehicles: int | None, walkers: int | None, seed: int, video: bool | None, as_json: bool) -> None:
+               vehicles: int | None, walkers: int | None, seed: int, video: bool | None, as_json: bool,
+               record: bool | None = None) -> None:
     """``avsim run --config``: the stack over its route set (:func:`av_stack.runner.run_stack`)."""
     import time
 
@@ -150,11 +155,15 @@ def _run_stack(config: str, out: Path, routes: str | None, route: list[str], map
 
     traffic = {key: value for key, value in (("vehicles", vehicles), ("walkers", walkers)) if value is not None}
     options = RunOptions(routes=routes, route_ids=tuple(route), map=map_name, seed=seed, video=video,
-                         env_overrides={"traffic": traffic} if traffic else None)
+                         env_overrides={"traffic": traffic} if traffic else None, record=record)
     started = time.time()
     try:
-        with _OneLineWarnings():
+        with _OneLineWarnings(), _sigterm_interrupts():
             metrics = run_stack(config, out, options, console)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: the routes driven so far are in {out / 'metrics.json'}, the log up to the "
+                      f"last tick in {out / 'run.mcap'}")
+        raise typer.Exit(130)
     except STACK_RUN_ERRORS as exc:
         metrics_file = out / "metrics.json"
         kept = metrics_file.is_file() and metrics_file.stat().st_mtime >= started - 1.0
@@ -163,7 +172,26 @@ def _run_stack(config: str, out: Path, routes: str | None, route: list[str], map
     if as_json:
         print(json.dumps(metrics))
     else:
-        console.print(f"wrote {out / 'metrics.json'}" + (f" and {out / 'video.mp4'}" if metrics.get("video") else ""))
+        written = [out / "metrics.json"] + [out / metrics[key]["path"] for key in ("video", "log") if metrics.get(key)]
+        console.print("wrote " + ", ".join(str(path) for path in written))
+
+
+class _sigterm_interrupts:
+    """Within the block, SIGTERM raises KeyboardInterrupt as Ctrl-C does, so a run stopped either way closes its
+    video and log and writes its metrics (the previous handler comes back on leaving)."""
+
+    def __enter__(self) -> None:
+        import signal
+
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        self._previous = signal.signal(signal.SIGTERM, interrupt)
+
+    def __exit__(self, *exc_info) -> None:
+        import signal
+
+        signal.signal(signal.SIGTERM, self._previous)
 
 
 def _run_bench(bench, args: tuple, as_json: bool, summary) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,12 @@ from foxglove_schemas_protobuf.FrameTransforms_pb2 import FrameTransforms
 from foxglove_schemas_protobuf.LocationFix_pb2 import LocationFix
 from foxglove_schemas_protobuf.PointCloud_pb2 import PointCloud
 from foxglove_schemas_protobuf.SceneUpdate_pb2 import SceneUpdate
+from google.protobuf.message import DecodeError
 from mcap.exceptions import McapError
 from mcap.records import Attachment, Channel, Chunk, Message, Metadata, Schema
 from mcap.stream_reader import StreamReader
+
+from zstandard import ZstdError
 
 from av_stack.logs import encoding as enc
 from av_stack.logs import topics as T
@@ -128,7 +132,14 @@ class LogReader:
     def map_xodr(self) -> str | None:
         """The map's OpenDRIVE text (attached to the log), or None."""
         data = self.attachments.get(T.MAP_ATTACHMENT)
-        return data.decode() if data is not None else None
+        if data is None:
+            return None
+        import zstandard
+
+        try:
+            return zstandard.ZstdDecompressor().decompress(data).decode()
+        except zstandard.ZstdError as exc:
+            raise LogError(f"{self.path}: the attached map does not decompress ({exc})") from None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -170,7 +181,7 @@ class LogReader:
         last_t: float | None = None
         try:
             with open(self.path, "rb") as stream:
-                for record in StreamReader(stream, skip_magic=False, emit_chunks=False).records:
+                for record in StreamReader(stream, skip_magic=False, emit_chunks=False, validate_crcs=True).records:
                     if isinstance(record, Schema):
                         schemas[record.id] = record.name
                     elif isinstance(record, Channel):
@@ -181,7 +192,8 @@ class LogReader:
                         if wanted is None or topic in wanted:
                             yield LogMessage(topic, t_s, schema, _decode(encoding, schema, record.data))
                         last_t = t_s
-        except (McapError, ValueError, EOFError, KeyError, OSError, json.JSONDecodeError) as exc:
+        except (McapError, ValueError, EOFError, KeyError, OSError, RuntimeError, struct.error, ZstdError,
+                DecodeError) as exc:
             where = "before its first message" if last_t is None else f"after t = {last_t:.3f} s"
             raise LogError(f"{self.path} is cut or corrupt {where} ({type(exc).__name__}: {exc}); every message "
                            "before that point was read") from None

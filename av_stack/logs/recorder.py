@@ -69,7 +69,10 @@ class RunRecorder:
         self.writer.attach(T.CONFIG_ATTACHMENT, "application/json", json.dumps(jsonable(config), indent=1))
         xodr = getattr(env.world.source, "xodr_text", None)
         if xodr:
-            self.writer.attach(T.MAP_ATTACHMENT, "application/xml", xodr)
+            import zstandard
+
+            self.writer.attach(T.MAP_ATTACHMENT, "application/zstd", zstandard.ZstdCompressor(level=9).compress(
+                xodr.encode()))
         self._frames_in_route = 0
         self.ticks = 0
 

@@ -26,8 +26,8 @@ topic                          schema                      what
 
 Metadata ``avsim.run``: the log format version, map name, dt, the sensor
 suite's calibration, the BEV grid, the ego vehicle. Attachments:
-``config.json`` (the run's full stack config) and ``map.xodr`` (the map's
-OpenDRIVE text), so a log replays without the original files.
+``config.json`` (the run's full stack config) and ``map.xodr.zst`` (the map's
+OpenDRIVE text, zstd-compressed), so a log replays without the original files.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ EPISODE = "/episode"
 
 RUN_METADATA = "avsim.run"
 CONFIG_ATTACHMENT = "config.json"
-MAP_ATTACHMENT = "map.xodr"
+MAP_ATTACHMENT = "map.xodr.zst"
+"""The OpenDRIVE text, zstd-compressed (a town's is about a megabyte, a tenth of that compressed)."""
 
 WORLD_FRAME = "world"
 EGO_FRAME = "ego"

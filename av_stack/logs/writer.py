@@ -5,7 +5,7 @@ sets are the schemas, as Foxglove expects); JSON channels carry the project's
 own messages, each with a JSON schema named ``avsim.<Name>``. JSON cannot
 hold NaN or infinity: :func:`jsonable` writes them as ``null``.
 
-Chunks are closed every ``chunk_size`` bytes, so a process killed without
+Chunks are closed every ``chunk_size`` bytes (:data:`CHUNK_SIZE`), so a process killed without
 :meth:`LogWriter.close` loses at most the last chunk; the reader
 (:mod:`av_stack.logs.reader`) recovers every message before the cut.
 """
@@ -28,6 +28,8 @@ PROFILE = "avsim"
 LOG_FORMAT_VERSION = 1
 """Bumped when a topic's meaning changes; the reader refuses logs of a newer version."""
 
+CHUNK_SIZE = 256 * 1024
+"""Bytes of messages per MCAP chunk: what a killed writer can lose at most (one or two sensor frames)."""
 COMPRESSIONS = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
 
 
@@ -63,7 +65,7 @@ class LogWriter:
     """Writes one MCAP file; channels are registered on first use. A context manager; :meth:`close` is
     idempotent and finishes the file (summary, indexes) so it opens in Foxglove and seeks fast."""
 
-    def __init__(self, path: str | Path, compression: str = "zstd", chunk_size: int = 2 * 1024 * 1024) -> None:
+    def __init__(self, path: str | Path, compression: str = "zstd", chunk_size: int = CHUNK_SIZE) -> None:
         if compression not in COMPRESSIONS:
             raise ValueError(f"log compression {compression!r} is not one of {sorted(COMPRESSIONS)}")
         self.path = Path(path)
