@@ -266,6 +266,26 @@ def bench_env(
                             else ""))
 
 
+@bench_app.command("log")
+def bench_log(
+    map_name: str = typer.Option("Town01", "--map", help="A town with a shipped route set: Town01, Town02, Town10HD."),
+    vehicles: int = typer.Option(20, min=0, max=MAX_ACTORS, help="NPC vehicles on autopilot."),
+    walkers: int = typer.Option(10, min=0, max=MAX_ACTORS, help="Pedestrians."),
+    ticks: int = typer.Option(1200, min=20, help="Measured ticks (1200: 60 s of simulated time)."),
+    sensors_every: int = typer.Option(4, min=1, help="record.sensors_every of the log."),
+    repeats: int = typer.Option(2, min=1, help="Runs with and without the log, alternately."),
+    seed: int = _seed_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """What the run log costs: FPS of the oracle stack with the default suite with and without run.mcap, and its size."""
+    from benchmarks.log_bench import run_log_bench
+
+    _run_bench(run_log_bench, (map_name, vehicles, walkers, ticks, sensors_every, seed, repeats), as_json,
+               lambda r: f"{r['fps_without_log']} FPS without the log, {r['fps_with_log']} with (ratio "
+                         f"{r['fps_ratio']}); recording {100 * r['recording_share']:.1f} % of the run; "
+                         f"{r['mb_per_60s']} MB per 60 s")
+
+
 @bench_app.command("serve")
 def bench_serve(
     map_name: str = typer.Option("Town01", "--map", help="Shipped town name or .xodr path."),
