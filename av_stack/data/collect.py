@@ -190,6 +190,15 @@ def collect_log(job: LogJob, config: CollectConfig, out: Path, split: str, progr
         env.close()
 
 
+def check_towns(config: CollectConfig) -> None:
+    """``MapLoadError`` naming the first town whose map is not a shipped town or a readable .xodr file."""
+    from sim.maps.loader import resolve_map
+
+    for town in config.towns:
+        if town.map is not None:
+            resolve_map(town.map)
+
+
 def collect(config: CollectConfig, out: str | Path, console=None, show_progress: bool = True) -> dict[str, Any]:
     """Collect every log of ``config`` into ``out`` that is not there yet (see the module docstring); the
     summary: dataset directory, logs, frames, new and skipped logs, seconds."""
@@ -198,6 +207,7 @@ def collect(config: CollectConfig, out: str | Path, console=None, show_progress:
     out = Path(out)
     start = time.perf_counter()
     jobs = plan_jobs(config)
+    check_towns(config)  # a wrong map name fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(out) if (out / MANIFEST).exists() else empty_manifest({})
     manifest["config"] = config.model_dump(mode="json")

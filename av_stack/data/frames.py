@@ -112,8 +112,8 @@ class LogFile:
                   *(T.sensor_topic(name) for name in sensors)}
         out: dict[str, Any] = {}
         try:
-            for schema, channel, message in self._open().iter_messages(topics=sorted(wanted), start_time=t_ns,
-                                                                         end_time=t_ns + 1):
+            for schema, channel, message in self._open().iter_messages(topics=sorted(wanted), starting_at=t_ns,
+                                                                         ending_at=t_ns):
                 if channel.message_encoding == "json":
                     out[channel.topic] = json.loads(message.data)
                 else:
