@@ -91,8 +91,8 @@ def _print_closed_loop(result: dict[str, Any]) -> None:
     stats = {r["route_id"]: r for r in result["replay"]["routes"]}
     for record in result["routes"]:
         s = stats.get(record["route_id"], {})
-        console.print(f"{record['route_id']:>22}  DS {record['driving_score']:6.2f}  RC {record['route_completion']:6.2f}"
-                      f"  IP {record['infraction_penalty']:.3f}  {record['termination']}  ({s.get('actors', 0)} logged "
+        console.print(f"{record['route_id']:>22}  DS {record['driving_score']:6.2f}  "
+                      f"RC {record['route_completion']:6.2f}  IP {record['infraction_penalty']:.3f}  {record['termination']}  ({s.get('actors', 0)} logged "
                       f"actors, ego {(s.get('ego_divergence_m') or {}).get('max')} m from the log at most)",
                       highlight=False)
     g = result["global"] or {}

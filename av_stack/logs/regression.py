@@ -50,8 +50,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from av_stack.logs import topics as T
 from av_stack.logs.reader import LogReader
 from av_stack.logs.writer import jsonable

@@ -92,7 +92,7 @@ class RouteReplayStats:
 class ActorReplay:
     """Drives the logged actors of one route in a world (see the module docstring): call :meth:`step` with
     index ``k`` before the tick that is to bring the world to the ``k``-th logged state (0: before the
-    episode's first tick), and :meth:`measure` with the snapshot that tick produced."""
+    episode's first tick), and :meth:`measure` with the snapshot that tick produced (:class:`SyncProbe`)."""
 
     def __init__(self, world: World, ego_id: int, episode: LoggedEpisode, reactive: bool, dt_s: float,
                  stats: RouteReplayStats) -> None:
@@ -248,12 +248,35 @@ class LoggedActorsScenario(Scenario):
         self.replay.step(0)
 
     def tick(self, snapshot: WorldSnapshot, ego_s_m: float) -> None:
-        self.replay.measure(snapshot, self.k)
         self.k += 1
         self.replay.step(self.k)
 
     def cleanup(self) -> None:
         self.replay.release_lights()
+
+
+class SyncProbe:
+    """A :func:`av_stack.runner.drive` observer that measures, after the episode's first tick and after every
+    step, how far the world is from the log (:meth:`ActorReplay.measure`)."""
+
+    def __init__(self) -> None:
+        self.replay: ActorReplay | None = None
+        self.world: World | None = None
+
+    def route_started(self, index: int, route_id: str, env) -> None:
+        """Find this route's replay among the env's scenarios; measure the start."""
+        scenario = next((s for s in env.scenarios if isinstance(s, LoggedActorsScenario)), None)
+        self.replay, self.world = (scenario.replay if scenario else None), env.world
+        if self.replay is not None:
+            self.replay.measure(self.world.snapshot(), 0)
+
+    def tick(self, tick) -> None:
+        """Measure the world the step reached."""
+        if self.replay is not None:
+            self.replay.measure(self.world.snapshot(), tick.step)
+
+    def route_finished(self, record: dict) -> None:
+        """Nothing to add."""
 
 
 def _unique_ids(episodes: list[LoggedEpisode]) -> dict[str, LoggedEpisode]:
@@ -321,7 +344,7 @@ def replay_closed_loop(log: str | Path, agent: str = "expert", *, reactive: bool
             policy = make_agent(agent, seed)
             latency = LatencyRecorder(policy if stack is not None else None)
             extra = list(observers(len(wanted))) if observers is not None else []
-            summary = drive(env, policy, wanted, seed, [latency, *extra])
+            summary = drive(env, policy, wanted, seed, [latency, SyncProbe(), *extra])
         finally:
             env.close()
     finally:
