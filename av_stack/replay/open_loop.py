@@ -115,7 +115,8 @@ def replay_open_loop(log: str | Path | LogReader, stage: str, section: Mapping[s
             raise
         error = str(exc)
     if frames == 0 and error is None:
-        raise ReplayError(f"{reader.path} has no {'sensor' if all_frames else 'recorded sensor'} frames to replay")
+        raise ReplayError(f"{reader.path} has no {'sensor' if all_frames else 'recorded sensor'} frames to replay"
+                          + ("" if all_frames else " (all_frames replays every frame the stack saw)"))
     lat = np.asarray(latency) if latency else np.zeros(1)
     return {"replay": "open_loop", "stage": stage, "implementation": str(section.get("name")),
             "log": str(reader.path), "map": reader.map_name, "frames": frames, "routes": routes,

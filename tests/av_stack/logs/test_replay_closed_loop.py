@@ -67,7 +67,9 @@ def test_the_logged_expert_re_drives_its_own_log(expert_replay):
     (route,) = replay["routes"]
     assert route["log_ticks"] == LOG_TICKS and route["actors"] >= 10 and route["actors_not_placed"] == 0
     assert route["actor_sync_error_m"]["max"] < 0.01  # the actors are where the log had them after every tick
-    assert route["ego_divergence_m"]["max"] < 0.05  # same agent, same world: the same drive
+    # same agent, same world: the same drive (a meant change of the vehicle dynamics moves the ego: then re-record
+    # the log with `python -m av_stack.logs.regression --record --update`)
+    assert route["ego_divergence_m"]["max"] < 0.05, route["ego_divergence_m"]
     assert route["ego_divergence_m"]["at_log_end"] is not None
     # the same Leaderboard scores as the logged run had at the same tick
     (record,) = result["routes"]
