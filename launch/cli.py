@@ -33,6 +33,12 @@ app.add_typer(routes_app, name="routes")
 eval_app = typer.Typer(help="Evaluate agents: `avsim eval driving` (Leaderboard 2.0 scores over a route set).",
                        no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+
+from launch.collect_cli import collect as _collect  # noqa: E402  (light module: heavy imports inside)
+from launch.replay_cli import replay as _replay  # noqa: E402
+
+app.command("collect")(_collect)
+app.command("replay")(_replay)
 console = Console(stderr=True)
 
 

@@ -83,7 +83,8 @@ class RunRecorder:
         route = env.route
         self.writer.write_json(T.EPISODE, "Episode", {
             "index": index, "route_id": route_id, "frame": snapshot.frame, "ego_id": env.ego_id,
-            "route": {"points_xy": route.points_xy, "lane": route.lane, "length_m": route.length_m}},
+            "route": {"points_xy": route.points_xy, "lane": route.lane, "length_m": route.length_m,
+                      "waypoints_xy": getattr(route, "waypoints_xy", None)}},
             snapshot.timestamp_s)
         self._write_world(snapshot, env.ego_id)
         self._frames_in_route = 0

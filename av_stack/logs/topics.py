@@ -21,7 +21,7 @@ topic                          schema                      what
 ``/stack/control``             avsim.VehicleControl        the controller's command
 ``/stack/latency``             avsim.Latency               each stage's wall time [ms]
 ``/env/step``                  avsim.EnvStep               infractions, route completion, termination
-``/episode``                   avsim.Episode               once per route: id, seed, the route itself
+``/episode``                   avsim.Episode               once per route: id, ego id, the route itself
 =============================  ==========================  ==============================================
 
 Metadata ``avsim.run``: the log format version, map name, dt, the sensor

@@ -1,0 +1,89 @@
+"""The learned perception model's config (``configs/perception/*.yaml``): inputs, sizes, targets, training.
+
+Input sets are one key away: ``inputs: [camera, lidar, radar]`` (any non-empty
+subset), so the ablations of the issue (camera only, LiDAR only, LiDAR + radar,
+all three) are four small files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sim.config import ConfigError, read_yaml
+
+INPUTS = ("camera", "lidar", "radar")
+SEG_CHANNELS = ("road", "lane_solid", "lane_broken", "vehicles_t0", "pedestrians_t0")
+"""The BEV channels the network predicts (the others come from the map at the pose, or are history)."""
+DETECTION_CLASSES = ("vehicle", "pedestrian")
+LIGHT_CLASSES = ("none", "red", "yellow", "green")
+
+
+class ModelConfig(BaseModel):
+    """Network sizes. ``scale``: the BEV feature maps are the BEV grid at 1/scale resolution (the segmentation
+    is upsampled back to the full grid; detection runs at 1/scale)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    inputs: tuple[str, ...] = ("camera", "lidar", "radar")
+    camera: str = "front_rgb"
+    lidar: str = "roof_lidar"
+    radar: str = "front_radar"
+    image_width: int = Field(200, ge=32, description="camera images are resized to this width")
+    scale: int = Field(2, ge=1, le=8)
+    width: int = Field(32, ge=8, description="channels of the BEV backbone's first stage")
+    camera_width: int = Field(32, ge=8, description="channels of the camera features lifted to BEV")
+
+    @field_validator("inputs")
+    @classmethod
+    def _known_inputs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in INPUTS]
+        if unknown or not value or len(set(value)) != len(value):
+            raise ValueError(f"inputs must be a non-empty subset of {list(INPUTS)} without repeats, got {list(value)}")
+        return tuple(value)
+
+
+class TrainConfig(BaseModel):
+    """Optimisation: ``epochs`` over the training split, batch size, learning rate, loss weights."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: str = "data/perception"
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(8, ge=1)
+    learning_rate: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    seg_weight: float = Field(1.0, ge=0)
+    heatmap_weight: float = Field(1.0, ge=0)
+    box_weight: float = Field(0.5, ge=0)
+    light_weight: float = Field(0.5, ge=0)
+    num_workers: int = Field(0, ge=0)
+    seed: int = 0
+    checkpoint_every_steps: int = Field(200, ge=1)
+
+
+class PerceptionConfig(BaseModel):
+    """One perception config file: ``model`` and ``train`` sections."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def load_perception_config(path: str | Path | dict | None) -> PerceptionConfig:
+    """A validated config from a YAML file (a path or a shipped name under configs/perception) or a dict;
+    :class:`ConfigError` naming the file and the key."""
+    if path is None:
+        return PerceptionConfig()
+    if isinstance(path, dict):
+        data, source = path, "<dict>"
+    else:
+        from sim.resources import resolve_config
+
+        data, source = read_yaml(resolve_config(str(path), "perception"), "perception config"), str(path)
+    try:
+        return PerceptionConfig.model_validate(data)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None

@@ -1,0 +1,68 @@
+"""The network's inputs from one frame's sensor arrays (numpy, no torch): a resized camera image and the
+LiDAR and radar BEV rasters, plus the camera's ground grid from the calibration (computed once)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from av_stack.messages import BevSpec, SensorCalibration
+from av_stack.perception.learned.config import ModelConfig
+from av_stack.perception.learned.geometry import camera_ground_grid, lidar_bev, radar_bev
+
+
+class FeatureError(ValueError):
+    """A frame lacks a sensor the model's inputs need; the message names it and what the frame has."""
+
+
+@dataclass(frozen=True)
+class InputBuilder:
+    """Builds the input arrays of :class:`~av_stack.perception.learned.model.FusionNet` for one model config
+    and sensor calibration."""
+
+    config: ModelConfig
+    calibration: Mapping[str, SensorCalibration]
+    spec: BevSpec
+
+    def __post_init__(self) -> None:
+        for input_name in self.config.inputs:
+            sensor = getattr(self.config, input_name)
+            if sensor not in self.calibration:
+                raise FeatureError(f"the model's {input_name} input is sensor {sensor!r}, but the suite has "
+                                   f"{sorted(self.calibration)}")
+        if "camera" in self.config.inputs:
+            c = self.calibration[self.config.camera]
+            if c.intrinsics is None or c.image_size is None:
+                raise FeatureError(f"sensor {self.config.camera!r} is not a camera (no intrinsics)")
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) the camera image is resized to."""
+        width, height = self.calibration[self.config.camera].image_size
+        new_width = self.config.image_width
+        return new_width, max(8, int(round(height * new_width / width)))
+
+    def ground_grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """The camera's (G, G, 2) grid and (G, G) mask (for ``FusionNet.set_camera``)."""
+        c = self.calibration[self.config.camera]
+        return camera_ground_grid(c.intrinsics, c.image_size, c.mount, self.spec, self.config.scale)
+
+    def __call__(self, sensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``image`` (3, h, w) float32 in [0, 1], ``lidar`` (4, G, G), ``radar`` (2, G, G), as the inputs ask."""
+        out: dict[str, np.ndarray] = {}
+        for input_name in self.config.inputs:
+            name = getattr(self.config, input_name)
+            if name not in sensors:
+                raise FeatureError(f"the frame has no {input_name} data from {name!r}; it has {sorted(sensors)}")
+            data, mount = sensors[name], self.calibration[name].mount
+            if input_name == "camera":
+                image = cv2.resize(np.asarray(data, dtype=np.uint8), self.image_size, interpolation=cv2.INTER_AREA)
+                out["image"] = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0
+            elif input_name == "lidar":
+                out["lidar"] = lidar_bev(np.asarray(data), mount, self.spec, self.config.scale)
+            else:
+                out["radar"] = radar_bev(np.asarray(data), mount, self.spec, self.config.scale)
+        return out

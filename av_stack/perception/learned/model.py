@@ -1,0 +1,104 @@
+"""The BEV fusion network: camera features lifted by inverse perspective mapping, LiDAR and radar rasters,
+a small U-shaped BEV backbone, and heads for segmentation, CenterPoint-style detection and the light state.
+
+Shapes (``B`` batch, ``G = size_px / scale`` the feature grid, ``S = size_px`` the BEV grid):
+
+- inputs: ``image`` (B, 3, h, w) float in [0, 1]; ``lidar`` (B, 4, G, G); ``radar`` (B, 2, G, G); the
+  camera's ground grid (G, G, 2) and mask (G, G) are buffers set once per calibration
+  (:meth:`FusionNet.set_camera`), so the lift is one ``grid_sample``.
+- outputs: ``seg`` (B, len(SEG_CHANNELS), S, S) logits; ``heatmap`` (B, 2, G, G) logits (vehicle,
+  pedestrian); ``box`` (B, 8, G, G): centre offset in cells (2), log half length and width [m] (2), sin and
+  cos of the yaw (2), velocity [m/s] in the ego frame (2); ``light`` (B, 4) logits (none, red, yellow, green).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from av_stack.perception.learned.config import DETECTION_CLASSES, LIGHT_CLASSES, SEG_CHANNELS, ModelConfig
+from av_stack.perception.learned.geometry import LIDAR_CHANNELS, RADAR_CHANNELS
+
+BOX_CHANNELS = 8
+
+
+def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class CameraEncoder(nn.Module):
+    """Image to a feature map at 1/8 resolution and a pooled vector (for the light head)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(_block(3, 16, 2), _block(16, 24, 2), _block(24, width, 2), _block(width, width))
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.net(image)
+        return features, torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)
+
+
+class FusionNet(nn.Module):
+    """See the module docstring."""
+
+    def __init__(self, config: ModelConfig, size_px: int) -> None:
+        super().__init__()
+        self.config = config
+        self.size_px = size_px
+        self.grid_px = size_px // config.scale
+        w = config.width
+        bev_in = 0
+        if "camera" in config.inputs:
+            self.camera = CameraEncoder(config.camera_width)
+            bev_in += config.camera_width + 1  # features + visibility mask
+            self.light = nn.Sequential(nn.Linear(2 * config.camera_width, 64), nn.ReLU(inplace=True),
+                                       nn.Linear(64, len(LIGHT_CLASSES)))
+            self.register_buffer("ground_grid", torch.full((1, self.grid_px, self.grid_px, 2), -2.0))
+            self.register_buffer("ground_mask", torch.zeros((1, 1, self.grid_px, self.grid_px)))
+        if "lidar" in config.inputs:
+            bev_in += len(LIDAR_CHANNELS)
+        if "radar" in config.inputs:
+            bev_in += len(RADAR_CHANNELS)
+        self.stem = nn.Sequential(_block(bev_in, w), _block(w, w))
+        self.down1 = nn.Sequential(_block(w, 2 * w, 2), _block(2 * w, 2 * w))
+        self.down2 = nn.Sequential(_block(2 * w, 3 * w, 2), _block(3 * w, 3 * w))
+        self.up2 = _block(3 * w + 2 * w, 2 * w)
+        self.up1 = _block(2 * w + w, w)
+        self.seg_head = nn.Conv2d(w, len(SEG_CHANNELS), 1)
+        self.heatmap_head = nn.Sequential(_block(w, w), nn.Conv2d(w, len(DETECTION_CLASSES), 1))
+        self.box_head = nn.Sequential(_block(w, w), nn.Conv2d(w, BOX_CHANNELS, 1))
+        nn.init.constant_(self.heatmap_head[-1].bias, -2.19)  # prior 0.1, as CenterNet
+
+    def set_camera(self, ground_grid: torch.Tensor, ground_mask: torch.Tensor) -> None:
+        """The camera's ground grid (G, G, 2) and visibility mask (G, G) (geometry.camera_ground_grid)."""
+        self.ground_grid.copy_(torch.as_tensor(ground_grid, dtype=torch.float32)[None])
+        self.ground_mask.copy_(torch.as_tensor(ground_mask, dtype=torch.float32)[None, None])
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        layers = []
+        light = None
+        if "camera" in self.config.inputs:
+            image = batch["image"]
+            features, pooled = self.camera(image)
+            grid = self.ground_grid.expand(image.shape[0], -1, -1, -1)
+            lifted = F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            mask = self.ground_mask.expand(image.shape[0], -1, -1, -1)
+            layers += [lifted * mask, mask]
+            light = self.light(pooled)
+        if "lidar" in self.config.inputs:
+            layers.append(batch["lidar"])
+        if "radar" in self.config.inputs:
+            layers.append(batch["radar"])
+        x0 = self.stem(torch.cat(layers, dim=1))
+        x1 = self.down1(x0)
+        x2 = self.down2(x1)
+        u2 = self.up2(torch.cat([F.interpolate(x2, size=x1.shape[-2:], mode="bilinear", align_corners=False), x1], 1))
+        u1 = self.up1(torch.cat([F.interpolate(u2, size=x0.shape[-2:], mode="bilinear", align_corners=False), x0], 1))
+        seg = self.seg_head(u1)
+        if self.config.scale > 1:
+            seg = F.interpolate(seg, size=(self.size_px, self.size_px), mode="bilinear", align_corners=False)
+        out = {"seg": seg, "heatmap": self.heatmap_head(u1), "box": self.box_head(u1)}
+        if light is not None:
+            out["light"] = light
+        return out
