@@ -33,11 +33,14 @@ def bev_to_png(bev: np.ndarray) -> np.ndarray:
 
 
 def bev_image(t_s: float, frame_id: str, bev: np.ndarray) -> Any:
-    """A BEV raster as a lossless PNG image message (probabilities in [0, 1] become 0-255)."""
+    """A BEV raster as a lossless PNG image message (probabilities in [0, 1] become 0-255; a 0/255 mask is
+    written as a 1-bit PNG, which decodes to the same 0/255 values)."""
     array = np.asarray(bev)
     if array.dtype != np.uint8:
         array = np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
-    ok, data = cv2.imencode(".png", bev_to_png(array), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    binary = bool(((array == 0) | (array == 255)).all())  # masks (the privileged BEV): a 1-bit PNG, 5x faster
+    params = [cv2.IMWRITE_PNG_BILEVEL, 1] if binary else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    ok, data = cv2.imencode(".png", bev_to_png(array), params)
     from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
 
     return CompressedImage(timestamp=enc.timestamp(t_s), frame_id=frame_id, data=data.tobytes(), format="png")
