@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
@@ -39,6 +40,8 @@ def collect(
                                         "config's traffic list)."),
     walkers: int | None = typer.Option(None, "--walkers", min=0, max=500, help="Pedestrians (likewise)."),
     frames_per_log: int | None = typer.Option(None, "--frames-per-log", min=1, help="Frames per log."),
+    cache: bool = typer.Option(False, "--cache", help="Then build the dataset's decode-once cache (DIR/cache/) for "
+                               "fast loading (av_stack.data.cache.build_cache)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Collect a dataset: the expert drives with noise injection, every frame recorded (MCAP logs + manifest)."""
@@ -71,6 +74,13 @@ def collect(
         except ValidationError as exc:
             raise config_error(exc, "collect options") from None
         summary = run_collect(cfg, out, console)
+        if cache:
+            from av_stack.data.cache import build_cache
+
+            start = time.perf_counter()
+            build_cache(out, progress=True)
+            summary["cache_seconds"] = round(time.perf_counter() - start, 2)
+            summary["seconds"] = round(summary["seconds"] + summary["cache_seconds"], 2)
     except (ConfigError, DatasetError, ValueError, RuntimeError, OSError) as exc:
         console.print(f"[bold red]error:[/] {' '.join(str(exc).split())}", soft_wrap=True, highlight=False)
         raise typer.Exit(code=2) from None

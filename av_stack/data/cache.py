@@ -153,22 +153,32 @@ class CachedSource:
         self.sensors = cached if sensors is None else tuple(sensors)
         rows = np.load(folder / "refs.npy")
         self.refs = [SampleRef(int(a), int(b), int(c)) for a, b, c in rows]
-        self._arrays: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-        wanted = [SENSOR + name for name in self.sensors] + list(LABEL_FIELDS)
-        for name in wanted:
-            f = meta["fields"][name]
-            dtype, shape = np.dtype(f["dtype"]), tuple(f["shape"])
-            path = folder / f["file"]
-            count = path.stat().st_size // max(dtype.itemsize * math.prod(shape), 1)
-            values = (np.memmap(path, dtype=dtype, mode="r", shape=(count, *shape)) if count
-                      else np.zeros((0, *shape), dtype))
-            offsets = np.load(folder / f["offsets"]) if f["ragged"] else None
-            self._arrays[name] = (values, offsets)
+        self._folder, self._meta = folder, meta
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray | None]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Memory maps pickle as full arrays: a spawned DataLoader worker maps the files again instead.
+        return {**self.__dict__, "_arrays": None}
+
+    def _open(self) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        if self._arrays is None:
+            arrays = {}
+            for name in [SENSOR + name for name in self.sensors] + list(LABEL_FIELDS):
+                f = self._meta["fields"][name]
+                dtype, shape = np.dtype(f["dtype"]), tuple(f["shape"])
+                path = self._folder / f["file"]
+                count = path.stat().st_size // max(dtype.itemsize * math.prod(shape), 1)
+                values = (np.memmap(path, dtype=dtype, mode="r", shape=(count, *shape)) if count
+                          else np.zeros((0, *shape), dtype))
+                offsets = np.load(self._folder / f["offsets"]) if f["ragged"] else None
+                arrays[name] = (values, offsets)
+            self._arrays = arrays
+        return self._arrays
 
     def sample(self, index: int) -> dict[str, np.ndarray]:
         """The arrays of sample ``index`` (copies: writable, independent of the file)."""
         out = {}
-        for name, (values, offsets) in self._arrays.items():
+        for name, (values, offsets) in self._open().items():
             if offsets is not None:
                 out[name] = np.array(values[offsets[index]:offsets[index + 1]])
             else:  # a slice, then the row: indexing a memmap by an integer keeps a 1-element axis for scalars

@@ -101,12 +101,13 @@ def test_an_interrupted_collection_resumes_without_redoing_or_losing_logs(tmp_pa
 
     calls.clear()
     monkeypatch.setattr(collect_module, "drive", lambda *a, **k: (calls.append(a[3]), real_drive(*a, **k))[1])
-    result = _cli([*options, "--out", str(out), "--json"])
+    result = _cli([*options, "--out", str(out), "--cache", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["new_logs"] == 1 and summary["skipped_logs"] == 1 and summary["logs"] == 2
     assert summary["frames"] == 4 and summary["dataset"] == str(out) and summary["seconds"] > 0
     assert calls == [1]  # only the interrupted log (seed 1) was driven again
+    assert summary["cache_seconds"] > 0 and (out / "cache" / "fields.json").is_file()
     assert (out / first).read_bytes() == kept and not (out / (second + ".part")).exists()
     assert len(list(LogReader(out / second).frames())) > 0
 

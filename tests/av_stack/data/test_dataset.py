@@ -4,6 +4,7 @@ samples, stale caches ignored), DataLoader workers, and clear errors for a missi
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 
 import numpy as np
@@ -75,6 +76,8 @@ def test_the_cache_gives_identical_samples_and_batches_through_a_dataloader(data
                 assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), (k, key)
             else:
                 assert a[key] == b[key], (k, key)
+    copy = pickle.dumps(fast)  # what a spawned DataLoader worker gets: no mapped arrays, they map again
+    assert len(copy) < 200_000 and np.array_equal(pickle.loads(copy)[5]["bev"], plain[5]["bev"])
     subset = DrivingDataset(cached, split="train", sensors=("front_rgb", "roof_lidar"))
     for workers in (0, 2):
         batches = list(DataLoader(subset, batch_size=4, collate_fn=collate, num_workers=workers))
