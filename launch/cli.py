@@ -33,6 +33,8 @@ app.add_typer(routes_app, name="routes")
 eval_app = typer.Typer(help="Evaluate agents: `avsim eval driving` (Leaderboard 2.0 scores over a route set).",
                        no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+train_app = typer.Typer(help="Train learned stages: `avsim train perception`.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 from launch.collect_cli import collect as _collect  # noqa: E402  (light module: heavy imports inside)
 from launch.replay_cli import replay as _replay  # noqa: E402
@@ -377,6 +379,99 @@ def map_generate(
         cfg = cfg.model_copy(update={"seed": seed})
     path = write_town(cfg, out)
     console.print(f"wrote {path}")
+
+
+@eval_app.command("perception")
+def eval_perception(
+    data: Path = typer.Option(..., "--data", help="A dataset directory written by `avsim collect`."),
+    checkpoint: str | None = typer.Option(None, "--checkpoint", help="A perception checkpoint (default: the "
+                                          "shipped one) for the learned stage."),
+    name: str = typer.Option("learned", "--name", help="The perception implementation: learned or oracle."),
+    split: str | None = typer.Option(None, "--split", help="train, val or test (default: every log)."),
+    max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch CPU threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """Score a perception stage on a dataset: BEV IoU per channel, detection AP, velocity error, light
+    accuracy, ms per frame."""
+    from av_stack.data.manifest import DatasetError
+    from av_stack.perception.evaluate import evaluate_perception
+    from av_stack.registry import StageConfigError
+
+    section: dict[str, Any] = {"name": name}
+    if name == "learned":
+        section["threads"] = threads
+        if checkpoint:
+            section["checkpoint"] = checkpoint
+    elif checkpoint:
+        _fail(f"--checkpoint is for --name learned, not {name}")
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        with _progress_counter("frames") as tick:
+            result = evaluate_perception(section, data, split, max_frames, progress=tick)
+    except (DatasetError, StageConfigError, *STACK_RUN_ERRORS) as exc:
+        _fail(_error_text(exc))
+        return
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print_json(json.dumps(result))
+
+
+@train_app.command("perception")
+def train_perception_command(
+    config: str = typer.Option("perception/fusion.yaml", "--config", help="A perception config (a path or a "
+                               "shipped name under configs/perception)."),
+    out: Path = typer.Option(Path("runs/perception/fusion"), "--out", help="Run folder: last.pt, "
+                             "train_log.jsonl, TensorBoard curves (tb/); an existing run is resumed."),
+    data: Path | None = typer.Option(None, "--data", help="Dataset directory (default: the config's train.data)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps in all."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch CPU threads (a GPU is used when present)."),
+) -> None:
+    """Train the perception network on a collected dataset (resumes OUT/last.pt when it is there)."""
+    from av_stack.data.manifest import DatasetError
+    from av_stack.perception.learned.checkpoint import CheckpointError
+    from av_stack.perception.learned.config import load_perception_config
+    from av_stack.perception.learned.train import train_perception
+    from sim.config import ConfigError
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        perception_config = load_perception_config(config)
+        with _progress_counter("steps") as tick:
+            record = train_perception(perception_config, out, data, max_steps,
+                                      progress=lambda step, total, terms: tick(step, total))
+    except (ConfigError, DatasetError, CheckpointError, *STACK_RUN_ERRORS) as exc:
+        _fail(_error_text(exc))
+        return
+    console.print(f"{out / 'last.pt'}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                      for k, v in record.items()))
+
+
+class _progress_counter:
+    """A rich progress bar fed by ``tick(done, total=None)``."""
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn(self.unit), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=console, transient=True)
+        self.progress.__enter__()
+        self.task = self.progress.add_task(self.unit, total=None)
+
+        def tick(done: int, total: int | None = None) -> None:
+            self.progress.update(self.task, completed=done, total=total)
+
+        return tick
+
+    def __exit__(self, *exc_info) -> None:
+        self.progress.__exit__(*exc_info)
 
 
 @eval_app.command("driving")

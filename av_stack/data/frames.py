@@ -11,6 +11,7 @@ field             shape, dtype          what
 ``bev``           (C, H, W) uint8       the privileged BEV (label), channels as ``BevSpec.channels``
 ``boxes``         (N, 7) float32        actors near the ego: centre x, y, z, half extents, yaw (ego frame)
 ``box_kind``      (N,) int64            :class:`sim.api.ActorKind` of each box
+``box_velocity``  (N, 2) float32        each box's velocity over ground [m/s], in the ego frame's axes
 ``ego_pose``      (6,) float64          x, y, z, pitch, yaw, roll (world frame, CARLA's axes)
 ``speed``         () float32            the ego's speed [m/s]
 ``light_state``   () int64              the governing light's :class:`sim.api.TrafficLightState`; -1 none
@@ -38,9 +39,9 @@ from av_stack.logs import topics as T
 SENSOR = "sensor/"
 RAGGED_BLUEPRINTS = ("sensor.lidar.ray_cast", "sensor.lidar.ray_cast_semantic", "sensor.other.radar")
 """Sensors whose arrays vary in length from frame to frame (point clouds)."""
-LABEL_FIELDS = ("bev", "boxes", "box_kind", "ego_pose", "speed", "light_state", "light_distance",
+LABEL_FIELDS = ("bev", "boxes", "box_kind", "box_velocity", "ego_pose", "speed", "light_state", "light_distance",
                 "expert_action", "applied_action", "noise_active")
-RAGGED_LABELS = ("boxes", "box_kind")
+RAGGED_LABELS = ("boxes", "box_kind", "box_velocity")
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ def sample_from_messages(messages: dict[str, Any], blueprints: dict[str, str], b
     a = gt.actors
     out["boxes"] = np.concatenate([a.center_m, a.extent_m, a.yaw_rad[:, None]], axis=1).astype(np.float32)
     out["box_kind"] = a.kind.astype(np.int64)
+    out["box_velocity"] = a.velocity_mps[:, :2].astype(np.float32)
     e = gt.ego
     out["ego_pose"] = np.array([e.x_m, e.y_m, e.z_m, e.pitch_rad, e.yaw_rad, e.roll_rad], dtype=np.float64)
     out["speed"] = np.array(e.speed_mps, dtype=np.float32)

@@ -4,13 +4,12 @@ round trip and resume, on a dataset collected here with a small sensor suite."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 
-from av_stack.data.collect import collect
-from av_stack.data.config import CollectConfig
 from av_stack.messages import BEV_SPEC
 from av_stack.perception.learned.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from av_stack.perception.learned.config import (DETECTION_CLASSES, LIGHT_CLASSES, SEG_CHANNELS, ModelConfig,
@@ -19,27 +18,8 @@ from av_stack.perception.learned.model import FusionNet
 from av_stack.perception.learned.train import PerceptionSamples, dataset_geometry, losses, train_perception
 from sim.config import ConfigError
 
-SUITE = """sensors:
-  - {name: front_rgb, blueprint: sensor.camera.rgb, transform: {x: 1.5, z: 2.4, pitch_deg: -5.0},
-     attributes: {image_size_x: 160, image_size_y: 120, fov: 90}}
-  - {name: roof_lidar, blueprint: sensor.lidar.ray_cast, transform: {z: 2.5},
-     attributes: {channels: 8, points_per_second: 40000, rotation_frequency: 20, range: 60}}
-  - {name: front_radar, blueprint: sensor.other.radar, transform: {x: 2.6, z: 1.0},
-     attributes: {points_per_second: 600}}
-"""
 SMALL = {"model": {"image_width": 96, "width": 8, "camera_width": 8, "scale": 4},
          "train": {"batch_size": 2, "epochs": 2, "learning_rate": 5e-3, "checkpoint_every_steps": 2}}
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("perception_data")
-    (root / "suite.yaml").write_text(SUITE)
-    mix = {"towns": [{"map": "Town01"}], "traffic": [{"vehicles": 12, "walkers": 6}], "frames": 8,
-           "frames_per_log": 8, "sensors": str(root / "suite.yaml"), "noise": {"enabled": False},
-           "split": {"val": [], "test": []}}
-    collect(CollectConfig.model_validate(mix), root / "data", show_progress=False)
-    return root / "data"
 
 
 @pytest.mark.parametrize("inputs", [("camera",), ("lidar",), ("lidar", "radar"), ("camera", "lidar", "radar")])
@@ -138,3 +118,41 @@ def test_checkpoint_errors_are_clear(tmp_path):
     save_checkpoint(tmp_path / "ok.pt", FusionNet(config.model, 192), config, BEV_SPEC)
     model, loaded, spec, _ = load_checkpoint(tmp_path / "ok.pt")
     assert loaded == config and not model.training
+
+
+def test_the_stage_turns_a_logged_frame_into_a_perception_output(dataset, tmp_path):
+    from av_stack.data.manifest import read_manifest
+    from av_stack.logs.reader import LogReader
+    from av_stack.perception import PERCEPTION
+
+    config = PerceptionConfig.model_validate(SMALL)
+    train_perception(config, tmp_path / "run", data_root=dataset, max_steps=2)
+    stage = PERCEPTION.build({"name": "learned", "checkpoint": str(tmp_path / "run" / "last.pt"),
+                              "score_threshold": 0.0})
+    log = LogReader(dataset / read_manifest(dataset)["logs"][0]["file"])
+    frames = [f.sensor_frame for f in log.frames() if f.has_sensor_data][:6]
+    stage.reset(None)
+    for frame in frames:
+        out = stage.step(frame)
+    assert out.frame == frames[-1].frame and out.bev.shape == frames[-1].bev_spec.shape
+    channels = frames[-1].bev_spec.channels
+    assert 0.0 <= out.bev.min() and out.bev.max() <= 1.0
+    assert out.bev[channels.index("road")].max() > 0 and out.bev[channels.index("route")].max() == 0
+    assert out.bev[channels.index("vehicles_t5")].max() > 0  # history from its own earlier frames
+    assert len(out.detections.score) > 0 and out.light.state in (None, *list(__import__("sim.api").api.TrafficLightState))
+    with pytest.raises(CheckpointError, match="no perception checkpoint"):
+        PERCEPTION.build({"name": "learned", "checkpoint": str(tmp_path / "missing.pt")})
+
+
+def test_the_history_warp_follows_the_ego_motion():
+    """A mark 10 m ahead stays where the world put it: after driving 4 m it is 6 m ahead."""
+    from av_stack.perception.learned.stage import LearnedPerception
+
+    stage = LearnedPerception.__new__(LearnedPerception)
+    stage.spec = BEV_SPEC
+    matrix = stage._motion_matrix(4.0, 0.0)
+    col, row = BEV_SPEC.ego_to_pixel(np.array([[10.0, 1.0]]))[0]
+    new = matrix @ np.array([col, row, 1.0])
+    assert np.allclose(new, BEV_SPEC.ego_to_pixel(np.array([[6.0, 1.0]]))[0], atol=1e-4)
+    turned = stage._motion_matrix(0.0, math.pi / 2) @ np.array([col, row, 1.0])  # a quarter turn right
+    assert np.allclose(turned, BEV_SPEC.ego_to_pixel(np.array([[1.0, -10.0]]))[0], atol=1e-4)

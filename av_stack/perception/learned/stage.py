@@ -1,0 +1,135 @@
+"""The learned perception stage (``perception: {name: learned, checkpoint: PATH}``): the fusion network on
+the frame's camera, LiDAR and radar, decoded into the stack's :class:`PerceptionOutput`.
+
+The BEV it returns is on the frame's grid, in the env's channel order: the
+predicted channels (road, lane markings, vehicles and pedestrians now) as
+probabilities; the history channels (``vehicles_t{k}``, ``pedestrians_t{k}``)
+from its own earlier predictions, carried into the current ego frame by the
+ego's motion (speedometer and gyroscope, dead reckoning); the channels
+perception cannot see (the route, the light and stop-sign stop lines) are
+zero: they come from the map at the localization estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from pydantic import Field
+
+from av_stack.messages import LightObservation, Mission, PerceptionOutput, SensorFrame
+from av_stack.perception.learned.checkpoint import load_checkpoint
+from av_stack.perception.learned.config import LIGHT_CLASSES, SEG_CHANNELS
+from av_stack.perception.learned.features import InputBuilder
+from av_stack.perception.learned.targets import LIGHT_STATES, decode_detections
+from av_stack.registry import StageParams
+
+DEFAULT_CHECKPOINT = "checkpoints/perception/fusion.pt"
+
+
+class LearnedPerception:
+    """See the module docstring."""
+
+    class Config(StageParams):
+        """``checkpoint``: a file written by ``avsim train perception``; ``score_threshold``: detections below
+        it are dropped; ``threads``: torch CPU threads (0: torch's default)."""
+
+        checkpoint: str = DEFAULT_CHECKPOINT
+        score_threshold: float = Field(0.3, ge=0.0, le=1.0)
+        threads: int = Field(0, ge=0)
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or self.Config()
+        path = Path(self.config.checkpoint)
+        if not path.is_absolute() and not path.exists():
+            path = Path(__file__).resolve().parents[3] / path  # the shipped checkpoint, wherever we run from
+        self.model, self.model_config, self.spec, _ = load_checkpoint(path)
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        self._builder: InputBuilder | None = None
+        self._history: deque = deque()
+        self._previous_t: float | None = None
+
+    def reset(self, mission: Mission) -> None:
+        """Forget the history of the previous route."""
+        self._history.clear()
+        self._previous_t = None
+
+    def _inputs(self, frame: SensorFrame) -> dict[str, torch.Tensor]:
+        if self._builder is None or self._builder.calibration is not frame.calibration:
+            self._builder = InputBuilder(self.model_config.model, frame.calibration, self.spec)
+            if "camera" in self.model_config.model.inputs:
+                self.model.set_camera(*self._builder.ground_grid())
+        arrays = self._builder(frame.data)
+        return {k: torch.from_numpy(v)[None] for k, v in arrays.items()}
+
+    @torch.no_grad()
+    def step(self, frame: SensorFrame) -> PerceptionOutput:
+        """The network's view of ``frame``."""
+        if frame.bev_spec.shape[1:] != self.spec.shape[1:] or frame.bev_spec.config != self.spec.config:
+            raise ValueError(f"the checkpoint was trained on a {self.spec.config} BEV, the frame has "
+                             f"{frame.bev_spec.config}")
+        out = self.model(self._inputs(frame))
+        detections = decode_detections(out["heatmap"][0], out["box"][0], self.spec, self.model_config.model.scale,
+                                       threshold=self.config.score_threshold)
+        probs = torch.sigmoid(out["seg"][0]).numpy()
+        bev = self._assemble(frame, probs)
+        light = LightObservation(None, math.inf, 1.0)
+        if "light" in out:
+            p = torch.softmax(out["light"][0], dim=0).numpy()
+            k = int(p.argmax())
+            light = LightObservation(LIGHT_STATES[k], math.inf, float(p[k]))
+        return PerceptionOutput(frame.frame, frame.timestamp_s, detections, light, bev, frame.bev_spec)
+
+    def _assemble(self, frame: SensorFrame, probs: np.ndarray) -> np.ndarray:
+        """The frame's BEV channels from the predicted ones and the warped history."""
+        spec = frame.bev_spec
+        channels = spec.channels
+        bev = np.zeros(spec.shape, np.float32)
+        for k, name in enumerate(SEG_CHANNELS):
+            if name in channels:
+                bev[channels.index(name)] = probs[k]
+        self._advance_history(frame, probs)
+        for step in spec.config.history_steps[1:]:
+            past = self._history[step] if step < len(self._history) else None
+            if past is None:
+                continue
+            for kind in ("vehicles", "pedestrians"):
+                name = f"{kind}_t{step}"
+                if name in channels:
+                    bev[channels.index(name)] = past[SEG_CHANNELS.index(f"{kind}_t0") - 3]
+        return bev
+
+    def _advance_history(self, frame: SensorFrame, probs: np.ndarray) -> None:
+        """Warp every kept map by the ego's motion since the last frame, then push this frame's."""
+        dt = 0.0 if self._previous_t is None else max(0.0, frame.timestamp_s - self._previous_t)
+        self._previous_t = frame.timestamp_s
+        yaw_rate = float(frame.ego.gyroscope_rad_s[2]) if np.isfinite(frame.ego.gyroscope_rad_s[2]) else 0.0
+        if dt > 0 and self._history:
+            matrix = self._motion_matrix(frame.ego.speed_mps * dt, yaw_rate * dt)
+            size = (self.spec.config.size_px, self.spec.config.size_px)
+            self._history = deque(np.stack([cv2.warpAffine(m, matrix, size, flags=cv2.INTER_LINEAR) for m in maps])
+                                  for maps in self._history)
+        self._history.appendleft(probs[3:5].copy())  # vehicles_t0, pedestrians_t0
+        while len(self._history) > max(self.spec.config.history_steps) + 1:
+            self._history.pop()
+
+    def _motion_matrix(self, forward_m: float, yaw_rad: float) -> np.ndarray:
+        """The 2x3 pixel map taking last frame's BEV to this frame's, the ego having moved ``forward_m`` and
+        turned ``yaw_rad`` (CARLA: positive to the right)."""
+        c = self.spec.config
+        cx, cy, ppm = c.size_px // 2, c.size_px - 1 - c.ego_from_bottom_px, c.pixels_per_m
+        cos, sin = math.cos(yaw_rad), math.sin(yaw_rad)
+        # old ego frame (x, y) -> new: translate by -forward along x, then rotate by -yaw
+        # pixel (col, row) <-> ego (x, y): x = (cy - row) / ppm, y = (col - cx) / ppm
+        a = np.array([[0.0, -1.0 / ppm, cy / ppm], [1.0 / ppm, 0.0, -cx / ppm], [0.0, 0.0, 1.0]])  # pixel -> ego
+        move = np.array([[cos, sin, -forward_m * cos], [-sin, cos, forward_m * sin], [0.0, 0.0, 1.0]])
+        b = np.linalg.inv(a)  # ego -> pixel
+        return (b @ move @ a)[:2].astype(np.float32)
+
+
+__all__ = ["LearnedPerception", "LIGHT_CLASSES"]

@@ -1,0 +1,42 @@
+"""``avsim eval perception``'s scoring: AP by centre distance, IoU per channel, light accuracy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from av_stack.perception.evaluate import average_precision, evaluate_perception
+
+
+def test_average_precision_of_perfect_half_and_no_detections():
+    assert average_precision(np.array([0.9, 0.8]), np.array([True, True]), 2) == pytest.approx(1.0)
+    assert average_precision(np.array([0.9, 0.8]), np.array([True, False]), 2) == pytest.approx(51 / 101)
+    assert average_precision(np.array([0.9, 0.8]), np.array([False, True]), 2) == pytest.approx(0.5 * 51 / 101)
+    assert average_precision(np.zeros(0), np.zeros(0, bool), 3) == 0.0
+    assert np.isnan(average_precision(np.zeros(0), np.zeros(0, bool), 0))
+
+
+def test_the_oracle_scores_perfectly(dataset):
+    result = evaluate_perception({"name": "oracle"}, dataset)
+    assert result["frames"] == 8 and result["towns"] == ["Town01"]
+    assert result["iou"]["road"] == 1.0 and result["iou"]["lane_broken"] in (1.0, None), result
+    assert result["ap"]["vehicle@0.5m/30m"] == 1.0 and result["ap"]["vehicle@1.0m/50m"] == 1.0
+    assert result["light_accuracy"] == 1.0 and result["velocity_error_mps"] == pytest.approx(0.0, abs=1e-9)
+    assert result["ms_per_frame"] > 0
+
+
+def test_eval_perception_command_prints_the_json_last(dataset, tmp_path):
+    from launch.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "perception", "--data", str(dataset), "--name", "oracle",
+                                      "--max-frames", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("iou", "ap", "light_accuracy", "ms_per_frame", "model"):
+        assert key in scores
+    assert scores["frames"] == 3 and scores["model"] == {"name": "oracle"}
+    missing = CliRunner().invoke(app, ["eval", "perception", "--data", str(tmp_path / "none"), "--json"])
+    assert missing.exit_code == 2 and "none" in missing.output
