@@ -447,9 +447,10 @@ class TrafficVehicles:
         new_s = s + 0.5 * (v + new_v) * dt_s
         self.accel_mps2 = (new_v - v) / dt_s
         self.speed_mps = new_v
-        # Standing still for any reason but a red light or a stop sign counts towards being stuck.
-        waiting_legally = (must_stop0 & (light_stop | sign_stop)) | must_stop1
-        self.stuck_s = np.where((new_v < 0.1) & ~waiting_legally, self.stuck_s + dt_s, 0.0)
+        # Standing still counts towards being stuck, at a red light too: a red phase is far shorter than the
+        # gridlock timeout, but a driver gated at a junction entry (a box that never clears) waits through
+        # greens and reds alike, and only the whole standing time shows that it will never get through.
+        self.stuck_s = np.where(new_v < 0.1, self.stuck_s + dt_s, 0.0)
 
         # Advance along lanes; hop to the next planned lane(s) at lane ends.
         over = new_s >= self._length[self.lane]
