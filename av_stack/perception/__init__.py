@@ -11,3 +11,4 @@ from av_stack.registry import Registry
 PERCEPTION: Registry = Registry("perception")
 PERCEPTION.register_lazy("oracle", "av_stack.perception.oracle:OraclePerception")
 PERCEPTION.register_lazy("learned", "av_stack.perception.learned.stage:LearnedPerception")
+PERCEPTION.register_lazy("classical", "av_stack.perception.classical:ClassicalPerception")
