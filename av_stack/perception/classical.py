@@ -64,6 +64,7 @@ _SOLID_NAMES = {"Solid", "SolidSolid", "SolidBroken", "BrokenSolid"}
 _BROKEN_NAMES = {"Broken", "BottsDots", "BrokenBroken"}
 _MARKING_WIDTH_M = 0.3
 _ROUTE_WIDTH_M = 2.0
+_ROAD_MARGIN_M = 1.0  # a vehicle's centre farther than this off the road is not a vehicle (when a map is known)
 
 
 def gnss_to_world(gnss: np.ndarray, compass_rad: float, origin_deg: tuple[float, float] = (0.0, 0.0)
@@ -97,6 +98,17 @@ class MapRaster:
             pixels = self._pixels(np.asarray(route_xy, dtype=float)[:, :2])
             cv2.polylines(self.world, [np.round(pixels * 8).astype(np.int32)], False, _ROUTE,
                           max(1, round(_ROUTE_WIDTH_M * pixels_per_m)), cv2.LINE_8, 3)
+        grow = 2 * max(1, round(_ROAD_MARGIN_M * pixels_per_m)) + 1
+        self.near_road = cv2.dilate((self.world & _ROAD).astype(np.uint8), np.ones((grow, grow), np.uint8)) > 0
+
+    def on_road(self, world_xy: np.ndarray) -> np.ndarray:
+        """(N,) bool: world points on the road or within ``_ROAD_MARGIN_M`` of it (off the raster: False)."""
+        pixels = np.round(self._pixels(np.asarray(world_xy, dtype=float).reshape(-1, 2))).astype(np.int64)
+        height, width = self.near_road.shape
+        inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < width) & (pixels[:, 1] >= 0) & (pixels[:, 1] < height)
+        result = np.zeros(len(pixels), bool)
+        result[inside] = self.near_road[pixels[inside, 1], pixels[inside, 0]]
+        return result
 
     def _pixels(self, xy: np.ndarray) -> np.ndarray:
         return (xy - self.origin) * self.ppm - 0.5
@@ -227,8 +239,9 @@ class LidarDetector:
                     found.append(box)
         if not found:
             return Boxes.empty()
-        kind, center, extent, yaw, score = zip(*found)
-        return Boxes(np.array(kind, np.int8), np.array(center), np.array(extent), np.array(yaw), np.array(score))
+        kind, center, extent, yaw, score = (np.array(v) for v in zip(*found))
+        keep = _suppress(kind, center, score)
+        return Boxes(kind[keep].astype(np.int8), center[keep], extent[keep], yaw[keep], score[keep])
 
     def _fit(self, pts: np.ndarray, height: np.ndarray) -> tuple | None:
         """(kind, centre, half extent, yaw, score) of one cluster, or None when it is neither class."""
@@ -268,6 +281,18 @@ class LidarDetector:
         score = min(1.0, 0.2 + n / 60.0) * fit * (1.0 if distance < 40.0 else 0.8)
         return (int(ActorKind.VEHICLE), np.array([*centre, ground + half[2]]), half,
                 math.atan2(long_axis[1], long_axis[0]), float(np.clip(score, 0.01, 1.0)))
+
+
+def _suppress(kind: np.ndarray, center: np.ndarray, score: np.ndarray, gap_m: float = 2.5) -> np.ndarray:
+    """Indices of the boxes kept by greedy suppression: a vehicle whose centre is within ``gap_m`` of a
+    better-scored vehicle is a fragment of it (a roof seen apart from its rear, grown into a second car)."""
+    kept: list[int] = []
+    for k in np.argsort(-score, kind="stable"):
+        if kind[k] == int(ActorKind.VEHICLE) and any(
+                kind[j] == kind[k] and np.hypot(*(center[j, :2] - center[k, :2])) < gap_m for j in kept):
+            continue
+        kept.append(int(k))
+    return np.array(sorted(kept), np.int64)
 
 
 class CentreTracker:
@@ -404,14 +429,17 @@ class ClassicalPerception:
     def step(self, frame: SensorFrame) -> PerceptionOutput:
         """Detections, BEV and light of ``frame``."""
         spec = frame.bev_spec
-        detections = self._detect(frame)
         pose = self._pose(frame)
-        bev = np.zeros(spec.shape, np.float32)
-        channels = spec.channels
+        raster = None
         if pose is not None and self._lanes is not None:
             if self._raster is None or self._raster.ppm != spec.config.pixels_per_m:
                 self._raster = MapRaster(self._lanes, spec.config.pixels_per_m, self._route_xy)
-            packed = self._raster.view(*pose, spec)
+            raster = self._raster
+        detections = self._detect(frame, pose, raster)
+        bev = np.zeros(spec.shape, np.float32)
+        channels = spec.channels
+        if raster is not None:
+            packed = raster.view(*pose, spec)
             for name, bit in (("road", _ROAD), ("route", _ROUTE), ("lane_solid", _SOLID), ("lane_broken", _BROKEN)):
                 if name in channels:
                     bev[channels.index(name)] = (packed & bit) != 0
@@ -421,11 +449,19 @@ class ClassicalPerception:
         light = self._light(frame, pose)
         return PerceptionOutput(frame.frame, frame.timestamp_s, detections, light, bev, spec)
 
-    def _detect(self, frame: SensorFrame) -> Detections:
+    def _detect(self, frame: SensorFrame, pose: tuple[float, float, float] | None,
+                raster: MapRaster | None) -> Detections:
         if self.config.lidar not in frame.data or self.config.lidar not in frame.calibration:
             return Detections.empty()
         ego = self.detector.points_in_ego(frame.data[self.config.lidar], frame.calibration[self.config.lidar].mount)
         boxes = self.detector.detect(ego)
+        if raster is not None and pose is not None and len(boxes.kind):
+            x, y, yaw = pose
+            cos, sin = math.cos(yaw), math.sin(yaw)
+            c = boxes.center[:, :2]
+            world = np.column_stack([x + c[:, 0] * cos - c[:, 1] * sin, y + c[:, 0] * sin + c[:, 1] * cos])
+            keep = (boxes.kind != int(ActorKind.VEHICLE)) | raster.on_road(world)
+            boxes = Boxes(boxes.kind[keep], boxes.center[keep], boxes.extent[keep], boxes.yaw[keep], boxes.score[keep])
         dt = 0.0 if self._previous_t is None else max(0.0, frame.timestamp_s - self._previous_t)
         self._previous_t = frame.timestamp_s
         yaw_rate = float(frame.ego.gyroscope_rad_s[2]) if np.isfinite(frame.ego.gyroscope_rad_s[2]) else 0.0
