@@ -153,7 +153,8 @@ def test_end_to_end_on_the_dataset_is_well_formed(dataset):
         assert out.channel("road").mean() > 0.05  # the ego is on a road and the map is drawn there
         plain = default.step(frame)  # no GNSS, no map: detections and light only
         assert plain.channel("road").max() == 0.0 and plain.bev.shape == frame.bev_spec.shape
-        assert np.array_equal(plain.detections.center_m, out.detections.center_m)
+        # with a map, vehicles off the road are dropped: what is left is a subset of the map-free boxes
+        assert all(np.any(np.all(plain.detections.center_m == c, axis=1)) for c in out.detections.center_m)
     assert seen > 0
 
 
