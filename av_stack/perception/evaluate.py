@@ -1,8 +1,9 @@
 """Score a perception stage on a dataset directory (``avsim eval perception --data DIR --json``).
 
 Every sample frame of the dataset's logs (a split, or all) is given to the
-stage as the stack would give it; its output is scored against the logged
-ground truth:
+stage as the stack would give it (reset with each logged route's mission:
+the map rebuilt from the log, the route, the signals); its output is scored
+against the logged ground truth:
 
 - ``iou``: per BEV channel (``road``, ``lane_solid``, ``lane_broken``,
   ``vehicles``, ``pedestrians``): intersection over union of the stage's BEV
@@ -146,11 +147,18 @@ def evaluate_perception(stage_config: dict[str, Any], data: str | Path, split: s
     logs = [entry for entry in manifest["logs"] if split is None or entry["split"] == split]
     if not logs:
         raise DatasetError(f"dataset {root} has no {split or ''} logs".replace("  ", " "))
+    from av_stack.logs import topics as T
+    from av_stack.replay.logged import log_map, mission_of
+
     stage = PERCEPTION.build(stage_config)
     scores = PerceptionScores()
     for entry in logs:
-        stage.reset(None)
-        for logged in LogReader(root / entry["file"]).frames():
+        log = LogReader(root / entry["file"])
+        the_map = log_map(log)
+        for logged in log.frames():
+            episode = logged.messages.get(T.EPISODE)
+            if episode is not None:  # a route starts: the stage gets its mission (map, route, signals)
+                stage.reset(mission_of(log, the_map, episode, logged.messages.get(T.GT_WORLD)))
             if not logged.has_sensor_data or logged.sensor_frame.ground_truth is None:
                 continue
             frame = logged.sensor_frame

@@ -165,12 +165,13 @@ def train_perception(config: PerceptionConfig, out: str | Path, data_root: str |
                 state["step"] += 1
                 state["batch_in_epoch"] = k + 1
                 batches += 1
-                for name, value in terms.items():
-                    sums[name] = sums.get(name, 0.0) + float(value)
-                    board.add_scalar(f"train/{name}", float(value), state["step"])
-                board.add_scalar("train/loss", float(loss), state["step"])
+                values = {name: float(value.detach()) for name, value in terms.items()}
+                for name, value in values.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                    board.add_scalar(f"train/{name}", value, state["step"])
+                board.add_scalar("train/loss", float(loss.detach()), state["step"])
                 if progress is not None:
-                    progress(state["step"], total_steps, {n: float(v) for n, v in terms.items()})
+                    progress(state["step"], total_steps, values)
                 if state["step"] % t.checkpoint_every_steps == 0:
                     save_checkpoint(out / CHECKPOINT, model, config, spec, {**state, "optimizer": optimizer.state_dict()})
                 if max_steps is not None and state["step"] >= max_steps:
