@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ def evaluate_perception(stage_config: dict[str, Any], data: str | Path, split: s
     if not logs:
         raise DatasetError(f"dataset {root} has no {split or ''} logs".replace("  ", " "))
     from av_stack.logs import topics as T
-    from av_stack.replay.logged import log_map, mission_of
+    from av_stack.replay.logged import ReplayError, log_map, mission_of
 
     stage = PERCEPTION.build(stage_config)
     scores = PerceptionScores()
@@ -158,7 +159,12 @@ def evaluate_perception(stage_config: dict[str, Any], data: str | Path, split: s
         for logged in log.frames():
             episode = logged.messages.get(T.EPISODE)
             if episode is not None:  # a route starts: the stage gets its mission (map, route, signals)
-                stage.reset(mission_of(log, the_map, episode, logged.messages.get(T.GT_WORLD)))
+                try:
+                    mission = mission_of(log, the_map, episode, logged.messages.get(T.GT_WORLD))
+                except ReplayError as exc:  # a log without the route's waypoints whose route does not re-plan
+                    warnings.warn(f"{exc}: that route's frames are scored without a mission", stacklevel=2)
+                    mission = None
+                stage.reset(mission)
             if not logged.has_sensor_data or logged.sensor_frame.ground_truth is None:
                 continue
             frame = logged.sensor_frame
