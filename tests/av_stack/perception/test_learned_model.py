@@ -156,3 +156,18 @@ def test_the_history_warp_follows_the_ego_motion():
     assert np.allclose(new, BEV_SPEC.ego_to_pixel(np.array([[6.0, 1.0]]))[0], atol=1e-4)
     turned = stage._motion_matrix(0.0, math.pi / 2) @ np.array([col, row, 1.0])  # a quarter turn right
     assert np.allclose(turned, BEV_SPEC.ego_to_pixel(np.array([[1.0, -10.0]]))[0], atol=1e-4)
+
+
+def test_the_shipped_checkpoint_loads_and_runs(dataset):
+    """``perception: {name: learned}`` with its default checkpoint (checkpoints/perception/fusion.pt)."""
+    from av_stack.data.manifest import read_manifest
+    from av_stack.logs.reader import LogReader
+    from av_stack.perception import PERCEPTION
+
+    stage = PERCEPTION.build({"name": "learned"})
+    assert stage.model_config.model.inputs == ("camera", "lidar", "radar")
+    log = LogReader(dataset / read_manifest(dataset)["logs"][0]["file"])
+    frame = next(f.sensor_frame for f in log.frames() if f.has_sensor_data)
+    stage.reset(None)
+    out = stage.step(frame)
+    assert out.bev.shape == frame.bev_spec.shape and np.isfinite(out.bev).all()
