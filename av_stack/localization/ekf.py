@@ -17,8 +17,11 @@ yaw-rate bias [rad/s].
   mount yaw``, as :func:`~av_stack.perception.classical.gnss_to_world` has it).
   A GNSS fix whose Mahalanobis distance exceeds ``gate_chi2`` is rejected (a
   jump); after ``max_rejections`` rejections in a row the filter trusts GNSS
-  again: it re-anchors the position at the fix with the initial uncertainty
-  (a wrong pose the filter was sure of recovers instead of drifting on).
+  again: it re-anchors the position at the fix with the initial uncertainty.
+  When the running mean of the accepted fixes' innovations (over about
+  ``consistency_frames``) is far beyond what their covariance allows, the
+  position covariance is widened to the initial one: a wrong pose the filter
+  was sure of recovers in about a second instead of creeping back.
 
 Missing data never raises: a non-finite GNSS fix or compass skips that update
 (a dropout: the filter predicts only and its covariance grows), a missing
@@ -90,6 +93,8 @@ class EkfLocalization:
         valid_yaw_std_deg: float = Field(3.0, gt=0, description="and the yaw std at most this")
         gate_chi2: float = Field(13.8, ge=0, description="GNSS outlier gate (chi-square, 2 dof; 0: no gate)")
         max_rejections: int = Field(20, ge=1, description="rejected fixes in a row before re-anchoring")
+        consistency_frames: int = Field(20, ge=2, description="GNSS fixes in the innovations' running mean that "
+                                        "widens an overconfident covariance")
         origin_deg: tuple[float, float] = Field((0.0, 0.0), description="map geo-reference (lat_0, lon_0)")
 
     def __init__(self, config: Config | None = None) -> None:
@@ -116,6 +121,8 @@ class EkfLocalization:
         self.initialized = False
         self.status = "waiting for a first GNSS fix"
         self.rejections = 0
+        self._innovation_mean = np.zeros(2)
+        self._innovation_count = 0
         self._last_t: float | None = None
         self._last_rate: float | None = None
         self._z_m = 0.0
@@ -249,7 +256,24 @@ class EkfLocalization:
                 self.rejections = 0
                 return
         self.rejections = 0
+        self._check_consistency(innovation, H @ self.P @ H.T + R)
         self._correct(innovation, H, R)
+
+    def _check_consistency(self, innovation: np.ndarray, S: np.ndarray) -> None:
+        """Widen the position covariance when the innovations' running mean is far beyond what ``S`` allows
+        (the filter is sure of a wrong position: each fix passes the gate but it would creep back slowly)."""
+        c = self.config
+        alpha = 1.0 / c.consistency_frames
+        self._innovation_mean = (1 - alpha) * self._innovation_mean + alpha * innovation
+        self._innovation_count += 1
+        if c.gate_chi2 <= 0 or self._innovation_count < c.consistency_frames:
+            return
+        spread = S * alpha / (2 - alpha)  # the running mean's covariance for white innovations
+        if float(self._innovation_mean @ np.linalg.solve(spread, self._innovation_mean)) > 2 * c.gate_chi2:
+            self.P[_X, _X] = max(self.P[_X, _X], c.init_std_m ** 2)
+            self.P[_Y, _Y] = max(self.P[_Y, _Y], c.init_std_m ** 2)
+            self._innovation_mean[:] = 0.0
+            self._innovation_count = 0
 
     # -------------------------------------------------------------- output
     def _estimate(self, frame: SensorFrame, no_gnss: bool, no_gyro: bool) -> PoseEstimate:
