@@ -39,8 +39,11 @@ app.add_typer(train_app, name="train")
 from launch.collect_cli import collect as _collect  # noqa: E402  (light module: heavy imports inside)
 from launch.replay_cli import replay as _replay  # noqa: E402
 
+from launch.localization_cli import eval_localization as _eval_localization  # noqa: E402
+
 app.command("collect")(_collect)
 app.command("replay")(_replay)
+eval_app.command("localization")(_eval_localization)
 console = Console(stderr=True)
 
 

@@ -1,6 +1,7 @@
 """Localization stages: sensors to the ego's pose (:class:`av_stack.stages.Localization`).
 
-Registered: ``oracle`` (the ground-truth pose).
+Registered: ``oracle`` (the ground-truth pose) and ``ekf`` (an extended Kalman filter on wheel speed, gyroscope,
+compass and GNSS, :mod:`av_stack.localization.ekf`).
 """
 
 from __future__ import annotations
