@@ -38,6 +38,9 @@ from sim.scenarios.routes import Route
 ROLE = "scenario"
 CAR = "vehicle.lincoln.mkz_2020"
 VAN = "vehicle.mercedes.sprinter"
+YELLOW_S = 3.0
+"""How long a light a scenario forced green shows yellow when released before the ego is through (the
+default ``lights.yellow_s``)."""
 
 
 @dataclass
@@ -364,6 +367,7 @@ class RedLightRunner(Scenario):
         lanes, signals = world.lanes, world.signals
         self.runner = None
         self.forced: list[int] = []
+        self.yellow_until: float | None = None
         entry = _next_junction_entry(route, self.ctx.anchor_s_m - 20.0, signals)
         if entry is None or entry == 0:
             return
@@ -395,10 +399,18 @@ class RedLightRunner(Scenario):
         self.go = False
 
     def tick(self, snapshot: WorldSnapshot, ego_s_m: float) -> None:
-        if self.forced and (ego_s_m > self.entry_s + 10.0 or snapshot.timestamp_s - self.go_at > 20.0):
-            # the ego is through (or never came): lights back to their cycle, nobody waits for ever (also once
-            # the runner has been handed to traffic: lights forced for good held routes that came back there)
+        if self.yellow_until is not None and snapshot.timestamp_s >= self.yellow_until:
             self.cleanup()
+        if self.forced and self.yellow_until is None and (ego_s_m > self.entry_s + 10.0
+                                                          or snapshot.timestamp_s - self.go_at > 20.0):
+            # the ego is through (or never came): lights back to their cycle, nobody waits for ever (also once
+            # the runner has been handed to traffic: lights forced for good held routes that came back there).
+            # The ego's forced green ends through yellow, as a light does: back in its cycle it may be red, and
+            # a green that turns red at once leaves an ego close to its line no way to stop.
+            if ego_s_m > self.entry_s + 10.0:
+                self.cleanup()
+            else:
+                self._to_yellow(snapshot.timestamp_s)
         if self.runner is None:
             return
         lights = getattr(self.ctx.world, "lights", None)
@@ -421,11 +433,22 @@ class RedLightRunner(Scenario):
             VehicleControl(brake=1.0)
         self.ctx.world.apply_control(self.runner, control)
 
+    def _to_yellow(self, now_s: float) -> None:
+        """Release every forced light but the ego's green, which turns yellow for :data:`YELLOW_S` first."""
+        lights = getattr(self.ctx.world, "lights", None)
+        for light in [light for light in self.forced if light != self.ego_light]:
+            lights.force_state(light, None)
+        self.forced = [light for light in self.forced if light == self.ego_light]
+        for light in self.forced:
+            lights.force_state(light, TrafficLightState.YELLOW)
+        self.yellow_until = now_s + YELLOW_S
+
     def cleanup(self) -> None:
         lights = getattr(self.ctx.world, "lights", None)
         for light in self.forced:
             lights.force_state(light, None)
         self.forced = []
+        self.yellow_until = None
 
 
 class DenseJunction(Scenario):

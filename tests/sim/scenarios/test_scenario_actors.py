@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim.api import TrafficLightState
 from sim.rules.traffic import off_road
-from sim.scenarios.library import clear_of_junctions
+from sim.scenarios.library import YELLOW_S, clear_of_junctions
 from sim.scenarios.routes import load_route_file, plan_route
 from tests.sim.scenarios.helpers import drive, make_env, runner_env
 
@@ -145,6 +146,24 @@ def test_the_red_light_runner_releases_the_lights_even_after_joining_traffic():
     for _ in range(int(21.0 / env.world.dt_s)):
         snapshot = env.world.tick()
         scenario.tick(snapshot, scenario.entry_s - 20.0)  # the ego never gets through
+    # The runner's red is given back; the ego's green ends through yellow (back in its cycle the light may be
+    # red, and a green turning red at once leaves an ego near its line no way to stop).
+    assert scenario.forced == [scenario.ego_light]
+    snapshot = env.world.tick()
+    assert snapshot.light_state[scenario.ego_light] == TrafficLightState.YELLOW
+    for _ in range(int((YELLOW_S + 0.2) / env.world.dt_s)):
+        snapshot = env.world.tick()
+        scenario.tick(snapshot, scenario.entry_s - 20.0)
+    assert scenario.forced == []
+
+
+def test_the_red_light_runner_gives_the_egos_light_back_at_once_when_the_ego_is_through():
+    env, scenario = runner_env()
+    snapshot = env.world.snapshot()
+    scenario.tick(snapshot, scenario.entry_s - 20.0)
+    assert scenario.forced
+    snapshot = env.world.tick()
+    scenario.tick(snapshot, scenario.entry_s + 11.0)
     assert scenario.forced == []
 
 
