@@ -20,7 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
+
+from launch.collect_cli import collect as _collect  # light modules: heavy imports inside the commands
+from launch.errors import console, error_text as _error_text, fail as _fail
+from launch.localization_cli import eval_localization as _eval_localization
+from launch.replay_cli import replay as _replay
 
 app = typer.Typer(help="Autonomous-driving simulator: embedded CARLA-compatible world, env and AV stack.",
                   no_args_is_help=True, add_completion=False)
@@ -36,20 +40,10 @@ app.add_typer(eval_app, name="eval")
 train_app = typer.Typer(help="Train learned stages: `avsim train perception`.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
-from launch.collect_cli import collect as _collect  # noqa: E402  (light module: heavy imports inside)
-from launch.replay_cli import replay as _replay  # noqa: E402
-
-from launch.localization_cli import eval_localization as _eval_localization  # noqa: E402
-
 app.command("collect")(_collect)
 app.command("replay")(_replay)
 eval_app.command("localization")(_eval_localization)
-console = Console(stderr=True)
 
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code=2)
 
 
 MAX_ACTORS = 5000
@@ -81,11 +75,6 @@ STACK_RUN_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError, O
 """What a stack run or an evaluation reports as one error line (config, route, map, spawn, sensor and stage
 errors are all of these kinds)."""
 
-
-def _error_text(exc: BaseException) -> str:
-    """One line for an error: its message (a KeyError's without quotes), or its type if it has none."""
-    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(str(text).split()) or type(exc).__name__
 
 
 @app.command()

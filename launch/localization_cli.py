@@ -19,19 +19,8 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-console = Console(stderr=True)
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code=2)
-
-
-def _error_text(exc: BaseException) -> str:
-    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(str(text).split()) or type(exc).__name__
+from launch.errors import console, error_text as _error_text, fail as _fail
 
 
 def _print_table(result: dict) -> None:

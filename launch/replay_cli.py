@@ -40,22 +40,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
-console = Console(stderr=True)
+from launch.errors import console, error_text as _error_text, fail as _fail
 
 REPLAY_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError, OSError, KeyError)
 """What a replay reports as one error line (log, config, stage, route, map and spawn errors are all of these)."""
 
 
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code=2)
-
-
-def _error_text(exc: BaseException) -> str:
-    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(str(text).split()) or type(exc).__name__
 
 
 def _section(stage: str, config: str | None, name: str | None) -> dict[str, Any] | None:
