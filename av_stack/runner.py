@@ -305,12 +305,13 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 class LatencyRecorder(Observer):
-    """Per-tick wall times [ms]: each stage, the ``stack`` step as :meth:`Stack.step` times it, the stack's
-    ``overhead`` (the stack agent's whole step as the runner times it, minus the sum of the stages: building
+    """Per-tick wall times [ms]: each stage, ``bev_assembly`` (when the stack assembles its BEV), the ``stack``
+    step as :meth:`Stack.step` times it, the stack's ``overhead`` (the stack agent's whole step as the runner
+    times it, minus the stack step: building
     the :class:`SensorFrame` from the observation, the messages, the stage dispatch, the action) and the
     simulator (``env_step``: the env's step, scoring and observation included)."""
 
-    KEYS = (*STAGES, "stack", "overhead", "env_step")
+    KEYS = (*STAGES, "bev_assembly", "stack", "overhead", "env_step")
 
     def __init__(self, agent: StackAgent | None) -> None:
         self.agent = agent
@@ -326,7 +327,9 @@ class LatencyRecorder(Observer):
         for stage in STAGES:
             self.samples[stage].append(latency[stage])
         self.samples["stack"].append(latency["stack"])
-        self.samples["overhead"].append(max(0.0, tick.agent_ms - sum(latency[stage] for stage in STAGES)))
+        if "bev_assembly" in latency:
+            self.samples["bev_assembly"].append(latency["bev_assembly"])
+        self.samples["overhead"].append(max(0.0, tick.agent_ms - latency["stack"]))
 
     def summary(self) -> dict[str, dict[str, float]]:
         """``{key: {mean, p50, p95}}`` in ms for the keys that have samples."""

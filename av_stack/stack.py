@@ -4,8 +4,11 @@ A stack config (``configs/stack/*.yaml``) has one section per stage, each
 picking an implementation by name with its own typed keys (see
 :mod:`av_stack.registry`), an ``env`` section (the env the stack drives in
 closed loop: a base env config plus overrides, :mod:`sim.env.config`) and a
-``run`` section (what ``avsim run --config`` writes) and a ``record`` section
-(its log ``run.mcap``, :class:`av_stack.logs.config.RecordConfig`)::
+``run`` section (what ``avsim run --config`` writes), a ``record`` section
+(its log ``run.mcap``, :class:`av_stack.logs.config.RecordConfig`) and a
+``bev`` section (whether the planner's BEV is assembled after localization
+from the map at the pose estimate and perception's dynamic layers,
+:mod:`av_stack.perception.assembly`)::
 
     env: {base: env/leaderboard_town01.yaml, observation: {modes: [bev], ground_truth: true}}
     perception: {name: oracle}
@@ -15,9 +18,9 @@ closed loop: a base env config plus overrides, :mod:`sim.env.config`) and a
 
 :meth:`Stack.step` runs the four stages on one :class:`SensorFrame` and
 returns the control with every intermediate message and each stage's
-latency. A plan that carries a direct ``control`` (an end-to-end policy, or a
-manoeuvre such as backing off a kerb) is applied as it is; the controller is
-then skipped.
+latency (``bev_assembly`` too when it assembles). A plan that carries a
+direct ``control`` (an end-to-end policy, or a manoeuvre such as backing off
+a kerb) is applied as it is; the controller is then skipped.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from av_stack.localization import LOCALIZATION
 from av_stack.logs.config import RecordConfig
 from av_stack.messages import Mission, PerceptionOutput, Plan, PoseEstimate, SensorFrame, VehicleControl
 from av_stack.perception import PERCEPTION
+from av_stack.perception.assembly import BevAssembler, BevAssemblyConfig
 from av_stack.planning import PLANNING
 from av_stack.registry import Registry, StageConfigError, describe_validation
 from av_stack.stages import Controller, Localization, Perception, Planner
@@ -67,6 +71,7 @@ class StackConfig(BaseModel):
     localization: dict[str, Any] = Field(default_factory=lambda: {"name": "oracle"})
     planning: dict[str, Any] = Field(default_factory=lambda: {"name": "expert"})
     control: dict[str, Any] = Field(default_factory=lambda: {"name": "stanley"})
+    bev: BevAssemblyConfig = BevAssemblyConfig()
     run: RunSection = RunSection()
     record: RecordConfig = RecordConfig()
 
@@ -125,6 +130,7 @@ class Stack:
         self.perception, self.localization, self.planner, self.controller = (
             perception, localization, planner, controller)
         self.config = config or StackConfig()
+        self.assembler = BevAssembler(self.config.bev) if self.config.bev.assemble else None
 
     @classmethod
     def from_config(cls, config: str | Path | dict | StackConfig) -> Stack:
@@ -142,6 +148,8 @@ class Stack:
         """Hand every stage the new mission."""
         for stage in (self.perception, self.localization, self.planner, self.controller):
             stage.reset(mission)
+        if self.assembler is not None:
+            self.assembler.reset(mission)
 
     def step(self, frame: SensorFrame) -> StackOutputs:
         """Run perception, localization, planning and control on one frame."""
@@ -151,10 +159,15 @@ class Stack:
         t1 = clock()
         pose = self.localization.step(frame)
         t2 = clock()
+        if self.assembler is not None:
+            perception = self.assembler(perception, pose)
+        ta = clock()
         plan = self.planner.step(perception, pose)
         t3 = clock()
         control = plan.control if plan.control is not None else self.controller.step(plan, pose)
         t4 = clock()
-        latency = {"perception": (t1 - t0) * 1e3, "localization": (t2 - t1) * 1e3, "planning": (t3 - t2) * 1e3,
+        latency = {"perception": (t1 - t0) * 1e3, "localization": (t2 - t1) * 1e3, "planning": (t3 - ta) * 1e3,
                    "control": (t4 - t3) * 1e3, "stack": (t4 - t0) * 1e3}
+        if self.assembler is not None:
+            latency["bev_assembly"] = (ta - t2) * 1e3
         return StackOutputs(perception, pose, plan, control, latency)

@@ -382,10 +382,19 @@ def eval_perception(
     split: str | None = typer.Option(None, "--split", help="train, val or test (default: every log)."),
     max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch CPU threads."),
+    assemble: str = typer.Option("map", "--assemble", help="The BEV scored: assembled after localization with "
+                                 "road and markings from the map (map) or the stage (perception), or the "
+                                 "stage's BEV as it is (off)."),
+    localization: str = typer.Option("ekf", "--localization", help="The localization stage whose pose the "
+                                     "BEV is assembled at."),
+    light_range_m: float = typer.Option(40.0, "--light-range-m", min=0.0, help="A governing light farther "
+                                        "along the route than this counts as none."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Score a perception stage on a dataset: BEV IoU per channel, detection AP, velocity error, light
     accuracy, ms per frame."""
+    if assemble not in ("map", "perception", "off"):
+        _fail(f"--assemble must be map, perception or off, not {assemble!r}")
     from av_stack.data.manifest import DatasetError
     from av_stack.perception.evaluate import evaluate_perception
     from av_stack.registry import StageConfigError
@@ -402,7 +411,8 @@ def eval_perception(
     torch.set_num_threads(threads)
     try:
         with _progress_counter("frames") as tick:
-            result = evaluate_perception(section, data, split, max_frames, progress=tick)
+            result = evaluate_perception(section, data, split, max_frames, progress=tick, assemble=assemble,
+                                         localization={"name": localization}, light_range_m=light_range_m)
     except (DatasetError, StageConfigError, *STACK_RUN_ERRORS) as exc:
         _fail(_error_text(exc))
         return
@@ -437,6 +447,34 @@ def train_perception_command(
             record = train_perception(perception_config, out, data, max_steps,
                                       progress=lambda step, total, terms: tick(step, total))
     except (ConfigError, DatasetError, CheckpointError, *STACK_RUN_ERRORS) as exc:
+        _fail(_error_text(exc))
+        return
+    console.print(f"{out / 'last.pt'}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                      for k, v in record.items()))
+
+
+@train_app.command("perception-light")
+def train_perception_light_command(
+    config: str = typer.Option("perception/light.yaml", "--config", help="A light config (a path or a shipped "
+                               "name under configs/perception)."),
+    out: Path = typer.Option(Path("runs/perception/light"), "--out", help="Run folder: last.pt, train_log.jsonl, "
+                             "the extracted patches; an existing run is resumed."),
+    data: Path | None = typer.Option(None, "--data", help="Dataset directory (default: the config's train.data)."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch CPU threads."),
+) -> None:
+    """Train the traffic-light classifier on camera crops where the map puts the governing light."""
+    from av_stack.data.manifest import DatasetError
+    from av_stack.perception.learned.light import LightCheckpointError, load_light_config
+    from av_stack.perception.learned.light_train import train_light
+    from sim.config import ConfigError
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        light_config = load_light_config(config)
+        with _progress_counter("logs, then steps") as tick:
+            record = train_light(light_config, out, data, progress=lambda stage, done, total: tick(done, total))
+    except (ConfigError, DatasetError, LightCheckpointError, ValueError, *STACK_RUN_ERRORS) as exc:
         _fail(_error_text(exc))
         return
     console.print(f"{out / 'last.pt'}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"

@@ -98,8 +98,10 @@ class MapRaster:
         self._draw_lanes(lanes)
         if route_xy is not None and len(route_xy) >= 2:
             pixels = self._pixels(np.asarray(route_xy, dtype=float)[:, :2])
-            cv2.polylines(self.world, [np.round(pixels * 8).astype(np.int32)], False, _ROUTE,
+            layer = np.zeros_like(self.world)  # drawn apart and OR-ed in: polylines would overwrite the road bit
+            cv2.polylines(layer, [np.round(pixels * 8).astype(np.int32)], False, _ROUTE,
                           max(1, round(_ROUTE_WIDTH_M * pixels_per_m)), cv2.LINE_8, 3)
+            self.world |= layer
         grow = 2 * max(1, round(_ROAD_MARGIN_M * pixels_per_m)) + 1
         self.near_road = cv2.dilate((self.world & _ROAD).astype(np.uint8), np.ones((grow, grow), np.uint8)) > 0
 
@@ -136,9 +138,10 @@ class MapRaster:
                     on = table[codes[:-1]]
                     if on.any():
                         lines[bit].append(np.stack([edge[:-1][on], edge[1:][on]], axis=1))
-        if quads:
-            cv2.fillPoly(self.world, list(np.round(np.concatenate(quads) * 8).astype(np.int32)), _ROAD,
-                         cv2.LINE_8, 3)
+        # One convex fill per quad: a single multi-contour fillPoly leaves the overlaps of neighbouring lanes
+        # (junctions) empty (even-odd rule).
+        for quad in np.round(np.concatenate(quads) * 8).astype(np.int32) if quads else ():
+            cv2.fillConvexPoly(self.world, quad, _ROAD, cv2.LINE_8, 3)
         thickness = max(2, round(_MARKING_WIDTH_M * self.ppm))
         for bit, parts in lines.items():
             if parts:

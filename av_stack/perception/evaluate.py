@@ -15,8 +15,19 @@ against the logged ground truth:
   threshold; AP is the 101-point interpolated area under precision-recall.
   Keys ``vehicle@1.0m/30m`` and so on.
 - ``velocity_error_mps``: mean velocity error of the true positives at 1.0 m.
-- ``light_accuracy``: the governing light's state (none, red, yellow, green).
-- ``ms_per_frame``: the stage's mean wall time per frame (torch threads as set).
+- ``light_accuracy``: the governing light's state (none, red, yellow, green) within ``light_range_m``
+  (default 40 m) along the route: a light farther away counts as none, since no camera resolves it
+  (CARLA's own ``Vehicle.get_traffic_light`` names a light only near its stop line).
+  ``light_accuracy_any_range`` scores against the state at any distance.
+- ``ms_per_frame``: mean wall time per frame of the stage plus the BEV assembly (torch threads as set);
+  ``ms_stage``, ``ms_assembly`` and ``ms_localization`` apart.
+
+The BEV scored is the one the planner would get: by default assembled after a
+localization stage (``localization``, default ``ekf`` on the logged GNSS, IMU
+and speedometer) with the road and markings from the map at the pose estimate
+(``assemble: map``, :mod:`av_stack.perception.assembly`); ``assemble:
+perception`` keeps the stage's road and markings, ``off`` scores the stage's
+BEV as it is. ``iou_stage`` always scores the stage's own BEV.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ IOU_CHANNELS = {"road": "road", "lane_solid": "lane_solid", "lane_broken": "lane
 CLASSES = {"vehicle": ActorKind.VEHICLE, "pedestrian": ActorKind.WALKER}
 THRESHOLDS_M = (0.5, 1.0)
 RANGES_M = (30.0, 50.0)
+LIGHT_RANGE_M = 40.0
 
 
 def average_precision(scores: np.ndarray, matched: np.ndarray, num_truth: int) -> float:
@@ -83,28 +95,34 @@ def _match(detections: Detections, truth, kind: ActorKind, threshold_m: float, r
 class PerceptionScores:
     """Accumulates the scores of :func:`evaluate_perception` frame by frame."""
 
-    def __init__(self) -> None:
+    def __init__(self, light_range_m: float = LIGHT_RANGE_M) -> None:
         self.inter = defaultdict(float)
         self.union = defaultdict(float)
         self.detections: dict[tuple, list] = defaultdict(list)
         self.truth: dict[tuple, int] = defaultdict(int)
         self.velocity_errors: list[float] = []
-        self.light_right = self.light_total = 0
+        self.light_right = self.light_right_any = self.light_total = 0
+        self.light_range_m = light_range_m
+        self.timing = defaultdict(float)
         self.frames = 0
         self.seconds = 0.0
 
-    def add(self, frame: SensorFrame, output: PerceptionOutput, seconds: float) -> None:
-        """Score one frame's output against its ground truth."""
+    def add(self, frame: SensorFrame, output: PerceptionOutput, seconds: float,
+            stage_bev: np.ndarray | None = None) -> None:
+        """Score one frame's output (``stage_bev``: the stage's own BEV before assembly, if it was assembled)
+        against its ground truth; ``seconds``: its stage and assembly wall time."""
         self.frames += 1
         self.seconds += seconds
         channels = frame.bev_spec.channels
-        if output.bev is not None and frame.privileged_bev is not None:
+        for prefix, bev in (("", output.bev), ("stage/", output.bev if stage_bev is None else stage_bev)):
+            if bev is None or frame.privileged_bev is None:
+                continue
             for key, name in IOU_CHANNELS.items():
                 if name in channels:
                     k = channels.index(name)
-                    pred, true = output.bev[k] > 0.5, frame.privileged_bev[k] > 127
-                    self.inter[key] += float(np.count_nonzero(pred & true))
-                    self.union[key] += float(np.count_nonzero(pred | true))
+                    pred, true = bev[k] > 0.5, frame.privileged_bev[k] > 127
+                    self.inter[prefix + key] += float(np.count_nonzero(pred & true))
+                    self.union[prefix + key] += float(np.count_nonzero(pred | true))
         truth = frame.ground_truth
         for cls, kind in CLASSES.items():
             for threshold in THRESHOLDS_M:
@@ -117,7 +135,9 @@ class PerceptionScores:
                     if threshold == 1.0 and range_m == RANGES_M[-1]:
                         self.velocity_errors += errors
         self.light_total += 1
-        self.light_right += int(output.light.state == truth.light.state)
+        in_range = truth.light.state if truth.light.distance_m <= self.light_range_m else None
+        self.light_right += int(output.light.state == in_range)
+        self.light_right_any += int(output.light.state == truth.light.state)
 
     def result(self) -> dict[str, Any]:
         """The scores so far (see the module docstring)."""
@@ -127,21 +147,34 @@ class PerceptionScores:
             matched = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, bool)
             value = average_precision(scores, matched, self.truth[(cls, threshold, range_m)])
             ap[f"{cls}@{threshold:.1f}m/{range_m:.0f}m"] = None if math.isnan(value) else round(value, 4)
-        return {"frames": self.frames,
-                "iou": {k: round(self.inter[k] / self.union[k], 4) if self.union[k] else None for k in IOU_CHANNELS},
-                "ap": ap,
+        def iou(prefix: str) -> dict[str, float | None]:
+            return {k: round(self.inter[prefix + k] / self.union[prefix + k], 4) if self.union[prefix + k] else None
+                    for k in IOU_CHANNELS}
+
+        frames = max(self.frames, 1)
+        return {"frames": self.frames, "iou": iou(""), "iou_stage": iou("stage/"), "ap": ap,
                 "velocity_error_mps": round(float(np.mean(self.velocity_errors)), 3) if self.velocity_errors else None,
                 "light_accuracy": round(self.light_right / self.light_total, 4) if self.light_total else None,
-                "ms_per_frame": round(1e3 * self.seconds / max(self.frames, 1), 2)}
+                "light_accuracy_any_range": (round(self.light_right_any / self.light_total, 4) if self.light_total
+                                             else None),
+                "light_range_m": self.light_range_m,
+                "ms_per_frame": round(1e3 * self.seconds / frames, 2),
+                **{f"ms_{k}": round(1e3 * v / frames, 2) for k, v in sorted(self.timing.items())}}
 
 
 def evaluate_perception(stage_config: dict[str, Any], data: str | Path, split: str | None = None,
-                        max_frames: int | None = None, progress=None) -> dict[str, Any]:
+                        max_frames: int | None = None, progress=None, assemble: str = "map",
+                        localization: dict[str, Any] | None = None,
+                        light_range_m: float = LIGHT_RANGE_M) -> dict[str, Any]:
     """Score the perception stage built from ``stage_config`` on the dataset ``data`` (``split``: one of
-    train / val / test, default all); the result dict plus ``model`` and ``split``."""
+    train / val / test, default all), its BEV assembled as ``assemble`` says (``map``, ``perception`` or
+    ``off``) at the pose of the ``localization`` stage (default ``{name: ekf}``); the result dict plus
+    ``model``, ``split``, ``assemble`` and ``localization``."""
     from av_stack.data.manifest import DatasetError, read_manifest
+    from av_stack.localization import LOCALIZATION
     from av_stack.logs.reader import LogReader
     from av_stack.perception import PERCEPTION
+    from av_stack.perception.assembly import BevAssembler, BevAssemblyConfig
 
     root = Path(data)
     manifest = read_manifest(root)
@@ -151,8 +184,14 @@ def evaluate_perception(stage_config: dict[str, Any], data: str | Path, split: s
     from av_stack.logs import topics as T
     from av_stack.replay.logged import ReplayError, log_map, mission_of
 
+    if assemble not in ("map", "perception", "off"):
+        raise ValueError(f"assemble must be map, perception or off, got {assemble!r}")
     stage = PERCEPTION.build(stage_config)
-    scores = PerceptionScores()
+    localization = dict(localization or {"name": "ekf"})
+    locator = LOCALIZATION.build(localization, "localization") if assemble != "off" else None
+    assembler = (BevAssembler(BevAssemblyConfig(assemble=True, road_and_lanes=assemble))
+                 if assemble != "off" else None)
+    scores = PerceptionScores(light_range_m)
     for entry in logs:
         log = LogReader(root / entry["file"])
         the_map = log_map(log)
@@ -165,17 +204,34 @@ def evaluate_perception(stage_config: dict[str, Any], data: str | Path, split: s
                     warnings.warn(f"{exc}: that route's frames are scored without a mission", stacklevel=2)
                     mission = None
                 stage.reset(mission)
+                if locator is not None:
+                    locator.reset(mission)
+                if assembler is not None and mission is not None:
+                    assembler.reset(mission)
             if not logged.has_sensor_data or logged.sensor_frame.ground_truth is None:
                 continue
             frame = logged.sensor_frame
-            start = time.perf_counter()
+            t0 = time.perf_counter()
             output = stage.step(frame)
-            scores.add(frame, output, time.perf_counter() - start)
+            stage_s = time.perf_counter() - t0
+            scores.timing["stage"] += stage_s
+            stage_bev, assembly_s = None, 0.0
+            if locator is not None and assembler is not None:
+                t1 = time.perf_counter()
+                pose = locator.step(frame)
+                t2 = time.perf_counter()
+                stage_bev = output.bev
+                output = assembler(output, pose)
+                assembly_s = time.perf_counter() - t2
+                scores.timing["localization"] += t2 - t1
+                scores.timing["assembly"] += assembly_s
+            scores.add(frame, output, stage_s + assembly_s, stage_bev)
             if progress is not None:
                 progress(scores.frames)
             if max_frames is not None and scores.frames >= max_frames:
                 break
         if max_frames is not None and scores.frames >= max_frames:
             break
-    return {**scores.result(), "model": stage_config, "split": split or "all",
+    return {**scores.result(), "model": stage_config, "split": split or "all", "assemble": assemble,
+            "localization": localization if assemble != "off" else None,
             "towns": sorted({entry["town"] for entry in logs})}

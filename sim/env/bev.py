@@ -54,7 +54,7 @@ from sim.maps.lanes import LaneGraph
 from sim.maps.signals import SignalLayout
 from sim.render import actor_ground_z, on_level
 
-__all__ = ["BEV_CHANNELS", "BevConfig", "BevRenderer", "bev_channel_names"]
+__all__ = ["BEV_CHANNELS", "BevConfig", "BevRenderer", "bev_channel_names", "stop_line_quads"]
 
 _SHIFT = 3  # cv2 fixed-point bits: vertices placed to 1/8 pixel
 _SCALE = float(1 << _SHIFT)
@@ -192,7 +192,7 @@ class BevRenderer:
 
         # Stop lines, drawn per tick: those of lights (channel by state), then of stop signs.
         lit, stop = np.flatnonzero(signals.lane_light >= 0), np.flatnonzero(signals.lane_stop >= 0)
-        self._quads = np.concatenate([_stop_line_quads(lanes, lit), _stop_line_quads(lanes, stop)])
+        self._quads = np.concatenate([stop_line_quads(lanes, lit), stop_line_quads(lanes, stop)])
         self._quad_light = np.concatenate([signals.lane_light[lit], np.full(stop.size, -1)])
         self._quad_centres = self._quads.mean(axis=1)
         channel = {int(state): self._names.index(name) for name, state in _LIGHT_CHANNELS}
@@ -383,7 +383,7 @@ class BevRenderer:
                 world |= layer
 
 
-def _stop_line_quads(lanes: LaneGraph, lane_ids: np.ndarray) -> np.ndarray:
+def stop_line_quads(lanes: LaneGraph, lane_ids: np.ndarray) -> np.ndarray:
     """(Q, 4, 2) world corners of a stop line across each lane at its end (where it enters a junction)."""
     quads = np.zeros((lane_ids.shape[0], 4, 2))
     for i, lane in enumerate(lane_ids.tolist()):

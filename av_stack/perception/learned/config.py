@@ -55,10 +55,12 @@ class TrainConfig(BaseModel):
     learning_rate: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     seg_weight: float = Field(1.0, ge=0)
+    dice_weight: float = Field(0.0, ge=0, description="soft-Dice loss on the BEV channels (thin, rare classes)")
     heatmap_weight: float = Field(1.0, ge=0)
     box_weight: float = Field(0.5, ge=0)
     light_weight: float = Field(0.5, ge=0)
     num_workers: int = Field(0, ge=0)
+    mirror: float = Field(0.0, ge=0, le=1, description="probability of mirroring a sample left to right")
     seed: int = 0
     checkpoint_every_steps: int = Field(200, ge=1)
 

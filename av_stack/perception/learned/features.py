@@ -11,7 +11,7 @@ import numpy as np
 
 from av_stack.messages import BevSpec, SensorCalibration
 from av_stack.perception.learned.config import ModelConfig
-from av_stack.perception.learned.geometry import camera_ground_grid, lidar_bev, radar_bev
+from av_stack.perception.learned.geometry import camera_ground_grid, is_mirror_symmetric, lidar_bev, radar_bev
 
 
 class FeatureError(ValueError):
@@ -50,8 +50,16 @@ class InputBuilder:
         c = self.calibration[self.config.camera]
         return camera_ground_grid(c.intrinsics, c.image_size, c.mount, self.spec, self.config.scale)
 
-    def __call__(self, sensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``image`` (3, h, w) float32 in [0, 1], ``lidar`` (4, G, G), ``radar`` (2, G, G), as the inputs ask."""
+    @property
+    def can_mirror(self) -> bool:
+        """Whether the inputs can be mirrored left to right (the camera, if used, sits on the centre line)."""
+        return "camera" not in self.config.inputs or is_mirror_symmetric(self.calibration[self.config.camera].mount)
+
+    def __call__(self, sensors: Mapping[str, np.ndarray], mirror: bool = False) -> dict[str, np.ndarray]:
+        """``image`` (3, h, w) float32 in [0, 1], ``lidar`` (4, G, G), ``radar`` (2, G, G), as the inputs ask;
+        ``mirror``: of the scene mirrored left to right (training augmentation; needs :attr:`can_mirror`)."""
+        if mirror and not self.can_mirror:
+            raise FeatureError(f"camera {self.config.camera!r} is off the centre line: its inputs cannot mirror")
         out: dict[str, np.ndarray] = {}
         for input_name in self.config.inputs:
             name = getattr(self.config, input_name)
@@ -60,9 +68,11 @@ class InputBuilder:
             data, mount = sensors[name], self.calibration[name].mount
             if input_name == "camera":
                 image = cv2.resize(np.asarray(data, dtype=np.uint8), self.image_size, interpolation=cv2.INTER_AREA)
+                if mirror:
+                    image = image[:, ::-1]
                 out["image"] = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0
             elif input_name == "lidar":
-                out["lidar"] = lidar_bev(np.asarray(data), mount, self.spec, self.config.scale)
+                out["lidar"] = lidar_bev(np.asarray(data), mount, self.spec, self.config.scale, mirror)
             else:
-                out["radar"] = radar_bev(np.asarray(data), mount, self.spec, self.config.scale)
+                out["radar"] = radar_bev(np.asarray(data), mount, self.spec, self.config.scale, mirror)
         return out

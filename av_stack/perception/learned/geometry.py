@@ -71,9 +71,10 @@ def _cells(points_ego: np.ndarray, spec: BevSpec, scale: int) -> tuple[np.ndarra
     return cells[:, 0] * width + cells[:, 1], inside
 
 
-def lidar_bev(points: np.ndarray, mount: Pose, spec: BevSpec, scale: int = 1) -> np.ndarray:
+def lidar_bev(points: np.ndarray, mount: Pose, spec: BevSpec, scale: int = 1, mirror: bool = False) -> np.ndarray:
     """(4, H, W) float32 LiDAR raster (:data:`LIDAR_CHANNELS`): log(1 + points), highest and lowest z [m]
-    above the ego's ground (clipped to [-1, 4], 0 where empty) and mean intensity per cell."""
+    above the ego's ground (clipped to [-1, 4], 0 where empty) and mean intensity per cell. ``mirror``: the
+    scene mirrored left to right (ego-frame y negated; a training augmentation)."""
     height, width = grid_shape(spec, scale)
     out = np.zeros((4, height * width), np.float32)
     rows = np.asarray(points, dtype=np.float64).reshape(-1, points.shape[-1] if points.ndim == 2 else 4)
@@ -81,6 +82,8 @@ def lidar_bev(points: np.ndarray, mount: Pose, spec: BevSpec, scale: int = 1) ->
         return out.reshape(4, height, width)
     rotation, translation = mount_transform(mount)
     ego = rows[:, :3] @ rotation.T + translation
+    if mirror:
+        ego[:, 1] *= -1.0
     index, inside = _cells(ego, spec, scale)
     index, z, intensity = index[inside], np.clip(ego[inside, 2], _MIN_Z_M, _MAX_Z_M), rows[inside, 3]
     count = np.bincount(index, minlength=height * width).astype(np.float32)
@@ -96,9 +99,9 @@ def lidar_bev(points: np.ndarray, mount: Pose, spec: BevSpec, scale: int = 1) ->
     return out.reshape(4, height, width)
 
 
-def radar_bev(rows: np.ndarray, mount: Pose, spec: BevSpec, scale: int = 1) -> np.ndarray:
+def radar_bev(rows: np.ndarray, mount: Pose, spec: BevSpec, scale: int = 1, mirror: bool = False) -> np.ndarray:
     """(2, H, W) float32 radar raster (:data:`RADAR_CHANNELS`): detections per cell and their mean radial
-    velocity [m/s] (CARLA's radar rows: velocity, azimuth, altitude, depth)."""
+    velocity [m/s] (CARLA's radar rows: velocity, azimuth, altitude, depth); ``mirror`` as :func:`lidar_bev`."""
     height, width = grid_shape(spec, scale)
     out = np.zeros((2, height * width), np.float32)
     data = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
@@ -109,6 +112,8 @@ def radar_bev(rows: np.ndarray, mount: Pose, spec: BevSpec, scale: int = 1) -> n
                        depth * np.sin(altitude)], axis=1)
     rotation, translation = mount_transform(mount)
     ego = sensor @ rotation.T + translation
+    if mirror:
+        ego[:, 1] *= -1.0
     index, inside = _cells(ego, spec, scale)
     index, velocity = index[inside], velocity[inside]
     count = np.bincount(index, minlength=height * width).astype(np.float32)
@@ -116,6 +121,25 @@ def radar_bev(rows: np.ndarray, mount: Pose, spec: BevSpec, scale: int = 1) -> n
     hit = count > 0
     out[1, hit] = np.bincount(index, weights=velocity, minlength=height * width)[hit] / count[hit]
     return out.reshape(2, height, width)
+
+
+def mirror_bev(bev: np.ndarray, spec: BevSpec) -> np.ndarray:
+    """A full-resolution BEV (..., S, S) mirrored left to right about the ego's column ``cx``: pixel ``col``
+    goes to ``2 cx - col`` (columns with no source are zero)."""
+    cx = spec.config.size_px // 2
+    out = np.zeros_like(bev)
+    width = bev.shape[-1]
+    cols = np.arange(width)
+    source = 2 * cx - cols
+    valid = (source >= 0) & (source < width)
+    out[..., valid] = bev[..., source[valid]]
+    return out
+
+
+def is_mirror_symmetric(mount: Pose, tolerance: float = 1e-3) -> bool:
+    """Whether a sensor sits on the ego's centre line looking straight along it (y = 0, yaw = roll = 0), so
+    that its data mirror with the scene (the camera image flips left to right)."""
+    return abs(mount.y_m) < tolerance and abs(mount.yaw_rad) < tolerance and abs(mount.roll_rad) < tolerance
 
 
 def camera_ground_grid(intrinsics: np.ndarray, image_size: tuple[int, int], mount: Pose, spec: BevSpec,

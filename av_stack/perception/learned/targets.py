@@ -89,13 +89,24 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pos.sum() + neg.sum()) / positive.sum().clamp(min=1.0)
 
 
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice per channel over the whole batch, averaged over the channels: it weighs a channel by its
+    overlap, not its pixel count, so thin and rare classes (pedestrians, markings) count as much as the road."""
+    prob = torch.sigmoid(logits)
+    inter = (prob * target).sum(dim=(0, 2, 3))
+    total = prob.sum(dim=(0, 2, 3)) + target.sum(dim=(0, 2, 3))
+    return (1.0 - (2.0 * inter + smooth) / (total + smooth)).mean()
+
+
 def losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Each head's loss: ``seg`` (BCE, positives weighted up where rare), ``heatmap`` (focal), ``box`` (L1 at
-    the peaks), ``light`` (cross-entropy, when the model has the camera)."""
+    """Each head's loss: ``seg`` (BCE, positives weighted up where rare), ``dice`` (soft Dice of the same
+    channels), ``heatmap`` (focal), ``box`` (L1 at the peaks), ``light`` (cross-entropy, when the model has
+    the camera)."""
     seg_target_ = batch["seg"]
     positive_share = seg_target_.mean(dim=(0, 2, 3), keepdim=True).clamp(1e-3, 0.5)
     weight = torch.where(seg_target_ > 0.5, 0.5 / positive_share, torch.ones_like(seg_target_)).clamp(max=20.0)
     out = {"seg": F.binary_cross_entropy_with_logits(outputs["seg"], seg_target_, weight=weight),
+           "dice": dice_loss(outputs["seg"], seg_target_),
            "heatmap": focal_loss(outputs["heatmap"], batch["heatmap"])}
     mask = batch["box_mask"][:, None]
     out["box"] = (F.l1_loss(outputs["box"] * mask, batch["box"] * mask, reduction="sum")

@@ -27,6 +27,7 @@ from av_stack.messages import BevSpec
 from av_stack.perception.learned.checkpoint import load_checkpoint, save_checkpoint
 from av_stack.perception.learned.config import SEG_CHANNELS, PerceptionConfig
 from av_stack.perception.learned.features import InputBuilder
+from av_stack.perception.learned.geometry import mirror_bev
 from av_stack.perception.learned.model import FusionNet
 from av_stack.perception.learned.targets import detection_targets, light_class, losses, seg_target
 
@@ -36,21 +37,34 @@ CHECKPOINT = "last.pt"
 class PerceptionSamples(Dataset):
     """Network inputs and targets of a :class:`~av_stack.data.dataset.DrivingDataset`'s samples."""
 
-    def __init__(self, data, builder: InputBuilder, spec: BevSpec) -> None:
+    def __init__(self, data, builder: InputBuilder, spec: BevSpec, mirror: float = 0.0, seed: int = 0) -> None:
+        """``mirror``: the probability that a sample is mirrored left to right (inputs and targets; the
+        draw depends on ``seed``, :attr:`epoch` and the index, so a resumed run sees the same samples)."""
+        if mirror > 0 and not builder.can_mirror:
+            raise ValueError("mirror augmentation needs the camera on the ego's centre line (y = 0, yaw = roll = 0)")
         self.data, self.builder, self.spec = data, builder, spec
+        self.mirror, self.seed, self.epoch = mirror, seed, 0
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         sample = self.data[index]
+        mirror = self.mirror > 0 and np.random.default_rng([self.seed, self.epoch, index]).random() < self.mirror
         sensors = {name[len("sensor/"):]: value for name, value in sample.items() if name.startswith("sensor/")}
-        item = self.builder(sensors)
+        item = self.builder(sensors, mirror=mirror)
         item["seg"] = seg_target(sample["bev"], self.spec.channels)
+        boxes = np.array(sample["boxes"], dtype=np.float32).reshape(-1, 7)
         velocity = sample.get("box_velocity")
-        item.update(detection_targets(np.asarray(sample["boxes"]).reshape(-1, 7), np.asarray(sample["box_kind"]),
-                                      None if velocity is None else np.asarray(velocity).reshape(-1, 2),
-                                      self.spec, self.builder.config.scale))
+        velocity = None if velocity is None else np.array(velocity, dtype=np.float32).reshape(-1, 2)
+        if mirror:
+            item["seg"] = mirror_bev(item["seg"], self.spec)
+            boxes[:, 1] *= -1.0
+            boxes[:, 6] *= -1.0
+            if velocity is not None:
+                velocity[:, 1] *= -1.0
+        item.update(detection_targets(boxes, np.asarray(sample["box_kind"]), velocity, self.spec,
+                                      self.builder.config.scale))
         item["light"] = np.int64(light_class(int(sample["light_state"])))
         return item
 
@@ -129,7 +143,8 @@ def train_perception(config: PerceptionConfig, out: str | Path, data_root: str |
         model.load_state_dict(loaded.state_dict())
         optimizer.load_state_dict(saved["optimizer"])
         state = {k: saved[k] for k in state}
-    train_data = PerceptionSamples(DrivingDataset(root, "train", sensors=_sensors(config)), builder, spec)
+    train_data = PerceptionSamples(DrivingDataset(root, "train", sensors=_sensors(config)), builder, spec,
+                                   mirror=t.mirror, seed=t.seed)
     val_split = DrivingDataset(root, "val", sensors=_sensors(config)) if _has_split(root, "val") else None
     val_loader = (_loader(PerceptionSamples(val_split, builder, spec), t.batch_size, False, t.num_workers, t.seed)
                   if val_split is not None else None)
@@ -146,6 +161,7 @@ def train_perception(config: PerceptionConfig, out: str | Path, data_root: str |
     model.train()
     try:
         while state["epoch"] < t.epochs:
+            train_data.epoch = state["epoch"]
             loader = _loader(train_data, t.batch_size, True, t.num_workers, t.seed + state["epoch"])
             sums: dict[str, float] = {}
             batches, started = 0, time.time()
@@ -154,8 +170,8 @@ def train_perception(config: PerceptionConfig, out: str | Path, data_root: str |
                     continue  # resuming inside an epoch: the same shuffled order, done batches skipped
                 batch = _to_tensors(batch)
                 terms = losses(model(batch), batch)
-                weights = {"seg": t.seg_weight, "heatmap": t.heatmap_weight, "box": t.box_weight,
-                           "light": t.light_weight}
+                weights = {"seg": t.seg_weight, "dice": t.dice_weight, "heatmap": t.heatmap_weight,
+                           "box": t.box_weight, "light": t.light_weight}
                 loss = sum(weights[name] * value for name, value in terms.items())
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

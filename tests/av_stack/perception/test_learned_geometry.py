@@ -98,3 +98,26 @@ def test_detection_targets_decode_back_to_their_boxes():
     assert np.allclose(detections.extent_m[order, :2], boxes[:, 3:5], atol=1e-4)
     assert np.allclose(detections.yaw_rad[order], boxes[:, 6], atol=1e-5)
     assert np.allclose(detections.velocity_mps[order], velocity, atol=1e-5)
+
+
+def test_mirroring_a_scene_mirrors_its_rasters_and_targets_alike():
+    """A car 10 m ahead and 3 m right, mirrored: its LiDAR returns and its target cell land 3 m left, the BEV
+    label's pixels go to 2 cx - col, and the rasters of the mirrored scene equal the mirrored label's cells."""
+    from av_stack.perception.learned.geometry import is_mirror_symmetric, mirror_bev
+
+    mount = Pose(0.0, 0.0, 2.5)
+    points = np.array([[10.0, 3.0, -1.5, 0.5]], np.float32)
+    mirrored = lidar_bev(points, mount, SPEC, scale=1, mirror=True)
+    (row, col), = ego_to_cell(np.array([[10.0, -3.0]]), SPEC)
+    assert mirrored[0, row, col] > 0 and np.count_nonzero(mirrored[0]) == 1
+    label = np.zeros((1, 192, 192), np.float32)
+    (r0, c0), = ego_to_cell(np.array([[10.0, 3.0]]), SPEC)
+    label[0, r0, c0] = 1.0
+    flipped = mirror_bev(label, SPEC)
+    assert flipped[0, row, col] == 1.0 and flipped.sum() == 1.0
+    assert np.array_equal(mirror_bev(flipped, SPEC), label)
+    radar = np.array([[-2.0, math.atan2(3.0, 10.0), 0.0, math.hypot(10.0, 3.0)]])
+    (rr, rc), = ego_to_cell(np.array([[10.0, -3.0]]), SPEC)
+    assert radar_bev(radar, Pose(), SPEC, mirror=True)[1, rr, rc] == pytest.approx(-2.0)
+    assert is_mirror_symmetric(Pose(1.5, 0.0, 2.4, pitch_rad=-0.1))
+    assert not is_mirror_symmetric(Pose(1.5, 0.4, 2.4)) and not is_mirror_symmetric(Pose(yaw_rad=0.3))

@@ -63,6 +63,39 @@ def test_samples_carry_inputs_and_targets(dataset):
     assert grid_uv.shape == (grid, grid, 2) and mask.any()
 
 
+def test_a_mirrored_sample_mirrors_inputs_and_targets(dataset):
+    """With mirror probability 1 every sample is its unmirrored twin flipped left to right: the image flips
+    exactly, the box targets' lateral offsets change sign, the label is mirrored about the ego's column."""
+    from av_stack.data.dataset import DrivingDataset
+    from av_stack.perception.learned.features import InputBuilder
+    from av_stack.perception.learned.geometry import mirror_bev
+
+    config = PerceptionConfig.model_validate(SMALL)
+    calibration, spec = dataset_geometry(dataset)
+    builder = InputBuilder(config.model, calibration, spec)
+    data = DrivingDataset(dataset, "train")
+    plain = PerceptionSamples(data, builder, spec)[3]
+    mirrored = PerceptionSamples(data, builder, spec, mirror=1.0)[3]
+    assert np.array_equal(mirrored["image"], plain["image"][:, :, ::-1])
+    assert np.array_equal(mirrored["seg"], mirror_bev(plain["seg"], spec))
+    assert mirrored["heatmap"].sum() == pytest.approx(plain["heatmap"].sum(), rel=0.2)
+    assert not np.array_equal(mirrored["lidar"], plain["lidar"])
+    assert mirrored["lidar"][0].sum() == pytest.approx(plain["lidar"][0].sum(), rel=0.05)
+
+
+def test_dice_loss_is_zero_for_a_perfect_mask_and_high_for_a_missed_thin_class():
+    from av_stack.perception.learned.targets import dice_loss
+
+    target = torch.zeros(1, 2, 32, 32)
+    target[:, 0, :16] = 1.0
+    target[:, 1, 10, 10] = 1.0  # one pixel of a rare class
+    perfect = torch.where(target > 0.5, 20.0, -20.0)
+    assert float(dice_loss(perfect, target)) < 0.05
+    missed = perfect.clone()
+    missed[:, 1] = -20.0
+    assert float(dice_loss(missed, target)) > 0.2  # half the mean: the rare channel counts fully
+
+
 def test_training_lowers_the_loss_on_a_fixed_batch(dataset):
     """Twenty steps on one batch: the summed loss falls by more than a third."""
     from av_stack.data.dataset import DrivingDataset

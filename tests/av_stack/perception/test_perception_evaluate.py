@@ -20,7 +20,7 @@ def test_average_precision_of_perfect_half_and_no_detections():
 
 
 def test_the_oracle_scores_perfectly(dataset):
-    result = evaluate_perception({"name": "oracle"}, dataset)
+    result = evaluate_perception({"name": "oracle"}, dataset, assemble="off")
     assert result["frames"] == 8 and result["towns"] == ["Town01"]
     assert result["iou"]["road"] == 1.0 and result["iou"]["lane_broken"] in (1.0, None), result
     assert result["ap"]["vehicle@0.5m/30m"] == 1.0 and result["ap"]["vehicle@1.0m/50m"] == 1.0
@@ -32,7 +32,7 @@ def test_eval_perception_command_prints_the_json_last(dataset, tmp_path):
     from launch.cli import app
 
     result = CliRunner().invoke(app, ["eval", "perception", "--data", str(dataset), "--name", "oracle",
-                                      "--max-frames", "3", "--json"])
+                                      "--max-frames", "3", "--assemble", "off", "--json"])
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout.strip().splitlines()[-1])
     for key in ("iou", "ap", "light_accuracy", "ms_per_frame", "model"):
