@@ -11,3 +11,4 @@ from av_stack.registry import Registry
 LOCALIZATION: Registry = Registry("localization")
 LOCALIZATION.register_lazy("oracle", "av_stack.localization.oracle:OracleLocalization")
 LOCALIZATION.register_lazy("ekf", "av_stack.localization.ekf:EkfLocalization")
+LOCALIZATION.register_lazy("icp", "av_stack.localization.icp:IcpLocalization")

@@ -96,6 +96,8 @@ class EkfLocalization:
         consistency_frames: int = Field(20, ge=2, description="GNSS fixes in the innovations' running mean that "
                                         "widens an overconfident covariance")
         origin_deg: tuple[float, float] = Field((0.0, 0.0), description="map geo-reference (lat_0, lon_0)")
+        pose_authority_s: float = Field(2.0, ge=0, description="after a fused pose measurement (update_pose), "
+                                        "disagreeing GNSS neither re-anchors nor widens the position this long")
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()
@@ -126,6 +128,9 @@ class EkfLocalization:
         self._last_t: float | None = None
         self._last_rate: float | None = None
         self._z_m = 0.0
+        self._t = 0.0
+        self._pose_fused_t: float | None = None
+        self._no_gnss = self._no_gyro = True
 
     def set_initial_pose(self, pose: Pose, std_m: float | None = None, yaw_std_deg: float | None = None) -> None:
         """Start from ``pose`` (e.g. a route's start) with the given uncertainty (default ``init_std_m`` and
@@ -141,6 +146,12 @@ class EkfLocalization:
     # -------------------------------------------------------------- one frame
     def step(self, frame: SensorFrame) -> PoseEstimate:
         """Predict to ``frame``'s time, fuse its wheel speed, GNSS and compass; the estimate."""
+        self.fuse(frame)
+        return self.estimate(frame)
+
+    def fuse(self, frame: SensorFrame) -> None:
+        """:meth:`step` without the estimate: predict to ``frame``'s time and fuse its ego signals (a stage
+        that adds its own measurements, e.g. :meth:`update_pose`, calls this, then :meth:`estimate`)."""
         ego = frame.ego
         mounts = _mounts(frame)
         gyro = float(ego.gyroscope_rad_s[2])
@@ -149,6 +160,7 @@ class EkfLocalization:
         yaw_meas = compass_to_yaw(ego.compass_rad)
         if yaw_meas is not None:
             yaw_meas = _wrap(yaw_meas - mounts["imu_yaw"])
+        self._t = float(frame.timestamp_s)
         if not self.initialized and gnss_xy is not None:
             self._initialize(gnss_xy, yaw_meas, ego.speed_mps, mounts["gnss"])
         elif self.initialized:
@@ -162,14 +174,63 @@ class EkfLocalization:
                 self._update_yaw(yaw_meas)
             if gnss_xy is not None:
                 self._update_gnss(gnss_xy, mounts["gnss"])
-            if not (np.isfinite(self.s).all() and np.isfinite(self.P).all()):
-                self.reset(None)  # cannot happen with finite inputs; never hand on a NaN pose
-                self.status = "filter diverged (non-finite state): restarted"
+            self._check_finite()
         if math.isfinite(float(ego.gnss[2])):
             self._z_m = float(ego.gnss[2]) - mounts["gnss_z"]
         self._last_t = float(frame.timestamp_s)
         self._last_rate = rate
-        return self._estimate(frame, gnss_xy is None, rate is None)
+        self._no_gnss, self._no_gyro = gnss_xy is None, rate is None
+
+    def update_pose(self, pose: np.ndarray, covariance: np.ndarray, gate_chi2: float = 0.0) -> bool:
+        """Fuse a measurement of the pose ``(x, y, yaw)`` with its (3, 3) covariance (map matching, e.g. ICP);
+        False (and nothing fused) before the filter is initialised, for a non-finite measurement, or when its
+        Mahalanobis distance to the prediction exceeds ``gate_chi2`` (3 dof; 0: no gate). Once one is fused,
+        GNSS that disagrees neither re-anchors nor widens the position for ``pose_authority_s``: the map is
+        the better reference."""
+        z = np.asarray(pose, dtype=np.float64).reshape(3)
+        R = np.asarray(covariance, dtype=np.float64).reshape(3, 3)
+        if not self.initialized or not (np.isfinite(z).all() and np.isfinite(R).all()):
+            return False
+        H = np.zeros((3, 5))
+        H[0, _X] = H[1, _Y] = H[2, _YAW] = 1.0
+        innovation = z - self.s[:3]
+        innovation[2] = _wrap(innovation[2])
+        if gate_chi2 > 0:
+            S = H @ self.P @ H.T + R
+            if float(innovation @ np.linalg.solve(S, innovation)) > gate_chi2:
+                return False
+        self._correct(innovation, H, R)
+        self._check_finite()
+        self._pose_fused_t = self._t
+        self.rejections = 0
+        self._innovation_mean[:] = 0.0
+        self._innovation_count = 0
+        return True
+
+    def widen_position(self, std_m: float) -> None:
+        """Make the position at least ``std_m`` uncertain on each axis (its correlations dropped), e.g. when a
+        map match shows the filter is wrong."""
+        variances = np.maximum(np.diag(self.P)[:2], std_m ** 2)
+        self.P[:2, :] = 0.0
+        self.P[:, :2] = 0.0
+        self.P[_X, _X], self.P[_Y, _Y] = variances
+
+    @property
+    def height_m(self) -> float:
+        """The ego origin's height [m]: the GNSS altitude less the antenna's mount height."""
+        return self._z_m
+
+    def position_std(self) -> float:
+        """The position's standard deviation along its worst axis [m]."""
+        return math.sqrt(max(float(np.linalg.eigvalsh(self.P[:2, :2]).max()), 0.0))
+
+    def _map_anchored(self) -> bool:
+        return self._pose_fused_t is not None and self._t - self._pose_fused_t <= self.config.pose_authority_s
+
+    def _check_finite(self) -> None:
+        if not (np.isfinite(self.s).all() and np.isfinite(self.P).all()):
+            self.reset(None)  # cannot happen with finite inputs; never hand on a NaN pose
+            self.status = "filter diverged (non-finite state): restarted"
 
     # -------------------------------------------------------------- filter
     def _initialize(self, gnss_xy: np.ndarray, yaw: float | None, speed: float, lever: np.ndarray) -> None:
@@ -245,7 +306,7 @@ class EkfLocalization:
             distance = float(innovation @ np.linalg.solve(S, innovation))
             if distance > c.gate_chi2:
                 self.rejections += 1
-                if self.rejections < c.max_rejections:
+                if self.rejections < c.max_rejections or self._map_anchored():
                     return
                 # GNSS disagrees for too long: the filter, not the fix, is wrong. Re-anchor at the fix.
                 self.s[_X], self.s[_Y] = z - (predicted - self.s[:2])
@@ -266,7 +327,7 @@ class EkfLocalization:
         alpha = 1.0 / c.consistency_frames
         self._innovation_mean = (1 - alpha) * self._innovation_mean + alpha * innovation
         self._innovation_count += 1
-        if c.gate_chi2 <= 0 or self._innovation_count < c.consistency_frames:
+        if c.gate_chi2 <= 0 or self._innovation_count < c.consistency_frames or self._map_anchored():
             return
         spread = S * alpha / (2 - alpha)  # the running mean's covariance for white innovations
         if float(self._innovation_mean @ np.linalg.solve(spread, self._innovation_mean)) > 2 * c.gate_chi2:
@@ -276,8 +337,11 @@ class EkfLocalization:
             self._innovation_count = 0
 
     # -------------------------------------------------------------- output
-    def _estimate(self, frame: SensorFrame, no_gnss: bool, no_gyro: bool) -> PoseEstimate:
+    def estimate(self, frame: SensorFrame) -> PoseEstimate:
+        """The estimate after the last :meth:`fuse` (and any :meth:`update_pose`), stamped with ``frame``;
+        ``valid`` and :attr:`status` as the module docstring says."""
         c = self.config
+        no_gnss, no_gyro = self._no_gnss, self._no_gyro
         x, y, yaw, v, _ = self.s
         cov = self.P[:3, :3].copy()
         pos_std = math.sqrt(max(float(np.linalg.eigvalsh(cov[:2, :2]).max()), 0.0))

@@ -19,15 +19,34 @@ route's start, whichever comes first:
 - ``rms_yaw_deg``; ``ate_m``: RMS position error (absolute trajectory error);
 - ``share_over_1m``: the share of scored frames with a position error > 1 m;
 - ``max_error_m``, ``valid_share`` (of all frames), ``frames``, ``frames_scored``;
-- ``ms_per_frame``: the stage's mean wall time per frame.
+- ``ms_per_frame``: the stage's mean wall time per frame;
+- for the ``icp`` stage also ``icp_fits`` (ICP runs) and ``icp_accepted`` (fits fused).
+
+Other corruptions (:class:`Corruption`, all off by default): GNSS dropouts
+(no fix from ``gnss_dropout_start_s`` after each route's start, for
+``gnss_dropout_s``), Gaussian noise on the wheel speed, the gyroscope's yaw
+rate (plus a constant bias) and the compass. They are drawn from the same
+seeded RNG, after the GNSS noise, so adding one leaves the GNSS noise as it
+was only when none is set.
+
+The ``icp`` method needs a prior map (its ``prior_map`` key): a file used for
+every log, or a folder holding one map per evaluated log, named after the log
+(``FOLDER/<log file stem>.npz``, e.g. each built from a mapping drive through
+that log's world). When its section has none, one is built from the dataset itself, honestly: for each evaluated
+log, from the *other* logs of the same town in the dataset (any split;
+leave-one-out, so the sweep being localised is never in its own map), with
+:func:`av_stack.localization.prior_map.accumulate_log`'s defaults, into a
+temporary folder; the result's ``prior_map`` then reads ``"leave-one-out from
+N logs"``. A log whose town has no other log is a :class:`DatasetError`.
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +76,54 @@ def inject_gnss_noise(frame: SensorFrame, rng: np.random.Generator, noise_m: flo
     return replace(frame, ego=replace(frame.ego, gnss=gnss), data=data)
 
 
+@dataclass(frozen=True)
+class Corruption:
+    """What the evaluation does to the ego signals before any stage sees them (module docstring): GNSS noise
+    and bias [m per axis], a GNSS dropout [s] starting ``gnss_dropout_start_s`` after each route's start, and
+    noise on the wheel speed [m/s], the gyroscope's yaw rate [rad/s] (and its constant bias) and the compass
+    [deg]."""
+
+    gnss_noise_m: float = 0.0
+    gnss_bias_m: float = 0.0
+    gnss_dropout_s: float = 0.0
+    gnss_dropout_start_s: float = 3.0
+    speed_noise_mps: float = 0.0
+    gyro_noise_rad_s: float = 0.0
+    gyro_bias_rad_s: float = 0.0
+    compass_noise_deg: float = 0.0
+
+    def check(self) -> None:
+        """``ValueError`` naming the first value that is not finite or, for a noise or a duration, negative."""
+        for name, value in vars(self).items():
+            if not math.isfinite(value) or (value < 0.0 and name not in ("gnss_bias_m", "gyro_bias_rad_s")):
+                raise ValueError(f"{name} must be finite{'' if 'bias' in name else ' and >= 0'}, got {value!r}")
+
+    def apply(self, frame: SensorFrame, rng: np.random.Generator, since_start_s: float) -> SensorFrame:
+        """``frame`` with its ego signals corrupted (GNSS first, as :func:`inject_gnss_noise`)."""
+        frame = inject_gnss_noise(frame, rng, self.gnss_noise_m, self.gnss_bias_m)
+        ego = frame.ego
+        changes: dict = {}
+        if self.gnss_dropout_s > 0 and 0.0 <= since_start_s - self.gnss_dropout_start_s < self.gnss_dropout_s:
+            changes["gnss"] = np.full(3, np.nan)
+        if self.speed_noise_mps > 0:
+            changes["speed_mps"] = float(ego.speed_mps + self.speed_noise_mps * rng.standard_normal())
+        if self.gyro_noise_rad_s > 0 or self.gyro_bias_rad_s != 0:
+            gyro = np.array(ego.gyroscope_rad_s, dtype=np.float64)
+            gyro[2] += self.gyro_bias_rad_s + self.gyro_noise_rad_s * rng.standard_normal()
+            changes["gyroscope_rad_s"] = gyro
+        if self.compass_noise_deg > 0:
+            noise = math.radians(self.compass_noise_deg) * rng.standard_normal()
+            changes["compass_rad"] = float(ego.compass_rad + noise) % (2 * math.pi)
+        if not changes:
+            return frame
+        data = dict(frame.data)
+        if "gnss" in changes:  # the GNSS sensor's own array goes too
+            for name, calibration in frame.calibration.items():
+                if calibration.blueprint_id == "sensor.other.gnss" and name in data:
+                    data[name] = np.full(3, np.nan)
+        return replace(frame, ego=replace(ego, **changes), data=data)
+
+
 class LocalizationScores:
     """Accumulates one method's errors frame by frame (see the module docstring)."""
 
@@ -70,6 +137,13 @@ class LocalizationScores:
         self.seconds = 0.0
         self._route_start: float | None = None
         self._converged = False
+        self.counters: dict[str, int] = {}
+
+    def count(self, stage) -> None:
+        """Add a finished route's ICP counters (``fits`` / ``accepted``), if the stage keeps them."""
+        for key in ("fits", "accepted"):
+            if hasattr(stage, key):
+                self.counters["icp_" + key] = self.counters.get("icp_" + key, 0) + int(getattr(stage, key))
 
     def start_route(self) -> None:
         """A new route begins: its first frames are not scored until the stage converges."""
@@ -108,74 +182,158 @@ class LocalizationScores:
                 "max_error_m": round(float(error.max()), 4) if scored else None,
                 "valid_share": round(self.valid / self.frames, 4) if self.frames else None,
                 "frames": self.frames, "frames_scored": scored,
-                "ms_per_frame": round(1e3 * self.seconds / max(self.frames, 1), 4)}
+                "ms_per_frame": round(1e3 * self.seconds / max(self.frames, 1), 4), **self.counters}
 
 
 def evaluate_localization(methods: dict[str, dict[str, Any]], data: str | Path, split: str | None = None,
                           gnss_noise_m: float = 0.0, gnss_bias_m: float = 0.0, max_frames: int | None = None,
-                          seed: int = 0, progress=None) -> dict[str, Any]:
+                          seed: int = 0, progress=None, corruption: Corruption | None = None) -> dict[str, Any]:
     """Score the localization stages ``methods`` (label -> stage section, e.g. ``{"ekf": {"name": "ekf"}}``)
-    on the dataset ``data`` (``split``: train / val / test, default all) with GNSS noise injected; a dict
+    on the dataset ``data`` (``split``: train / val / test, default all) with GNSS noise injected (and the
+    other ``corruption``, whose GNSS noise and bias ``gnss_noise_m`` / ``gnss_bias_m`` replace); a dict
     ``{"methods": {label: scores}, ...}`` (see the module docstring). ``StageConfigError`` for a bad section,
-    ``DatasetError`` for a dataset without such logs, ``ValueError`` for a negative noise."""
+    ``DatasetError`` for a dataset without such logs, ``ValueError`` for a negative noise, ``PriorMapError``
+    for a bad prior map."""
     from av_stack.data.manifest import DatasetError, read_manifest
     from av_stack.localization import LOCALIZATION
     from av_stack.logs import topics as T
     from av_stack.logs.reader import LogReader
     from av_stack.replay.logged import ReplayError, log_map, mission_of
 
+    corruption = replace(corruption or Corruption(), gnss_noise_m=gnss_noise_m, gnss_bias_m=gnss_bias_m)
     if not (math.isfinite(gnss_noise_m) and gnss_noise_m >= 0.0 and math.isfinite(gnss_bias_m)):
         raise ValueError(f"the GNSS noise must be a finite std >= 0 and the bias finite, got {gnss_noise_m!r}, "
                          f"{gnss_bias_m!r}")
+    corruption.check()
     if not methods:
         raise ValueError("no localization method to evaluate")
+    auto_map = {label for label, section in methods.items()
+                if isinstance(section, dict) and section.get("name") == "icp" and "prior_map" not in section}
     for label, section in methods.items():  # every section is checked before any log is read
-        LOCALIZATION.config_for(section, f"localization method {label}")
+        LOCALIZATION.config_for({**section, "prior_map": ""} if label in auto_map else section,
+                                f"localization method {label}")
     root = Path(data)
     manifest = read_manifest(root)
     logs = [entry for entry in manifest["logs"] if split is None or entry["split"] == split]
     if not logs:
         raise DatasetError(f"dataset {root} has no {split or ''} logs".replace("  ", " "))
+    maps = _LeaveOneOutMaps(root, manifest["logs"]) if auto_map else None
     scores = {label: LocalizationScores() for label in methods}
     stages: dict[str, Any] = {}
     fed = 0
-    for index, entry in enumerate(logs):
-        rng = np.random.default_rng([seed, index])
-        log = LogReader(root / entry["file"])
-        the_map = None
-        started = False
-        for logged in log.frames():
-            episode = logged.messages.get(T.EPISODE)
-            if episode is not None or not started:  # a route starts: fresh stages
-                mission = None
-                if episode is not None:
-                    try:
-                        if the_map is None:
-                            the_map = log_map(log)
-                        mission = mission_of(log, the_map, episode, logged.messages.get(T.GT_WORLD))
-                    except ReplayError as exc:
-                        warnings.warn(f"{exc}: that route is replayed without a mission", stacklevel=2)
-                stages = {label: LOCALIZATION.build(section) for label, section in methods.items()}
+    try:
+        for index, entry in enumerate(logs):
+            rng = np.random.default_rng([seed, index])
+            log = LogReader(root / entry["file"])
+            sections = {label: _per_log_map(section, entry) for label, section in methods.items()}
+            if maps is not None:
+                prior = maps.for_log(entry)
+                sections.update({label: {**methods[label], "prior_map": str(prior)} for label in auto_map})
+            the_map = None
+            started = False
+            route_start = 0.0
+            for logged in log.frames():
+                episode = logged.messages.get(T.EPISODE)
+                if episode is not None or not started:  # a route starts: fresh stages
+                    mission = None
+                    if episode is not None:
+                        try:
+                            if the_map is None:
+                                the_map = log_map(log)
+                            mission = mission_of(log, the_map, episode, logged.messages.get(T.GT_WORLD))
+                        except ReplayError as exc:
+                            warnings.warn(f"{exc}: that route is replayed without a mission", stacklevel=2)
+                    for label, stage in stages.items():
+                        scores[label].count(stage)
+                    stages = {label: LOCALIZATION.build(section) for label, section in sections.items()}
+                    for label, stage in stages.items():
+                        stage.reset(mission)
+                        scores[label].start_route()
+                    started = True
+                    route_start = logged.t_s
+                frame = logged.sensor_frame
+                if frame is None or frame.ground_truth is None:
+                    continue
+                noisy = corruption.apply(frame, rng, frame.timestamp_s - route_start)
                 for label, stage in stages.items():
-                    stage.reset(mission)
-                    scores[label].start_route()
-                started = True
-            frame = logged.sensor_frame
-            if frame is None or frame.ground_truth is None:
-                continue
-            noisy = inject_gnss_noise(frame, rng, gnss_noise_m, gnss_bias_m)
+                    start = time.perf_counter()
+                    estimate = stage.step(noisy)
+                    scores[label].add(frame, estimate, time.perf_counter() - start)
+                fed += 1
+                if progress is not None:
+                    progress(fed)
+                if max_frames is not None and fed >= max_frames:
+                    break
             for label, stage in stages.items():
-                start = time.perf_counter()
-                estimate = stage.step(noisy)
-                scores[label].add(frame, estimate, time.perf_counter() - start)
-            fed += 1
-            if progress is not None:
-                progress(fed)
+                scores[label].count(stage)
+            stages = {}
             if max_frames is not None and fed >= max_frames:
                 break
-        if max_frames is not None and fed >= max_frames:
-            break
-    return {"methods": {label: s.result() for label, s in scores.items()}, "frames": fed,
-            "split": split or "all", "towns": sorted({entry["town"] for entry in logs}),
-            "gnss_noise_m": gnss_noise_m, "gnss_bias_m": gnss_bias_m, "seed": seed,
-            "converge_s": CONVERGE_S, "sections": methods}
+    finally:
+        if maps is not None:
+            maps.close()
+    result = {"methods": {label: s.result() for label, s in scores.items()}, "frames": fed,
+              "split": split or "all", "towns": sorted({entry["town"] for entry in logs}),
+              "gnss_noise_m": gnss_noise_m, "gnss_bias_m": gnss_bias_m, "seed": seed,
+              "converge_s": CONVERGE_S, "sections": methods,
+              "corruption": {k: v for k, v in vars(corruption).items() if k not in ("gnss_noise_m", "gnss_bias_m")}}
+    if maps is not None:
+        result["prior_map"] = maps.describe()
+    else:
+        given = sorted({str(section["prior_map"]) for section in methods.values()
+                        if isinstance(section, dict) and "prior_map" in section})
+        if given:
+            result["prior_map"] = ", ".join(given)
+    return result
+
+
+def _per_log_map(section: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """``section`` with a ``prior_map`` that names a folder replaced by that folder's map of the log
+    (``FOLDER/<log file stem>.npz``)."""
+    prior = section.get("prior_map") if isinstance(section, dict) else None
+    if prior and Path(prior).is_dir():
+        return {**section, "prior_map": str(Path(prior) / (Path(entry["file"]).stem + ".npz"))}
+    return section
+
+
+class _LeaveOneOutMaps:
+    """Prior maps for the ``icp`` method built from the dataset: for each evaluated log, from the other logs
+    of its town (each log's LiDAR is accumulated once), written to a temporary folder."""
+
+    def __init__(self, root: Path, entries: list[dict[str, Any]]) -> None:
+        self.root, self.entries = root, entries
+        self.folder = tempfile.TemporaryDirectory(prefix="avsim_prior_maps_")
+        self._clouds: dict[str, Any] = {}
+        self._names: dict[str, str] = {}
+        self.sizes: list[int] = []
+
+    def for_log(self, entry: dict[str, Any]) -> Path:
+        """The prior map of ``entry``'s town without ``entry``'s own log."""
+        from av_stack.data.manifest import DatasetError
+        from av_stack.localization.prior_map import VoxelCloud, accumulate_log, finish_map, save_prior_map
+
+        others = [e for e in self.entries if e["town"] == entry["town"] and e["file"] != entry["file"]]
+        if not others:
+            raise DatasetError(f"icp needs a prior map: {self.root} has no other log of {entry['town']} to build "
+                               f"one from for {entry['file']} (give the method a prior_map)")
+        cloud = None
+        for other in others:
+            if other["file"] not in self._clouds:
+                part, name, _ = accumulate_log(self.root / other["file"])
+                self._clouds[other["file"]], self._names[other["file"]] = part, name
+            cloud = cloud or VoxelCloud(self._clouds[other["file"]].voxel_m)
+            cloud.merge(self._clouds[other["file"]])
+        prior = finish_map(cloud, self._names[others[0]["file"]], [e["file"] for e in others])
+        self.sizes.append(len(others))
+        return save_prior_map(prior, Path(self.folder.name) / f"{Path(entry['file']).stem}.npz")
+
+    def describe(self) -> str:
+        """``leave-one-out from N logs`` (a range where the towns differ)."""
+        if not self.sizes:
+            return "leave-one-out (no log evaluated)"
+        low, high = min(self.sizes), max(self.sizes)
+        return f"leave-one-out from {low} logs" if low == high else f"leave-one-out from {low} to {high} logs"
+
+    def close(self) -> None:
+        """Delete the temporary maps."""
+        self.folder.cleanup()
