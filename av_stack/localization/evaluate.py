@@ -332,7 +332,8 @@ class _LeaveOneOutMaps:
         if not self.sizes:
             return "leave-one-out (no log evaluated)"
         low, high = min(self.sizes), max(self.sizes)
-        return f"leave-one-out from {low} logs" if low == high else f"leave-one-out from {low} to {high} logs"
+        return (f"leave-one-out from {low} log{'' if low == 1 else 's'}" if low == high
+                else f"leave-one-out from {low} to {high} logs")
 
     def close(self) -> None:
         """Delete the temporary maps."""

@@ -1,4 +1,4 @@
-"""``avsim eval localization`` end to end on a tiny collected dataset (GNSS + IMU only), and its noise."""
+"""``avsim eval localization`` end to end on a tiny collected dataset (``conftest.py``), and its noise."""
 
 from __future__ import annotations
 
@@ -9,31 +9,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from av_stack.data.collect import collect
-from av_stack.data.config import CollectConfig
-from av_stack.localization.evaluate import evaluate_localization, inject_gnss_noise
+from av_stack.localization.evaluate import Corruption, evaluate_localization, inject_gnss_noise
 from av_stack.messages import EgoSignals, SensorFrame
 from av_stack.perception.classical import METRES_PER_DEGREE
 from av_stack.registry import StageConfigError
 from launch.localization_cli import eval_localization
 
-SUITE = """sensors:
-  - {name: gnss, blueprint: sensor.other.gnss, transform: {x: 0.0}}
-  - {name: imu, blueprint: sensor.other.imu, transform: {x: 0.0}}
-"""
 FIELDS = ("rms_lateral_m", "rms_longitudinal_m", "rms_yaw_deg", "ate_m", "share_over_1m", "ms_per_frame")
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """Sixty frames of Town01 in two logs, with a GNSS and an IMU."""
-    root = tmp_path_factory.mktemp("localization_data")
-    (root / "suite.yaml").write_text(SUITE)
-    mix = {"towns": [{"map": "Town01"}], "traffic": [{"vehicles": 0, "walkers": 0}], "frames": 60,
-           "frames_per_log": 30, "sensors": str(root / "suite.yaml"), "noise": {"enabled": False},
-           "split": {"val": [], "test": []}}
-    collect(CollectConfig.model_validate(mix), root / "data", show_progress=False)
-    return root / "data"
 
 
 def _app() -> typer.Typer:
@@ -85,3 +67,45 @@ def test_injected_noise_has_the_asked_bias_and_spread():
     assert inject_gnss_noise(frame, rng, 0.0, 0.0) is frame
     nan = SensorFrame(0, 0.0, EgoSignals(1.0))
     assert np.isnan(inject_gnss_noise(nan, rng, 1.0, 0.0).ego.gnss).all()
+
+
+def test_icp_without_a_map_builds_leave_one_out_maps_and_says_so(dataset):
+    report = evaluate_localization({"icp": {"name": "icp"}}, dataset, gnss_noise_m=1.0, max_frames=40)
+    assert report["prior_map"] == "leave-one-out from 1 log"
+    icp = report["methods"]["icp"]
+    assert all(key in icp for key in FIELDS) and "icp_accepted" in icp and icp["frames"] == 40
+
+
+def test_icp_with_a_folder_of_per_log_maps(dataset, tmp_path):
+    from av_stack.localization.prior_map import build_prior_map, save_prior_map
+
+    folder = tmp_path / "maps"
+    for log in dataset.glob("*.mcap"):  # each log's own map: the plumbing, not a benchmark
+        save_prior_map(build_prior_map(log), folder / f"{log.stem}.npz")
+    result = CliRunner().invoke(_app(), ["eval-localization", "--data", str(dataset), "--methods", "ekf,icp",
+                                         "--prior-map", str(folder), "--gnss-noise", "2.0", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    icp, ekf = report["methods"]["icp"], report["methods"]["ekf"]
+    assert report["prior_map"] == str(folder) and icp["icp_accepted"] > 0.8 * icp["icp_fits"]
+    assert icp["ate_m"] < 0.1 < ekf["ate_m"]
+    result = CliRunner().invoke(_app(), ["eval-localization", "--data", str(dataset), "--methods", "icp",
+                                         "--prior-map", str(tmp_path / "none.npz")])
+    assert result.exit_code == 2 and "no prior map at" in result.output
+
+
+def test_corruption_drops_gnss_for_the_window_and_noises_the_odometry():
+    frame = SensorFrame(0, 0.0, EgoSignals(5.0, gyroscope_rad_s=np.zeros(3), compass_rad=1.0,
+                                           gnss=np.array([0.001, 0.002, 5.0])))
+    rng = np.random.default_rng(0)
+    cut = Corruption(gnss_dropout_s=10.0, gnss_dropout_start_s=3.0)
+    assert np.isnan(cut.apply(frame, rng, 3.0).ego.gnss).all() and np.isnan(cut.apply(frame, rng, 12.9).ego.gnss).all()
+    assert np.isfinite(cut.apply(frame, rng, 2.9).ego.gnss).all() and np.isfinite(cut.apply(frame, rng, 13.0).ego.gnss).all()
+    noisy = Corruption(speed_noise_mps=0.2, gyro_noise_rad_s=0.01, gyro_bias_rad_s=0.005, compass_noise_deg=2.0)
+    out = [noisy.apply(frame, rng, 0.0).ego for _ in range(2000)]
+    assert abs(np.std([e.speed_mps for e in out]) - 0.2) < 0.02
+    assert abs(np.mean([e.gyroscope_rad_s[2] for e in out]) - 0.005) < 0.001
+    assert abs(np.degrees(np.std([e.compass_rad for e in out])) - 2.0) < 0.2
+    assert Corruption().apply(frame, rng, 0.0) is frame
+    with pytest.raises(ValueError, match="speed_noise_mps"):
+        Corruption(speed_noise_mps=-1.0).check()
