@@ -9,7 +9,8 @@ axis) and a constant bias (``--gnss-bias``, metres on each axis) before any
 method sees them; ``--gnss-dropout`` removes them for that many seconds from
 ``--dropout-start`` after each route's start, and ``--speed-noise``,
 ``--gyro-noise`` / ``--gyro-bias`` and ``--compass-noise`` corrupt the
-odometry and the IMU. The ``icp`` method uses ``--prior-map`` (a map file, or
+odometry and the IMU; ``--init-error`` / ``--init-yaw-error`` start the
+filters (ekf, icp) that far from the truth. The ``icp`` method uses ``--prior-map`` (a map file, or
 a folder with one ``<log stem>.npz`` per evaluated log); without it, a map
 per evaluated log is built from the dataset's other logs of its town
 (leave-one-out; the JSON's ``prior_map`` says so). ``--json`` prints ``{"methods": {name: scores}, ...}`` as the
@@ -56,6 +57,8 @@ def eval_localization(
     gyro_noise: float = typer.Option(0.0, "--gyro-noise", min=0.0, help="Yaw-rate noise std [rad/s]."),
     gyro_bias: float = typer.Option(0.0, "--gyro-bias", help="Constant yaw-rate bias [rad/s]."),
     compass_noise: float = typer.Option(0.0, "--compass-noise", min=0.0, help="Compass noise std [deg]."),
+    init_error: float = typer.Option(0.0, "--init-error", min=0.0, help="Start the filters this far off [m]."),
+    init_yaw_error: float = typer.Option(0.0, "--init-yaw-error", help="... and turned this much [deg]."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Score localization methods against the logged ground truth: RMS lateral / longitudinal / yaw error,
@@ -76,7 +79,8 @@ def eval_localization(
         sections["icp"]["prior_map"] = str(prior_map)
     corruption = Corruption(gnss_dropout_s=gnss_dropout, gnss_dropout_start_s=dropout_start,
                             speed_noise_mps=speed_noise, gyro_noise_rad_s=gyro_noise, gyro_bias_rad_s=gyro_bias,
-                            compass_noise_deg=compass_noise)
+                            compass_noise_deg=compass_noise, init_error_m=init_error,
+                            init_error_deg=init_yaw_error)
     try:
         result = evaluate_localization(sections, data, split, gnss_noise, gnss_bias, max_frames, seed,
                                        corruption=corruption)

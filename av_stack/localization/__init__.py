@@ -1,7 +1,10 @@
 """Localization stages: sensors to the ego's pose (:class:`av_stack.stages.Localization`).
 
-Registered: ``oracle`` (the ground-truth pose) and ``ekf`` (an extended Kalman filter on wheel speed, gyroscope,
-compass and GNSS, :mod:`av_stack.localization.ekf`).
+Registered: ``oracle`` (the ground-truth pose), ``ekf`` (an extended Kalman filter on wheel speed, gyroscope,
+compass and GNSS, :mod:`av_stack.localization.ekf`) and ``icp`` (the EKF corrected by Open3D point-to-plane ICP
+of the LiDAR sweep against a prior point-cloud map, :mod:`av_stack.localization.icp`; maps from
+``avsim map build-prior``, :mod:`av_stack.localization.prior_map`). Open3D is imported only when an ``icp``
+stage runs.
 """
 
 from __future__ import annotations

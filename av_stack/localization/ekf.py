@@ -23,6 +23,13 @@ yaw-rate bias [rad/s].
   position covariance is widened to the initial one: a wrong pose the filter
   was sure of recovers in about a second instead of creeping back.
 
+A stage that adds its own measurement (map matching: :mod:`av_stack.localization.icp`)
+calls :meth:`EkfLocalization.fuse`, then :meth:`EkfLocalization.update_pose`
+with an (x, y, yaw) measurement and its covariance, then
+:meth:`EkfLocalization.estimate`. For ``pose_authority_s`` after a fused pose
+the map is the reference: GNSS that disagrees neither re-anchors the filter
+nor widens its covariance (a GNSS bias cannot pull it off the map).
+
 Missing data never raises: a non-finite GNSS fix or compass skips that update
 (a dropout: the filter predicts only and its covariance grows), a missing
 gyroscope predicts with zero yaw rate and a wide yaw-rate noise. Until the

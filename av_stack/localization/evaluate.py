@@ -25,7 +25,9 @@ route's start, whichever comes first:
 Other corruptions (:class:`Corruption`, all off by default): GNSS dropouts
 (no fix from ``gnss_dropout_start_s`` after each route's start, for
 ``gnss_dropout_s``), Gaussian noise on the wheel speed, the gyroscope's yaw
-rate (plus a constant bias) and the compass. They are drawn from the same
+rate (plus a constant bias) and the compass, and a wrong initial pose
+(``init_error_m`` / ``init_error_deg``, handed at each route's first frame to
+the stages that have ``set_initial_pose``: ``ekf`` and ``icp``). They are drawn from the same
 seeded RNG, after the GNSS noise, so adding one leaves the GNSS noise as it
 was only when none is set.
 
@@ -54,6 +56,7 @@ import numpy as np
 
 from av_stack.messages import PoseEstimate, SensorFrame
 from av_stack.perception.classical import METRES_PER_DEGREE
+from sim.api import Pose
 
 CONVERGE_S = 5.0
 
@@ -81,7 +84,7 @@ class Corruption:
     """What the evaluation does to the ego signals before any stage sees them (module docstring): GNSS noise
     and bias [m per axis], a GNSS dropout [s] starting ``gnss_dropout_start_s`` after each route's start, and
     noise on the wheel speed [m/s], the gyroscope's yaw rate [rad/s] (and its constant bias) and the compass
-    [deg]."""
+    [deg], and a wrong initial pose [m, deg] given to the stages that take one."""
 
     gnss_noise_m: float = 0.0
     gnss_bias_m: float = 0.0
@@ -91,11 +94,23 @@ class Corruption:
     gyro_noise_rad_s: float = 0.0
     gyro_bias_rad_s: float = 0.0
     compass_noise_deg: float = 0.0
+    init_error_m: float = 0.0
+    init_error_deg: float = 0.0
+
+    def initial_pose(self, truth) -> Pose | None:
+        """The wrong start handed to a stage's ``set_initial_pose`` at a route's first frame (``truth``: its
+        ground-truth ego): ``init_error_m`` away (3 : -4 in x : y) and ``init_error_deg`` turned; None when
+        both are 0."""
+        if self.init_error_m == 0.0 and self.init_error_deg == 0.0:
+            return None
+        return Pose(truth.x_m + 0.6 * self.init_error_m, truth.y_m - 0.8 * self.init_error_m, truth.z_m,
+                    truth.yaw_rad + math.radians(self.init_error_deg))
 
     def check(self) -> None:
         """``ValueError`` naming the first value that is not finite or, for a noise or a duration, negative."""
         for name, value in vars(self).items():
-            if not math.isfinite(value) or (value < 0.0 and name not in ("gnss_bias_m", "gyro_bias_rad_s")):
+            if not math.isfinite(value) or (value < 0.0 and name not in ("gnss_bias_m", "gyro_bias_rad_s",
+                                                                          "init_error_deg")):
                 raise ValueError(f"{name} must be finite{'' if 'bias' in name else ' and >= 0'}, got {value!r}")
 
     def apply(self, frame: SensorFrame, rng: np.random.Generator, since_start_s: float) -> SensorFrame:
@@ -232,6 +247,7 @@ def evaluate_localization(methods: dict[str, dict[str, Any]], data: str | Path, 
             the_map = None
             started = False
             route_start = 0.0
+            pending_start = False
             for logged in log.frames():
                 episode = logged.messages.get(T.EPISODE)
                 if episode is not None or not started:  # a route starts: fresh stages
@@ -251,9 +267,16 @@ def evaluate_localization(methods: dict[str, dict[str, Any]], data: str | Path, 
                         scores[label].start_route()
                     started = True
                     route_start = logged.t_s
+                    pending_start = True
                 frame = logged.sensor_frame
                 if frame is None or frame.ground_truth is None:
                     continue
+                if pending_start:
+                    wrong = corruption.initial_pose(frame.ground_truth.ego)
+                    for stage in stages.values():
+                        if wrong is not None and hasattr(stage, "set_initial_pose"):
+                            stage.set_initial_pose(wrong)
+                    pending_start = False
                 noisy = corruption.apply(frame, rng, frame.timestamp_s - route_start)
                 for label, stage in stages.items():
                     start = time.perf_counter()

@@ -19,9 +19,12 @@ with a LiDAR sweep, once the EKF's position standard deviation is at most
    most ``coarse_correspondence_m``) runs first.
 4. **Gates**: a fit is rejected when its fitness (the share of scan points
    with a map point within ``max_correspondence_m``) is below
-   ``min_fitness``, its RMS point-to-plane residual above ``max_rmse_m``, the scan or the map
-   crop has too few points, or it is farther from the prediction than
-   ``gate_chi2`` (Mahalanobis, 3 dof) allows. Good fits that only the last
+   ``min_fitness``, its RMS point-to-plane residual is above ``max_rmse_m``,
+   the scan or the map crop has too few points, or it is farther from the
+   prediction than ``gate_chi2`` (Mahalanobis, 3 dof) allows. The defaults
+   come from Town02 fits: against a map of the same world fitness >= 0.98
+   and residual <= 0.095 m, against a map of another world (the embedded
+   simulator's props differ per seed) fitness <= 0.7 and residual >= 0.2 m. Good fits that only the last
    gate rejects, ``max_gate_rejections`` in a row and agreeing with each
    other (offsets within ``agree_m``), mean the filter is wrong, not the map
    (a GNSS bias the EKF followed): the EKF's position is widened to
@@ -219,8 +222,8 @@ class IcpLocalization:
         if prior_std > c.max_prior_std_m:
             return f"waiting for the EKF (position std {prior_std:.1f} m)"
         points = np.asarray(frame.data[name])
-        if points.ndim != 2 or points.shape[0] == 0:
-            return "empty scan"
+        if points.ndim != 2 or points.shape[0] == 0 or points.shape[1] < 3:
+            return "empty scan" if points.size == 0 else f"malformed scan of shape {points.shape}"
         scan = preprocess_scan(points, frame.calibration[name].mount, c.scan_range_m, c.scan_voxel_m,
                                c.ground == "drop", c.ground_height_m)
         if len(scan) < c.min_scan_points:

@@ -131,6 +131,23 @@ def test_an_overconfident_wrong_pose_is_reanchored_on_gnss(truth):
     assert errors[truth[:, 0] >= 5.0].max() < 1.0
 
 
+def test_noisy_odometry_and_a_gyro_bias_still_converge(truth):
+    rng = np.random.default_rng(7)
+    noisy = []
+    for frame in frames(truth, gnss_std=2.0, seed=4):
+        ego = frame.ego
+        gyro = np.array(ego.gyroscope_rad_s) + [0.0, 0.0, 0.01 + 0.01 * rng.standard_normal()]  # bias 0.57 deg/s
+        noisy.append(SensorFrame(frame.frame, frame.timestamp_s,
+                                 EgoSignals(ego.speed_mps + 0.1 * rng.standard_normal(), ego.accelerometer_mps2,
+                                            gyro, ego.compass_rad + math.radians(1.0) * rng.standard_normal(),
+                                            ego.gnss)))
+    stage = EkfLocalization()
+    errors, _, valid = run(stage, truth, noisy)
+    after = truth[:, 0] >= 10.0
+    assert float(np.sqrt(np.mean(errors[after] ** 2))) < 0.8 and valid[after].all()
+    assert abs(stage.s[4] - 0.01) < 0.005  # the gyro bias is estimated
+
+
 def test_a_constant_gnss_bias_stays_a_bounded_offset(truth):
     errors, _, valid = run(EkfLocalization(), truth, frames(truth, gnss_std=1.0, gnss_bias=1.0))
     after = truth[:, 0] >= 5.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -99,13 +101,17 @@ def test_corruption_drops_gnss_for_the_window_and_noises_the_odometry():
                                            gnss=np.array([0.001, 0.002, 5.0])))
     rng = np.random.default_rng(0)
     cut = Corruption(gnss_dropout_s=10.0, gnss_dropout_start_s=3.0)
-    assert np.isnan(cut.apply(frame, rng, 3.0).ego.gnss).all() and np.isnan(cut.apply(frame, rng, 12.9).ego.gnss).all()
-    assert np.isfinite(cut.apply(frame, rng, 2.9).ego.gnss).all() and np.isfinite(cut.apply(frame, rng, 13.0).ego.gnss).all()
+    for since_start, dropped in ((2.9, False), (3.0, True), (12.9, True), (13.0, False)):
+        assert np.isnan(cut.apply(frame, rng, since_start).ego.gnss).all() == dropped, since_start
     noisy = Corruption(speed_noise_mps=0.2, gyro_noise_rad_s=0.01, gyro_bias_rad_s=0.005, compass_noise_deg=2.0)
     out = [noisy.apply(frame, rng, 0.0).ego for _ in range(2000)]
     assert abs(np.std([e.speed_mps for e in out]) - 0.2) < 0.02
     assert abs(np.mean([e.gyroscope_rad_s[2] for e in out]) - 0.005) < 0.001
     assert abs(np.degrees(np.std([e.compass_rad for e in out])) - 2.0) < 0.2
     assert Corruption().apply(frame, rng, 0.0) is frame
+    truth = SimpleNamespace(x_m=10.0, y_m=20.0, z_m=0.5, yaw_rad=0.2)
+    wrong = Corruption(init_error_m=5.0, init_error_deg=10.0).initial_pose(truth)
+    assert abs(math.hypot(wrong.x_m - 10.0, wrong.y_m - 20.0) - 5.0) < 1e-9
+    assert abs(math.degrees(wrong.yaw_rad - 0.2) - 10.0) < 1e-9 and Corruption().initial_pose(truth) is None
     with pytest.raises(ValueError, match="speed_noise_mps"):
         Corruption(speed_noise_mps=-1.0).check()
