@@ -10,7 +10,8 @@ method sees them; ``--gnss-dropout`` removes them for that many seconds from
 ``--dropout-start`` after each route's start, and ``--speed-noise``,
 ``--gyro-noise`` / ``--gyro-bias`` and ``--compass-noise`` corrupt the
 odometry and the IMU; ``--init-error`` / ``--init-yaw-error`` start the
-filters (ekf, icp) that far from the truth. The ``icp`` method uses ``--prior-map`` (a map file, or
+filters (ekf, icp) that far from the truth; ``--lidar-noise`` adds range noise
+to every LiDAR return. The ``icp`` method uses ``--prior-map`` (a map file, or
 a folder with one ``<log stem>.npz`` per evaluated log); without it, a map
 per evaluated log is built from the dataset's other logs of its town
 (leave-one-out; the JSON's ``prior_map`` says so). ``--json`` prints ``{"methods": {name: scores}, ...}`` as the
@@ -59,6 +60,7 @@ def eval_localization(
     compass_noise: float = typer.Option(0.0, "--compass-noise", min=0.0, help="Compass noise std [deg]."),
     init_error: float = typer.Option(0.0, "--init-error", min=0.0, help="Start the filters this far off [m]."),
     init_yaw_error: float = typer.Option(0.0, "--init-yaw-error", help="... and turned this much [deg]."),
+    lidar_noise: float = typer.Option(0.0, "--lidar-noise", min=0.0, help="LiDAR range noise std [m]."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Score localization methods against the logged ground truth: RMS lateral / longitudinal / yaw error,
@@ -80,7 +82,7 @@ def eval_localization(
     corruption = Corruption(gnss_dropout_s=gnss_dropout, gnss_dropout_start_s=dropout_start,
                             speed_noise_mps=speed_noise, gyro_noise_rad_s=gyro_noise, gyro_bias_rad_s=gyro_bias,
                             compass_noise_deg=compass_noise, init_error_m=init_error,
-                            init_error_deg=init_yaw_error)
+                            init_error_deg=init_yaw_error, lidar_noise_m=lidar_noise)
     try:
         result = evaluate_localization(sections, data, split, gnss_noise, gnss_bias, max_frames, seed,
                                        corruption=corruption)

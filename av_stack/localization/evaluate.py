@@ -27,7 +27,8 @@ Other corruptions (:class:`Corruption`, all off by default): GNSS dropouts
 ``gnss_dropout_s``), Gaussian noise on the wheel speed, the gyroscope's yaw
 rate (plus a constant bias) and the compass, and a wrong initial pose
 (``init_error_m`` / ``init_error_deg``, handed at each route's first frame to
-the stages that have ``set_initial_pose``: ``ekf`` and ``icp``). They are drawn from the same
+the stages that have ``set_initial_pose``: ``ekf`` and ``icp``), and range noise
+on the LiDAR returns (``lidar_noise_m``, along each ray). They are drawn from the same
 seeded RNG, after the GNSS noise, so adding one leaves the GNSS noise as it
 was only when none is set.
 
@@ -84,7 +85,8 @@ class Corruption:
     """What the evaluation does to the ego signals before any stage sees them (module docstring): GNSS noise
     and bias [m per axis], a GNSS dropout [s] starting ``gnss_dropout_start_s`` after each route's start, and
     noise on the wheel speed [m/s], the gyroscope's yaw rate [rad/s] (and its constant bias) and the compass
-    [deg], and a wrong initial pose [m, deg] given to the stages that take one."""
+    [deg], a wrong initial pose [m, deg] given to the stages that take one, and range noise on every LiDAR
+    return [m] (along its ray, as CARLA's ``noise_stddev``)."""
 
     gnss_noise_m: float = 0.0
     gnss_bias_m: float = 0.0
@@ -96,6 +98,7 @@ class Corruption:
     compass_noise_deg: float = 0.0
     init_error_m: float = 0.0
     init_error_deg: float = 0.0
+    lidar_noise_m: float = 0.0
 
     def initial_pose(self, truth) -> Pose | None:
         """The wrong start handed to a stage's ``set_initial_pose`` at a route's first frame (``truth``: its
@@ -129,14 +132,23 @@ class Corruption:
         if self.compass_noise_deg > 0:
             noise = math.radians(self.compass_noise_deg) * rng.standard_normal()
             changes["compass_rad"] = float(ego.compass_rad + noise) % (2 * math.pi)
-        if not changes:
+        if not changes and self.lidar_noise_m == 0:
             return frame
         data = dict(frame.data)
+        if self.lidar_noise_m > 0:
+            for name, calibration in frame.calibration.items():
+                if calibration.blueprint_id.startswith("sensor.lidar.") and name in data \
+                        and np.ndim(data[name]) == 2 and np.shape(data[name])[1] >= 3:
+                    points = np.array(data[name], dtype=np.float32)
+                    norm = np.linalg.norm(points[:, :3], axis=1, keepdims=True)
+                    step = self.lidar_noise_m * rng.standard_normal((len(points), 1))
+                    points[:, :3] += (points[:, :3] / np.maximum(norm, 1e-6) * step).astype(np.float32)
+                    data[name] = points
         if "gnss" in changes:  # the GNSS sensor's own array goes too
             for name, calibration in frame.calibration.items():
                 if calibration.blueprint_id == "sensor.other.gnss" and name in data:
                     data[name] = np.full(3, np.nan)
-        return replace(frame, ego=replace(ego, **changes), data=data)
+        return replace(frame, ego=replace(ego, **changes) if changes else ego, data=data)
 
 
 class LocalizationScores:

@@ -12,10 +12,11 @@ import typer
 from typer.testing import CliRunner
 
 from av_stack.localization.evaluate import Corruption, evaluate_localization, inject_gnss_noise
-from av_stack.messages import EgoSignals, SensorFrame
+from av_stack.messages import EgoSignals, SensorCalibration, SensorFrame
 from av_stack.perception.classical import METRES_PER_DEGREE
 from av_stack.registry import StageConfigError
 from launch.localization_cli import eval_localization
+from sim.api import Pose
 
 FIELDS = ("rms_lateral_m", "rms_longitudinal_m", "rms_yaw_deg", "ate_m", "share_over_1m", "ms_per_frame")
 
@@ -109,6 +110,11 @@ def test_corruption_drops_gnss_for_the_window_and_noises_the_odometry():
     assert abs(np.mean([e.gyroscope_rad_s[2] for e in out]) - 0.005) < 0.001
     assert abs(np.degrees(np.std([e.compass_rad for e in out])) - 2.0) < 0.2
     assert Corruption().apply(frame, rng, 0.0) is frame
+    sweep = np.tile(np.array([[3.0, 4.0, 0.0, 1.0]], np.float32), (4000, 1))
+    lidar = SensorFrame(0, 0.0, frame.ego, {"l": sweep}, {"l": SensorCalibration("l", "sensor.lidar.ray_cast", Pose())})
+    moved = Corruption(lidar_noise_m=0.05).apply(lidar, rng, 0.0).data["l"]
+    ranges = np.linalg.norm(moved[:, :3], axis=1)
+    assert abs(ranges.std() - 0.05) < 0.005 and np.allclose(moved[:, :3] / ranges[:, None], [0.6, 0.8, 0.0], atol=1e-5)
     truth = SimpleNamespace(x_m=10.0, y_m=20.0, z_m=0.5, yaw_rad=0.2)
     wrong = Corruption(init_error_m=5.0, init_error_deg=10.0).initial_pose(truth)
     assert abs(math.hypot(wrong.x_m - 10.0, wrong.y_m - 20.0) - 5.0) < 1e-9
