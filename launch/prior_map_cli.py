@@ -27,8 +27,8 @@ from launch.errors import console, error_text as _error_text, fail as _fail
 def build_prior(
     source: Path = typer.Argument(..., help="A run log (.mcap) or a dataset directory written by `avsim collect`."),
     out: Path = typer.Option(..., "--out", help="The prior map to write (.npz)."),
-    voxel: float = typer.Option(0.2, "--voxel", help="Voxel size of the map [m]."),
-    max_range: float = typer.Option(60.0, "--max-range", help="LiDAR returns farther than this are left out [m]."),
+    voxel: float = typer.Option(0.2, "--voxel", help="Voxel size of the map (m)."),
+    max_range: float = typer.Option(60.0, "--max-range", help="LiDAR returns farther than this are left out (m)."),
     town: str | None = typer.Option(None, "--town", help="Only the dataset's logs of this town."),
     lidar: str | None = typer.Option(None, "--lidar", help="The LiDAR sensor's name (default: the first one)."),
     keep_actors: bool = typer.Option(False, "--keep-actors", help="Keep returns inside ground-truth actor boxes."),
