@@ -40,7 +40,7 @@ def make_world(backend: str, world: WorldConfig, carla: CarlaConfig | None = Non
     return EmbeddedWorld(world)
 
 
-def make_sensor_rig(backend: str, world: World, suite, seed: int = 0):
+def make_sensor_rig(backend: str, world: World, suite, seed: int | None = None):
     """The rig that measures ``suite`` (a ``SensorSuite``) on ``world``: ``measure(snapshot)`` after every tick.
 
     Both rigs return ``{sensor name: SensorMeasurement}`` for the sensors that
@@ -48,7 +48,8 @@ def make_sensor_rig(backend: str, world: World, suite, seed: int = 0):
     after the world's reset and the new episode's spawns re-attaches the sensors
     to the actors holding their role names and seeds their noise from
     ``episode_seed`` (same seed, same noise); the embedded rig keeps the map's
-    static scene (``seed`` places its props) instead of rebuilding it.
+    static scene (``seed`` places its props; default: fixed by the map, as a
+    CARLA town's are) instead of rebuilding it.
     """
     _check(backend)
     if backend == "carla":

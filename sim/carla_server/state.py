@@ -134,7 +134,7 @@ class ServerState:
     def town_layout(self) -> TownLayout:
         """The map's static town (buildings, props), built on first use with the world's seed; no Open3D."""
         if self._layout is None:
-            self._layout = TownLayout.build(self.world, seed=self.world.seed)
+            self._layout = TownLayout.build(self.world)  # the town's props: fixed per map
         return self._layout
 
     # ------------------------------------------------------------------ lookups

@@ -188,7 +188,7 @@ class DrivingEnv(gymnasium.Env):
         return make_world(c.backend, c.world, c.carla)
 
     def _make_rig(self):
-        return make_sensor_rig(self.config.backend, self.world, self._suite, seed=self.config.world.seed)
+        return make_sensor_rig(self.config.backend, self.world, self._suite)  # the town's props: fixed per map
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -213,7 +213,7 @@ class SensorRig:
     re-seeded, while the 3D scene (the map's static geometry, built once) is kept.
     """
 
-    def __init__(self, world, suite: SensorSuite, scene_seed: int = 0, cull_actor_rays: bool = True,
+    def __init__(self, world, suite: SensorSuite, scene_seed: int | None = None, cull_actor_rays: bool = True,
                  finish_threads: int = 2) -> None:
         self.world = world
         self.suite = suite

@@ -57,8 +57,8 @@ class StaticScene(TownLayout):
     raycasting_scene: o3d.t.geometry.RaycastingScene = field(repr=False)
 
     @classmethod
-    def build(cls, world, seed: int = 0) -> StaticScene:
-        """Build the static scene of ``world``'s map; props are placed with ``seed``."""
+    def build(cls, world, seed: int | None = None) -> StaticScene:
+        """Build the static scene of ``world``'s map; props are placed with ``seed`` (default: fixed by the map)."""
         return cls.from_layout(TownLayout.build(world, seed=seed))
 
     @classmethod

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+import zlib
 from dataclasses import dataclass
 
 import cv2
@@ -659,6 +660,12 @@ def _add_stop_signs(acc: _MeshAccumulator, world, ground: _Ground) -> None:
 
 
 
+def props_seed(map_name: str) -> int:
+    """The seed a town's props (buildings, walls, trees, poles) are placed with by default: fixed by the map's
+    name, so every run on a town sees the same static world (a prior map built on one drive fits the next)."""
+    return zlib.crc32(map_name.encode())
+
+
 @dataclass(frozen=True, eq=False)
 class TownLayout:
     """Static triangle geometry of one map, tagged and coloured per triangle; build it with :meth:`build`.
@@ -681,9 +688,12 @@ class TownLayout:
     build_time_s: float
 
     @classmethod
-    def build(cls, world, seed: int = 0) -> TownLayout:
-        """Lay out the town of ``world``'s map (geometry, lanes, signals, area raster); props placed with ``seed``."""
+    def build(cls, world, seed: int | None = None) -> TownLayout:
+        """Lay out the town of ``world``'s map (geometry, lanes, signals, area raster); props placed with ``seed``
+        (default :func:`props_seed` of the map: the same town every run, as CARLA's towns are)."""
         start = time.perf_counter()
+        if seed is None:
+            seed = props_seed(world.source.name)
         geometry, raster = world.geometry, world.area_raster
         rng = np.random.default_rng([int(seed), 4])
         ground = _Ground(world.lanes)

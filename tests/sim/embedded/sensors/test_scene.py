@@ -142,6 +142,19 @@ def test_static_scene_is_seeded(static_world):
     assert other.vertices.shape != static.vertices.shape or not np.array_equal(other.vertices, static.vertices)
 
 
+def test_a_town_has_the_same_props_in_every_run():
+    """By default the props are placed by the map, not by the run's seed: two runs of one town (world seeds 0
+    and 7) see the same buildings, as two drives through a CARLA town do (a prior map from one fits the other)."""
+    from sim.embedded.sensors.town import props_seed
+
+    town = ProceduralTownConfig(seed=0, grid_rows=1, grid_cols=2)
+    first = EmbeddedWorld(map="procedural", procedural=town, seed=0)
+    second = EmbeddedWorld(map="procedural", procedural=town, seed=7)
+    a, b = TownLayout.build(first), TownLayout.build(second)
+    assert np.array_equal(a.vertices, b.vertices) and np.array_equal(a.building_boxes, b.building_boxes)
+    assert props_seed(first.source.name) == props_seed(second.source.name) != props_seed("Town01")
+
+
 def test_static_scene_from_a_layout_shares_its_arrays(static_world):
     world, static = static_world
     layout = TownLayout.build(world, seed=0)
