@@ -8,6 +8,10 @@ from its own earlier predictions, carried into the current ego frame by the
 ego's motion (speedometer and gyroscope, dead reckoning); the channels
 perception cannot see (the route, the light and stop-sign stop lines) are
 zero: they come from the map at the localization estimate.
+
+The governing light is read by :mod:`~av_stack.perception.learned.light` (the
+camera cropped where the map puts the light, a small classifier, the route
+distance from GNSS), whatever inputs the fusion network takes.
 """
 
 from __future__ import annotations
@@ -25,10 +29,20 @@ from av_stack.messages import LightObservation, Mission, PerceptionOutput, Senso
 from av_stack.perception.learned.checkpoint import load_checkpoint
 from av_stack.perception.learned.config import LIGHT_CLASSES, SEG_CHANNELS
 from av_stack.perception.learned.features import InputBuilder
+from av_stack.perception.learned.light import LightReader
 from av_stack.perception.learned.targets import LIGHT_STATES, decode_detections
 from av_stack.registry import StageParams
 
 DEFAULT_CHECKPOINT = "checkpoints/perception/fusion.pt"
+DEFAULT_LIGHT_CHECKPOINT = "checkpoints/perception/light.pt"
+
+
+def _shipped(path: str) -> Path:
+    """``path`` as given, or relative to the repository when it is relative and not found here."""
+    found = Path(path)
+    if not found.is_absolute() and not found.exists():
+        found = Path(__file__).resolve().parents[3] / found
+    return found
 
 
 class LearnedPerception:
@@ -36,11 +50,16 @@ class LearnedPerception:
 
     class Config(StageParams):
         """``checkpoint``: a file written by ``avsim train perception``; ``score_threshold``: detections below
-        it are dropped; ``threads``: torch CPU threads (0: torch's default)."""
+        it are dropped; ``threads``: torch CPU threads (0: torch's default); ``light_checkpoint``: the
+        traffic-light classifier (:mod:`~av_stack.perception.learned.light`: the camera cropped where the map
+        puts the light; None: the fusion network's pooled light head, when it has one); ``light_range_m``: a
+        light farther along the route is reported as none."""
 
         checkpoint: str = DEFAULT_CHECKPOINT
         score_threshold: float = Field(0.3, ge=0.0, le=1.0)
         threads: int = Field(0, ge=0)
+        light_checkpoint: str | None = DEFAULT_LIGHT_CHECKPOINT
+        light_range_m: float = Field(40.0, gt=0.0)
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()
@@ -50,13 +69,19 @@ class LearnedPerception:
         self.model, self.model_config, self.spec, _ = load_checkpoint(path)
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
+        self._light: LightReader | None = None
+        if self.config.light_checkpoint is not None:
+            self._light = LightReader.from_checkpoint(_shipped(self.config.light_checkpoint),
+                                                      range_m=self.config.light_range_m)
         self._builder: InputBuilder | None = None
         self._history: deque = deque()
         self._previous_t: float | None = None
 
     def reset(self, mission: Mission) -> None:
-        """Forget the history of the previous route."""
+        """Forget the history of the previous route; the light reader takes the new route."""
         self._history.clear()
+        if self._light is not None:
+            self._light.reset(mission)
         self._previous_t = None
 
     def _inputs(self, frame: SensorFrame) -> dict[str, torch.Tensor]:
@@ -79,7 +104,9 @@ class LearnedPerception:
         probs = torch.sigmoid(out["seg"][0]).numpy()
         bev = self._assemble(frame, probs)
         light = LightObservation(None, math.inf, 1.0)
-        if "light" in out:
+        if self._light is not None:
+            light = self._light(frame)
+        elif "light" in out:
             p = torch.softmax(out["light"][0], dim=0).numpy()
             k = int(p.argmax())
             light = LightObservation(LIGHT_STATES[k], math.inf, float(p[k]))
