@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from av_stack.messages import EgoSignals
+from av_stack.perception.classical import METRES_PER_DEGREE
 from av_stack.perception.learned.light import (
     LightCheckpointError,
     LightConfig,
@@ -110,21 +113,42 @@ def test_jitter_moves_the_pose_along_its_heading():
 
 
 def test_the_stage_reads_the_light_with_the_classifier_and_without_camera_input(dataset, tmp_path):
-    """The learned stage with a light checkpoint: a LightObservation from the classifier path (none without a
-    mission), and the old pooled head with ``light_checkpoint: null``."""
+    """The learned stage with a LiDAR + radar fusion checkpoint (no camera input) still reads the light from
+    the camera through the light checkpoint: the reader follows the logged route; without a mission the light
+    is none; ``light_checkpoint: null`` falls back to the fusion net's pooled head."""
     from av_stack.data.manifest import read_manifest
+    from av_stack.logs import topics as T
     from av_stack.logs.reader import LogReader
     from av_stack.perception import PERCEPTION
+    from av_stack.perception.learned.checkpoint import save_checkpoint
+    from av_stack.perception.learned.config import PerceptionConfig
+    from av_stack.perception.learned.model import FusionNet
+    from av_stack.replay.logged import log_map, mission_of
 
-    save_light_checkpoint(tmp_path / "light.pt", LightNet(8), small_config())
-    stage = PERCEPTION.build({"name": "learned", "light_checkpoint": str(tmp_path / "light.pt")})
     log = LogReader(dataset / read_manifest(dataset)["logs"][0]["file"])
-    frame = next(f.sensor_frame for f in log.frames() if f.has_sensor_data)
+    fusion = PerceptionConfig.model_validate({"model": {"inputs": ["lidar", "radar"], "width": 8, "scale": 4}})
+    save_checkpoint(tmp_path / "bev.pt", FusionNet(fusion.model, log.bev_spec.config.size_px), fusion, log.bev_spec)
+    save_light_checkpoint(tmp_path / "light.pt", LightNet(8), small_config())
+    stage = PERCEPTION.build({"name": "learned", "checkpoint": str(tmp_path / "bev.pt"),
+                              "light_checkpoint": str(tmp_path / "light.pt")})
+    frames = list(log.frames())
+    episode = next(f for f in frames if T.EPISODE in f.messages)
+    stage.reset(mission_of(log, log_map(log), episode.messages[T.EPISODE], episode.messages.get(T.GT_WORLD)))
+    # the test suite has no GNSS or IMU: give each frame the fix and compass of its true pose
+    sensor_frames = [replace(f.sensor_frame, ego=EgoSignals(
+        f.sensor_frame.ego.speed_mps, compass_rad=f.sensor_frame.ground_truth.ego.yaw_rad + math.pi / 2,
+        gnss=np.array([f.sensor_frame.ground_truth.ego.y_m / METRES_PER_DEGREE,
+                       f.sensor_frame.ground_truth.ego.x_m / METRES_PER_DEGREE, 0.0])))
+        for f in frames if f.has_sensor_data]
+    for frame in sensor_frames:
+        out = stage.step(frame)
+        assert out.light.state is None or out.light.distance_m <= 40.0
+    assert stage._light.locator.s_m is not None  # it followed the route from the GNSS fixes
     stage.reset(None)
-    out = stage.step(frame)
+    out = stage.step(sensor_frames[0])
     assert out.light.state is None and math.isinf(out.light.distance_m)
     old = PERCEPTION.build({"name": "learned", "light_checkpoint": None})
     old.reset(None)
-    assert math.isinf(old.step(frame).light.distance_m)
+    assert math.isinf(old.step(sensor_frames[0]).light.distance_m)
     with pytest.raises(LightCheckpointError, match="no light checkpoint"):
         PERCEPTION.build({"name": "learned", "light_checkpoint": str(tmp_path / "missing.pt")})
