@@ -152,3 +152,15 @@ def test_the_stage_reads_the_light_with_the_classifier_and_without_camera_input(
     assert math.isinf(old.step(sensor_frames[0]).light.distance_m)
     with pytest.raises(LightCheckpointError, match="no light checkpoint"):
         PERCEPTION.build({"name": "learned", "light_checkpoint": str(tmp_path / "missing.pt")})
+
+
+def test_train_command_says_when_a_dataset_has_no_light_frames(dataset, tmp_path):
+    """The shared test suite has no GNSS, so no frame has a located light: one clear error, exit status 2."""
+    from typer.testing import CliRunner
+
+    from launch.cli import app
+
+    result = CliRunner().invoke(app, ["train", "perception-light", "--data", str(dataset), "--out",
+                                      str(tmp_path / "run"), "--threads", "1"])
+    assert result.exit_code == 2 and "no training patches" in result.output
+    assert (tmp_path / "run" / "patches_train.npz").is_file()  # the (empty) extraction is kept
