@@ -46,6 +46,7 @@ from av_stack.messages import (
     SensorCalibration,
     SensorFrame,
 )
+from av_stack.perception.drawing import draw_boxes
 from av_stack.perception.learned.geometry import mount_transform
 from av_stack.registry import StageParams
 from sim.api import ActorKind, TrafficLightState
@@ -450,7 +451,7 @@ class ClassicalPerception:
                     bev[channels.index(name)] = (packed & bit) != 0
         for name, kind in (("vehicles_t0", ActorKind.VEHICLE), ("pedestrians_t0", ActorKind.WALKER)):
             if name in channels:
-                bev[channels.index(name)] = _draw_boxes(detections, kind, spec)
+                bev[channels.index(name)] = draw_boxes(detections, kind, spec)
         light = self._light(frame, pose)
         return PerceptionOutput(frame.frame, frame.timestamp_s, detections, light, bev, spec)
 
@@ -502,20 +503,6 @@ class ClassicalPerception:
         if state is None:
             return LightObservation(None, math.inf, 1.0)
         return LightObservation(state, distance, score)
-
-
-def _draw_boxes(detections: Detections, kind: ActorKind, spec: BevSpec) -> np.ndarray:
-    """(H, W) float32 mask of the detections of ``kind``."""
-    size = spec.config.size_px
-    mask = np.zeros((size, size), np.uint8)
-    keep = detections.kind == int(kind)
-    if keep.any():
-        from sim.transforms import box_corners
-
-        corners = box_corners(detections.center_m[keep, :2], detections.yaw_rad[keep], detections.extent_m[keep, :2])
-        pixels = spec.ego_to_pixel(corners.reshape(-1, 2)).reshape(-1, 4, 2)
-        cv2.fillPoly(mask, list(np.round(pixels * 8).astype(np.int32)), 1, cv2.LINE_8, 3)
-    return mask.astype(np.float32)
 
 
 def _light_window(signals: SignalLayout, pose: tuple[float, float, float], calibration: SensorCalibration,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -26,12 +27,14 @@ import torch
 from pydantic import Field
 
 from av_stack.messages import LightObservation, Mission, PerceptionOutput, SensorFrame
+from av_stack.perception.drawing import draw_boxes
 from av_stack.perception.learned.checkpoint import load_checkpoint
 from av_stack.perception.learned.config import LIGHT_CLASSES, SEG_CHANNELS
 from av_stack.perception.learned.features import InputBuilder
 from av_stack.perception.learned.light import LightReader
 from av_stack.perception.learned.targets import LIGHT_STATES, decode_detections
 from av_stack.registry import StageParams
+from sim.api import ActorKind
 
 DEFAULT_CHECKPOINT = "checkpoints/perception/fusion.pt"
 DEFAULT_LIGHT_CHECKPOINT = "checkpoints/perception/light.pt"
@@ -53,13 +56,15 @@ class LearnedPerception:
         it are dropped; ``threads``: torch CPU threads (0: torch's default); ``light_checkpoint``: the
         traffic-light classifier (:mod:`~av_stack.perception.learned.light`: the camera cropped where the map
         puts the light; None: the fusion network's pooled light head, when it has one); ``light_range_m``: a
-        light farther along the route is reported as none."""
+        light farther along the route is reported as none; ``dynamic_layers``: the BEV's vehicles and
+        pedestrians from the segmentation head's probabilities, the detected boxes drawn, or their union."""
 
         checkpoint: str = DEFAULT_CHECKPOINT
         score_threshold: float = Field(0.3, ge=0.0, le=1.0)
         threads: int = Field(0, ge=0)
         light_checkpoint: str | None = DEFAULT_LIGHT_CHECKPOINT
         light_range_m: float = Field(40.0, gt=0.0)
+        dynamic_layers: Literal["segmentation", "boxes", "union"] = "segmentation"
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()
@@ -102,6 +107,11 @@ class LearnedPerception:
         detections = decode_detections(out["heatmap"][0], out["box"][0], self.spec, self.model_config.model.scale,
                                        threshold=self.config.score_threshold)
         probs = torch.sigmoid(out["seg"][0]).numpy()
+        if self.config.dynamic_layers != "segmentation":
+            for k, kind in ((SEG_CHANNELS.index("vehicles_t0"), ActorKind.VEHICLE),
+                            (SEG_CHANNELS.index("pedestrians_t0"), ActorKind.WALKER)):
+                boxes = draw_boxes(detections, kind, self.spec)
+                probs[k] = boxes if self.config.dynamic_layers == "boxes" else np.maximum(probs[k], boxes)
         bev = self._assemble(frame, probs)
         light = LightObservation(None, math.inf, 1.0)
         if self._light is not None:

@@ -175,6 +175,19 @@ def test_the_stage_turns_a_logged_frame_into_a_perception_output(dataset, tmp_pa
     assert len(out.detections.score) > 0 and out.light.state in (None, *list(__import__("sim.api").api.TrafficLightState))
     with pytest.raises(CheckpointError, match="no perception checkpoint"):
         PERCEPTION.build({"name": "learned", "checkpoint": str(tmp_path / "missing.pt")})
+    boxes = PERCEPTION.build({"name": "learned", "checkpoint": str(tmp_path / "run" / "last.pt"),
+                              "score_threshold": 0.0, "dynamic_layers": "boxes"})
+    boxes.reset(None)
+    drawn = boxes.step(frames[-1])
+    from av_stack.perception.drawing import draw_boxes
+    from sim.api import ActorKind
+
+    drawn_any = 0.0
+    for name, kind in (("vehicles_t0", ActorKind.VEHICLE), ("pedestrians_t0", ActorKind.WALKER)):
+        layer = drawn.bev[channels.index(name)]  # the detected boxes drawn, not the head's probabilities
+        assert np.array_equal(layer, draw_boxes(drawn.detections, kind, frames[-1].bev_spec))
+        drawn_any += layer.sum()
+    assert drawn_any > 0
 
 
 def test_the_history_warp_follows_the_ego_motion():
