@@ -1,5 +1,5 @@
 """Detections drawn into a BEV layer (the classical stage's vehicle and pedestrian channels, and the learned
-stage's with ``dynamic_layers: boxes``)."""
+stage's with ``vehicle_layer`` / ``pedestrian_layer``: ``boxes`` or ``union``)."""
 
 from __future__ import annotations
 

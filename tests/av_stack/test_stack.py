@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import math
 
 import numpy as np
@@ -115,6 +117,49 @@ def test_a_mixed_stack_runs_in_the_env_with_per_stage_latency(env):
     assert agent.outputs.latency_ms["stack"] >= agent.outputs.latency_ms["perception"] >= 0.0
     snapshot = env.world.snapshot()
     assert float(np.hypot(*snapshot.velocity_mps[snapshot.index_of(env.ego_id), :2])) > 1.0
+
+
+def test_an_assembling_stack_gives_the_planner_the_map_at_the_pose(env):
+    """``bev: {assemble: true}``: the planner's BEV has the map's route and road at the pose, perception's
+    vehicles, and the step reports the assembly's time."""
+    from av_stack.stack import StackConfig
+
+    class BlankPerception(OraclePerception):
+        def step(self, frame):
+            out = super().step(frame)
+            bev = out.bev.copy()
+            for name in ("road", "route"):
+                bev[frame.bev_spec.channels.index(name)] = 0.0
+            return replace(out, bev=bev)
+
+    seen = []
+
+    class Recorder(ConstantPlanner):
+        def step(self, perception, pose):
+            seen.append(perception)
+            return super().step(perception, pose)
+
+    config = StackConfig.model_validate({"bev": {"assemble": True}})
+    stack = Stack(BlankPerception(), OracleLocalization(), Recorder(Recorder.Config()), CONTROL.build({"name": "stanley"}),
+                  config=config)
+    agent = StackAgent(stack)
+    obs, _ = env.reset(seed=5)
+    agent.reset(env)
+    for _ in range(3):
+        obs, *_ = env.step(agent(obs, env))
+    channels = seen[-1].bev_spec.channels
+    truth = obs["bev"] > 127
+    for name in ("road", "route"):
+        k = channels.index(name)
+        assembled = seen[-1].bev[k] > 0.5
+        assert np.count_nonzero(assembled & truth[k]) / max(np.count_nonzero(assembled | truth[k]), 1) > 0.8, name
+    assert "bev_assembly" in agent.outputs.latency_ms
+
+
+def test_the_learned_stack_config_builds():
+    stack = Stack.from_config("stack/learned.yaml")
+    assert stack.names == {"perception": "learned", "localization": "ekf", "planning": "expert", "control": "stanley"}
+    assert stack.assembler is not None and stack.assembler.config.road_and_lanes == "map"
 
 
 def test_oracle_stages_report_the_ground_truth(env):

@@ -36,7 +36,7 @@ from av_stack.perception.learned.targets import LIGHT_STATES, decode_detections
 from av_stack.registry import StageParams
 from sim.api import ActorKind
 
-DEFAULT_CHECKPOINT = "checkpoints/perception/fusion.pt"
+DEFAULT_CHECKPOINT = "checkpoints/perception/bev.pt"
 DEFAULT_LIGHT_CHECKPOINT = "checkpoints/perception/light.pt"
 
 
@@ -56,15 +56,17 @@ class LearnedPerception:
         it are dropped; ``threads``: torch CPU threads (0: torch's default); ``light_checkpoint``: the
         traffic-light classifier (:mod:`~av_stack.perception.learned.light`: the camera cropped where the map
         puts the light; None: the fusion network's pooled light head, when it has one); ``light_range_m``: a
-        light farther along the route is reported as none; ``dynamic_layers``: the BEV's vehicles and
-        pedestrians from the segmentation head's probabilities, the detected boxes drawn, or their union."""
+        light farther along the route is reported as none; ``vehicle_layer`` / ``pedestrian_layer``: the BEV's
+        vehicles / pedestrians from the segmentation head's probabilities, the detected boxes drawn, or their
+        union (the defaults scored best on the held-out town: benchmarks/perception_results.md)."""
 
         checkpoint: str = DEFAULT_CHECKPOINT
         score_threshold: float = Field(0.3, ge=0.0, le=1.0)
         threads: int = Field(0, ge=0)
         light_checkpoint: str | None = DEFAULT_LIGHT_CHECKPOINT
         light_range_m: float = Field(40.0, gt=0.0)
-        dynamic_layers: Literal["segmentation", "boxes", "union"] = "segmentation"
+        vehicle_layer: Literal["segmentation", "boxes", "union"] = "segmentation"
+        pedestrian_layer: Literal["segmentation", "boxes", "union"] = "union"
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()
@@ -107,11 +109,11 @@ class LearnedPerception:
         detections = decode_detections(out["heatmap"][0], out["box"][0], self.spec, self.model_config.model.scale,
                                        threshold=self.config.score_threshold)
         probs = torch.sigmoid(out["seg"][0]).numpy()
-        if self.config.dynamic_layers != "segmentation":
-            for k, kind in ((SEG_CHANNELS.index("vehicles_t0"), ActorKind.VEHICLE),
-                            (SEG_CHANNELS.index("pedestrians_t0"), ActorKind.WALKER)):
+        for k, kind, source in ((SEG_CHANNELS.index("vehicles_t0"), ActorKind.VEHICLE, self.config.vehicle_layer),
+                                (SEG_CHANNELS.index("pedestrians_t0"), ActorKind.WALKER, self.config.pedestrian_layer)):
+            if source != "segmentation":
                 boxes = draw_boxes(detections, kind, self.spec)
-                probs[k] = boxes if self.config.dynamic_layers == "boxes" else np.maximum(probs[k], boxes)
+                probs[k] = boxes if source == "boxes" else np.maximum(probs[k], boxes)
         bev = self._assemble(frame, probs)
         light = LightObservation(None, math.inf, 1.0)
         if self._light is not None:
@@ -123,7 +125,8 @@ class LearnedPerception:
         return PerceptionOutput(frame.frame, frame.timestamp_s, detections, light, bev, frame.bev_spec)
 
     def _assemble(self, frame: SensorFrame, probs: np.ndarray) -> np.ndarray:
-        """The frame's BEV channels from the predicted ones and the warped history."""
+        """The frame's BEV channels from the predicted ones and the history, each past map warped once from
+        its own frame into this one by the dead-reckoned motion between them."""
         spec = frame.bev_spec
         channels = spec.channels
         bev = np.zeros(spec.shape, np.float32)
@@ -131,40 +134,49 @@ class LearnedPerception:
             if name in channels:
                 bev[channels.index(name)] = probs[k]
         self._advance_history(frame, probs)
+        now = self._history[0][1]
+        size = (self.spec.config.size_px, self.spec.config.size_px)
         for step in spec.config.history_steps[1:]:
-            past = self._history[step] if step < len(self._history) else None
-            if past is None:
+            if step >= len(self._history):
                 continue
-            for kind in ("vehicles", "pedestrians"):
+            maps, then = self._history[step]
+            matrix = self._relative_matrix(then, now)
+            for k, kind in enumerate(("vehicles", "pedestrians")):
                 name = f"{kind}_t{step}"
                 if name in channels:
-                    bev[channels.index(name)] = past[SEG_CHANNELS.index(f"{kind}_t0") - 3]
+                    bev[channels.index(name)] = cv2.warpAffine(maps[k], matrix, size, flags=cv2.INTER_LINEAR)
         return bev
 
     def _advance_history(self, frame: SensorFrame, probs: np.ndarray) -> None:
-        """Warp every kept map by the ego's motion since the last frame, then push this frame's."""
+        """Dead-reckon the ego's odometry pose (speedometer, gyroscope) to this frame and push this frame's
+        vehicle and pedestrian maps with it."""
         dt = 0.0 if self._previous_t is None else max(0.0, frame.timestamp_s - self._previous_t)
         self._previous_t = frame.timestamp_s
         yaw_rate = float(frame.ego.gyroscope_rad_s[2]) if np.isfinite(frame.ego.gyroscope_rad_s[2]) else 0.0
-        if dt > 0 and self._history:
-            matrix = self._motion_matrix(frame.ego.speed_mps * dt, yaw_rate * dt)
-            size = (self.spec.config.size_px, self.spec.config.size_px)
-            self._history = deque(np.stack([cv2.warpAffine(m, matrix, size, flags=cv2.INTER_LINEAR) for m in maps])
-                                  for maps in self._history)
-        self._history.appendleft(probs[3:5].copy())  # vehicles_t0, pedestrians_t0
+        speed = float(frame.ego.speed_mps) if np.isfinite(frame.ego.speed_mps) else 0.0
+        x, y, yaw = self._history[0][1] if self._history else (0.0, 0.0, 0.0)
+        pose = (x + speed * dt * math.cos(yaw), y + speed * dt * math.sin(yaw), yaw + yaw_rate * dt)
+        self._history.appendleft((probs[3:5].copy(), pose))  # vehicles_t0, pedestrians_t0
         while len(self._history) > max(self.spec.config.history_steps) + 1:
             self._history.pop()
 
     def _motion_matrix(self, forward_m: float, yaw_rad: float) -> np.ndarray:
         """The 2x3 pixel map taking last frame's BEV to this frame's, the ego having moved ``forward_m`` and
         turned ``yaw_rad`` (CARLA: positive to the right)."""
+        return self._relative_matrix((0.0, 0.0, 0.0), (forward_m, 0.0, yaw_rad))
+
+    def _relative_matrix(self, then: tuple[float, float, float], now: tuple[float, float, float]) -> np.ndarray:
+        """The 2x3 pixel map taking the BEV of an ego at odometry pose ``then`` (x, y, yaw) to one at ``now``."""
         c = self.spec.config
         cx, cy, ppm = c.size_px // 2, c.size_px - 1 - c.ego_from_bottom_px, c.pixels_per_m
-        cos, sin = math.cos(yaw_rad), math.sin(yaw_rad)
-        # old ego frame (x, y) -> new: translate by -forward along x, then rotate by -yaw
+        turn = now[2] - then[2]
+        cos, sin = math.cos(turn), math.sin(turn)
+        dx, dy = then[0] - now[0], then[1] - now[1]
+        cn, sn = math.cos(now[2]), math.sin(now[2])
+        tx, ty = cn * dx + sn * dy, -sn * dx + cn * dy  # R(-yaw_now) (t_then - t_now)
         # pixel (col, row) <-> ego (x, y): x = (cy - row) / ppm, y = (col - cx) / ppm
         a = np.array([[0.0, -1.0 / ppm, cy / ppm], [1.0 / ppm, 0.0, -cx / ppm], [0.0, 0.0, 1.0]])  # pixel -> ego
-        move = np.array([[cos, sin, -forward_m * cos], [-sin, cos, forward_m * sin], [0.0, 0.0, 1.0]])
+        move = np.array([[cos, sin, tx], [-sin, cos, ty], [0.0, 0.0, 1.0]])  # then's ego frame -> now's
         b = np.linalg.inv(a)  # ego -> pixel
         return (b @ move @ a)[:2].astype(np.float32)
 

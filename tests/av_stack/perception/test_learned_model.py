@@ -176,7 +176,7 @@ def test_the_stage_turns_a_logged_frame_into_a_perception_output(dataset, tmp_pa
     with pytest.raises(CheckpointError, match="no perception checkpoint"):
         PERCEPTION.build({"name": "learned", "checkpoint": str(tmp_path / "missing.pt")})
     boxes = PERCEPTION.build({"name": "learned", "checkpoint": str(tmp_path / "run" / "last.pt"),
-                              "score_threshold": 0.0, "dynamic_layers": "boxes"})
+                              "score_threshold": 0.0, "vehicle_layer": "boxes", "pedestrian_layer": "boxes"})
     boxes.reset(None)
     drawn = boxes.step(frames[-1])
     from av_stack.perception.drawing import draw_boxes
@@ -202,18 +202,27 @@ def test_the_history_warp_follows_the_ego_motion():
     assert np.allclose(new, BEV_SPEC.ego_to_pixel(np.array([[6.0, 1.0]]))[0], atol=1e-4)
     turned = stage._motion_matrix(0.0, math.pi / 2) @ np.array([col, row, 1.0])  # a quarter turn right
     assert np.allclose(turned, BEV_SPEC.ego_to_pixel(np.array([[1.0, -10.0]]))[0], atol=1e-4)
+    # between two odometry poses anywhere: 4 m along a heading of 0.3 rad is 4 m forward in the ego frame
+    then, yaw = (10.0, 5.0, 0.3), 0.3
+    now = (10.0 + 4.0 * math.cos(yaw), 5.0 + 4.0 * math.sin(yaw), yaw)
+    assert np.allclose(stage._relative_matrix(then, now) @ np.array([col, row, 1.0]), new, atol=1e-4)
 
 
 def test_the_shipped_checkpoint_loads_and_runs(dataset):
-    """``perception: {name: learned}`` with its default checkpoint (checkpoints/perception/fusion.pt)."""
+    """``perception: {name: learned}`` with its default checkpoint (checkpoints/perception/bev.pt)."""
     from av_stack.data.manifest import read_manifest
     from av_stack.logs.reader import LogReader
     from av_stack.perception import PERCEPTION
 
     stage = PERCEPTION.build({"name": "learned"})
-    assert stage.model_config.model.inputs == ("camera", "lidar", "radar")
+    assert stage.model_config.model.inputs == ("lidar", "radar")  # the camera reads the light
+    assert stage._light is not None
     log = LogReader(dataset / read_manifest(dataset)["logs"][0]["file"])
     frame = next(f.sensor_frame for f in log.frames() if f.has_sensor_data)
     stage.reset(None)
     out = stage.step(frame)
     assert out.bev.shape == frame.bev_spec.shape and np.isfinite(out.bev).all()
+    fusion = PERCEPTION.build({"name": "learned", "checkpoint": "checkpoints/perception/fusion.pt"})
+    assert fusion.model_config.model.inputs == ("camera", "lidar", "radar")  # the input-set ablation, shipped too
+    fusion.reset(None)
+    assert fusion.step(frame).bev.shape == frame.bev_spec.shape

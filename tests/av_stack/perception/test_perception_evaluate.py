@@ -24,7 +24,7 @@ def test_the_oracle_scores_perfectly(dataset):
     assert result["frames"] == 8 and result["towns"] == ["Town01"]
     assert result["iou"]["road"] == 1.0 and result["iou"]["lane_broken"] in (1.0, None), result
     assert result["ap"]["vehicle@0.5m/30m"] == 1.0 and result["ap"]["vehicle@1.0m/50m"] == 1.0
-    assert result["light_accuracy"] == 1.0 and result["velocity_error_mps"] == pytest.approx(0.0, abs=1e-9)
+    assert result["light_accuracy_any_range"] == 1.0 and result["velocity_error_mps"] == pytest.approx(0.0, abs=1e-9)
     assert result["ms_per_frame"] > 0
 
 
