@@ -126,6 +126,10 @@ class ExpertPlanner:
         corridor_margin_m: float = Field(0.35, ge=0.0)
         min_gap_m: float = Field(3.0, ge=0.0)
         stop_line_margin_m: float = Field(2.0, ge=0.0)
+        light_stop_margin_m: float | None = Field(None, ge=0.0, description=(
+            "where to wait for a red light, before its line (None: stop_line_margin_m); a camera that must keep "
+            "the light in view to see it turn green needs more than the default; once past that point it "
+            "stops at stop_line_margin_m"))
         overtake_after_s: float = Field(4.0, gt=0.0)
         overtake_stuck_traffic_s: float = Field(20.0, gt=0.0)
         yield_decel_mps2: float = Field(1.0, gt=0.0)
@@ -205,6 +209,9 @@ class ExpertPlanner:
         stops["crossing_traffic"] = self._crossing_hazard(actors, progress, speed)
         if light.must_stop:
             line_m = light.distance_m - self._front - c.stop_line_margin_m
+            if c.light_stop_margin_m is not None:
+                wait_m = light.distance_m - self._front - c.light_stop_margin_m
+                line_m = wait_m if wait_m > -1.0 else line_m
             can_stop = speed ** 2 / (2.0 * c.stop_decel_mps2) <= line_m + 1.0
             if line_m > -1.0 and (light.state == TrafficLightState.RED or can_stop):
                 stops["light"] = line_m

@@ -86,9 +86,12 @@ def _ego(env):
     return snapshot, row, float(np.hypot(*snapshot.velocity_mps[row, :2]))
 
 
-def test_expert_stops_before_the_stop_line_of_a_red_light():
+@pytest.mark.parametrize("light_margin_m", [None, 8.0])
+def test_expert_stops_before_the_stop_line_of_a_red_light(light_margin_m):
+    """By default the front stops within 4 m of the line; with ``light_stop_margin_m: 8`` (a camera that must
+    keep the light in view) it waits 8 m before it, and drives on at green either way."""
     env = DrivingEnv(**EMPTY_TOWN01)
-    agent = expert_agent()
+    agent = expert_agent() if light_margin_m is None else expert_agent(light_stop_margin_m=light_margin_m)
     obs, _ = env.reset(seed=0, options={"route_id": "town01_short_00"})
     agent.reset(env)
     light, distance = env.route_light(env.progress)
@@ -102,7 +105,11 @@ def test_expert_stops_before_the_stop_line_of_a_red_light():
     snapshot, row, speed = _ego(env)
     _, left_m = env.route_light(env.progress)
     assert speed < 0.05
-    assert float(snapshot.extent_m[row, 0]) < left_m < float(snapshot.extent_m[row, 0]) + 4.0  # front before the line
+    front = float(snapshot.extent_m[row, 0])
+    if light_margin_m is None:
+        assert front < left_m < front + 4.0  # front before the line
+    else:
+        assert front + light_margin_m - 1.0 < left_m < front + light_margin_m + 2.0
     assert "red_light" not in events and "collision" not in events
     assert agent.outputs.perception.light.state == TrafficLightState.RED  # what the planner was told
     env.world.lights.force_state(light, None)
