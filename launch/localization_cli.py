@@ -14,8 +14,9 @@ filters (ekf, icp) that far from the truth; ``--lidar-noise`` adds range noise
 to every LiDAR return. The ``icp`` method uses ``--prior-map`` (a map file, or
 a folder with one ``<log stem>.npz`` per evaluated log); without it, a map
 per evaluated log is built from the dataset's other logs of its town
-(leave-one-out; the JSON's ``prior_map`` says so). ``--json`` prints ``{"methods": {name: scores}, ...}`` as the
-last line. A missing dataset, an unknown method or a bad option each give one
+(leave-one-out; the JSON's ``prior_map`` says so). The ``learned`` method
+uses ``--checkpoint`` (default: the shipped ``checkpoints/localization/matcher.pt``).
+``--json`` prints ``{"methods": {name: scores}, ...}`` as the last line. A missing dataset, an unknown method or a bad option each give one
 error line and exit status 2.
 
 The command function is :func:`eval_localization` (registered on ``avsim eval`` by ``launch.cli``).
@@ -61,6 +62,8 @@ def eval_localization(
     init_error: float = typer.Option(0.0, "--init-error", min=0.0, help="Start the filters this far off (m)."),
     init_yaw_error: float = typer.Option(0.0, "--init-yaw-error", help="... and turned this much (deg)."),
     lidar_noise: float = typer.Option(0.0, "--lidar-noise", min=0.0, help="LiDAR range noise std (m)."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="learned: a checkpoint of `avsim train "
+                                           "localization` (default: the shipped one)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Score localization methods against the logged ground truth: RMS lateral / longitudinal / yaw error,
@@ -79,6 +82,8 @@ def eval_localization(
     sections = {name: {"name": name} for name in names}
     if prior_map is not None and "icp" in sections:
         sections["icp"]["prior_map"] = str(prior_map)
+    if checkpoint is not None and "learned" in sections:
+        sections["learned"]["checkpoint"] = str(checkpoint)
     corruption = Corruption(gnss_dropout_s=gnss_dropout, gnss_dropout_start_s=dropout_start,
                             speed_noise_mps=speed_noise, gyro_noise_rad_s=gyro_noise, gyro_bias_rad_s=gyro_bias,
                             compass_noise_deg=compass_noise, init_error_m=init_error,
@@ -87,6 +92,7 @@ def eval_localization(
         result = evaluate_localization(sections, data, split, gnss_noise, gnss_bias, max_frames, seed,
                                        corruption=corruption)
     except (DatasetError, StageConfigError, LogError, PriorMapError, ValueError, OSError, KeyError) as exc:
+        # (a bad learned checkpoint is a CheckpointError, a ValueError)
         _fail(_error_text(exc))
         return
     if as_json:

@@ -20,7 +20,8 @@ route's start, whichever comes first:
 - ``share_over_1m``: the share of scored frames with a position error > 1 m;
 - ``max_error_m``, ``valid_share`` (of all frames), ``frames``, ``frames_scored``;
 - ``ms_per_frame``: the stage's mean wall time per frame;
-- for the ``icp`` stage also ``icp_fits`` (ICP runs) and ``icp_accepted`` (fits fused).
+- for the ``icp`` stage also ``icp_fits`` (ICP runs) and ``icp_accepted`` (fits fused); for the ``learned``
+  stage ``match_fits`` (network runs) and ``match_accepted`` (matches fused).
 
 Other corruptions (:class:`Corruption`, all off by default): GNSS dropouts
 (no fix from ``gnss_dropout_start_s`` after each route's start, for
@@ -167,10 +168,12 @@ class LocalizationScores:
         self.counters: dict[str, int] = {}
 
     def count(self, stage) -> None:
-        """Add a finished route's ICP counters (``fits`` / ``accepted``), if the stage keeps them."""
+        """Add a finished route's counters (``fits`` / ``accepted``), if the stage keeps them, as
+        ``<counter_prefix>fits`` (``icp_``, the ``learned`` stage's ``match_``)."""
+        prefix = getattr(stage, "counter_prefix", "icp_")
         for key in ("fits", "accepted"):
             if hasattr(stage, key):
-                self.counters["icp_" + key] = self.counters.get("icp_" + key, 0) + int(getattr(stage, key))
+                self.counters[prefix + key] = self.counters.get(prefix + key, 0) + int(getattr(stage, key))
 
     def start_route(self) -> None:
         """A new route begins: its first frames are not scored until the stage converges."""

@@ -1,0 +1,152 @@
+"""The ``learned`` localization stage: the EKF, corrected by the map-matching network.
+
+Every frame goes through the EKF (:class:`~av_stack.localization.ekf.EkfLocalization`:
+wheel speed and gyroscope prediction, GNSS and compass updates). On a frame
+with a LiDAR sweep, once the EKF is initialised with a position standard
+deviation of at most ``max_prior_std_m`` and the stage has a map (the
+mission's lane graph):
+
+1. the sweep becomes a BEV raster in the ego frame, the map's road and
+   markings are rendered at the EKF's pose (the prior), and the network
+   (:class:`~av_stack.localization.learned.model.MatchNet`) predicts the true
+   pose in the prior's frame with a standard deviation per axis;
+2. a prediction less sure than ``max_std_m`` / ``max_yaw_std_deg`` is
+   dropped (the network says it cannot tell: a featureless stretch, an
+   empty scan); otherwise the pose is fused into the EKF
+   (:meth:`EkfLocalization.update_pose`) with the network's covariance
+   (rotated into the world frame, times ``cov_scale``, plus the floors
+   ``min_std_m`` / ``min_yaw_std_deg``) behind a Mahalanobis gate
+   ``gate_chi2``.
+
+``valid`` and the covariance are the EKF's; :attr:`LearnedLocalization.status`
+says what the last match did, ``fits`` / ``accepted`` count them. An empty or
+malformed sweep, a frame without LiDAR, no mission, and non-finite inputs
+only skip the match (never an exception); a missing or corrupt checkpoint is
+one :class:`~av_stack.localization.learned.model.CheckpointError` when the
+stage is built.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from av_stack.localization.ekf import EkfLocalization
+from av_stack.localization.learned.model import GRID, compose, load_checkpoint, map_layers
+from av_stack.messages import Mission, PoseEstimate, SensorFrame
+from av_stack.registry import StageParams
+
+DEFAULT_CHECKPOINT = "checkpoints/localization/matcher.pt"
+
+
+def _shipped(path: str) -> Path:
+    found = Path(path)
+    if not found.is_absolute() and not found.exists():
+        found = Path(__file__).resolve().parents[3] / found  # the shipped checkpoint, wherever we run from
+    return found
+
+
+class LearnedLocalization:
+    """The learned localization stage (see the module docstring); ``localization: {name: learned}``."""
+
+    counter_prefix = "match_"  # avsim eval localization reports fits / accepted as match_fits / match_accepted
+
+    class Config(StageParams):
+        """The checkpoint, when to match, the gates and the covariance, and the EKF under it."""
+
+        checkpoint: str = Field(DEFAULT_CHECKPOINT, description="a file written by `avsim train localization`")
+        lidar: str | None = Field(None, description="the LiDAR sensor's name; None: the frame's first LiDAR")
+        max_prior_std_m: float = Field(3.0, gt=0, description="match while the EKF's position std is at most this")
+        min_scan_cells: int = Field(50, ge=1, description="a sweep hitting fewer BEV cells is not matched")
+        max_std_m: float = Field(0.5, gt=0, description="drop a prediction less sure than this (either axis)")
+        max_yaw_std_deg: float = Field(2.0, gt=0, description="... or than this in yaw")
+        gate_chi2: float = Field(16.3, ge=0, description="reject a match this far from the prediction "
+                                 "(Mahalanobis, 3 dof; 0: no gate)")
+        cov_scale: float = Field(1.0, gt=0, description="the network's variances are multiplied by this")
+        min_std_m: float = Field(0.02, gt=0, description="position std floor of a match")
+        min_yaw_std_deg: float = Field(0.05, gt=0, description="yaw std floor of a match")
+        threads: int = Field(1, ge=0, description="torch CPU threads for the network (0: torch's default)")
+        ekf: EkfLocalization.Config = Field(default_factory=EkfLocalization.Config, description="the EKF's keys")
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.model, _ = load_checkpoint(_shipped(config.checkpoint))
+        self.ekf = EkfLocalization(config.ekf)
+        self._raster = None
+        self._lanes = None
+        self.reset(None)
+
+    def reset(self, mission: Mission | None) -> None:
+        """Forget the episode; the map raster is rebuilt only when the mission's lane graph changes."""
+        self.ekf.reset(mission)
+        self.status = "waiting for a first GNSS fix"
+        self.fits = self.accepted = 0
+        self.last_std: np.ndarray | None = None
+        if mission is None:
+            self._raster, self._lanes = None, None
+        elif mission.lanes is not self._lanes:
+            from av_stack.perception.classical import MapRaster
+
+            self._raster = MapRaster(mission.lanes, GRID.config.pixels_per_m)
+            self._lanes = mission.lanes
+
+    def set_initial_pose(self, pose, std_m: float | None = None, yaw_std_deg: float | None = None) -> None:
+        """Start the EKF from ``pose`` (see :meth:`EkfLocalization.set_initial_pose`)."""
+        self.ekf.set_initial_pose(pose, std_m, yaw_std_deg)
+
+    def step(self, frame: SensorFrame) -> PoseEstimate:
+        """EKF prediction and updates, then the network's match on a LiDAR frame; the estimate."""
+        self.ekf.fuse(frame)
+        match = self._match(frame)
+        estimate = self.ekf.estimate(frame)
+        self.status = f"{self.ekf.status}; match: {match}"
+        return estimate
+
+    def _match(self, frame: SensorFrame) -> str:
+        from av_stack.perception.learned.geometry import lidar_bev
+
+        c = self.config
+        name = c.lidar or next((n for n, cal in frame.calibration.items()
+                                if cal.blueprint_id.startswith("sensor.lidar.")), None)
+        if name is None or name not in frame.data or name not in frame.calibration:
+            return "no LiDAR sweep this frame"
+        if self._raster is None:
+            return "no map (no mission)"
+        if not self.ekf.initialized:
+            return "waiting for the EKF"
+        prior_std = self.ekf.position_std()
+        if prior_std > c.max_prior_std_m:
+            return f"waiting for the EKF (position std {prior_std:.1f} m)"
+        points = np.asarray(frame.data[name], dtype=np.float32)
+        if points.ndim != 2 or points.shape[1] < 4:
+            return "empty scan" if points.size == 0 else f"malformed scan of shape {points.shape}"
+        points = points[np.isfinite(points[:, :4]).all(axis=1)]
+        scan = lidar_bev(points, frame.calibration[name].mount, GRID)
+        if int((scan[0] > 0).sum()) < c.min_scan_cells:
+            return "empty scan" if len(points) == 0 else f"rejected: the sweep hits {int((scan[0] > 0).sum())} cells"
+        prior = np.array(self.ekf.s[:3], dtype=np.float64)
+        x = np.concatenate([scan, map_layers(self._raster.view(*prior, GRID))])[None]
+        threads = torch.get_num_threads()
+        if c.threads:
+            torch.set_num_threads(c.threads)
+        try:
+            with torch.no_grad():
+                delta, std = (v[0].numpy().astype(np.float64) for v in self.model.predict(torch.from_numpy(x)))
+        finally:
+            torch.set_num_threads(threads)
+        self.fits += 1
+        self.last_std = std
+        if std[0] > c.max_std_m or std[1] > c.max_std_m or std[2] > math.radians(c.max_yaw_std_deg):
+            return f"unsure: std {std[0]:.2f} / {std[1]:.2f} m, {math.degrees(std[2]):.2f} deg"
+        variance = c.cov_scale * std ** 2 + np.array([c.min_std_m, c.min_std_m, math.radians(c.min_yaw_std_deg)]) ** 2
+        cos, sin = math.cos(prior[2]), math.sin(prior[2])
+        rotation = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
+        covariance = rotation @ np.diag(variance) @ rotation.T
+        if not self.ekf.update_pose(compose(prior, delta), covariance, c.gate_chi2):
+            return f"rejected: {math.hypot(delta[0], delta[1]):.2f} m from the prediction"
+        self.accepted += 1
+        return f"fused: {delta[0]:+.2f} / {delta[1]:+.2f} m, std {std[0]:.2f} / {std[1]:.2f} m"

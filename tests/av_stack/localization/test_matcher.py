@@ -1,0 +1,143 @@
+"""The learned localization: the map-matching network's shapes and geometry, a tiny training run, the
+checkpoint round trip and its errors, and the ``learned`` stage on logged frames (with bad inputs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from av_stack.localization.learned.model import GRID, IN_CHANNELS, CheckpointError, MatchNet, compose, \
+    gaussian_nll, load_checkpoint, relative_pose, save_checkpoint
+from av_stack.localization.learned.train import load_matcher_config, train_matcher
+
+TINY = {"model": {"width": 4, "lidar": "lidar"},
+        "train": {"epochs": 1, "batch_size": 4, "val_samples": 8, "checkpoint_every_steps": 1}}
+
+
+def test_the_network_maps_rasters_to_a_correction_and_its_spread():
+    model = MatchNet(16).eval()
+    size = GRID.config.size_px
+    mean, log_var = model(torch.zeros(2, IN_CHANNELS, size, size))
+    assert mean.shape == (2, 3) and log_var.shape == (2, 3)
+    delta, std = model.predict(torch.zeros(1, IN_CHANNELS, size, size))
+    assert delta.shape == (1, 3) and (std > 0).all()
+    assert sum(p.numel() for p in model.parameters()) * 4 < 2e6  # under 2 MB of float32 weights
+
+
+def test_relative_pose_and_compose_are_inverse():
+    prior, truth = np.array([10.0, -4.0, 3.0]), np.array([11.0, -6.0, -3.1])
+    delta = relative_pose(prior, truth)
+    assert np.allclose(compose(prior, delta)[:2], truth[:2])
+    assert math.isclose(math.remainder(compose(prior, delta)[2] - truth[2], 2 * math.pi), 0.0, abs_tol=1e-12)
+    ahead = relative_pose(np.array([0.0, 0.0, math.pi / 2]), np.array([0.0, 2.0, math.pi / 2]))
+    assert np.allclose(ahead, [2.0, 0.0, 0.0])  # facing +y, a point 2 m along +y is 2 m ahead
+
+
+def test_gaussian_nll_prefers_an_honest_spread():
+    target = torch.ones(1, 3)
+    mean = torch.zeros(1, 3)
+    assert gaussian_nll(mean, torch.zeros(1, 3), target) < gaussian_nll(mean, torch.full((1, 3), -4.0), target)
+
+
+def test_a_tiny_training_run_lowers_the_loss_and_resumes(dataset, tmp_path):
+    from av_stack.localization.learned.train import draw_offsets, load_samples
+
+    config = load_matcher_config(TINY)
+    samples = load_samples(dataset, "train", "lidar", limit=8)
+    torch.manual_seed(0)
+    model = MatchNet(4)
+    optimizer = torch.optim.Adam(model.parameters(), 3e-3)
+    x, target = samples.batch(np.arange(8), draw_offsets(np.random.default_rng(0), 8, config.train))
+    losses = []
+    for _ in range(25):
+        loss = gaussian_nll(*model(x), target / model.scale)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0] - 0.5
+
+    out = tmp_path / "run"
+    train_matcher(config, out, dataset, max_steps=1, limit=12)
+    assert load_checkpoint(out / "last.pt")[1]["step"] == 1
+    record = train_matcher(config, out, dataset, limit=12)  # resumes and finishes the epoch
+    assert record["step"] == 3 and record["epoch"] == 1
+    assert (out / "train_log.jsonl").read_text().count("\n") == 2
+    assert any((out / "tb").iterdir())
+
+
+def test_checkpoint_round_trip_and_clear_errors(tmp_path):
+    model = MatchNet(4).eval()
+    path = save_checkpoint(tmp_path / "m.pt", model, {"model": {"width": 4}}, {"step": 7})
+    loaded, saved = load_checkpoint(path)
+    x = torch.rand(1, IN_CHANNELS, GRID.config.size_px, GRID.config.size_px)
+    assert torch.allclose(model(x)[0], loaded(x)[0]) and saved["step"] == 7
+    with pytest.raises(CheckpointError, match="no localization checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_checkpoint(tmp_path / "bad.pt")
+    torch.save({"kind": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a localization matcher"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A (barely trained) width-4 checkpoint whose predictions are sure enough to be fused."""
+    model = MatchNet(4).eval()
+    with torch.no_grad():
+        model.head[-1].bias[3:] = -6.0  # std = scale * e^-3: about 0.15 m, so the stage fuses it
+    return save_checkpoint(tmp_path_factory.mktemp("matcher") / "m.pt", model, {}, {})
+
+
+def test_the_stage_scores_on_logged_frames_and_flags_bad_inputs(dataset, checkpoint):
+    from av_stack.localization import LOCALIZATION
+    from av_stack.localization.evaluate import evaluate_localization
+    from av_stack.logs import topics as T
+    from av_stack.logs.reader import LogReader
+    from av_stack.replay.logged import log_map, mission_of
+
+    result = evaluate_localization({"learned": {"name": "learned", "checkpoint": str(checkpoint)}}, dataset,
+                                   gnss_noise_m=2.0, max_frames=30)
+    scores = result["methods"]["learned"]
+    assert scores["frames"] == 30 and scores["match_fits"] > 0 and scores["ms_per_frame"] > 0
+
+    log = LogReader(sorted(dataset.glob("*.mcap"))[0])
+    stage = LOCALIZATION.build({"name": "learned", "checkpoint": str(checkpoint)})
+    mission = None
+    frames = []
+    for logged in log.frames():
+        episode = logged.messages.get(T.EPISODE)
+        if episode is not None and mission is None:
+            mission = mission_of(log, log_map(log), episode, logged.messages.get(T.GT_WORLD))
+        if logged.sensor_frame is not None and logged.sensor_frame.ground_truth is not None:
+            frames.append(logged.sensor_frame)
+        if len(frames) == 6:
+            break
+    stage.reset(mission)
+    for frame in frames[:3]:
+        stage.step(frame)
+    assert stage.fits >= 1  # the map and the sweep were matched
+    frame = frames[3]
+    empty = {name: (np.zeros((0, 4), np.float32) if name == "lidar" else value) for name, value in frame.data.items()}
+    estimate = stage.step(dataclasses.replace(frame, data=empty))
+    assert "empty scan" in stage.status and np.isfinite(estimate.pose.x_m)
+    nan_gnss = dataclasses.replace(frames[4], ego=dataclasses.replace(frames[4].ego, gnss=np.full(3, np.nan)))
+    estimate = stage.step(nan_gnss)
+    assert np.isfinite([estimate.pose.x_m, estimate.pose.y_m, estimate.pose.yaw_rad]).all()
+    nan_scan = {name: (np.full((50, 4), np.nan, np.float32) if name == "lidar" else value)
+                for name, value in frames[5].data.items()}
+    stage.step(dataclasses.replace(frames[5], data=nan_scan))
+    assert "empty scan" in stage.status
+
+
+def test_a_missing_checkpoint_is_one_clear_error(tmp_path):
+    from av_stack.localization import LOCALIZATION
+
+    with pytest.raises(CheckpointError, match="nowhere.pt"):
+        LOCALIZATION.build({"name": "learned", "checkpoint": str(tmp_path / "nowhere.pt")})
