@@ -10,13 +10,16 @@ mission's lane graph):
    markings are rendered at the EKF's pose (the prior), and the network
    (:class:`~av_stack.localization.learned.model.MatchNet`) predicts the true
    pose in the prior's frame with a standard deviation per axis;
-2. a prediction less sure than ``max_std_m`` / ``max_yaw_std_deg`` is
-   dropped (the network says it cannot tell: a featureless stretch, an
-   empty scan); otherwise the pose is fused into the EKF
-   (:meth:`EkfLocalization.update_pose`) with the network's covariance
+2. each axis of the prediction (along and across the prior's heading, yaw)
+   is fused only when the network is sure of it (std at most ``max_std_m``
+   / ``max_yaw_std_deg``): where it cannot tell (along a straight road) its
+   prediction is the prior it was given, and fusing that would only make the
+   filter sure of its own guess. The sure axes go into the EKF
+   (:meth:`EkfLocalization.update_pose`) with the network's variances
    (rotated into the world frame, times ``cov_scale``, plus the floors
-   ``min_std_m`` / ``min_yaw_std_deg``) behind a Mahalanobis gate
-   ``gate_chi2``.
+   ``min_std_m`` / ``min_yaw_std_deg``; the other axes with a variance of
+   1e4) behind a Mahalanobis gate ``gate_chi2``; a prediction sure of no
+   axis is dropped.
 
 ``valid`` and the covariance are the EKF's; :attr:`LearnedLocalization.status`
 says what the last match did, ``fits`` / ``accepted`` count them. An empty or
@@ -41,6 +44,7 @@ from av_stack.messages import Mission, PoseEstimate, SensorFrame
 from av_stack.registry import StageParams
 
 DEFAULT_CHECKPOINT = "checkpoints/localization/matcher.pt"
+_UNFUSED_VARIANCE = 1e4  # m^2 or rad^2: an axis that says nothing
 
 
 def _shipped(path: str) -> Path:
@@ -62,11 +66,13 @@ class LearnedLocalization:
         lidar: str | None = Field(None, description="the LiDAR sensor's name; None: the frame's first LiDAR")
         max_prior_std_m: float = Field(3.0, gt=0, description="match while the EKF's position std is at most this")
         min_scan_cells: int = Field(50, ge=1, description="a sweep hitting fewer BEV cells is not matched")
-        max_std_m: float = Field(0.5, gt=0, description="drop a prediction less sure than this (either axis)")
-        max_yaw_std_deg: float = Field(2.0, gt=0, description="... or than this in yaw")
+        max_std_m: float = Field(0.3, gt=0, description="a position axis (along / across the prior's heading) is "
+                                 "fused only when the network's std on it is at most this")
+        max_yaw_std_deg: float = Field(0.5, gt=0, description="the yaw is fused only when its std is at most this")
         gate_chi2: float = Field(16.3, ge=0, description="reject a match this far from the prediction "
                                  "(Mahalanobis, 3 dof; 0: no gate)")
-        cov_scale: float = Field(1.0, gt=0, description="the network's variances are multiplied by this")
+        cov_scale: float = Field(16.0, gt=0, description="the network's variances are multiplied by this (its "
+                                 "matches, 10 a second, are not independent; 16 chosen on the val split)")
         min_std_m: float = Field(0.02, gt=0, description="position std floor of a match")
         min_yaw_std_deg: float = Field(0.05, gt=0, description="yaw std floor of a match")
         threads: int = Field(1, ge=0, description="torch CPU threads for the network (0: torch's default)")
@@ -140,13 +146,19 @@ class LearnedLocalization:
             torch.set_num_threads(threads)
         self.fits += 1
         self.last_std = std
-        if std[0] > c.max_std_m or std[1] > c.max_std_m or std[2] > math.radians(c.max_yaw_std_deg):
+        sure = np.array([std[0] <= c.max_std_m, std[1] <= c.max_std_m, std[2] <= math.radians(c.max_yaw_std_deg)])
+        if not sure.any():
             return f"unsure: std {std[0]:.2f} / {std[1]:.2f} m, {math.degrees(std[2]):.2f} deg"
-        variance = c.cov_scale * std ** 2 + np.array([c.min_std_m, c.min_std_m, math.radians(c.min_yaw_std_deg)]) ** 2
+        # An axis the network cannot tell (along a straight road) is not fused: its prediction there is the
+        # prior itself, and fusing it would make the filter sure of its own guess.
+        floor = np.array([c.min_std_m, c.min_std_m, math.radians(c.min_yaw_std_deg)])
+        variance = np.where(sure, c.cov_scale * std ** 2 + floor ** 2, _UNFUSED_VARIANCE)
+        delta = np.where(sure, delta, 0.0)
         cos, sin = math.cos(prior[2]), math.sin(prior[2])
         rotation = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
         covariance = rotation @ np.diag(variance) @ rotation.T
         if not self.ekf.update_pose(compose(prior, delta), covariance, c.gate_chi2):
             return f"rejected: {math.hypot(delta[0], delta[1]):.2f} m from the prediction"
         self.accepted += 1
-        return f"fused: {delta[0]:+.2f} / {delta[1]:+.2f} m, std {std[0]:.2f} / {std[1]:.2f} m"
+        axes = "".join(name for name, on in zip(("x", "y", "yaw"), sure) if on)
+        return f"fused {axes}: {delta[0]:+.2f} / {delta[1]:+.2f} m, std {std[0]:.2f} / {std[1]:.2f} m"
