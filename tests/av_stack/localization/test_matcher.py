@@ -141,3 +141,48 @@ def test_a_missing_checkpoint_is_one_clear_error(tmp_path):
 
     with pytest.raises(CheckpointError, match="nowhere.pt"):
         LOCALIZATION.build({"name": "learned", "checkpoint": str(tmp_path / "nowhere.pt")})
+
+
+def test_the_shipped_checkpoint_loads_is_small_and_runs_fast():
+    import time
+    from pathlib import Path
+
+    from av_stack.localization.learned.stage import DEFAULT_CHECKPOINT, _shipped
+
+    path = _shipped(DEFAULT_CHECKPOINT)
+    if not Path(path).is_file():
+        pytest.skip("no shipped checkpoint in this checkout")
+    assert Path(path).stat().st_size < 20e6
+    model, saved = load_checkpoint(path)
+    assert "optimizer" not in saved and saved["config"]["model"]["lidar"] == "roof_lidar"
+    x = torch.zeros(1, IN_CHANNELS, GRID.config.size_px, GRID.config.size_px)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            model(x)
+            start = time.perf_counter()
+            for _ in range(5):
+                model(x)
+        assert (time.perf_counter() - start) / 5 < 0.05  # about 5 ms alone; generous for a busy machine
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_commands_give_one_clear_error(dataset, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from launch.localization_cli import eval_localization
+    from launch.localization_train_cli import train_localization
+
+    app = typer.Typer()
+    app.command("train")(train_localization)
+    app.command("eval")(eval_localization)
+    (tmp_path / "bad.yaml").write_text("model: {widht: 8}\n")
+    result = CliRunner().invoke(app, ["train", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "o"),
+                                      "--data", str(dataset)])
+    assert result.exit_code == 2 and "widht" in result.output
+    result = CliRunner().invoke(app, ["eval", "--data", str(dataset), "--methods", "learned", "--checkpoint",
+                                      str(tmp_path / "none.pt"), "--json"])
+    assert result.exit_code == 2 and "none.pt" in result.output
