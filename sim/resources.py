@@ -15,10 +15,16 @@ looked up among the shipped ones.
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
-from sim.config import ConfigError
+from pydantic import BaseModel
 
-__all__ = ["SHIPPED_CONFIGS_DIR", "locate_config", "resolve_config", "shipped_config", "shipped_configs"]
+from sim.config import ConfigError, read_yaml
+
+__all__ = ["SHIPPED_CONFIGS_DIR", "load_model_config", "locate_config", "resolve_config", "shipped_config",
+           "shipped_configs"]
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 SHIPPED_CONFIGS_DIR = (Path(__file__).resolve().parent / "_configs").resolve()  # the real folder, link or not
 
@@ -93,3 +99,18 @@ def _choices(kind: str | None) -> str:
     """The shipped choices, for error messages."""
     where = f"shipped {kind} configs" if kind else "shipped configs"
     return f"{where}: {', '.join(shipped_configs(kind)) or 'none'}"
+
+
+def load_model_config(path: str | Path | dict | None, model: type[_Model], kind: str, label: str) -> _Model:
+    """``model`` validated from a YAML file (a path or a shipped name under ``configs/<kind>``), a dict, or its
+    defaults (None); one :class:`ConfigError` naming the file (``label`` if it is missing) and the key."""
+    if path is None:
+        return model()
+    if isinstance(path, dict):
+        data, source = path, "<dict>"
+    else:
+        data, source = read_yaml(resolve_config(str(path), kind), label), str(path)
+    try:
+        return model.model_validate(data)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None

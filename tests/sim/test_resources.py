@@ -70,3 +70,23 @@ def test_loaders_accept_shipped_paths_from_any_directory(elsewhere) -> None:
     assert names and names == [spec.name for spec in load_suite(shipped_suite_path("default")).sensors]
     with pytest.raises(RouteError, match="nope.yaml does not exist"):
         load_route_file("configs/routes/nope.yaml")
+
+
+def test_load_model_config_takes_a_file_a_dict_or_defaults_with_one_clear_error(tmp_path):
+    from pydantic import BaseModel, ConfigDict
+
+    from sim.resources import load_model_config
+
+    class Small(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        size: int = 3
+
+    assert load_model_config(None, Small, "perception", "small config").size == 3
+    assert load_model_config({"size": 5}, Small, "perception", "small config").size == 5
+    (tmp_path / "s.yaml").write_text("size: 7\n")
+    assert load_model_config(str(tmp_path / "s.yaml"), Small, "perception", "small config").size == 7
+    (tmp_path / "bad.yaml").write_text("sise: 7\n")
+    with pytest.raises(ConfigError, match="(?s)bad.yaml: .*sise"):
+        load_model_config(str(tmp_path / "bad.yaml"), Small, "perception", "small config")
+    with pytest.raises(ConfigError, match="missing.yaml does not exist and is not a shipped config name"):
+        load_model_config(str(tmp_path / "missing.yaml"), Small, "perception", "small config")

@@ -32,7 +32,6 @@ stage is built.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,16 +41,10 @@ from av_stack.localization.ekf import EkfLocalization
 from av_stack.localization.learned.model import GRID, compose, load_checkpoint, map_layers
 from av_stack.messages import Mission, PoseEstimate, SensorFrame
 from av_stack.registry import StageParams
+from av_stack.shipped import shipped_file
 
 DEFAULT_CHECKPOINT = "checkpoints/localization/matcher.pt"
 _UNFUSED_VARIANCE = 1e4  # m^2 or rad^2: an axis that says nothing
-
-
-def _shipped(path: str) -> Path:
-    found = Path(path)
-    if not found.is_absolute() and not found.exists():
-        found = Path(__file__).resolve().parents[3] / found  # the shipped checkpoint, wherever we run from
-    return found
 
 
 class LearnedLocalization:
@@ -80,7 +73,7 @@ class LearnedLocalization:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.model, _ = load_checkpoint(_shipped(config.checkpoint))
+        self.model, _ = load_checkpoint(shipped_file(config.checkpoint))
         self.ekf = EkfLocalization(config.ekf)
         self._raster = None
         self._lanes = None

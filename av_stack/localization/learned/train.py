@@ -32,7 +32,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from av_stack.localization.learned.model import GRID, MatchNet, gaussian_nll, load_checkpoint, map_layers, \
     relative_pose, save_checkpoint
-from sim.config import ConfigError, read_yaml
 
 CHECKPOINT = "last.pt"
 
@@ -75,18 +74,9 @@ class MatcherConfig(BaseModel):
 def load_matcher_config(path: str | Path | dict | None) -> MatcherConfig:
     """A validated config from a YAML file (a path or a shipped name under configs/localization) or a dict;
     :class:`ConfigError` naming the file and the key."""
-    if path is None:
-        return MatcherConfig()
-    if isinstance(path, dict):
-        data, source = path, "<dict>"
-    else:
-        from sim.resources import resolve_config
+    from sim.resources import load_model_config
 
-        data, source = read_yaml(resolve_config(str(path), "localization"), "localization config"), str(path)
-    try:
-        return MatcherConfig.model_validate(data)
-    except ValueError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    return load_model_config(path, MatcherConfig, "localization", "localization config")
 
 
 class MatchSamples:

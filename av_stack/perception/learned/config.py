@@ -11,7 +11,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sim.config import ConfigError, read_yaml
 
 INPUTS = ("camera", "lidar", "radar")
 SEG_CHANNELS = ("road", "lane_solid", "lane_broken", "vehicles_t0", "pedestrians_t0")
@@ -77,15 +76,6 @@ class PerceptionConfig(BaseModel):
 def load_perception_config(path: str | Path | dict | None) -> PerceptionConfig:
     """A validated config from a YAML file (a path or a shipped name under configs/perception) or a dict;
     :class:`ConfigError` naming the file and the key."""
-    if path is None:
-        return PerceptionConfig()
-    if isinstance(path, dict):
-        data, source = path, "<dict>"
-    else:
-        from sim.resources import resolve_config
+    from sim.resources import load_model_config
 
-        data, source = read_yaml(resolve_config(str(path), "perception"), "perception config"), str(path)
-    try:
-        return PerceptionConfig.model_validate(data)
-    except ValueError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    return load_model_config(path, PerceptionConfig, "perception", "perception config")

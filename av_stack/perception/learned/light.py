@@ -126,20 +126,9 @@ class LightConfig(BaseModel):
 def load_light_config(path: str | Path | dict | None) -> LightConfig:
     """A validated :class:`LightConfig` from a YAML file (a path or a shipped name under configs/perception)
     or a dict; ``ConfigError`` naming the file and the key."""
-    from sim.config import ConfigError, read_yaml
+    from sim.resources import load_model_config
 
-    if path is None:
-        return LightConfig()
-    if isinstance(path, dict):
-        data, source = path, "<dict>"
-    else:
-        from sim.resources import resolve_config
-
-        data, source = read_yaml(resolve_config(str(path), "perception"), "light config"), str(path)
-    try:
-        return LightConfig.model_validate(data)
-    except ValueError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    return load_model_config(path, LightConfig, "perception", "light config")
 
 
 # ---------------------------------------------------------------------------------------------- locator

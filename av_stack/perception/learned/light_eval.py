@@ -54,9 +54,10 @@ def evaluate_light(method: str, data: str | Path, split: str | None = "test", ra
         raise DatasetError(f"dataset {root} has no {split or ''} logs")
     if method == "learned":
         from av_stack.perception.learned.light import LightReader
-        from av_stack.perception.learned.stage import DEFAULT_LIGHT_CHECKPOINT, _shipped
+        from av_stack.perception.learned.stage import DEFAULT_LIGHT_CHECKPOINT
+        from av_stack.shipped import shipped_file
 
-        reader = LightReader.from_checkpoint(_shipped(checkpoint or DEFAULT_LIGHT_CHECKPOINT), range_m=range_m)
+        reader = LightReader.from_checkpoint(shipped_file(checkpoint or DEFAULT_LIGHT_CHECKPOINT), range_m=range_m)
         reset, read = reader.reset, reader
     elif method == "classical":
         from av_stack.perception.classical import ClassicalPerception

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from pathlib import Path
 from typing import Literal
 
 import cv2
@@ -34,18 +33,11 @@ from av_stack.perception.learned.features import InputBuilder
 from av_stack.perception.learned.light import LightReader
 from av_stack.perception.learned.targets import LIGHT_STATES, decode_detections
 from av_stack.registry import StageParams
+from av_stack.shipped import shipped_file
 from sim.api import ActorKind
 
 DEFAULT_CHECKPOINT = "checkpoints/perception/bev.pt"
 DEFAULT_LIGHT_CHECKPOINT = "checkpoints/perception/light.pt"
-
-
-def _shipped(path: str) -> Path:
-    """``path`` as given, or relative to the repository when it is relative and not found here."""
-    found = Path(path)
-    if not found.is_absolute() and not found.exists():
-        found = Path(__file__).resolve().parents[3] / found
-    return found
 
 
 class LearnedPerception:
@@ -70,15 +62,12 @@ class LearnedPerception:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()
-        path = Path(self.config.checkpoint)
-        if not path.is_absolute() and not path.exists():
-            path = Path(__file__).resolve().parents[3] / path  # the shipped checkpoint, wherever we run from
-        self.model, self.model_config, self.spec, _ = load_checkpoint(path)
+        self.model, self.model_config, self.spec, _ = load_checkpoint(shipped_file(self.config.checkpoint))
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         self._light: LightReader | None = None
         if self.config.light_checkpoint is not None:
-            self._light = LightReader.from_checkpoint(_shipped(self.config.light_checkpoint),
+            self._light = LightReader.from_checkpoint(shipped_file(self.config.light_checkpoint),
                                                       range_m=self.config.light_range_m)
         self._builder: InputBuilder | None = None
         self._history: deque = deque()

@@ -147,9 +147,10 @@ def test_the_shipped_checkpoint_loads_is_small_and_runs_fast():
     import time
     from pathlib import Path
 
-    from av_stack.localization.learned.stage import DEFAULT_CHECKPOINT, _shipped
+    from av_stack.localization.learned.stage import DEFAULT_CHECKPOINT
+    from av_stack.shipped import shipped_file
 
-    path = _shipped(DEFAULT_CHECKPOINT)
+    path = shipped_file(DEFAULT_CHECKPOINT)
     if not Path(path).is_file():
         pytest.skip("no shipped checkpoint in this checkout")
     assert Path(path).stat().st_size < 20e6
