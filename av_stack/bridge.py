@@ -103,13 +103,17 @@ class StackAgent:
         self.frame, self.outputs = None, None
 
     def __call__(self, obs, env) -> np.ndarray:
+        return control_to_action(self.control(obs, env), env.config.action.mode)
+
+    def control(self, obs, env):
+        """The stack's :class:`~sim.api.VehicleControl` for observation ``obs`` (one stack step)."""
         snapshot = env.world.snapshot()
         row = snapshot.index_of(env.ego_id)
         yaw = float(snapshot.rotation_rad[row, 1])
         speed = float(snapshot.velocity_mps[row, 0] * math.cos(yaw) + snapshot.velocity_mps[row, 1] * math.sin(yaw))
         self.frame = self._builder(obs, speed)
         self.outputs = self.stack.step(self.frame)
-        return control_to_action(self.outputs.control, env.config.action.mode)
+        return self.outputs.control
 
 
 def expert_agent(**planner_keys) -> StackAgent:

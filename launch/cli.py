@@ -25,6 +25,7 @@ from launch.collect_cli import collect as _collect  # light modules: heavy impor
 from launch.errors import console, error_text as _error_text, fail as _fail
 from launch.localization_cli import eval_localization as _eval_localization
 from launch.localization_train_cli import train_localization as _train_localization
+from launch.policy_cli import train_policy_command as _train_policy
 from launch.prior_map_cli import build_prior as _build_prior
 from launch.replay_cli import replay as _replay
 
@@ -47,6 +48,7 @@ app.command("replay")(_replay)
 eval_app.command("localization")(_eval_localization)
 map_app.command("build-prior")(_build_prior)
 train_app.command("localization")(_train_localization)
+train_app.command("policy")(_train_policy)
 
 
 
