@@ -188,12 +188,19 @@ class EkfLocalization:
         self._last_rate = rate
         self._no_gnss, self._no_gyro = gnss_xy is None, rate is None
 
-    def update_pose(self, pose: np.ndarray, covariance: np.ndarray, gate_chi2: float = 0.0) -> bool:
+    def update_pose(self, pose: np.ndarray, covariance: np.ndarray, gate_chi2: float = 0.0,
+                    heading_from_position: bool = True) -> bool:
         """Fuse a measurement of the pose ``(x, y, yaw)`` with its (3, 3) covariance (map matching, e.g. ICP);
         False (and nothing fused) before the filter is initialised, for a non-finite measurement, or when its
         Mahalanobis distance to the prediction exceeds ``gate_chi2`` (3 dof; 0: no gate). Once one is fused,
         GNSS that disagrees neither re-anchors nor widens the position for ``pose_authority_s``: the map is
-        the better reference."""
+        the better reference.
+
+        ``heading_from_position=False``: the measured position corrects only the position (a Schmidt
+        update: the yaw, speed and gyro bias keep their values, their covariance stays consistent); the yaw
+        is corrected by the measured yaw alone (first, as a separate update; the covariance must not correlate
+        the yaw with the position). For a position whose error wanders slowly (a learned match), which the
+        full update would read as a heading error."""
         z = np.asarray(pose, dtype=np.float64).reshape(3)
         R = np.asarray(covariance, dtype=np.float64).reshape(3, 3)
         if not self.initialized or not (np.isfinite(z).all() and np.isfinite(R).all()):
@@ -206,7 +213,12 @@ class EkfLocalization:
             S = H @ self.P @ H.T + R
             if float(innovation @ np.linalg.solve(S, innovation)) > gate_chi2:
                 return False
-        self._correct(innovation, H, R)
+        if heading_from_position:
+            self._correct(innovation, H, R)
+        else:
+            self._correct(innovation[2:], H[2:], R[2:, 2:])
+            innovation = z[:2] - self.s[:2]
+            self._correct(innovation, H[:2], R[:2, :2], only=(_X, _Y))
         self._check_finite()
         self._pose_fused_t = self._t
         self.rejections = 0
@@ -277,10 +289,14 @@ class EkfLocalization:
         Q[_B, _B] += c.gyro_bias_walk ** 2 * dt
         self.P = F @ self.P @ F.T + Q
 
-    def _correct(self, innovation: np.ndarray, H: np.ndarray, R: np.ndarray) -> None:
-        """Kalman update in Joseph form (keeps P symmetric positive semi-definite)."""
+    def _correct(self, innovation: np.ndarray, H: np.ndarray, R: np.ndarray,
+                 only: tuple[int, ...] | None = None) -> None:
+        """Kalman update in Joseph form (keeps P symmetric positive semi-definite; valid for any gain, so
+        ``only``, the states the update may move, zeroes the others' gain rows)."""
         S = H @ self.P @ H.T + R
         K = np.linalg.solve(S, H @ self.P).T
+        if only is not None:
+            K[[k for k in range(len(self.s)) if k not in only]] = 0.0
         self.s = self.s + K @ innovation
         self.s[_YAW] = _wrap(self.s[_YAW])
         A = np.eye(5) - K @ H

@@ -68,6 +68,9 @@ class LearnedLocalization:
                                  "matches, 10 a second, are not independent; 16 chosen on the val split)")
         min_std_m: float = Field(0.02, gt=0, description="position std floor of a match")
         min_yaw_std_deg: float = Field(0.05, gt=0, description="yaw std floor of a match")
+        heading_from_position: bool = Field(True, description="let the matched position correct the heading "
+                                            "too (False: position only, a Schmidt update; the yaw from the "
+                                            "network's yaw and the compass)")
         threads: int = Field(1, ge=0, description="torch CPU threads for the network (0: torch's default)")
         ekf: EkfLocalization.Config = Field(default_factory=EkfLocalization.Config, description="the EKF's keys")
 
@@ -150,7 +153,7 @@ class LearnedLocalization:
         cos, sin = math.cos(prior[2]), math.sin(prior[2])
         rotation = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
         covariance = rotation @ np.diag(variance) @ rotation.T
-        if not self.ekf.update_pose(compose(prior, delta), covariance, c.gate_chi2):
+        if not self.ekf.update_pose(compose(prior, delta), covariance, c.gate_chi2, c.heading_from_position):
             return f"rejected: {math.hypot(delta[0], delta[1]):.2f} m from the prediction"
         self.accepted += 1
         axes = "".join(name for name, on in zip(("x", "y", "yaw"), sure) if on)

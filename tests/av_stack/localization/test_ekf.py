@@ -199,3 +199,40 @@ def test_a_bad_config_key_is_one_clear_error(section, word):
     with pytest.raises(StageConfigError, match=word) as info:
         LOCALIZATION.build(section)
     assert "ekf" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_position_only_pose_update_leaves_the_heading_alone(truth):
+    stage = EkfLocalization()
+    for frame in frames(truth[:60], gnss_std=2.0):
+        stage.step(frame)
+    before = stage.s.copy()
+    pose = before[:3] + [0.5, -0.3, 0.0]
+    covariance = np.diag([0.1, 0.1, 1e4])
+    assert stage.update_pose(pose, covariance, heading_from_position=False)
+    assert np.allclose(stage.s[2:], before[2:]) and np.linalg.norm(stage.s[:2] - before[:2]) > 0.15
+    np.linalg.cholesky(stage.P)  # still a covariance
+    full = EkfLocalization()
+    for frame in frames(truth[:60], gnss_std=2.0):
+        full.step(frame)
+    full.update_pose(pose, covariance)
+    assert abs(full.s[2] - before[2]) > 1e-4  # the full update turns the heading through the cross-covariance
+
+
+def test_a_wandering_position_fix_does_not_turn_the_heading_when_kept_to_the_position(truth):
+    """Map matches whose lateral error wanders slowly (0.15 m, 3 s period) on every other frame: the full
+    update reads the wander as heading error; the position-only update keeps the compass's heading."""
+    yaw_errors = {}
+    for heading in (True, False):
+        stage = EkfLocalization()
+        errors = []
+        for k, ((t, x, y, yaw, _), frame) in enumerate(zip(truth, frames(truth, gnss_std=2.0, seed=4))):
+            stage.fuse(frame)
+            if k % 2 == 0 and t > 1.0:
+                wander = 0.15 * math.sin(2 * math.pi * t / 3.0)
+                fix = np.array([x - wander * math.sin(yaw), y + wander * math.cos(yaw), yaw])
+                stage.update_pose(fix, np.diag([0.04 ** 2 * 16, 0.04 ** 2 * 16, 1e4]), 16.3, heading)
+            estimate = stage.estimate(frame)
+            if t >= 5.0:
+                errors.append(math.remainder(estimate.pose.yaw_rad - yaw, 2 * math.pi))
+        yaw_errors[heading] = math.degrees(float(np.sqrt(np.mean(np.square(errors)))))
+    assert yaw_errors[False] < 0.8 * yaw_errors[True], yaw_errors

@@ -187,3 +187,23 @@ def test_the_commands_give_one_clear_error(dataset, tmp_path):
     result = CliRunner().invoke(app, ["eval", "--data", str(dataset), "--methods", "learned", "--checkpoint",
                                       str(tmp_path / "none.pt"), "--json"])
     assert result.exit_code == 2 and "none.pt" in result.output
+
+
+def test_a_shifted_scan_is_the_scan_of_the_moved_ego():
+    from av_stack.localization.learned.train import draw_shifts, shift_scan
+    from av_stack.perception.learned.geometry import lidar_bev
+    from sim.api import Pose
+
+    rng = np.random.default_rng(3)
+    points = np.column_stack([rng.uniform(-15, 15, (400, 2)), rng.uniform(0, 2, 400), rng.uniform(0, 1, 400)])
+    mount = Pose(0.0, 0.0, 0.0, 0.0)
+    ppm = GRID.config.pixels_per_m
+    forward, right = 4, -5  # cells: the ego 4/3 m ahead and 5/3 m to the left
+    moved = points.copy()
+    moved[:, 0] -= forward / ppm
+    moved[:, 1] -= right / ppm
+    assert np.array_equal(shift_scan(lidar_bev(points, mount, GRID), forward, right), lidar_bev(moved, mount, GRID))
+    config = load_matcher_config({"train": {"scan_shift_m": 1.0, "scan_shift_share": 0.5}}).train
+    shifts = draw_shifts(np.random.default_rng(0), 200, config)
+    assert np.abs(shifts).max() == 3 and 0.3 < (shifts != 0).any(axis=1).mean() < 0.7
+    assert draw_shifts(np.random.default_rng(0), 5, load_matcher_config({}).train) is None
