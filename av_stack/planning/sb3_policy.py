@@ -25,5 +25,16 @@ class PolicyAgent:
         """Nothing to reset."""
 
     def __call__(self, obs, env) -> np.ndarray:
-        action, _ = self.model.predict(obs, deterministic=True)
+        action, _ = self.model.predict(self._fit(obs), deterministic=True)
         return action
+
+    def _fit(self, obs):
+        """The env's observation as the model takes it: a BEV policy of ``avsim train policy`` sees the BEV
+        max-pooled (:mod:`av_stack.planning.rl.observation`)."""
+        space = getattr(self.model.observation_space, "spaces", {}).get("bev")
+        if space is None or not isinstance(obs, dict) or obs["bev"].shape == space.shape:
+            return obs
+        from av_stack.planning.rl.observation import pool_bev
+
+        pool = obs["bev"].shape[1] // space.shape[1]
+        return {**obs, "bev": pool_bev(obs["bev"], pool)}

@@ -59,3 +59,14 @@ def test_an_rl_agent_by_name_and_errors_without_a_bev(untrained_policy, tiny_con
     with pytest.raises(ValueError, match="takes 14 BEV channels.*gives 10 x 100 px"):
         planner.step(wrong, pose)
     env.close()
+
+
+def test_a_policy_agent_pools_the_env_bev_for_a_bev_policy(untrained_policy, tiny_config):
+    env = DrivingEnv(tiny_config.env_overrides(tiny_config.towns[0]))
+    obs, _ = env.reset(seed=4)
+    agent = make_agent(f"policy:{untrained_policy}")
+    model = load_policy(untrained_policy)
+    expected = model.predict({"bev": pool_bev(obs["bev"], 3), "measurements": obs["measurements"]},
+                             deterministic=True)[0]
+    np.testing.assert_array_equal(agent(obs, env), expected)
+    env.close()
