@@ -21,6 +21,7 @@ from typing import Any
 
 import typer
 
+from launch.ablation_cli import eval_stack_ablation as _eval_stack_ablation
 from launch.collect_cli import collect as _collect  # light modules: heavy imports inside the commands
 from launch.errors import console, error_text as _error_text, fail as _fail
 from launch.localization_cli import eval_localization as _eval_localization
@@ -46,6 +47,7 @@ app.add_typer(train_app, name="train")
 app.command("collect")(_collect)
 app.command("replay")(_replay)
 eval_app.command("localization")(_eval_localization)
+eval_app.command("stack-ablation")(_eval_stack_ablation)
 map_app.command("build-prior")(_build_prior)
 train_app.command("localization")(_train_localization)
 train_app.command("policy")(_train_policy)

@@ -37,7 +37,8 @@ def _mean_return(model, seeds=range(100, 104)) -> float:
     return total / len(seeds)
 
 
-@pytest.mark.slow  # 10k PPO steps with the CNN: about 2 min on 2 cores
+@pytest.mark.slow  # 10k PPO steps with the CNN: minutes on 2 cores
+@pytest.mark.timeout(1800)
 def test_ppo_raises_the_return_of_the_bev_policy():
     torch.manual_seed(0)
     torch.set_num_threads(1)
