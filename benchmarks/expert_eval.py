@@ -1,9 +1,9 @@
 """Driving score of the expert (``av_stack.planning.expert`` with oracle stages) on shipped route sets and on
-random routes of procedural towns it has never seen.
+random routes of procedural towns it has never seen; ``--agent rl`` scores the RL policy the same way.
 
     python -m benchmarks.expert_eval [--town Town01 --town Town02 ...] [--route ID ...]
                                      [--procedural-seed 0 ...] [--procedural-routes 10]
-                                     [--fixed-traffic] [--seed 0] [--json]
+                                     [--fixed-traffic] [--seed 0] [--agent expert|rl|...] [--json]
 
 Every set runs through :func:`av_stack.runner.evaluate_driving`, the code
 behind ``avsim eval driving``, so each set's figures are reproduced by the
@@ -65,9 +65,15 @@ def traffic_for(map_name: str, fixed: bool = False) -> dict[str, int]:
     return {"vehicles": round(VEHICLES_PER_KM * km), "walkers": round(WALKERS_PER_KM * km)}
 
 
+def observation_for(agent: str) -> str:
+    """The observation mode an agent's stages read: the RL policy needs the BEV, the expert only the ground
+    truth (``state`` is the cheapest)."""
+    return "bev" if agent == "rl" else "state"
+
+
 def _command(routes: str, map_name: str | None, traffic: dict[str, int], seed: int,
-             route_ids: list[str] | None) -> str:
-    parts = ["avsim eval driving --agent expert --observation state", f"--routes {routes}"]
+             route_ids: list[str] | None, agent: str = "expert") -> str:
+    parts = [f"avsim eval driving --agent {agent} --observation {observation_for(agent)}", f"--routes {routes}"]
     if map_name:
         parts.append(f"--map {map_name}")
     parts += [f"--vehicles {traffic['vehicles']}", f"--walkers {traffic['walkers']}", f"--seed {seed}"]
@@ -76,10 +82,11 @@ def _command(routes: str, map_name: str | None, traffic: dict[str, int], seed: i
 
 
 def run_set(name: str, routes: str, map_name: str | None, traffic: dict[str, int], seed: int,
-            route_ids: list[str] | None = None, shown_map: str | None = None) -> dict[str, Any]:
+            route_ids: list[str] | None = None, shown_map: str | None = None, agent: str = "expert"
+            ) -> dict[str, Any]:
     """One set through ``evaluate_driving``; its per-route records and means, and the reproducing command."""
-    result = evaluate_driving("expert", routes, map_name, route_ids or (), observation="state", seed=seed,
-                              traffic=traffic)
+    result = evaluate_driving(agent, routes, map_name, route_ids or (), observation=observation_for(agent),
+                              seed=seed, traffic=traffic)
     records = []
     for r in result["routes"]:
         infractions = {k: v for k, v in r["infractions"].items() if v}
@@ -92,7 +99,8 @@ def run_set(name: str, routes: str, map_name: str | None, traffic: dict[str, int
             "mean_driving_score": round(result["driving_score"], 1),
             "mean_route_completion": round(result["route_completion"], 1),
             "infraction_penalty": round(result["infraction_penalty"], 3), "routes": records,
-            "command": _command(routes, shown_map or map_name, traffic, seed, route_ids)}
+            "latency_ms": result.get("latency_ms", {}),
+            "command": _command(routes, shown_map or map_name, traffic, seed, route_ids, agent)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -107,6 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--fixed-traffic", action="store_true",
                         help="30 vehicles and 20 walkers on every map (default: Town01's density per km of lane)")
     parser.add_argument("--seed", type=int, default=0, help="episode seed of the first route (route k: seed + k)")
+    parser.add_argument("--agent", default="expert", help="the agent (avsim eval driving --agent): expert, rl, ...")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     if args.seed < 0 or args.procedural_routes < 1:
@@ -117,18 +126,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sets = []
     for town in towns:
         sets.append(run_set(town, SHIPPED_TOWNS[town], None, traffic_for(town, args.fixed_traffic), args.seed,
-                            args.route))
+                            args.route, agent=args.agent))
     town_config = load_yaml_config(resolve_config(PROCEDURAL_CONFIG, "world"), ProceduralTownConfig)
     with tempfile.TemporaryDirectory(prefix="expert-eval-") as folder:
         for seed in seeds:
             path = write_town(town_config.model_copy(update={"seed": seed}), Path(folder) / f"grid_seed{seed}.xodr")
             sets.append(run_set(f"procedural_{seed}", f"random:{args.procedural_routes}", str(path),
                                 traffic_for(str(path), args.fixed_traffic), args.seed,
-                                shown_map=f"grid_seed{seed}.xodr"))
+                                shown_map=f"grid_seed{seed}.xodr", agent=args.agent))
     for s in sets:
         print(f"{s['set']:>14}: DS {s['mean_driving_score']:6.1f}  RC {s['mean_route_completion']:6.1f}  "
               f"traffic {s['traffic']}   {s['command']}", flush=True)
-    result = {"benchmark": "expert_eval", "agent": "expert (oracle perception and localization, Stanley control)",
+    agent = "expert (oracle perception and localization, Stanley control)" if args.agent == "expert" else \
+        f"{args.agent} (oracle perception and localization)"
+    result = {"benchmark": "expert_eval", "agent": agent,
               "sets": sets, "wall_s": round(time.perf_counter() - start, 1),
               "machine": {"python": platform.python_version(), "cpu": platform.machine()}}
     if args.json:
