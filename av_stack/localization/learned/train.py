@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from av_stack.localization.learned.model import GRID, MatchNet, compose, gaussian_nll, load_checkpoint, \
-    map_layers, relative_pose, save_checkpoint
+from av_stack.localization.learned.model import GRID, MatchNet, gaussian_nll, load_checkpoint, map_layers, \
+    relative_pose, save_checkpoint
 
 CHECKPOINT = "last.pt"
 
@@ -58,10 +58,6 @@ class TrainSection(BaseModel):
     fine_share: float = Field(0.5, ge=0, le=1, description="share of draws with small Gaussian offsets")
     fine_offset_m: float = Field(0.5, gt=0)
     fine_yaw_deg: float = Field(1.0, gt=0)
-    scan_shift_m: float = Field(0.0, ge=0, description="move the ego by up to this forward and across (uniform, "
-                                "whole BEV cells) by shifting its scan raster: the truth leaves the lane centre, so "
-                                "the network cannot answer from the map alone (0: off)")
-    scan_shift_share: float = Field(0.5, ge=0, le=1, description="share of draws with a shifted scan")
     val_samples: int = Field(600, ge=1, description="validation frames scored each epoch (at most)")
     checkpoint_every_steps: int = Field(200, ge=1)
     seed: int = 0
@@ -92,49 +88,18 @@ class MatchSamples:
     def __len__(self) -> int:
         return len(self.poses)
 
-    def batch(self, rows: np.ndarray, offsets: np.ndarray, shifts: np.ndarray | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, rows: np.ndarray, offsets: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs (B, 7, H, W) with the map at each true pose plus ``offsets`` (B, 3: world dx, dy, dyaw) and
-        the targets (B, 3): the true pose in the prior's frame. ``shifts`` (B, 2) whole cells: the ego moved
-        that far forward and right (:func:`shift_scan`), the truth with it."""
+        the targets (B, 3): the true pose in the prior's frame."""
         inputs = np.empty((len(rows), 7, GRID.config.size_px, GRID.config.size_px), np.float32)
         targets = np.empty((len(rows), 3), np.float32)
         for k, (row, offset) in enumerate(zip(rows, offsets)):
             truth = self.poses[row]
-            if shifts is not None and shifts[k].any():
-                inputs[k, :4] = shift_scan(self.scans[row], int(shifts[k, 0]), int(shifts[k, 1]))
-                truth = compose(truth, np.array([shifts[k, 0], shifts[k, 1], 0.0]) / GRID.config.pixels_per_m)
-            else:
-                inputs[k, :4] = self.scans[row]
             prior = truth + offset
+            inputs[k, :4] = self.scans[row]
             inputs[k, 4:] = map_layers(self.rasters[str(self.towns[row])].view(*prior, GRID))
             targets[k] = relative_pose(prior, truth)
         return torch.from_numpy(inputs), torch.from_numpy(targets)
-
-
-def shift_scan(scan: np.ndarray, forward_cells: int, right_cells: int) -> np.ndarray:
-    """The scan raster (C, H, W) of an ego moved ``forward_cells`` forward and ``right_cells`` to the right
-    (a static world: every return moves the other way in the ego frame; cells with no source are empty)."""
-    out = np.zeros_like(scan)
-    height, width = scan.shape[-2:]
-    # ego forward by k cells: a point's row grows by k; ego right by k cells: its column falls by k
-    dr, dc = forward_cells, -right_cells
-    src_r = slice(max(0, -dr), min(height, height - dr))
-    dst_r = slice(max(0, dr), min(height, height + dr))
-    src_c = slice(max(0, -dc), min(width, width - dc))
-    dst_c = slice(max(0, dc), min(width, width + dc))
-    out[..., dst_r, dst_c] = scan[..., src_r, src_c]
-    return out
-
-
-def draw_shifts(rng: np.random.Generator, count: int, t: TrainSection) -> np.ndarray | None:
-    """(count, 2) whole-cell ego shifts (forward, right) for ``scan_shift_share`` of the draws, or None when
-    ``scan_shift_m`` is 0."""
-    if t.scan_shift_m <= 0:
-        return None
-    cells = int(math.floor(t.scan_shift_m * GRID.config.pixels_per_m))
-    shifts = rng.integers(-cells, cells + 1, (count, 2))
-    return np.where((rng.random(count) < t.scan_shift_share)[:, None], shifts, 0)
 
 
 def draw_offsets(rng: np.random.Generator, count: int, t: TrainSection) -> np.ndarray:
@@ -266,8 +231,7 @@ def train_matcher(config: MatcherConfig, out: str | Path, data_root: str | Path 
             for k in range(done_in_epoch, steps_per_epoch):
                 rows = order[k * t.batch_size:(k + 1) * t.batch_size]
                 step_rng = np.random.default_rng([t.seed, state["epoch"], k])
-                x, target = train.batch(rows, draw_offsets(step_rng, len(rows), t),
-                                        draw_shifts(step_rng, len(rows), t))
+                x, target = train.batch(rows, draw_offsets(step_rng, len(rows), t))
                 mean, log_var = model(x)
                 loss = gaussian_nll(mean, log_var, target / model.scale)
                 optimizer.zero_grad(set_to_none=True)

@@ -189,21 +189,27 @@ def test_the_commands_give_one_clear_error(dataset, tmp_path):
     assert result.exit_code == 2 and "none.pt" in result.output
 
 
-def test_a_shifted_scan_is_the_scan_of_the_moved_ego():
-    from av_stack.localization.learned.train import draw_shifts, shift_scan
-    from av_stack.perception.learned.geometry import lidar_bev
-    from sim.api import Pose
 
-    rng = np.random.default_rng(3)
-    points = np.column_stack([rng.uniform(-15, 15, (400, 2)), rng.uniform(0, 2, 400), rng.uniform(0, 1, 400)])
-    mount = Pose(0.0, 0.0, 0.0, 0.0)
-    ppm = GRID.config.pixels_per_m
-    forward, right = 4, -5  # cells: the ego 4/3 m ahead and 5/3 m to the left
-    moved = points.copy()
-    moved[:, 0] -= forward / ppm
-    moved[:, 1] -= right / ppm
-    assert np.array_equal(shift_scan(lidar_bev(points, mount, GRID), forward, right), lidar_bev(moved, mount, GRID))
-    config = load_matcher_config({"train": {"scan_shift_m": 1.0, "scan_shift_share": 0.5}}).train
-    shifts = draw_shifts(np.random.default_rng(0), 200, config)
-    assert np.abs(shifts).max() == 3 and 0.3 < (shifts != 0).any(axis=1).mean() < 0.7
-    assert draw_shifts(np.random.default_rng(0), 5, load_matcher_config({}).train) is None
+def test_the_stage_keeps_its_matches_to_the_position_by_default(dataset, checkpoint, monkeypatch):
+    from av_stack.localization import LOCALIZATION
+    from av_stack.localization.evaluate import evaluate_localization
+
+    calls = []
+    for heading in (None, True):
+        section = {"name": "learned", "checkpoint": str(checkpoint)}
+        if heading is not None:
+            section["heading_from_position"] = heading
+        stage = LOCALIZATION.build(section)
+        assert stage.config.heading_from_position is bool(heading)
+    from av_stack.localization.ekf import EkfLocalization
+
+    original = EkfLocalization.update_pose
+
+    def spy(self, pose, covariance, gate_chi2=0.0, heading_from_position=True):
+        calls.append(heading_from_position)
+        return original(self, pose, covariance, gate_chi2, heading_from_position)
+
+    monkeypatch.setattr(EkfLocalization, "update_pose", spy)
+    scores = evaluate_localization({"learned": {"name": "learned", "checkpoint": str(checkpoint)}}, dataset,
+                                   gnss_noise_m=2.0, max_frames=30)["methods"]["learned"]
+    assert calls and not any(calls) and scores["match_accepted"] > 0
