@@ -5,7 +5,8 @@
 oracle localization, the expert planner): all oracle, each learned stage alone, each pair, all learned.
 :func:`run_ablation` drives each mix over one route set (``av_stack.runner.evaluate_driving``, same
 seeds, same env) and returns one row per mix: driving score, route completion, infraction penalty,
-infractions per km by type, terminations and per-stage latency.
+infractions per km by type, terminations and per-stage latency. With ``ray`` (:mod:`av_stack.distributed`)
+every (mix, route) pair is one Ray task; the rows are the single-process ones but for the latency.
 """
 
 from __future__ import annotations
@@ -61,11 +62,14 @@ def _row(name: str, config: StackConfig, result: dict[str, Any]) -> dict[str, An
 def run_ablation(routes: str | None, map_name: str | None = None, learned: str | Path | dict = "stack/learned.yaml",
                  stages: tuple[str, ...] = ABLATED, route_ids: tuple[str, ...] = (), seed: int = 0,
                  traffic: Mapping[str, int] | None = None,
-                 progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Drive every mix of :func:`ablation_configs` over ``routes``; the table (``rows``) and the setting."""
+                 progress: Callable[[str, int, int], None] | None = None, ray: str | None = None) -> dict[str, Any]:
+    """Drive every mix of :func:`ablation_configs` over ``routes``; the table (``rows``) and the setting.
+    ``ray``: drive every (mix, route) pair as a Ray task (``local[:N]``, ``auto`` or a cluster address)."""
     from av_stack.runner import evaluate_driving
 
     mixes = ablation_configs(learned, stages)
+    if ray is not None:
+        return _run_distributed(mixes, routes, map_name, learned, route_ids, seed, traffic, progress, ray)
     rows = []
     with tempfile.TemporaryDirectory(prefix="avsim-ablation-") as scratch:
         for k, (name, config) in enumerate(mixes):
@@ -80,3 +84,49 @@ def run_ablation(routes: str | None, map_name: str | None = None, learned: str |
     if progress is not None:
         progress("done", len(mixes), len(mixes))
     return {"evaluation": "stack-ablation", **setting, "learned": str(learned), "rows": rows}
+
+
+def _run_distributed(mixes: list[tuple[str, StackConfig]], routes: str | None, map_name: str | None,
+                     learned: str | Path | dict, route_ids: tuple[str, ...], seed: int,
+                     traffic: Mapping[str, int] | None, progress: Callable[[str, int, int], None] | None,
+                     ray: str) -> dict[str, Any]:
+    """:func:`run_ablation` with every (mix, route) pair a Ray task, all mixes in one batch."""
+    import dataclasses
+    import json
+    import time
+
+    from av_stack.distributed import run_jobs
+    from av_stack.runner import DrivingPlan, driving_result, drive_job, plan_driving
+
+    plans: list[DrivingPlan] = []
+    by_env: dict[str, DrivingPlan] = {}  # the mixes share the learned config's env: plan (build) it once
+    for name, config in mixes:
+        key = json.dumps(config.env, sort_keys=True, default=str)
+        if key not in by_env:
+            by_env[key] = plan_driving(name, routes, map_name, route_ids, None, None, seed, traffic, stack=config)
+        plan = by_env[key]
+        plans.append(dataclasses.replace(
+            plan, agent=name, stages={stage: str(getattr(config, stage)["name"]) for stage in plan.stages or {}},
+            jobs=tuple(dataclasses.replace(job, stack=config) for job in plan.jobs)))
+    jobs = [job for plan in plans for job in plan.jobs]
+    done = 0
+
+    def finished(index: int, output: dict[str, Any]) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(f"{done}/{len(jobs)} routes", done, len(jobs))
+
+    if progress is not None:
+        progress(f"0/{len(jobs)} routes", 0, len(jobs))
+    start = time.perf_counter()
+    outputs = run_jobs(drive_job, jobs, ray, on_result=finished)
+    wall_s = time.perf_counter() - start
+    rows, first = [], 0
+    for (name, config), plan in zip(mixes, plans):
+        result = driving_result(plan, outputs[first:first + len(plan.jobs)], wall_s)
+        first += len(plan.jobs)
+        rows.append(_row(name, config, result))
+    plan = plans[-1]
+    return {"evaluation": "stack-ablation", "route_set": plan.route_set, "map": plan.map, "seed": seed,
+            "traffic": plan.traffic, "learned": str(learned), "rows": rows}

@@ -461,6 +461,13 @@ def prepare_env(spec: EnvSpec, routes: str | None = None, map_name: str | None =
     """The env of ``spec`` with ``extra`` overrides, ``map_name``, the route set ``routes`` (a random set is
     written to ``folder``) and only the routes ``route_ids`` (any of the set's; default: the config's
     choice) on top."""
+    return prepare_spec(spec, routes, map_name, seed, folder, extra, route_ids).build()
+
+
+def prepare_spec(spec: EnvSpec, routes: str | None = None, map_name: str | None = None, seed: int = 0,
+                 folder: Path | None = None, extra: Mapping[str, Any] | None = None, route_ids: Iterable[str] = ()
+                 ) -> EnvSpec:
+    """The :class:`EnvSpec` that :func:`prepare_env` builds."""
     overrides: dict[str, Any] = dict(extra or {})
     if map_name:
         overrides = merge_overrides(overrides, {"world": {"map": map_name}})
@@ -472,7 +479,7 @@ def prepare_env(spec: EnvSpec, routes: str | None = None, map_name: str | None =
     ids = tuple(route_ids)
     if ids:
         spec = spec.with_overrides({"routes": {"ids": ids}})
-    return spec.build()
+    return spec
 
 
 def run_stack(config: str | Path | dict | StackConfig, out: str | Path, options: RunOptions = RunOptions(),
@@ -593,25 +600,157 @@ def print_summary(metrics: dict[str, Any], console) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
-def evaluate_driving(agent: str = "expert", routes: str | None = None, map_name: str | None = None,
-                     route_ids: Iterable[str] = (), config: str | None = None, observation: str | None = None,
-                     seed: int = 0, traffic: Mapping[str, int] | None = None,
-                     observers: Callable[[int], Iterable[Observer]] | None = None) -> dict[str, Any]:
-    """What ``avsim eval driving`` runs: ``agent`` (a stack config, a planner with oracle stages, ``random``,
-    ``policy:<zip>``) over a route set (``routes``: a file, a shipped set or ``random:N``) on ``map_name``,
-    with ``traffic`` (``vehicles`` / ``walkers``) and the ``observation`` mode overridden if given; the result
-    object (global Leaderboard scores at the top, per-route records, latency per stage). ``observers``: called
-    with the number of routes, gives more per-tick observers (a progress bar)."""
-    from av_stack.agents import is_stack_agent, make_agent, stack_config_of
+@dataclass(frozen=True)
+class RouteJob:
+    """Routes of a drive that one worker runs with its own env and agent (:func:`drive_job`): the env spec,
+    the text of its route file (so a worker needs no file the driver wrote), the agent (``stack``: the stack
+    config a stack agent runs), the routes, the first route's episode seed (route k of the job: ``seed + k``)
+    and the agent's seed."""
+
+    spec: EnvSpec
+    route_file: str | None
+    agent: str
+    stack: StackConfig | None
+    route_ids: tuple[str, ...]
+    seed: int
+    agent_seed: int
+
+
+def drive_job(job: RouteJob) -> dict[str, Any]:
+    """Run one :class:`RouteJob` in this process (a Ray task under ``--ray``): the routes' results (for
+    :func:`~sim.env.metrics.aggregate`), score records, latency samples [ms] and wall time."""
+    from av_stack.agents import make_agent
+
+    with tempfile.TemporaryDirectory(prefix="avsim-job-") as scratch:
+        spec = job.spec
+        if job.route_file is not None:
+            path = Path(scratch) / "routes.yaml"
+            path.write_text(job.route_file)
+            spec = spec.with_overrides({"routes": {"file": str(path)}})
+        env = spec.build()
+    try:
+        agent = StackAgent(Stack.from_config(job.stack)) if job.stack is not None \
+            else make_agent(job.agent, job.agent_seed)
+        latency = LatencyRecorder(agent if job.stack is not None else None)
+        log = RouteLog()
+        drive(env, agent, job.route_ids, job.seed, [latency], log)
+        return {"results": log.results, "records": log.records, "latency": latency.samples, "wall_s": log.wall_s}
+    finally:
+        env.close()
+
+
+@dataclass(frozen=True)
+class DrivingPlan:
+    """A drive of ``avsim eval driving`` split into :class:`RouteJob` s (one per route; one for all routes
+    when the agent carries state from route to route, as ``random``'s action sampler does), with what the
+    result reports about the env (:func:`driving_result` puts the jobs' outputs together)."""
+
+    agent: str
+    stages: dict[str, str] | None
+    env: str | None
+    route_set: str | None
+    map: str
+    seed: int
+    traffic: dict[str, Any]
+    jobs: tuple[RouteJob, ...]
+
+
+def _driving_spec(agent: str, routes: str | None, map_name: str | None, route_ids: Iterable[str],
+                  config: str | None, observation: str | None, seed: int, traffic: Mapping[str, int] | None,
+                  stack: StackConfig | None, folder: Path) -> tuple[EnvSpec, EnvSpec, StackConfig | None]:
+    """(the env spec as configured, the prepared spec with the route set, the stack config or None)."""
+    from av_stack.agents import is_stack_agent, stack_config_of
 
     overrides: dict[str, Any] = {"observation": {"modes": [observation]}} if observation else {}
     if traffic:
         overrides["traffic"] = dict(traffic)
-    stack = stack_config_of(agent) if is_stack_agent(agent) else None
+    if stack is None and is_stack_agent(agent):
+        stack = stack_config_of(agent)
     spec = (stack_env_spec(stack, f"agent {agent}", base=config) if stack is not None
             else env_spec({"base": config or DEFAULT_ENV}, f"env config {config or DEFAULT_ENV}"))
+    return spec, prepare_spec(spec, routes, map_name, seed, folder, overrides, route_ids), stack
+
+
+def plan_driving(agent: str = "expert", routes: str | None = None, map_name: str | None = None,
+                 route_ids: Iterable[str] = (), config: str | None = None, observation: str | None = None,
+                 seed: int = 0, traffic: Mapping[str, int] | None = None, stack: StackConfig | None = None
+                 ) -> DrivingPlan:
+    """The :class:`DrivingPlan` of :func:`evaluate_driving`'s arguments (``stack``: the stack config to run
+    instead of the one ``agent`` names). Builds the env once to learn its routes and map."""
+    from av_stack.agents import make_agent
+
     with tempfile.TemporaryDirectory(prefix="avsim-eval-") as scratch:
-        env = prepare_env(spec, routes, map_name, seed, Path(scratch), overrides, route_ids)
+        spec, prepared, stack = _driving_spec(agent, routes, map_name, route_ids, config, observation, seed,
+                                              traffic, stack, Path(scratch))
+        env = prepared.build()
+        route_file = Path(env.config.routes.file).read_text() if env.config.routes.file else None
+    try:
+        if stack is None:
+            make_agent(agent, seed)  # a bad agent name or a missing checkpoint fails here, not on a worker
+        ids = list(env.route_ids)
+        common = dict(spec=prepared, route_file=route_file, agent=agent, stack=stack, agent_seed=seed)
+        if agent == "random":  # its action sampler is seeded once and runs on from route to route
+            jobs = (RouteJob(route_ids=tuple(ids), seed=seed, **common),)
+        else:
+            jobs = tuple(RouteJob(route_ids=(route_id,), seed=seed + k, **common) for k, route_id in enumerate(ids))
+        stages = {name: str(getattr(stack, name)["name"]) for name in STAGES} if stack is not None else None
+        return DrivingPlan(agent, stages, spec.base_name, routes or env.config.routes.file, env.world.source.name,
+                           seed, env.config.traffic.model_dump(), jobs)
+    finally:
+        env.close()
+
+
+def _result(agent: str, stages: dict[str, str] | None, env: str | None, route_set: str | None, map_name: str,
+            seed: int, traffic: dict[str, Any], summary: dict[str, Any], latency: dict[str, Any]) -> dict[str, Any]:
+    """The object ``avsim eval driving`` prints (the same for a local and a distributed drive)."""
+    return {"evaluation": "leaderboard-2.0", "agent": agent,
+            **metrics_of(summary, stack=stages, env=env, route_set=route_set, map=map_name, seed=seed,
+                         traffic=traffic, latency_ms=latency),
+            "global": summary["global"], "episodes": summary["episodes"], "steps": summary["steps"],
+            "steps_per_s": summary["steps_per_s"]}
+
+
+def driving_result(plan: DrivingPlan, outputs: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    """:func:`evaluate_driving`'s result from the :func:`drive_job` outputs of ``plan.jobs`` (in job order):
+    the routes' records in route order, the global scores aggregated over all routes as a single drive does,
+    the latency over all ticks; ``wall_s`` is the whole drive's."""
+    log = RouteLog()
+    samples: dict[str, list[float]] = {}
+    for output in outputs:
+        log.results.extend(output["results"])
+        log.records.extend(output["records"])
+        for key, values in output["latency"].items():
+            samples.setdefault(key, []).extend(values)
+    log.wall_s = wall_s
+    latency = {key: _stats(values) for key, values in samples.items() if values}
+    return _result(plan.agent, plan.stages, plan.env, plan.route_set, plan.map, plan.seed, plan.traffic,
+                   log.summary(), latency)
+
+
+def evaluate_driving(agent: str = "expert", routes: str | None = None, map_name: str | None = None,
+                     route_ids: Iterable[str] = (), config: str | None = None, observation: str | None = None,
+                     seed: int = 0, traffic: Mapping[str, int] | None = None,
+                     observers: Callable[[int], Iterable[Observer]] | None = None,
+                     ray: str | None = None) -> dict[str, Any]:
+    """What ``avsim eval driving`` runs: ``agent`` (a stack config, a planner with oracle stages, ``random``,
+    ``policy:<zip>``) over a route set (``routes``: a file, a shipped set or ``random:N``) on ``map_name``,
+    with ``traffic`` (``vehicles`` / ``walkers``) and the ``observation`` mode overridden if given; the result
+    object (global Leaderboard scores at the top, per-route records, latency per stage). ``observers``: called
+    with the number of routes, gives more per-tick observers (a progress bar).
+
+    ``ray`` (``local[:N]``, ``auto`` or a cluster address; :mod:`av_stack.distributed`): each route is a Ray
+    task that builds its own env and agent and drives the route with the episode seed the single-process
+    drive gives it; the result is the single-process one but for the timing fields (``wall_s``,
+    ``ticks_per_s``, ``steps_per_s``, ``latency_ms``). Observers then see only ``route_finished``."""
+    if ray is not None:
+        return _evaluate_distributed(plan_driving(agent, routes, map_name, route_ids, config, observation, seed,
+                                                  traffic), observers, ray)
+    from av_stack.agents import make_agent
+
+    with tempfile.TemporaryDirectory(prefix="avsim-eval-") as scratch:
+        spec, prepared, stack = _driving_spec(agent, routes, map_name, route_ids, config, observation, seed,
+                                              traffic, None, Path(scratch))
+        env = prepared.build()
     try:
         policy = make_agent(agent, seed)
         latency = LatencyRecorder(policy if stack is not None else None)
@@ -619,11 +758,23 @@ def evaluate_driving(agent: str = "expert", routes: str | None = None, map_name:
         extra = list(observers(len(ids))) if observers is not None else []
         summary = drive(env, policy, ids, seed, [latency, *extra])
         stages = {name: str(getattr(stack, name)["name"]) for name in STAGES} if stack is not None else None
-        return {"evaluation": "leaderboard-2.0", "agent": agent,
-                **metrics_of(summary, stack=stages, env=spec.base_name, route_set=routes or env.config.routes.file,
-                             map=env.world.source.name, seed=seed, traffic=env.config.traffic.model_dump(),
-                             latency_ms=latency.summary()),
-                "global": summary["global"], "episodes": summary["episodes"], "steps": summary["steps"],
-                "steps_per_s": summary["steps_per_s"]}
+        return _result(agent, stages, spec.base_name, routes or env.config.routes.file, env.world.source.name, seed,
+                       env.config.traffic.model_dump(), summary, latency.summary())
     finally:
         env.close()
+
+
+def _evaluate_distributed(plan: DrivingPlan, observers: Callable[[int], Iterable[Observer]] | None,
+                          ray: str) -> dict[str, Any]:
+    from av_stack.distributed import run_jobs
+
+    extra = list(observers(sum(len(job.route_ids) for job in plan.jobs))) if observers is not None else []
+
+    def finished(index: int, output: dict[str, Any]) -> None:
+        for record in output["records"]:
+            for observer in extra:
+                observer.route_finished(record)
+
+    start = time.perf_counter()
+    outputs = run_jobs(drive_job, plan.jobs, ray, on_result=finished)
+    return driving_result(plan, outputs, time.perf_counter() - start)

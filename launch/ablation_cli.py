@@ -12,6 +12,7 @@ import json
 
 import typer
 
+from av_stack.distributed import RAY_HELP
 from launch.errors import console, error_text as _error_text, fail as _fail
 
 
@@ -27,6 +28,8 @@ def eval_stack_ablation(
     vehicles: int | None = typer.Option(None, min=0, max=500, help="NPC vehicles (default: the env config's)."),
     walkers: int | None = typer.Option(None, min=0, max=500, help="Pedestrians (default: the env config's)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the first route's episode (same for every mix)."),
+    ray: str | None = typer.Option(None, "--ray", help=RAY_HELP + " Each (mix, route) pair is one task; the rows "
+                                   "are the single-process ones but for the latency."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Which learned stage costs how much: the driving-score table of every learned / oracle mix."""
@@ -46,7 +49,7 @@ def eval_stack_ablation(
             def tick(name: str, done: int, total: int) -> None:
                 progress.update(task, description=f"mix: {name}", completed=done, total=total)
 
-            result = run_ablation(routes, map_name, learned, chosen, tuple(route or ()), seed, traffic, tick)
+            result = run_ablation(routes, map_name, learned, chosen, tuple(route or ()), seed, traffic, tick, ray)
     except (ConfigError, StageConfigError, ValueError, RuntimeError, OSError, KeyError) as exc:
         _fail(_error_text(exc))
         return

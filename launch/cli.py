@@ -21,6 +21,7 @@ from typing import Any
 
 import typer
 
+from av_stack.distributed import RAY_HELP
 from launch.ablation_cli import eval_stack_ablation as _eval_stack_ablation
 from launch.collect_cli import collect as _collect  # light modules: heavy imports inside the commands
 from launch.errors import console, error_text as _error_text, fail as _fail
@@ -530,12 +531,15 @@ def eval_driving(
     vehicles: int | None = typer.Option(None, min=0, max=500, help="NPC vehicles (default: the env config's)."),
     walkers: int | None = typer.Option(None, min=0, max=500, help="Pedestrians (default: the env config's)."),
     seed: int = _seed_option(help="Seed of the first route's episode (route k uses seed + k) and of random:N."),
+    ray: str | None = typer.Option(None, "--ray", help=RAY_HELP + " Each route is one task; the result is the "
+                                   "single-process one but for the timing fields."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Drive an agent over a route set; Leaderboard 2.0 scores per route and aggregated.
 
     E.g. ``avsim eval driving --agent expert --routes town02 --json``, or on
-    any town ``avsim eval driving --agent oracle --map TOWN.xodr --routes random:10``.
+    any town ``avsim eval driving --agent oracle --map TOWN.xodr --routes random:10``;
+    ``--ray local:8`` (or a cluster address) drives the routes in parallel.
     """
     from av_stack.runner import ProgressBar, evaluate_driving, progress_bar
 
@@ -543,7 +547,7 @@ def eval_driving(
     try:
         with _OneLineWarnings(), progress_bar(console) as progress:
             result = evaluate_driving(agent, routes, map_name, route or (), config, observation, seed, traffic,
-                                      observers=lambda n: [ProgressBar(progress, n)])
+                                      observers=lambda n: [ProgressBar(progress, n)], ray=ray)
     except STACK_RUN_ERRORS as exc:
         _fail(_error_text(exc))
         return
