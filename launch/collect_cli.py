@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from av_stack.distributed import RAY_HELP
+
 
 def _towns(map_name: str) -> list[dict]:
     """``--map``: a shipped town, an .xodr path, ``procedural`` or ``procedural:SEED``, or a procedural town
@@ -42,6 +44,8 @@ def collect(
     frames_per_log: int | None = typer.Option(None, "--frames-per-log", min=1, help="Frames per log."),
     cache: bool = typer.Option(False, "--cache", help="Then build the dataset's decode-once cache (DIR/cache/) for "
                                "fast loading (av_stack.data.cache.build_cache)."),
+    ray: str | None = typer.Option(None, "--ray", help=RAY_HELP + " Each log is one task; its file comes back "
+                                   "to --out (no shared file system needed); logs and manifest as without Ray."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Collect a dataset: the expert drives with noise injection, every frame recorded (MCAP logs + manifest)."""
@@ -73,7 +77,7 @@ def collect(
             cfg = CollectConfig.model_validate(updates)
         except ValidationError as exc:
             raise config_error(exc, "collect options") from None
-        summary = run_collect(cfg, out, console)
+        summary = run_collect(cfg, out, console, ray=ray)
         if cache:
             from av_stack.data.cache import build_cache
 

@@ -13,6 +13,11 @@ every frame recorded into MCAP run logs, one log per (town, traffic, scenarios, 
 - *Resumable*: a log is written as ``NAME.mcap.part`` and renamed when finished, then the manifest
   (:mod:`av_stack.data.manifest`) is rewritten. Running the same command again skips finished logs and
   removes and redoes a half-written one; Ctrl-C loses nothing that finished.
+- *Distributed* (``ray``: :mod:`av_stack.distributed`): each log is a Ray task that builds its own world,
+  records into the worker's scratch folder and sends the finished file back; this process writes it into the
+  dataset and rewrites the manifest as logs arrive, in the single-process order at the end. The logs and the
+  manifest are those of a single-process collection (but for each log's ``seconds``); no shared file system
+  is needed.
 """
 
 from __future__ import annotations
@@ -199,9 +204,27 @@ def check_towns(config: CollectConfig) -> None:
             resolve_map(town.map)
 
 
-def collect(config: CollectConfig, out: str | Path, console=None, show_progress: bool = True) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RemoteLog:
+    """One log for a worker (:func:`collect_remote`): the job, the collection config and the log's split."""
+
+    job: LogJob
+    config: CollectConfig
+    split: str
+
+
+def collect_remote(log: RemoteLog) -> tuple[dict[str, Any], bytes]:
+    """Collect one log into a scratch folder (on a Ray worker); its manifest entry and the file's bytes."""
+    with tempfile.TemporaryDirectory(prefix="avsim-collect-log-") as scratch:
+        entry = collect_log(log.job, log.config, Path(scratch), log.split)
+        return entry, (Path(scratch) / log.job.file).read_bytes()
+
+
+def collect(config: CollectConfig, out: str | Path, console=None, show_progress: bool = True,
+            ray: str | None = None) -> dict[str, Any]:
     """Collect every log of ``config`` into ``out`` that is not there yet (see the module docstring); the
-    summary: dataset directory, logs, frames, new and skipped logs, seconds."""
+    summary: dataset directory, logs, frames, new and skipped logs, seconds. ``ray``: one Ray task per log
+    (``local[:N]``, ``auto`` or a cluster address)."""
     from rich.console import Console
 
     out = Path(out)
@@ -224,6 +247,9 @@ def collect(config: CollectConfig, out: str | Path, console=None, show_progress:
     with _progress(console, show_progress) as progress:
         task = progress.add_task("collect", total=sum(j.frames for j in jobs),
                                  completed=sum(j.frames for j in jobs if j.file in finished))
+        if ray is not None and todo:
+            new = _collect_distributed(todo, config, out, manifest, ray, progress, task)
+            todo = []
         for job in todo:
             for stale in (out / (job.file + PART), out / job.file):  # a half-written log: redo it
                 stale.unlink(missing_ok=True)
@@ -232,13 +258,41 @@ def collect(config: CollectConfig, out: str | Path, console=None, show_progress:
             manifest["logs"].append(entry)
             write_manifest(out, manifest)
             new += 1
-    if not todo:
+    if not new:
         write_manifest(out, manifest)
     logs = manifest["logs"]
-    return {"dataset": str(out), "logs": len(logs), "new_logs": new, "skipped_logs": len(jobs) - len(todo),
+    return {"dataset": str(out), "logs": len(logs), "new_logs": new, "skipped_logs": len(jobs) - new,
             "frames": sum(log["frames"] for log in logs),
             "splits": {s: sum(1 for log in logs if log["split"] == s) for s in ("train", "val", "test")},
             "seconds": round(time.perf_counter() - start, 2)}
+
+
+def _collect_distributed(todo: list[LogJob], config: CollectConfig, out: Path, manifest: dict[str, Any], ray: str,
+                         progress, task) -> int:
+    """Collect the logs ``todo`` as Ray tasks into ``out``, adding them to ``manifest`` (rewritten as each
+    arrives, in job order); the number of logs collected."""
+    from av_stack.distributed import run_jobs
+
+    before = list(manifest["logs"])
+    entries: dict[int, dict[str, Any]] = {}
+    for job in todo:
+        for stale in (out / (job.file + PART), out / job.file):  # a half-written log: redo it
+            stale.unlink(missing_ok=True)
+    progress.update(task, description=f"{len(todo)} logs on Ray")
+
+    def arrived(index: int, result: tuple[dict[str, Any], bytes]) -> None:
+        entry, data = result
+        part = out / (entry["file"] + PART)
+        part.write_bytes(data)
+        os.replace(part, out / entry["file"])
+        entries[index] = entry
+        manifest["logs"] = before + [entries[k] for k in sorted(entries)]
+        write_manifest(out, manifest)
+        progress.advance(task, todo[index].frames)
+
+    jobs = [RemoteLog(job, config, split_of(job.town.label, config.split)) for job in todo]
+    run_jobs(collect_remote, jobs, ray, on_result=arrived)
+    return len(todo)
 
 
 class _NoProgress:
