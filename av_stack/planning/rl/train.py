@@ -90,9 +90,48 @@ def _record_jobs(config_json: dict, jobs: list[ShardJob], policy_path: str | Non
     return out
 
 
+def _record_jobs_remote(task: tuple[dict, list[ShardJob], bytes | None, int]) -> list[tuple[dict, bytes]]:
+    """Ray task: :func:`_record_jobs` in a scratch folder of the worker (the learner's zip comes as bytes);
+    each shard's summary and file bytes, so the driver needs no file system shared with the worker."""
+    import dataclasses
+    import tempfile
+
+    config_json, jobs, policy_zip, worker = task
+    with tempfile.TemporaryDirectory(prefix="avsim-shards-") as scratch:
+        policy = None
+        if policy_zip is not None:
+            policy = str(Path(scratch) / "policy.zip")
+            Path(policy).write_bytes(policy_zip)
+        local = [dataclasses.replace(job, path=Path(scratch) / job.path.name) for job in jobs]
+        results = _record_jobs(config_json, local, policy, worker)
+        return [({**result, "path": str(job.path)}, here.path.read_bytes())
+                for job, here, result in zip(jobs, local, results)]
+
+
+def _record_on_ray(json_config: dict, groups: list[list[ShardJob]], policy: str | None, ray: str
+                   ) -> list[list[dict]]:
+    """The groups of :func:`_record_round` as Ray tasks (the same groups, worker indices and seeds as the
+    process pool, so the same shards); each shard is written here as its group returns."""
+    from av_stack.distributed import run_jobs
+
+    policy_zip = Path(policy).read_bytes() if policy is not None else None
+
+    def arrived(index: int, shards: list[tuple[dict, bytes]]) -> None:
+        for (result, data), job in zip(shards, groups[index]):
+            job.path.parent.mkdir(parents=True, exist_ok=True)
+            part = job.path.with_name(job.path.name + ".part")
+            part.write_bytes(data)
+            os.replace(part, job.path)
+
+    tasks = [(json_config, group, policy_zip, w) for w, group in enumerate(groups)]
+    outputs = run_jobs(_record_jobs_remote, tasks, ray, on_result=arrived)
+    return [[result for result, _ in shards] for shards in outputs]
+
+
 def _record_round(run: Path, config: PolicyTrainConfig, round_: int, steps: int, policy_path: Path | None,
-                  workers: int, progress: Progress | None) -> list[Path]:
-    """Record (or keep, when already there) the shards of one round; their paths."""
+                  workers: int, progress: Progress | None, ray: str | None = None) -> list[Path]:
+    """Record (or keep, when already there) the shards of one round; their paths. ``ray``: the shard groups
+    run as Ray tasks instead of local processes (same shards)."""
     count = max(1, math.ceil(steps / config.bc.shard_steps))
     paths = [run / "demos" / f"round{round_}_{i:04d}.npz" for i in range(count)]
     beta = 1.0 if round_ == 0 else config.bc.dagger_beta
@@ -107,7 +146,9 @@ def _record_round(run: Path, config: PolicyTrainConfig, round_: int, steps: int,
     groups = [todo[w::workers] for w in range(min(workers, len(todo)))]
     policy = str(policy_path) if policy_path is not None else None
     json_config = config.model_dump(mode="json")
-    if len(groups) == 1:
+    if ray is not None:
+        results_iter = _record_on_ray(json_config, groups, policy, ray)
+    elif len(groups) == 1:
         results_iter = [_record_jobs(json_config, groups[0], policy, 0)]
     else:
         with ProcessPoolExecutor(len(groups), mp_context=get_context("forkserver")) as pool:
@@ -239,8 +280,10 @@ def _ppo(run: Path, config: PolicyTrainConfig, start: Path, progress: Progress |
 
 # ----------------------------------------------------------------------------------------------- driver
 def train_policy(config: PolicyTrainConfig, out: str | Path, workers: int = 2,
-                 progress: Progress | None = None) -> dict[str, Any]:
-    """Run (or resume) every phase; the final policy is ``OUT/policy.zip``. Returns a summary."""
+                 progress: Progress | None = None, ray: str | None = None) -> dict[str, Any]:
+    """Run (or resume) every phase; the final policy is ``OUT/policy.zip``. Returns a summary. ``ray``
+    (``local[:N]``, ``auto`` or a cluster address): the demonstration and DAgger shards are recorded as
+    ``workers`` Ray tasks instead of local processes (the same shards); PPO's envs stay local."""
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
@@ -250,11 +293,11 @@ def train_policy(config: PolicyTrainConfig, out: str | Path, workers: int = 2,
     started = time.time()
     tb = SummaryWriter(str(run / "tb" / "bc"))
     try:
-        shards = _record_round(run, config, 0, config.bc.demo_steps, None, workers, progress)
+        shards = _record_round(run, config, 0, config.bc.demo_steps, None, workers, progress, ray)
         policy = _bc_round(run, config, 0, shards, None, progress, tb)
         _publish(run, policy)
         for round_ in range(1, config.bc.dagger_rounds + 1):
-            shards += _record_round(run, config, round_, config.bc.dagger_steps, policy, workers, progress)
+            shards += _record_round(run, config, round_, config.bc.dagger_steps, policy, workers, progress, ray)
             policy = _bc_round(run, config, round_, shards, policy, progress, tb)
             _publish(run, policy)
     finally:
