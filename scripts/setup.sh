@@ -14,4 +14,4 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first, pinned, so nothing else pulls a CUDA build.
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e ".[sensors,learning,dev,bench]"
+.venv/bin/python -m pip install -q -e ".[sensors,learning,dev,bench,distributed]"
