@@ -69,6 +69,9 @@ def run_ablation(routes: str | None, map_name: str | None = None, learned: str |
 
     mixes = ablation_configs(learned, stages)
     if ray is not None:
+        from av_stack.distributed import check_ray_option
+
+        check_ray_option(ray)
         return _run_distributed(mixes, routes, map_name, learned, route_ids, seed, traffic, progress, ray)
     rows = []
     with tempfile.TemporaryDirectory(prefix="avsim-ablation-") as scratch:

@@ -29,7 +29,8 @@ R = TypeVar("R")
 
 RAY_HELP = ("Distribute the work over Ray: 'local' (or 'local:N': start a Ray instance on this machine with N "
             "CPUs), 'auto' (the cluster this machine joined with `ray start`) or a cluster address (HOST:PORT, "
-            "ray://HOST:PORT). Needs `pip install 'avsim[distributed]'`. Default: this process only.")
+            "ray://HOST:PORT). Needs Ray: avsim's 'distributed' extra, or pip install 'ray>=2.9'. Default: "
+            "this process only.")
 """The ``--ray`` option's help, shared by the commands."""
 
 CONNECT_TIMEOUT_S = 5
@@ -44,7 +45,8 @@ class DistributedError(RuntimeError):
 
 
 def check_ray_option(value: str | None) -> str | None:
-    """``value`` stripped (``None`` for no Ray); :class:`DistributedError` for an empty ``local:N``."""
+    """``value`` stripped (``None`` for no Ray); :class:`DistributedError` for a malformed ``local:N`` or when
+    Ray is not installed (called before the work is planned, so such a mistake costs no time)."""
     if value is None or not value.strip():
         return None
     value = value.strip()
@@ -53,6 +55,7 @@ def check_ray_option(value: str | None) -> str | None:
         raise DistributedError(f"--ray {value}: a local Ray instance needs at least 1 CPU")
     if value.startswith("local") and not match:
         raise DistributedError(f"--ray {value!r}: expected local, local:N, auto or a cluster address HOST:PORT")
+    _import_ray()
     return value
 
 
@@ -84,8 +87,8 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise DistributedError("--ray needs Ray, which is not installed: pip install 'avsim[distributed]' "
-                               "(or 'ray>=2.9')") from None
+        raise DistributedError("--ray needs Ray, which is not installed: pip install 'ray>=2.9' (avsim's "
+                               "'distributed' extra)") from None
     return ray
 
 

@@ -743,6 +743,9 @@ def evaluate_driving(agent: str = "expert", routes: str | None = None, map_name:
     drive gives it; the result is the single-process one but for the timing fields (``wall_s``,
     ``ticks_per_s``, ``steps_per_s``, ``latency_ms``). Observers then see only ``route_finished``."""
     if ray is not None:
+        from av_stack.distributed import check_ray_option
+
+        check_ray_option(ray)
         return _evaluate_distributed(plan_driving(agent, routes, map_name, route_ids, config, observation, seed,
                                                   traffic), observers, ray)
     from av_stack.agents import make_agent

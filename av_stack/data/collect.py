@@ -227,6 +227,10 @@ def collect(config: CollectConfig, out: str | Path, console=None, show_progress:
     (``local[:N]``, ``auto`` or a cluster address)."""
     from rich.console import Console
 
+    if ray is not None:
+        from av_stack.distributed import check_ray_option
+
+        check_ray_option(ray)
     out = Path(out)
     start = time.perf_counter()
     jobs = plan_jobs(config)

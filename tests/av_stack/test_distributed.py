@@ -50,8 +50,10 @@ def test_an_unreachable_cluster_is_one_clear_error_without_waiting():
 
 def test_missing_ray_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
-    with pytest.raises(DistributedError, match=r"needs Ray, which is not installed: pip install 'avsim\[distributed\]'"):
+    with pytest.raises(DistributedError, match=r"needs Ray, which is not installed: pip install 'ray>=2.9'"):
         run_jobs(operator.neg, [1], ray="local:2")
+    result = CliRunner().invoke(app, ["eval", "stack-ablation", "--routes", "town01", "--ray", "local:2"])
+    assert result.exit_code == 2 and "pip install 'ray>=2.9' (avsim's 'distributed' extra)" in result.output
     assert run_jobs(operator.neg, [1, 2]) == [-1, -2]  # without --ray, Ray is never imported
 
 

@@ -287,6 +287,10 @@ def train_policy(config: PolicyTrainConfig, out: str | Path, workers: int = 2,
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
+    if ray is not None:
+        from av_stack.distributed import check_ray_option
+
+        check_ray_option(ray)
     torch.set_num_threads(config.threads)
     run = Path(out)
     _check_run(run, config)
