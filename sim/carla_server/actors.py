@@ -22,7 +22,10 @@ from sim.carla_server.sensor_streams import SensorStreams
 from sim.carla_server.state import SPECTATOR_ID, ServerState, SpawnedVehicle, UnsupportedError
 from sim.carla_server.walkers import WalkerHandlers
 
-__all__ = ["ActorHandlers"]
+__all__ = ["ATTACHMENT_TYPES", "ActorHandlers"]
+
+ATTACHMENT_TYPES = (0, 1, 2)
+"""``carla.AttachmentType`` values: Rigid, SpringArm, SpringArmGhost (all mounted rigidly here)."""
 
 
 class ActorHandlers:
@@ -65,9 +68,15 @@ class ActorHandlers:
 
     def spawn_actor_with_parent(self, description: list, transform: list, parent: int, attachment: int = 0,
                                 socket_name: str = "") -> list:
-        """``World.spawn_actor`` attached to ``parent`` (rigidly)."""
-        if int(attachment) != 0:
-            raise UnsupportedError(f"attachment type {attachment} (only Rigid, 0, is supported)")
+        """``World.spawn_actor`` attached to ``parent``.
+
+        Every ``carla.AttachmentType`` (Rigid, SpringArm, SpringArmGhost) is a rigid mount at the given
+        offset: the embedded world has no spring arm (its lag and camera collision), so a chase camera follows
+        its vehicle exactly.
+        """
+        if int(attachment) not in ATTACHMENT_TYPES:
+            raise UnsupportedError(f"attachment type {attachment} (Rigid 0, SpringArm 1 and SpringArmGhost 2 are "
+                                   "supported, all as rigid mounts)")
         return enc.ok(self.spawn(ActorDescription.from_msg(description), Transform.from_msg(transform),
                                  int(parent)))
 
@@ -103,7 +112,11 @@ class ActorHandlers:
         return enc.ok(True)
 
     def destroy(self, actor_id: int) -> None:
-        """Destroy an actor and the sensors and controllers attached to it."""
+        """Destroy an actor and the walker controllers attached to it.
+
+        Its sensors stay, fixed in the world where they were (as CARLA's: a script may destroy a vehicle before
+        its cameras).
+        """
         state = self.state
         actor_id = int(actor_id)
         if actor_id in state.sensors:
@@ -117,7 +130,7 @@ class ActorHandlers:
         if actor_id not in state.world.actors:
             raise KeyError(f"actor {actor_id} not found")
         for child in [s.actor_id for s in state.sensors.values() if s.parent_id == actor_id]:
-            self.destroy(child)
+            self.sensors.detach(child)
         for child in [c.actor_id for c in state.controllers.values() if c.parent_id == actor_id]:
             self.destroy(child)
         if len(state.destroyed_boxes) > 10_000:

@@ -1,15 +1,19 @@
 """The episode over RPC: settings, the map and map changes, weather, the Traffic Manager registry, and the
 episode-state stream.
 
-- Settings: the world's step is fixed when it is built, so
-  ``fixed_delta_seconds`` must be None or equal to it.
+- Settings: any ``fixed_delta_seconds`` in (0, 1] s steps the world by
+  it (vehicle dynamics in substeps no longer than the server's own step);
+  None steps the server's own step in synchronous mode and the wall-clock
+  time between ticks in asynchronous mode (as CARLA's variable step).
 - Traffic Manager: it runs inside the client library. The server keeps its
   registry (``is/add/get_traffic_manager_running``) and the TM drives its
   vehicles with ``apply_batch`` ApplyVehicleControl like any client; the
   episode state gives it each vehicle's lane speed limit and the light ahead.
-- Map changes (``load_world``, ``generate_opendrive_world``) build a new
+- Map changes (``load_world``, ``generate_opendrive_world``; an empty map
+  name, as ``reload_world`` sends, reloads the current map) build a new
   embedded world: a new episode id, the map-change flag on its first episode
-  state, frame numbers going on, every actor gone, settings reset unless
+  state, frame numbers going on, the episode's time back at 0, the weather
+  back to the default, every actor gone, settings reset unless
   ``reset_settings=False``.
 - The episode state (pushed after every tick, after the sensors' data)
   carries every world actor, traffic light, sensor, controller and the
@@ -21,11 +25,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 
-from sim.api import ActorKind, WorldSnapshot
+from sim.api import ActorKind, TrafficLightState, WorldSnapshot
 from sim.carla_server import encoding as enc
 from sim.carla_server.encoding import EpisodeSettings, Transform
 from sim.carla_server.lights import light_records
@@ -40,6 +43,8 @@ __all__ = ["DEFAULT_SPEED_LIMIT_KMH", "LIGHT_TRIGGER_M", "MAP_PREFIX", "OPENDRIV
 log = logging.getLogger(__name__)
 
 DEFAULT_SPEED_LIMIT_KMH = 30.0
+MAX_DELTA_SECONDS = 1.0
+"""The longest ``fixed_delta_seconds`` this server steps."""
 MAP_PREFIX = "/Game/Carla/Maps/"
 """How CARLA names its maps in ``get_available_maps``."""
 OPENDRIVE_MAP_NAME = "OpenDriveMap"
@@ -84,10 +89,14 @@ class EpisodeHandlers:
         state = self.state
         settings = EpisodeSettings.from_msg(message)
         delta = settings.fixed_delta_seconds
-        if delta is not None and abs(delta - state.world.dt_s) > 1e-9:
-            raise ValueError(f"fixed_delta_seconds={delta:g} is not supported: this server steps "
-                             f"{state.world.dt_s:g} s (start it with that step, e.g. avsim serve --delta-seconds)")
+        if delta is not None and not 0.0 < delta <= MAX_DELTA_SECONDS:
+            raise ValueError(f"fixed_delta_seconds={delta:g} is not supported: it must be in "
+                             f"(0, {MAX_DELTA_SECONDS:g}] s, or None")
+        if settings.max_substeps < 1 or not settings.max_substep_delta_time > 0.0:
+            raise ValueError(f"max_substeps={settings.max_substeps} and max_substep_delta_time="
+                             f"{settings.max_substep_delta_time:g} must be positive")
         state.settings = settings
+        state.apply_step()
         self.publish_state(state.world.snapshot())
         return enc.ok(state.world.frame)
 
@@ -104,7 +113,9 @@ class EpisodeHandlers:
         sends the text, then loads that map).
         """
         name = str(map_name).rsplit("/", 1)[-1]
-        if name == OPENDRIVE_MAP_NAME and self._opendrive_text is not None:
+        if not name:  # client.reload_world(): the current map again
+            source = self.state.world.source
+        elif name == OPENDRIVE_MAP_NAME and self._opendrive_text is not None:
             source = MapSource(OPENDRIVE_MAP_NAME, self._opendrive_text, None, trusted=False)
         elif name in shipped_town_names():
             source = resolve_map(name)
@@ -128,17 +139,19 @@ class EpisodeHandlers:
         """
         state = self.state
         old = state.world
-        world = EmbeddedWorld(source=source, seed=old.seed, dt_s=old.dt_s)
+        world = EmbeddedWorld(source=source, seed=old.seed, dt_s=state.base_dt_s)
         for sensor in state.sensors.values():
             state.streams.drop_stream(sensor.stream_id)
-        world.frame = old.frame  # frame numbers keep increasing across episodes, as CARLA's
+        world.continue_from_frame(old.frame)  # frame numbers keep increasing across episodes, as CARLA's
         state.new_episode(world)
         state.episode_id = (state.episode_id % 0xFFFFFFFF) + 1
         if reset_settings:
             state.settings = EpisodeSettings()
+        state.apply_step()
+        self.weather = enc.CLEAR_NOON_WEATHER
         state.state_flags = enc.MAP_CHANGE_FLAG
         log.info("new episode %d on %s", state.episode_id, source.name)
-        self.publish_state(replace(world.snapshot(), frame=world.frame, timestamp_s=world.frame * world.dt_s))
+        self.publish_state(world.snapshot())
 
     # ------------------------------------------------------------------ weather and the Traffic Manager registry
     def set_weather(self, message: list) -> list:
@@ -226,6 +239,7 @@ class EpisodeHandlers:
         safe = np.maximum(lane, 0)
         limit = np.where(on_lane, lanes.speed_limit_mps[safe] * 3.6, DEFAULT_SPEED_LIMIT_KMH)
         head["speed_limit"][rows] = np.where(limit > 0, limit, DEFAULT_SPEED_LIMIT_KMH)
+        head["light_state"][rows] = int(TrafficLightState.GREEN)  # CARLA's state when no light applies
         if signals.num_lights == 0:
             return
         light = np.where(on_lane, signals.lane_light[safe], -1)

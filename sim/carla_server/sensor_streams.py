@@ -1,8 +1,10 @@
 """Sensor actors and their streams: spawn a sensor, measure what is listened to each tick, push CARLA payloads.
 
 Every ``sensor.*`` of the embedded simulator (RGB, depth, semantic and
-instance cameras, LiDAR, semantic LiDAR, radar, GNSS, IMU) must be attached to
-a vehicle; it is measured only while someone listens to it (the IMU every
+instance cameras, LiDAR, semantic LiDAR, radar, GNSS, IMU) is attached to a
+vehicle or, spawned without a parent, fixed in the world at its spawn
+transform (a sensor whose vehicle is destroyed stays where it was, fixed in
+the world, as CARLA's); it is measured only while someone listens to it (the IMU every
 tick, for its angular acceleration), with the embedded sensor classes
 raycasting one shared scene, and serialized in CARLA's formats
 (``encoding``). ``sensor.other.collision`` streams the world's collision
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -21,7 +24,7 @@ from sim.api import ActorKind, CollisionEvent, WorldSnapshot
 from sim.carla_server import encoding as enc
 from sim.carla_server.encoding import ActorDescription, Transform
 from sim.carla_server.state import SensorActor, ServerState, UnsupportedError
-from sim.embedded.sensors.base import SensorMeasurement
+from sim.embedded.sensors.base import WORLD_PARENT_ID, Sensor, SensorMeasurement
 from sim.embedded.sensors.imu import ImuSensor
 from sim.embedded.sensors.raycast import RaycastSensor
 from sim.embedded.sensors.rig import RaycastBatcher, build_sensor, hidden_parents
@@ -64,26 +67,43 @@ class SensorStreams:
 
     # ------------------------------------------------------------------ spawning
     def spawn_sensor(self, description: ActorDescription, mount: Transform, parent_id: int) -> int:
-        """A sensor on vehicle ``parent_id`` at ``mount``; returns its actor id."""
+        """A sensor on vehicle ``parent_id`` at ``mount``, or fixed in the world at ``mount`` (``parent_id`` 0);
+        returns its actor id."""
         state = self.state
-        parent = state.world.actors.get(parent_id)
-        if parent is None or parent.kind != ActorKind.VEHICLE:
-            raise UnsupportedError(f"sensor {description.id} must be attached to a vehicle (attach_to=vehicle); "
-                                   f"got parent {parent_id or 'none'}")
-        actor_id = state.next_actor_id  # taken once the sensor is built
-        if description.id in EVENT_SENSORS:
-            impl = None
+        if parent_id == WORLD_PARENT_ID:
+            if description.id in EVENT_SENSORS:
+                raise UnsupportedError(f"sensor {description.id} senses its parent's events: attach it to a vehicle")
         else:
-            blueprint = get_blueprint(description.id)
-            values = {k: v for k, v in description.attributes.items() if blueprint.has_attribute(k)}
-            attributes = blueprint.resolve(values)
-            spec = SensorSpec(str(actor_id), description.id, str(parent_id), mount.to_pose(), attributes)
-            impl = build_sensor(spec, parent_id)
-        if isinstance(impl, RaycastSensor):
-            self._map_scene()
+            parent = state.world.actors.get(parent_id)
+            if parent is None or parent.kind != ActorKind.VEHICLE:
+                raise UnsupportedError(f"sensor {description.id} must be attached to a vehicle or spawned without "
+                                       f"a parent; got parent {parent_id}")
+        actor_id = state.next_actor_id  # taken once the sensor is built
+        impl = self._build(actor_id, description, mount, parent_id)
         state.new_actor_id()
         state.sensors[actor_id] = SensorActor(actor_id, description, parent_id, mount, state.new_stream_id(), impl)
         return actor_id
+
+    def detach(self, actor_id: int) -> None:
+        """Sensor ``actor_id`` stays where it is now, fixed in the world (its parent is being destroyed)."""
+        state = self.state
+        sensor = state.sensors[actor_id]
+        where = sensor_transform(state.world.snapshot(), sensor)
+        impl = None if sensor.impl is None else self._build(actor_id, sensor.description, where, WORLD_PARENT_ID)
+        state.sensors[actor_id] = replace(sensor, parent_id=WORLD_PARENT_ID, mount=where, impl=impl)
+
+    def _build(self, actor_id: int, description: ActorDescription, mount: Transform, parent_id: int) -> Sensor | None:
+        """The embedded sensor of a sensor actor (None for event sensors)."""
+        if description.id in EVENT_SENSORS:
+            return None
+        blueprint = get_blueprint(description.id)
+        values = {k: v for k, v in description.attributes.items() if blueprint.has_attribute(k)}
+        attributes = blueprint.resolve(values)
+        spec = SensorSpec(str(actor_id), description.id, str(parent_id), mount.to_pose(), attributes)
+        impl = build_sensor(spec, parent_id)
+        if isinstance(impl, RaycastSensor):
+            self._map_scene()
+        return impl
 
     def _map_scene(self):
         """The raycast scene of the map, built from the map's town layout when first needed (it needs Open3D)."""
@@ -171,7 +191,10 @@ class SensorStreams:
 
 
 def sensor_transform(snapshot: WorldSnapshot, sensor: SensorActor) -> Transform:
-    """Where ``sensor`` is in ``snapshot``: its parent's pose composed with its mount."""
+    """Where ``sensor`` is in ``snapshot``: its parent's pose composed with its mount (its mount without a
+    parent)."""
+    if sensor.parent_id == WORLD_PARENT_ID:
+        return sensor.mount
     row = snapshot.index_of(sensor.parent_id)
     location, rotation = sensor_world_pose(snapshot.location_m[row], snapshot.rotation_rad[row],
                                            sensor.mount.to_pose())

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Self
 
@@ -74,6 +75,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+ASYNC_STEP_RANGE_S = (0.001, 0.1)
+"""Asynchronous mode without ``fixed_delta_seconds``: the wall-clock step, clamped to this range."""
 
 
 class CarlaServer:
@@ -156,11 +160,21 @@ class CarlaServer:
         self.stop()
 
     def _async_loop(self) -> None:
-        """In asynchronous mode the world runs on its own, one step per ``dt`` of wall-clock time."""
-        while not self._stop.wait(self.world.dt_s):
+        """In asynchronous mode the world runs on its own: a step every ``fixed_delta_seconds`` of wall-clock time,
+        or, without one, every server step (``delta_seconds``) with the wall-clock time since the last as its step
+        (CARLA's variable step, kept within [``ASYNC_STEP_RANGE_S``])."""
+        last = time.monotonic()
+        while not self._stop.wait(self.world.dt_s if self.state.settings.fixed_delta_seconds is not None
+                                  else self.state.base_dt_s):
             with self._lock:
-                if not self.state.settings.synchronous_mode:
-                    self.step()
+                now = time.monotonic()
+                elapsed, last = now - last, now
+                if self.state.settings.synchronous_mode:
+                    continue
+                if self.state.settings.fixed_delta_seconds is None:
+                    low, high = ASYNC_STEP_RANGE_S
+                    self.world.set_step(min(max(elapsed, low), high))
+                self.step()
 
     # ------------------------------------------------------------------ dispatch and time
     def handle(self, method: str, params: list) -> object:

@@ -87,6 +87,9 @@ class ServerState:
         self.streams = streams
         self.host = host
         self.settings = EpisodeSettings()
+        self.base_dt_s = world.dt_s
+        """The server's own step (``--delta-seconds``): without ``fixed_delta_seconds`` in synchronous mode, and the
+        longest vehicle-dynamics substep at any ``fixed_delta_seconds``."""
         self.episode_id = int(time.time_ns() & 0xFFFFFFFF) or 1
         self.state_flags = 0  # simulation state bits of the next episode state (map change)
         self.destroyed_boxes: dict[int, list] = {}  # the last box of destroyed actors (get_actor_bounding_box)
@@ -109,6 +112,17 @@ class ServerState:
         self.scene = None  # the sensors' raycast scene (needs Open3D), built when a raycast sensor is spawned
         self.awaited_streams: set[int] = set()  # sensor streams whose token was handed out, not yet connected
         self._layout: TownLayout | None = None
+
+    def apply_step(self) -> None:
+        """Step the world by the settings: ``fixed_delta_seconds``, else the server's own step.
+
+        Vehicle dynamics are integrated in substeps no longer than the server's step when ``substepping`` is on
+        (CARLA's ``max_substep_delta_time`` and ``max_substeps`` are accepted and reported, not used: the
+        embedded integrator is stable at any step). Asynchronous mode without a fixed step varies it (the server).
+        """
+        delta = self.settings.fixed_delta_seconds
+        self.world.set_step(self.base_dt_s if delta is None else delta)
+        self.world.max_substep_s = self.base_dt_s if self.settings.substepping else None
 
     # ------------------------------------------------------------------ ids
     @property

@@ -80,6 +80,8 @@ class EmbeddedWorld:
             config = WorldConfig.model_validate({**config.model_dump(), **overrides})
         self.config = config
         self.dt_s = config.dt_s
+        self.max_substep_s: float | None = None
+        """Vehicle dynamics substep limit: a longer tick integrates them in equal substeps no longer than this."""
         if source is None:
             source = procedural_source(config.procedural) if config.map == PROCEDURAL else resolve_map(config.map)
         self.source = source
@@ -128,6 +130,7 @@ class EmbeddedWorld:
         self._next_id = 1
         self.frame = 0
         self.time_s = 0.0
+        self._clock_origin = (0, 0.0)  # (frame, time) the clock counts steps of dt_s from
         self.relocations = 0
         self._structure_dirty = True
         self._broad_phase = VerletPairs(skin_m=3.0)
@@ -482,13 +485,31 @@ class EmbeddedWorld:
         for actor_id, height in zip(fleet.ids.tolist(), z.tolist()):
             self._free_z[int(actor_id)] = height
 
+    def set_step(self, dt_s: float) -> None:
+        """Step ``dt_s`` seconds per tick from the next tick on; the clock goes on from the current time.
+
+        Vehicle dynamics are integrated in substeps of at most :attr:`max_substep_s` (None: one step per tick).
+        """
+        if not 0.0 < dt_s <= 1.0 or not math.isfinite(dt_s):
+            raise ValueError(f"dt_s must be in (0, 1] seconds, got {dt_s!r}")
+        if dt_s != self.dt_s:
+            self._clock_origin = (self.frame, self.time_s)
+            self.dt_s = float(dt_s)
+
+    def continue_from_frame(self, frame: int) -> None:
+        """Number this world's ticks on from ``frame`` (a new episode of a server), with its time still at 0."""
+        self.frame = int(frame)
+        self._clock_origin = (self.frame, self.time_s)
+        self._snapshot = self._build_snapshot(self._last_events)
+
     def tick(self) -> WorldSnapshot:
         """Advance one fixed step of ``dt_s`` and return the new snapshot."""
         if self._closed:
             raise RuntimeError("this EmbeddedWorld is closed")
         dt = self.dt_s
         self.frame += 1
-        self.time_s = self.frame * dt
+        origin_frame, origin_s = self._clock_origin
+        self.time_s = origin_s + (self.frame - origin_frame) * dt
         light_state = self.lights.update(self.time_s)
         self.light_state = light_state
         traffic, fleet = self.traffic, self.fleet
@@ -526,7 +547,10 @@ class EmbeddedWorld:
             prev_xy = fxy
             prev_yaw = fleet.yaw_rad.copy()
             c = self._controls
-            fleet.step(ControlArrays(c[:, 0], c[:, 1], c[:, 2], c[:, 3] > 0.5, c[:, 4] > 0.5), dt)
+            controls = ControlArrays(c[:, 0], c[:, 1], c[:, 2], c[:, 3] > 0.5, c[:, 4] > 0.5)
+            substeps = 1 if self.max_substep_s is None else max(1, math.ceil(dt / self.max_substep_s - 1e-9))
+            for _ in range(substeps):
+                fleet.step(controls, dt / substeps)
             self._static_layout_collisions(prev_xy, prev_yaw, events)
             self._update_free_z()
         state = self._gather()

@@ -2,6 +2,8 @@
 
 Sensors attach rigidly to a parent actor with a :class:`Pose` relative
 to the parent's origin (CARLA's ``spawn_actor(bp, transform, attach_to=parent)``).
+A sensor whose parent is :data:`WORLD_PARENT_ID` (0) is fixed in the world and
+its pose is a world pose (CARLA's ``spawn_actor(bp, transform)`` without a parent).
 Every measurement carries the frame number, the simulation time and the
 sensor's world pose at that tick.
 
@@ -26,9 +28,12 @@ from sim.transforms import (compose_mount, mount_matrix, rotation_from_matrix, r
                             sensor_world_pose)
 
 __all__ = [
-    "Sensor", "SensorMeasurement", "check_finite", "check_seed", "check_stddev",
+    "WORLD_PARENT_ID", "Sensor", "SensorMeasurement", "check_finite", "check_seed", "check_stddev",
     "rotation_from_matrix", "rotation_matrix", "sensor_world_pose",
 ]
+
+WORLD_PARENT_ID = 0
+"""``parent_id`` of a sensor fixed in the world (actor ids start at 1)."""
 
 # Tolerance on elapsed simulation time: timestamps are frame * dt and carry rounding errors.
 _TICK_EPS_S = 1e-6
@@ -87,6 +92,13 @@ class Sensor(ABC):
         self._rel_matrix = mount_matrix(transform)
         self._last_measure_s: float | None = None
         self._row_cache: tuple[np.ndarray | None, int] = (None, -1)
+        self._fixed_pose = (compose_mount(np.zeros(3), np.zeros(3), self._rel_location, self._rel_matrix)
+                            if self.parent_id == WORLD_PARENT_ID else None)
+
+    @property
+    def fixed_in_world(self) -> bool:
+        """Whether the sensor has no parent (its ``transform`` is its world pose)."""
+        return self._fixed_pose is not None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, parent_id={self.parent_id}, transform={self.transform})"
@@ -109,7 +121,10 @@ class Sensor(ABC):
         return True
 
     def _parent_row(self, snapshot: WorldSnapshot) -> int:
-        """Row of the parent in the snapshot's arrays (cached while the actor list is unchanged)."""
+        """Row of the parent in the snapshot's arrays (cached while the actor list is unchanged); -1 when the
+        sensor is fixed in the world (it has no row: see :meth:`_world_pose`)."""
+        if self._fixed_pose is not None:
+            return -1
         ids, row = self._row_cache
         if ids is snapshot.actor_id:
             return row
@@ -123,6 +138,9 @@ class Sensor(ABC):
 
     def _world_pose(self, snapshot: WorldSnapshot, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The sensor's world location (3,), rotation (3,) and rotation matrix (3, 3) at this snapshot."""
+        if self._fixed_pose is not None:
+            location, rotation, matrix = self._fixed_pose
+            return location.copy(), rotation.copy(), matrix
         return compose_mount(snapshot.location_m[row], snapshot.rotation_rad[row], self._rel_location, self._rel_matrix)
 
     def _measurement(self, snapshot: WorldSnapshot, location: np.ndarray, rotation: np.ndarray,

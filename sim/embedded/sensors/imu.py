@@ -103,9 +103,11 @@ class ImuSensor(Sensor):
     def measure(self, world: object, snapshot: WorldSnapshot) -> SensorMeasurement | None:
         """The reading at this tick, or None when ``sensor_tick`` says wait (``world`` is not used)."""
         row = self._parent_row(snapshot)
-        omega = snapshot.angular_velocity_rad_s[row]
+        fixed = row < 0  # fixed in the world: at rest
+        omega = np.zeros(3) if fixed else snapshot.angular_velocity_rad_s[row]
+        lever_arm = self._lever_arm and not fixed
         alpha = None
-        if self._lever_arm:
+        if lever_arm:
             # Angular acceleration needs the angular velocity of every tick, measured or not.
             previous, self._prev_omega = self._prev_omega, (snapshot.timestamp_s, omega)
             if previous is not None and snapshot.timestamp_s > previous[0]:
@@ -113,8 +115,8 @@ class ImuSensor(Sensor):
         if not self._due(snapshot.timestamp_s):
             return None
         location, rotation, matrix = self._world_pose(snapshot, row)
-        accel_world = snapshot.acceleration_mps2[row] + _GRAVITY_UP
-        if self._lever_arm:
+        accel_world = (np.zeros(3) if fixed else snapshot.acceleration_mps2[row]) + _GRAVITY_UP
+        if lever_arm:
             arm = location - snapshot.location_m[row]
             accel_world = accel_world + _cross(omega, _cross(omega, arm))
             if alpha is not None:

@@ -52,7 +52,8 @@ class Radar(RaycastSensor):
         """Detections of the rays that hit something within range."""
         hit = hits.distance_m <= self.range_m
         local = plan.local_directions[hit]
-        own_velocity = snapshot.velocity_mps[self._parent_row(snapshot)]
+        row = self._parent_row(snapshot)
+        own_velocity = snapshot.velocity_mps[row] if row >= 0 else np.zeros(3, dtype=snapshot.velocity_mps.dtype)
         relative = hits.hit_velocity[hit] - own_velocity[None, :]
         detections = np.empty((local.shape[0], 4), dtype=np.float32)
         detections[:, 0] = np.einsum("ij,ij->i", relative, plan.directions[hit])

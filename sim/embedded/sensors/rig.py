@@ -104,6 +104,8 @@ def hidden_parents(sensors: list[Sensor], snapshot: WorldSnapshot) -> tuple[int,
     """Parents with one of ``sensors`` mounted inside their own box (they would blind it): hide them from its rays."""
     hidden: list[int] = []
     for sensor in sensors:
+        if sensor.fixed_in_world:
+            continue
         half = snapshot.extent_m[sensor._parent_row(snapshot)]
         mount = sensor.transform
         # Vehicle origins sit on the ground under the box centre; the box spans z in [0, 2 * half_z].

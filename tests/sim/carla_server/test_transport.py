@@ -85,10 +85,10 @@ def test_handle_spawn_and_errors(server):
     assert result[0][0] == 1 and actor[2][1] == "vehicle.lincoln.mkz_2020" and actor[3][1] == [2.45, 1.06, 0.76]
     again = server.handle("spawn_actor", [[False], _description("vehicle.lincoln.mkz_2020"), transform])
     assert again[0][0] == 0 and "collision" in again[0][1][0]
-    unknown = server.handle("spawn_actor", [[False], _description("vehicle.tesla.cybertruck"), transform])
-    assert "unknown blueprint 'vehicle.tesla.cybertruck'" in unknown[0][1][0]
-    loose = server.handle("spawn_actor", [[False], _description("sensor.camera.rgb"), transform])
-    assert "must be attached to a vehicle" in loose[0][1][0]
+    unknown = server.handle("spawn_actor", [[False], _description("vehicle.tesla.roadster"), transform])
+    assert "unknown blueprint 'vehicle.tesla.roadster'" in unknown[0][1][0]
+    loose = server.handle("spawn_actor", [[False], _description("sensor.other.collision"), transform])
+    assert "attach it to a vehicle" in loose[0][1][0]
     bad_fov = server.handle("spawn_actor_with_parent", [[False], [1, "sensor.camera.rgb", [["fov", 3, "0"]]],
                                                         [[0, 0, 2], [0, 0, 0]], actor[0], 0, ""])
     assert "fov" in bad_fov[0][1][0]
@@ -104,8 +104,8 @@ def test_handle_settings_and_tick(server):
     sync = [True, False, [True, 0.05], True, 0.01, 10, 0.0, True, 3000.0, 2000.0, True]
     assert server.handle("set_episode_settings", [[False], sync]) == [[1, frame]]
     assert server.handle("tick_cue", [[False]]) == [[1, frame + 1]]
-    wrong = server.handle("set_episode_settings", [[False], [True, False, [True, 0.1], *sync[3:]]])
-    assert "fixed_delta_seconds=0.1" in wrong[0][1][0]
+    wrong = server.handle("set_episode_settings", [[False], [True, False, [True, 2.0], *sync[3:]]])
+    assert "fixed_delta_seconds=2" in wrong[0][1][0]
     assert server.handle("get_episode_settings", [[False]])[0][1][2] == [True, 0.05]
     info = server.handle("get_map_info", [[False]])[0][1]
     assert info[0] == "Town01" and len(info[1]) == len(server.world.spawn_points)
