@@ -26,7 +26,7 @@ from sim.api import Pose
 from sim.sensors.blueprints import AttributeSpec, get_blueprint
 from sim.sensors.blueprints import AttributeType as SpecType
 from sim.sensors.suite import EVENT_SENSORS
-from sim.embedded.vehicle_types import VEHICLE_TYPES
+from sim.sensors.vehicle_blueprints import ROLE_NAMES, VEHICLE_BLUEPRINTS
 
 CARLA_VERSION = "0.9.16"
 
@@ -311,7 +311,6 @@ picks by default)."""
 WALKER_CONTROLLER = "controller.ai.walker"
 TRAFFIC_LIGHT = "traffic.traffic_light"
 
-_VEHICLE_COLORS = ("17,37,103", "255,255,255", "0,0,0", "153,0,0", "30,110,40", "120,120,120")
 _SPEC_TYPES = {SpecType.BOOL: AttributeType.BOOL, SpecType.INT: AttributeType.INT, SpecType.FLOAT: AttributeType.FLOAT,
           SpecType.STRING: AttributeType.STRING, SpecType.RGB_COLOR: AttributeType.RGB_COLOR}
 
@@ -334,18 +333,23 @@ def _sensor_attribute(spec: AttributeSpec) -> AttributeDef:
 
 
 def vehicle_definitions(first_uid: int = 1) -> list[ActorDefinition]:
-    """One definition per embedded vehicle type."""
+    """One definition per CARLA 0.9.16 vehicle blueprint (``sim.sensors.vehicle_blueprints``)."""
     out = []
-    for uid, vtype in enumerate(VEHICLE_TYPES.values(), start=first_uid):
+    for uid, blueprint in enumerate(VEHICLE_BLUEPRINTS.values(), start=first_uid):
         attributes = (
-            AttributeDef("role_name", AttributeType.STRING, "autopilot", ("autopilot", "scenario", "ego_vehicle")),
-            AttributeDef("color", AttributeType.RGB_COLOR, _VEHICLE_COLORS[0], _VEHICLE_COLORS),
-            AttributeDef("number_of_wheels", AttributeType.INT, str(vtype.number_of_wheels), (), False),
-            AttributeDef("base_type", AttributeType.STRING, vtype.base_type, (), False),
-            AttributeDef("generation", AttributeType.INT, "2", (), False),
+            AttributeDef("role_name", AttributeType.STRING, ROLE_NAMES[0], ROLE_NAMES),
+            AttributeDef("color", AttributeType.RGB_COLOR, blueprint.colours[0], blueprint.colours),
+            AttributeDef("number_of_wheels", AttributeType.INT, str(blueprint.number_of_wheels), (), False),
+            AttributeDef("base_type", AttributeType.STRING, blueprint.base_type, (), False),
+            AttributeDef("special_type", AttributeType.STRING, blueprint.special_type, (), False),
+            AttributeDef("generation", AttributeType.INT, str(blueprint.generation), (), False),
+            AttributeDef("has_lights", AttributeType.BOOL, carla_value(blueprint.has_lights), (), False),
+            AttributeDef("has_dynamic_doors", AttributeType.BOOL, "false", (), False),
+            AttributeDef("object_type", AttributeType.STRING, "", (), False),
             AttributeDef("sticky_control", AttributeType.BOOL, "true", ("true", "false")),
+            AttributeDef("terramechanics", AttributeType.BOOL, "false", ("true", "false")),
         )
-        out.append(ActorDefinition(uid, vtype.blueprint_id, ",".join(vtype.blueprint_id.split(".")), attributes))
+        out.append(ActorDefinition(uid, blueprint.id, ",".join(blueprint.id.split(".")), attributes))
     return out
 
 

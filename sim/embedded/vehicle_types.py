@@ -8,7 +8,10 @@ extent) and carries the physical parameters the bicycle models in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
+
+from sim.sensors.vehicle_blueprints import VEHICLE_BLUEPRINTS, get_vehicle_blueprint
 
 GRAVITY_MPS2 = 9.81
 
@@ -186,13 +189,40 @@ VEHICLE_TYPES: dict[str, VehicleType] = {
 _BY_BLUEPRINT: dict[str, VehicleType] = {t.blueprint_id: t for t in VEHICLE_TYPES.values()}
 
 
+BICYCLE_MAX_POWER_W = 1_500.0
+BICYCLE_MAX_ACCEL_MPS2 = 2.0
+BICYCLE_MASS_KG = 90.0
+
+
+@functools.cache
+def blueprint_vehicle_type(blueprint_id: str) -> VehicleType:
+    """The type of any CARLA 0.9.16 vehicle blueprint (``sim.sensors.vehicle_blueprints``): its class's
+    parameters with the blueprint's box, the axles scaled with its length; bicycles ride on the motorcycle class
+    with a rider's power and a bicycle's mass. ``KeyError`` for an unknown id."""
+    blueprint = get_vehicle_blueprint(blueprint_id)
+    base = VEHICLE_TYPES[blueprint.vehicle_class]
+    if base.blueprint_id == blueprint_id:
+        return base
+    scale = blueprint.extent_m[0] / base.extent_m[0]
+    vtype = replace(base, name=blueprint_id, blueprint_id=blueprint_id, semantic_tag=blueprint.semantic_tag,
+                    extent_m=blueprint.extent_m, wheelbase_m=base.wheelbase_m * scale,
+                    cg_to_front_axle_m=base.cg_to_front_axle_m * scale)
+    if blueprint.base_type == "bicycle":
+        vtype = replace(vtype, mass_kg=BICYCLE_MASS_KG, yaw_inertia_kgm2=base.yaw_inertia_kgm2 * 0.4,
+                        max_power_w=BICYCLE_MAX_POWER_W, max_accel_mps2=BICYCLE_MAX_ACCEL_MPS2)
+    return vtype
+
+
 def get_vehicle_type(name: str) -> VehicleType:
-    """Look a vehicle type up by base type ("car") or blueprint id ("vehicle.lincoln.mkz_2020").
+    """Look a vehicle type up by base type ("car") or blueprint id ("vehicle.lincoln.mkz_2020", or any CARLA
+    0.9.16 vehicle blueprint: :func:`blueprint_vehicle_type`).
 
     Raises ValueError listing the valid names when `name` is unknown.
     """
     found = VEHICLE_TYPES.get(name) or _BY_BLUEPRINT.get(name)
+    if found is None and name in VEHICLE_BLUEPRINTS:
+        found = blueprint_vehicle_type(name)
     if found is None:
-        valid = sorted(VEHICLE_TYPES) + sorted(_BY_BLUEPRINT)
+        valid = sorted(VEHICLE_TYPES) + sorted(VEHICLE_BLUEPRINTS)
         raise ValueError(f"unknown vehicle type {name!r}; valid names: {', '.join(valid)}")
     return found
