@@ -200,9 +200,13 @@ class CarlaServer:
         return self._walkers.navigation_file()
 
     def _tick_cue(self) -> list:
+        """The frame the client waits for, as CARLA: the next one. In synchronous mode this call makes it; in
+        asynchronous mode the ticker does, so ``world.tick()`` (and ``apply_settings``' check of the new
+        ``fixed_delta_seconds``, which ticks until the snapshots show it) waits for a frame stepped anew."""
         if self.state.settings.synchronous_mode:
             self.step()
-        return enc.ok(self.world.frame)
+            return enc.ok(self.world.frame)
+        return enc.ok(self.world.frame + 1)
 
     def step(self) -> WorldSnapshot:
         """Advance one step; push sensor data, then the episode state."""
