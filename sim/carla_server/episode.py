@@ -48,8 +48,17 @@ MAX_DELTA_SECONDS = 1.0
 MAP_PREFIX = "/Game/Carla/Maps/"
 """How CARLA names its maps in ``get_available_maps``."""
 OPENDRIVE_MAP_NAME = "OpenDriveMap"
+OPT_SUFFIX = "_Opt"
+"""CARLA's layered variant of a town (``Town10HD_Opt``, scenario_runner's routes ask for it): the same roads, so it is
+served as the town itself, under the name asked for (map layers do not exist here)."""
 LIGHT_TRIGGER_M = 15.0
 """A vehicle is "at" the light at the end of its lane within this distance of the lane's end (CARLA's trigger box)."""
+
+
+def available_map_names() -> list[str]:
+    """The maps ``load_world`` takes by name: the shipped towns and their ``_Opt`` variants (as CARLA lists them)."""
+    towns = shipped_town_names()
+    return towns + [town + OPT_SUFFIX for town in towns]
 
 
 class EpisodeHandlers:
@@ -60,6 +69,7 @@ class EpisodeHandlers:
         self.weather = enc.CLEAR_NOON_WEATHER
         self._traffic_managers: dict[int, tuple[str, int]] = {}  # TM port -> (host, port) of its RPC server
         self._opendrive_text: str | None = None  # the map of generate_opendrive_world
+        self._map_name: str | None = None  # the name the map was loaded by, if not its own (an ``_Opt`` variant)
         self._last_state_payload: bytes | None = None  # greets new episode-state subscribers
 
     def handlers(self) -> dict[str, Callable[..., object]]:
@@ -72,7 +82,7 @@ class EpisodeHandlers:
             "set_episode_settings": self.set_settings,
             "get_map_info": self.map_info,
             "get_map_data": lambda: enc.ok(state.world.source.xodr_text),
-            "get_available_maps": lambda: enc.ok([MAP_PREFIX + name for name in shipped_town_names()]),
+            "get_available_maps": lambda: enc.ok([MAP_PREFIX + name for name in available_map_names()]),
             "load_new_episode": self.load_new_episode,
             "copy_opendrive_to_file": self.copy_opendrive,  # 0.9.16's generate_opendrive_world, then load_new_episode
             "get_weather_parameters": lambda: enc.ok(list(self.weather)),
@@ -104,7 +114,7 @@ class EpisodeHandlers:
         """The map's name and spawn points."""
         world = self.state.world
         points = [Transform.from_arrays(p.pose.location, p.pose.rotation).to_msg() for p in world.spawn_points]
-        return enc.ok([world.source.name, points])
+        return enc.ok([self._map_name or world.source.name, points])
 
     def load_new_episode(self, map_name: str, reset_settings: bool = True, _map_layers: int = 0) -> list:
         """``client.load_world``: a new embedded world on a shipped town (``Town02`` or ``/Game/Carla/Maps/Town02``).
@@ -113,15 +123,19 @@ class EpisodeHandlers:
         sends the text, then loads that map).
         """
         name = str(map_name).rsplit("/", 1)[-1]
+        served_name = None
         if not name:  # client.reload_world(): the current map again
-            source = self.state.world.source
+            source, served_name = self.state.world.source, self._map_name
         elif name == OPENDRIVE_MAP_NAME and self._opendrive_text is not None:
             source = MapSource(OPENDRIVE_MAP_NAME, self._opendrive_text, None, trusted=False)
         elif name in shipped_town_names():
             source = resolve_map(name)
+        elif name.endswith(OPT_SUFFIX) and name.removesuffix(OPT_SUFFIX) in shipped_town_names():
+            source, served_name = resolve_map(name.removesuffix(OPT_SUFFIX)), name
         else:
-            raise ValueError(f"map {map_name!r} not found; available: {', '.join(shipped_town_names())}")
+            raise ValueError(f"map {map_name!r} not found; available: {', '.join(available_map_names())}")
         self._change_map(source, bool(reset_settings))
+        self._map_name = served_name
         return enc.ok_void()
 
     def copy_opendrive(self, xodr_text: str, _parameters: list | None = None) -> list:

@@ -2,7 +2,8 @@
 
 Client code of the project's own, in the style of ``util/config.py --fps N`` (asynchronous mode with a new
 ``fixed_delta_seconds``: the client's ``apply_settings`` ticks until two snapshots show the new step, and warns
-``the settings were not correctly set`` otherwise) and of scripts that call ``world.tick()`` in asynchronous mode.
+``the settings were not correctly set`` otherwise), of scripts that call ``world.tick()`` in asynchronous mode, and
+of scenario_runner's routes, which load the ``_Opt`` variant of a town (``Town10HD_Opt``) and check its name.
 """
 
 from __future__ import annotations
@@ -17,14 +18,19 @@ from sim.carla_server.process import start_server_process, stop_server_process
 
 
 @pytest.fixture(scope="module")
-def world():
+def client():
     proc, port = start_server_process()
     try:
-        client = carla.Client("127.0.0.1", port)
-        client.set_timeout(20.0)
-        yield client.get_world()
+        c = carla.Client("127.0.0.1", port)
+        c.set_timeout(60.0)
+        yield c
     finally:
         stop_server_process(proc)
+
+
+@pytest.fixture()
+def world(client):
+    return client.get_world()
 
 
 def _apply(world, synchronous: bool, delta: float | None) -> None:
@@ -58,3 +64,17 @@ def test_world_tick_in_asynchronous_mode_waits_for_the_next_frame(world):
             assert world.get_snapshot().frame >= frame
     finally:
         _apply(world, False, None)
+
+
+def test_opt_variant_of_a_town_loads_under_its_own_name(client):
+    assert "/Game/Carla/Maps/Town01_Opt" in client.get_available_maps()
+    plain = client.get_world().get_map()
+    world = client.load_world("Town01_Opt")
+    town = world.get_map()
+    # scenario_runner: map_name = get_map().name.split('/')[-1], which must equal the route's town
+    assert town.name.split("/")[-1] == "Town01_Opt"
+    assert len(town.get_spawn_points()) == len(plain.get_spawn_points())
+    assert client.reload_world().get_map().name.split("/")[-1] == "Town01_Opt"
+    assert client.load_world("Town01").get_map().name.split("/")[-1] == "Town01"
+    with pytest.raises(RuntimeError, match="not found"):
+        client.load_world("Town99_Opt")
