@@ -1,4 +1,4 @@
-"""The level's objects over RPC: ``get_level_bbs`` and ``get_environment_objects``.
+"""The level's objects over RPC: ``get_level_bbs``, ``get_environment_objects`` and ``project_point`` (downwards).
 
 They know the buildings (of the map's static town layout,
 :class:`~sim.embedded.sensors.town.TownLayout`, built on first use: the same
@@ -11,10 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
+
 from sim.api import ActorKind
 from sim.carla_server import encoding as enc
 from sim.carla_server.encoding import Transform
-from sim.carla_server.state import BUILDING_LABEL, TRAFFIC_LIGHT_LABEL, ServerState
+from sim.carla_server.state import BUILDING_LABEL, TRAFFIC_LIGHT_LABEL, ServerState, UnsupportedError
+from sim.maps.geometry import AreaClass
+
+ROADS_LABEL, SIDEWALKS_LABEL, TERRAIN_LABEL = 1, 2, 10
+"""``carla.CityObjectLabel`` Roads, Sidewalks and Terrain."""
 
 __all__ = ["LevelHandlers"]
 
@@ -30,7 +36,34 @@ class LevelHandlers:
         return {
             "get_all_level_BBs": lambda tag=enc.ANY_LABEL: enc.ok([box for box, _ in self.level_boxes(int(tag))]),
             "get_environment_objects": self.environment_objects,
+            "project_point": self.project_point,
         }
+
+    def project_point(self, location: list, direction: list, search_distance: float) -> list:
+        """``World.ground_projection`` (``project_point`` straight down): the ground under ``location``.
+
+        The ground is the map's surface (its nearest lane, any lane type, gives the height), labelled Roads on the
+        driving area, Sidewalks on a sidewalk and Terrain elsewhere; ``(false, ...)`` when it lies more than
+        ``search_distance`` below (or above) the point. Level objects (buildings, poles) are not hit. Other
+        directions are not supported (CARLA casts them against the rendered scene).
+        """
+        import carla  # the offline map's own types
+
+        x, y, z = (float(v) for v in location)
+        dx, dy, dz = (float(v) for v in direction)
+        norm = math.sqrt(dx * dx + dy * dy + dz * dz)
+        if norm == 0.0 or dz / norm > -0.999:
+            raise UnsupportedError("project_point: only straight down (World.ground_projection) is supported, "
+                                   f"got direction {[dx, dy, dz]}")
+        world = self.state.world
+        waypoint = world.carla_map.get_waypoint(carla.Location(x, y, z), project_to_road=True,
+                                                lane_type=carla.LaneType.Any)
+        ground_z = waypoint.transform.location.z if waypoint is not None else 0.0
+        area = int(world.area_raster.lookup(np.array([[x, y]]), np.array([ground_z]))[0])
+        label = {AreaClass.DRIVING: ROADS_LABEL, AreaClass.JUNCTION: ROADS_LABEL, AreaClass.CROSSWALK: ROADS_LABEL,
+                 AreaClass.SIDEWALK: SIDEWALKS_LABEL}.get(AreaClass(area), TERRAIN_LABEL)
+        hit = 0.0 <= z - ground_z <= float(search_distance)
+        return enc.ok([hit, [[x, y, ground_z], label]])
 
     def building_boxes(self) -> list[tuple[list, Transform]]:
         """The map's buildings as (BoundingBox message, transform at the foot of the box) pairs."""

@@ -78,3 +78,17 @@ def test_opt_variant_of_a_town_loads_under_its_own_name(client):
     assert client.load_world("Town01").get_map().name.split("/")[-1] == "Town01"
     with pytest.raises(RuntimeError, match="not found"):
         client.load_world("Town99_Opt")
+
+
+def test_ground_projection_finds_the_road_under_a_waypoint(world):
+    # scenario_runner's ControlLoss: ground_projection(waypoint location + 1 m up, 2 m) places its debris
+    waypoint = world.get_map().get_waypoint(world.get_map().get_spawn_points()[0].location)
+    above = waypoint.transform.location + carla.Location(z=1.0)
+    ground = world.ground_projection(above, 2.0)
+    assert ground is not None
+    assert ground.location.z == pytest.approx(waypoint.transform.location.z, abs=0.05)
+    assert (ground.location.x, ground.location.y) == pytest.approx((above.x, above.y))
+    assert ground.label == carla.CityObjectLabel.Roads
+    assert world.ground_projection(waypoint.transform.location + carla.Location(z=5.0), 2.0) is None
+    with pytest.raises(RuntimeError, match="only straight down"):
+        world.project_point(above, carla.Vector3D(1.0, 0.0, 0.0), 5.0)
