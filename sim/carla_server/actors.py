@@ -50,7 +50,8 @@ class ActorHandlers:
             "get_spectator": lambda: enc.ok(state.actor_msg(SPECTATOR_ID)),
             "apply_control_to_vehicle": self.apply_control,
             "get_vehicle_light_states": lambda: enc.ok([[a, state.lights_on.get(a, 0)] for a in state.vehicle_ids()]),
-            "get_vehicle_light_state": lambda actor_id: enc.ok(self._vehicle_light_state(int(actor_id))),
+            # rpc::VehicleLightState is a one-field struct: [flags] on the wire, both ways
+            "get_vehicle_light_state": lambda actor_id: enc.ok([self._vehicle_light_state(int(actor_id))]),
             "set_vehicle_light_state": self.set_vehicle_light_state,
             "set_actor_simulate_physics": self.set_simulate_physics,
             "set_actor_collisions": self.set_collisions,
@@ -172,8 +173,13 @@ class ActorHandlers:
         self.state.vehicle_info(actor_id)
         return self.state.lights_on.get(actor_id, 0)
 
-    def set_vehicle_light_state(self, actor_id: int, flags: int) -> list:
-        """Vehicle lights (``carla.VehicleLightState`` flags) are stored and reported; nothing is lit in images."""
+    def set_vehicle_light_state(self, actor_id: int, flags: int | list) -> list:
+        """Vehicle lights (``carla.VehicleLightState`` flags) are stored and reported; nothing is lit in images.
+
+        ``Vehicle.set_light_state`` sends ``rpc::VehicleLightState`` (``[flags]``), without waiting for the answer.
+        """
+        if isinstance(flags, (list, tuple)) and len(flags) == 1:
+            flags = flags[0]
         self.state.vehicle_info(int(actor_id))
         self.state.lights_on[int(actor_id)] = int(flags)
         return enc.ok_void()

@@ -92,3 +92,20 @@ def test_ground_projection_finds_the_road_under_a_waypoint(world):
     assert world.ground_projection(waypoint.transform.location + carla.Location(z=5.0), 2.0) is None
     with pytest.raises(RuntimeError, match="only straight down"):
         world.project_point(above, carla.Vector3D(1.0, 0.0, 0.0), 5.0)
+
+
+def test_vehicle_light_state_round_trip(world):
+    # scenario_runner's BlockedIntersection: lights = blocker.get_light_state(); lights |= Brake; set_light_state(...)
+    vehicle = world.spawn_actor(world.get_blueprint_library().find("vehicle.lincoln.mkz_2020"),
+                                world.get_map().get_spawn_points()[1])
+    try:
+        assert vehicle.get_light_state() == carla.VehicleLightState.NONE
+        lights = vehicle.get_light_state()
+        lights |= carla.VehicleLightState.Brake
+        vehicle.set_light_state(carla.VehicleLightState(lights))
+        deadline = time.monotonic() + 5.0  # set_light_state does not wait for the server
+        while vehicle.get_light_state() != carla.VehicleLightState.Brake and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert vehicle.get_light_state() == carla.VehicleLightState.Brake
+    finally:
+        vehicle.destroy()

@@ -100,7 +100,9 @@ def test_handle_spawn_and_errors(server):
 
 def test_handle_settings_and_tick(server):
     frame = server.world.frame
-    assert server.handle("tick_cue", [[False]]) == [[1, frame]]  # asynchronous mode: no step on tick_cue
+    # asynchronous mode: no step on tick_cue, which answers the next frame (the ticker makes it), as CARLA
+    assert server.handle("tick_cue", [[False]]) == [[1, frame + 1]]
+    assert server.world.frame == frame
     sync = [True, False, [True, 0.05], True, 0.01, 10, 0.0, True, 3000.0, 2000.0, True]
     assert server.handle("set_episode_settings", [[False], sync]) == [[1, frame]]
     assert server.handle("tick_cue", [[False]]) == [[1, frame + 1]]
@@ -233,7 +235,7 @@ def test_batch_commands_move_hold_and_light_vehicles_and_move_walkers(server):
     assert snap.location_m[car, :2].tolist() == pytest.approx([160.0, 55.0 + 5.0 * server.world.dt_s], abs=0.05)
     assert snap.rotation_rad[car, 1] == pytest.approx(math.pi / 2, abs=1e-3)
     assert snap.location_m[snap.index_of(walker)].tolist() == pytest.approx([151.0, 61.0, 0.9])
-    assert server.handle("get_vehicle_light_state", [[False], vehicle]) == [[1, 0b11]]
+    assert server.handle("get_vehicle_light_state", [[False], vehicle]) == [[1, [0b11]]]  # rpc::VehicleLightState: a one-field struct
     assert [vehicle, 0b11] in server.handle("get_vehicle_light_states", [[False]])[0][1]
     held = server.handle("apply_batch", [[False], [[[14, [vehicle, False]]], [[19, [vehicle, [165.0, 55.0, 0.0]]]]],
                                          False])
