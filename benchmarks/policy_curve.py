@@ -46,23 +46,35 @@ def plot(run: Path, out: Path) -> dict:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     scalars = tensorboard_scalars(run / "tb")
     evals = evaluations(run)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
     if evals["ppo"]:
-        ax.plot(*zip(*evals["ppo"]), marker="o", label="PPO (evaluation routes)")
+        start = [(0, evals["bc"][-1][1])] if evals["bc"] else []  # PPO starts from the last BC round's policy
+        ax.plot(*zip(*(start + evals["ppo"])), marker="o", label="PPO (evaluation routes)")
     for k, (name, score) in enumerate(evals["bc"]):
         ax.scatter([0], [score], marker="s", color=f"C{k + 1}", label=f"after {name.replace('_', ' ')}")
     ax.set(xlabel="PPO env steps", ylabel="driving score", title="Evaluation town (never trained on)", ylim=(0, 105))
     ax.legend(fontsize=8)
     ax = axes[1]
-    for tag, label in (("driving/score", "training episodes' driving score"), ("rollout/ep_rew_mean", "episode return")):
-        if tag in scalars:
-            ax.plot(*zip(*scalars[tag]), label=label)
-    ax.set(xlabel="PPO env steps", title="Training episodes")
-    ax.legend(fontsize=8)
+    if "driving/score" in scalars:
+        steps, scores = zip(*scalars["driving/score"])
+        window = 10
+        smooth = [sum(scores[max(0, i - window + 1):i + 1]) / len(scores[max(0, i - window + 1):i + 1])
+                  for i in range(len(scores))]
+        ax.plot(steps, smooth, label=f"training episodes' driving score ({window}-point mean)")
+    ax.set(xlabel="PPO env steps", ylabel="driving score", title="Training episodes", ylim=(0, 105))
+    if "rollout/ep_rew_mean" in scalars:
+        twin = ax.twinx()
+        twin.plot(*zip(*scalars["rollout/ep_rew_mean"]), color="C1", label="episode return (Roach reward)")
+        twin.set_ylabel("episode return")
+        twin.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left")
+    for axis in axes:
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)

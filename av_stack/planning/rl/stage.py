@@ -16,6 +16,7 @@ The plan carries the control, and the route ahead as its trajectory (for videos 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from pydantic import Field
 
 from av_stack.messages import Mission, PerceptionOutput, Plan, PoseEstimate, VehicleControl
@@ -39,6 +40,9 @@ class RLPlanner:
 
         checkpoint: str = Field(DEFAULT_POLICY, description="an SB3 zip written by `avsim train policy`")
         deterministic: bool = True
+        threads: int = Field(1, ge=1, le=64, description=(
+            "torch threads while the policy runs (set around each call and restored): the network is small, "
+            "and more threads than free cores slow it down many times"))
 
     def __init__(self, config: Config | None = None) -> None:
         from av_stack.planning.rl.policy import load_policy
@@ -80,7 +84,12 @@ class RLPlanner:
     def step(self, perception: PerceptionOutput, pose: PoseEstimate) -> Plan:
         """This tick's control from the policy."""
         obs = self.last_observation = self.observation(perception, pose)
-        action, _ = self.model.predict(obs, deterministic=self.config.deterministic)
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.config.threads)
+        try:
+            action, _ = self.model.predict(obs, deterministic=self.config.deterministic)
+        finally:
+            torch.set_num_threads(before)
         action = np.clip(np.asarray(action, dtype=np.float32).reshape(2), -1.0, 1.0)
         if not np.isfinite(action).all():
             raise ValueError(f"planning 'rl': the policy returned a non-finite action {action.tolist()}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from av_stack.agents import make_agent
 from av_stack.bridge import StackAgent, mission_of
@@ -24,8 +25,10 @@ def test_in_a_mixed_stack_the_stage_sees_and_does_what_the_policy_does_in_the_en
     model = load_policy(untrained_policy)
     obs, _ = env.reset(seed=3)
     agent.reset(env)
+    threads = torch.get_num_threads()
     for _ in range(25):
         action = agent(obs, env)
+        assert torch.get_num_threads() == threads, "the stage restores torch's thread count"
         seen = agent.stack.planner.last_observation
         np.testing.assert_array_equal(seen["bev"], pool_bev(obs["bev"], 3))
         np.testing.assert_allclose(seen["measurements"], obs["measurements"], atol=1e-5)
