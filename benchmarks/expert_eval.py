@@ -66,9 +66,13 @@ def traffic_for(map_name: str, fixed: bool = False) -> dict[str, int]:
 
 
 def observation_for(agent: str) -> str:
-    """The observation mode an agent's stages read: the RL policy needs the BEV, the expert only the ground
-    truth (``state`` is the cheapest)."""
-    return "bev" if agent == "rl" else "state"
+    """The observation mode an agent's stages read: the RL policy (``rl``, or a stack config whose planner is
+    ``rl``) needs the BEV, the expert only the ground truth (``state`` is the cheapest)."""
+    from av_stack.agents import is_stack_agent, stack_config_of
+
+    if agent == "rl" or (is_stack_agent(agent) and stack_config_of(agent).planning["name"] == "rl"):
+        return "bev"
+    return "state"
 
 
 def _command(routes: str, map_name: str | None, traffic: dict[str, int], seed: int,
