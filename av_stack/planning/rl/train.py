@@ -53,11 +53,24 @@ def _check_run(run: Path, config: PolicyTrainConfig) -> None:
     if saved.is_file():
         before = json.loads(saved.read_text())
         changed = sorted(k for k in set(before) | set(current)
-                         if before.get(k) != current.get(k) and k not in ("ppo", "threads"))
+                         if _comparable(before, k) != _comparable(current, k) and k not in ("ppo", "threads"))
         if changed:
             raise PolicyRunError(f"run folder {run} was started with another config (sections {changed} differ); "
-                                 "use a new --out or the run's own config (ppo and threads may change)")
+                                 "use a new --out or the run's own config (ppo, threads and more "
+                                 "bc.dagger_rounds may change)")
+        rounds_before, rounds_now = before["bc"]["dagger_rounds"], current["bc"]["dagger_rounds"]
+        if rounds_now < rounds_before:
+            raise PolicyRunError(f"run folder {run} already has {rounds_before} DAgger rounds; "
+                                 f"bc.dagger_rounds may grow, not shrink to {rounds_now}")
     saved.write_text(json.dumps(current, indent=1))
+
+
+def _comparable(config: dict[str, Any], section: str) -> Any:
+    """A config section as compared on resume: more DAgger rounds only add rounds, so their count is left out."""
+    value = config.get(section)
+    if section == "bc" and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k != "dagger_rounds"}
+    return value
 
 
 # ------------------------------------------------------------------------------------------- recording
@@ -257,6 +270,11 @@ def _ppo(run: Path, config: PolicyTrainConfig, start: Path, progress: Progress |
     folder = run / "ppo"
     folder.mkdir(exist_ok=True)
     last = folder / "last.zip"
+    origin = folder / "started_from.txt"
+    if last.is_file() and origin.is_file() and origin.read_text().strip() != start.name:
+        raise PolicyRunError(f"{last} continues PPO from {origin.read_text().strip()}, but the behaviour-cloning "
+                             f"phases now end at {start.name} (more DAgger rounds?); move {folder} aside to "
+                             "start PPO from the new policy")
     env = _make_vec_env(config)
     kwargs = dict(n_steps=p.n_steps, batch_size=p.batch_size, n_epochs=p.n_epochs, learning_rate=p.learning_rate,
                   clip_range=p.clip_range, ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
@@ -266,6 +284,7 @@ def _ppo(run: Path, config: PolicyTrainConfig, start: Path, progress: Progress |
             model = PPO.load(last, env=env, device="cpu", tensorboard_log=str(run / "tb"), **kwargs)
         else:
             model = new_ppo(env, config.model, seed=config.seed, tensorboard_log=str(run / "tb"), **kwargs)
+            origin.write_text(start.name + "\n")
             model.policy.load_state_dict(load_policy(start).policy.state_dict())
             model.policy.log_std.data.fill_(config.model.init_log_std)
         remaining = p.total_steps - model.num_timesteps

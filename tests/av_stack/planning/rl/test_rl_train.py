@@ -4,6 +4,7 @@ a DAgger round, PPO, checkpoints; resuming does no work twice; a changed config 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -48,6 +49,20 @@ def test_resuming_a_finished_run_does_nothing_again_and_a_changed_config_is_refu
     with pytest.raises(PolicyRunError, match="another config \\(sections \\['model'\\] differ\\)"):
         train_policy(wider, out, workers=1)
 
+
+
+def test_more_dagger_rounds_extend_a_run_but_ppo_will_not_resume_from_an_older_policy(tiny_run, tiny_config,
+                                                                                     tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run[0], out)
+    fewer = tiny_config.model_copy(update={"bc": tiny_config.bc.model_copy(update={"dagger_rounds": 0})})
+    with pytest.raises(PolicyRunError, match="may grow, not shrink to 0"):
+        train_policy(fewer, out, workers=1)
+    more = tiny_config.model_copy(update={"bc": tiny_config.bc.model_copy(update={"dagger_rounds": 2})})
+    with pytest.raises(PolicyRunError, match="bc_round1.zip, but .* now end at bc_round2.zip"):
+        train_policy(more, out, workers=1)
+    assert (out / "bc_round2.zip").is_file() and list((out / "demos").glob("round2_*.npz"))
+    assert json.loads((out / "config.json").read_text())["bc"]["dagger_rounds"] == 2
 
 def test_behaviour_cloning_lowers_the_action_loss(tiny_run, tiny_config):
     out, _ = tiny_run
