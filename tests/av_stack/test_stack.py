@@ -158,7 +158,7 @@ def test_an_assembling_stack_gives_the_planner_the_map_at_the_pose(env):
 
 def test_the_learned_stack_config_builds():
     stack = Stack.from_config("stack/learned.yaml")
-    assert stack.names == {"perception": "learned", "localization": "ekf", "planning": "expert", "control": "stanley"}
+    assert stack.names == {"perception": "learned", "localization": "learned", "planning": "rl", "control": "stanley"}
     assert stack.assembler is not None and stack.assembler.config.road_and_lanes == "map"
 
 
