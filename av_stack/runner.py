@@ -42,6 +42,7 @@ import gymnasium
 import numpy as np
 
 from av_stack.bridge import StackAgent, mission_of
+from av_stack.files import write_text_atomically
 from av_stack.stack import STAGES, Stack, StackConfig, load_stack_config
 from sim.config import ConfigError
 from sim.env import ENV_ID
@@ -407,9 +408,7 @@ def metrics_of(summary: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` to ``path`` through a temporary file, so that a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
 
 
 def _camera_of(env, camera: str | None, label: str) -> tuple[str | None, tuple[int, int] | None]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from av_stack.data.config import SPLITS, SplitConfig
+from av_stack.files import write_text_atomically
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -41,10 +41,7 @@ def empty_manifest(config: dict[str, Any]) -> dict[str, Any]:
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
     """Write ``root/manifest.json`` through a temporary file (a reader never sees half a manifest)."""
-    path = Path(root) / MANIFEST
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(Path(root) / MANIFEST, json.dumps(manifest, indent=1, allow_nan=False) + "\n")
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:

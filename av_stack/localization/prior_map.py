@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from av_stack.files import replaced_atomically
 from sim.transforms import rotation_matrix
 
 __all__ = ["FORMAT", "PriorMap", "PriorMapError", "VoxelCloud", "accumulate_log", "build_prior_map",
@@ -121,13 +121,10 @@ def save_prior_map(prior: PriorMap, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".npz":
         raise PriorMapError(f"a prior map is a .npz file; got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as stream:
+    with replaced_atomically(path) as partial, open(partial, "wb") as stream:
         np.savez_compressed(stream, format=np.array(FORMAT), version=np.array(VERSION), points=prior.points,
                             normals=prior.normals, voxel_m=np.array(prior.voxel_m),
                             map_name=np.array(prior.map_name), sources=np.array(json.dumps(list(prior.sources))))
-    os.replace(partial, path)
     return path
 
 

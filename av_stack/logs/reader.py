@@ -38,7 +38,7 @@ from zstandard import ZstdError
 
 from av_stack.logs import encoding as enc
 from av_stack.logs import topics as T
-from av_stack.logs.writer import LOG_FORMAT_VERSION, PROFILE
+from av_stack.logs.writer import LOG_FORMAT_VERSION
 from av_stack.messages import BevSpec, EgoSignals, SensorCalibration, SensorFrame
 from sim.api import Pose, TrafficLightState
 from sim.env.bev import BevConfig

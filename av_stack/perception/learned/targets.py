@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from av_stack.messages import BevSpec, Detections
-from av_stack.perception.learned.config import DETECTION_CLASSES, LIGHT_CLASSES, SEG_CHANNELS
+from av_stack.perception.learned.config import DETECTION_CLASSES, SEG_CHANNELS
 from av_stack.perception.learned.geometry import grid_shape
 from sim.api import ActorKind, TrafficLightState
 

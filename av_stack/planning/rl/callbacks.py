@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+from av_stack.files import replaced_atomically
 from av_stack.planning.rl.config import PolicyTrainConfig
 
 __all__ = ["TrainingCallback"]
@@ -50,9 +50,8 @@ class TrainingCallback(BaseCallback):
 
     def save(self, model) -> None:
         """Write ``last`` atomically (a stop mid-write keeps the previous one)."""
-        tmp = self.last.with_name(self.last.stem + "_part.zip")
-        model.save(tmp)
-        os.replace(tmp, self.last)
+        with replaced_atomically(self.last) as tmp:
+            model.save(tmp)
         self._saved_at = model.num_timesteps
 
     def evaluate(self) -> None:

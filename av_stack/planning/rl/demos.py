@@ -17,8 +17,6 @@ A shard is whole episodes, at least ``steps`` steps, in one ``.npz``: ``bev`` (N
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 
 from av_stack.data.config import NoiseConfig
 from av_stack.data.noise import NoiseProcess, NoiseSample
+from av_stack.files import replaced_atomically
 from av_stack.planning.rl.observation import pool_bev
 
 __all__ = ["ExpertLabeler", "ShardJob", "load_shards", "perturb_acc_steer", "record_shard"]
@@ -134,16 +133,8 @@ def record_shard(job: ShardJob, env, labeler: ExpertLabeler, pool: int, gamma: f
 
 
 def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with replaced_atomically(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 @dataclass

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from av_stack.files import replaced_atomically, write_bytes_atomically
 from av_stack.planning.rl.config import PolicyTrainConfig
 from av_stack.planning.rl.demos import ShardJob, load_shards
 
@@ -131,10 +131,7 @@ def _record_on_ray(json_config: dict, groups: list[list[ShardJob]], policy: str 
 
     def arrived(index: int, shards: list[tuple[dict, bytes]]) -> None:
         for (result, data), job in zip(shards, groups[index]):
-            job.path.parent.mkdir(parents=True, exist_ok=True)
-            part = job.path.with_name(job.path.name + ".part")
-            part.write_bytes(data)
-            os.replace(part, job.path)
+            write_bytes_atomically(job.path, data)
 
     tasks = [(json_config, group, policy_zip, w) for w, group in enumerate(groups)]
     outputs = run_jobs(_record_jobs_remote, tasks, ray, on_result=arrived)
@@ -334,6 +331,5 @@ def train_policy(config: PolicyTrainConfig, out: str | Path, workers: int = 2,
 
 
 def _publish(run: Path, policy: Path) -> None:
-    tmp = run / "policy.zip.part"
-    shutil.copyfile(policy, tmp)
-    os.replace(tmp, run / "policy.zip")
+    with replaced_atomically(run / "policy.zip") as tmp:
+        shutil.copyfile(policy, tmp)
