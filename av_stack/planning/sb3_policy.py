@@ -34,7 +34,6 @@ class PolicyAgent:
         space = getattr(self.model.observation_space, "spaces", {}).get("bev")
         if space is None or not isinstance(obs, dict) or obs["bev"].shape == space.shape:
             return obs
-        from av_stack.planning.rl.observation import pool_bev
+        from av_stack.planning.rl.observation import pool_to
 
-        pool = obs["bev"].shape[1] // space.shape[1]
-        return {**obs, "bev": pool_bev(obs["bev"], pool)}
+        return {**obs, "bev": pool_to(obs["bev"], space.shape)}

@@ -17,7 +17,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["PolicyObservation", "pool_bev", "policy_space"]
+__all__ = ["PolicyObservation", "pool_bev", "pool_to", "policy_space"]
 
 
 def pool_bev(bev: np.ndarray, pool: int) -> np.ndarray:
@@ -28,6 +28,17 @@ def pool_bev(bev: np.ndarray, pool: int) -> np.ndarray:
     if h % pool or w % pool:
         raise ValueError(f"BEV of {h} x {w} px cannot be pooled by {pool}: both sides must be multiples of it")
     return bev.reshape(c, h // pool, pool, w // pool, pool).max(axis=(2, 4))
+
+
+def pool_to(bev: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``(C, H, W)`` BEV max-pooled onto a policy's ``(C, h, w)`` grid; ``ValueError`` naming both shapes where
+    the channels differ or the grid does not divide the BEV by one whole factor."""
+    c, h, w = bev.shape
+    pool = h // shape[1] if shape[1] else 0
+    if c != shape[0] or pool < 1 or h != pool * shape[1] or w != pool * shape[2]:
+        raise ValueError(f"the policy takes {shape[0]} BEV channels of {shape[1]} x {shape[2]} px (or a whole "
+                         f"multiple of that to pool), the BEV has {c} channels of {h} x {w} px")
+    return pool_bev(bev, pool)
 
 
 def policy_space(env_space: spaces.Dict, pool: int) -> spaces.Dict:

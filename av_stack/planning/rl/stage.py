@@ -20,7 +20,7 @@ import torch
 from pydantic import Field
 
 from av_stack.messages import Mission, PerceptionOutput, Plan, PoseEstimate, VehicleControl
-from av_stack.planning.rl.observation import pool_bev
+from av_stack.planning.rl.observation import pool_to
 from av_stack.registry import StageParams
 from av_stack.shipped import shipped_file
 from sim.env.observations import measurements
@@ -68,16 +68,15 @@ class RLPlanner:
             raise RuntimeError("RLPlanner.step before reset(mission)")
         if perception.bev is None:
             raise ValueError("planning 'rl' needs a BEV from perception; this perception stage predicts none")
-        channels, size = perception.bev.shape[0], perception.bev.shape[1]
-        if channels != self._channels or size % self._size:
-            raise ValueError(f"planning 'rl': the policy takes {self._channels} BEV channels on a grid that divides "
-                             f"{self._size} px, perception gives {channels} x {size} px")
+        try:  # pool, then scale: the same as scaling first (rounding is monotonic), on a ninth of the pixels
+            pooled = pool_to(perception.bev, (self._channels, self._size, self._size))
+        except ValueError as exc:
+            raise ValueError(f"planning 'rl' on perception's BEV: {exc}") from None
         route = self._mission.route
         progress = self._tracker.update(float(pose.pose.x_m), float(pose.pose.y_m), pose.yaw_rad)
         speed = float(np.hypot(*pose.velocity_mps[:2]))
         limit = float(self._mission.lanes.speed_limit_mps[route.lane[progress.index]])
-        # Pool, then scale: the same as scaling first (rounding is monotonic), on a ninth of the pixels.
-        bev = np.rint(pool_bev(perception.bev, size // self._size) * 255.0).astype(np.uint8)
+        bev = np.rint(pooled * 255.0).astype(np.uint8)
         self._progress = progress
         return {"bev": bev,
                 "measurements": measurements(speed, limit, self._previous, progress)}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from av_stack.planning.rl.observation import pool_bev, policy_space
+from av_stack.planning.rl.observation import pool_bev, pool_to, policy_space
 
 
 def test_pooling_keeps_a_one_pixel_line_and_takes_the_max():
@@ -24,6 +24,18 @@ def test_pooling_a_grid_that_does_not_divide_is_an_error():
     with pytest.raises(ValueError, match="10 x 10 px cannot be pooled by 3"):
         pool_bev(np.zeros((1, 10, 10), dtype=np.uint8), 3)
 
+
+
+def test_pooling_onto_a_policy_grid_finds_the_factor_or_names_both_shapes():
+    bev = np.zeros((14, 192, 192), dtype=np.float32)
+    bev[3, 100, 7] = 0.5
+    pooled = pool_to(bev, (14, 64, 64))
+    assert pooled.shape == (14, 64, 64) and pooled[3, 33, 2] == 0.5
+    assert pool_to(bev, (14, 192, 192)) is bev
+    for shape in ((13, 64, 64), (14, 50, 50), (14, 64, 32), (14, 384, 384)):
+        with pytest.raises(ValueError, match=f"takes {shape[0]} BEV channels of {shape[1]} x {shape[2]} px.*"
+                                             "has 14 channels of 192 x 192 px"):
+            pool_to(bev, shape)
 
 def test_policy_space_needs_bev_and_measurements():
     env_space = spaces.Dict({"bev": spaces.Box(0, 255, (14, 192, 192), np.uint8),

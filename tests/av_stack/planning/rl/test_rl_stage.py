@@ -59,7 +59,7 @@ def test_an_rl_agent_by_name_and_errors_without_a_bev(untrained_policy, tiny_con
     small = BevSpec(BevConfig(size_px=100, history_steps=(0,)))
     wrong = PerceptionOutput(0, 0.0, Detections.empty(), LightObservation(),
                              np.zeros(small.shape, dtype=np.float32), small)
-    with pytest.raises(ValueError, match="takes 14 BEV channels.*gives 10 x 100 px"):
+    with pytest.raises(ValueError, match="perception.s BEV: the policy takes 14 BEV channels of 64 x 64 px.*has 10 channels of 100 x 100 px"):
         planner.step(wrong, pose)
     env.close()
 
