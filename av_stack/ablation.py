@@ -31,13 +31,23 @@ ORACLE_STAGES: dict[str, dict[str, Any]] = {"perception": {"name": "oracle"}, "l
 
 
 def ablation_configs(learned: str | Path | dict | StackConfig = "stack/learned.yaml",
-                     stages: tuple[str, ...] = ABLATED) -> list[tuple[str, StackConfig]]:
+                     stages: tuple[str, ...] = ABLATED, only: tuple[str, ...] = ()) -> list[tuple[str, StackConfig]]:
     """(name, stack config) of every mix: ``oracle``, each stage of ``stages`` learned alone, each pair, ...,
-    ``all learned``. The env, control, BEV assembly and run sections are the learned config's."""
+    ``all learned``. The env, control, BEV assembly and run sections are the learned config's. ``only``: just
+    the mixes of these names (a table run in parts); a name that is no mix is a ``ValueError`` listing them."""
     unknown = sorted(set(stages) - set(ABLATED))
     if unknown or not stages:
         raise ValueError(f"ablation stages must be a non-empty subset of {list(ABLATED)}, got {list(stages)}")
-    base = load_stack_config(learned)
+    if only:
+        every = [name for name, _ in _mixes(load_stack_config(learned), stages)]
+        missing = [name for name in only if name not in every]
+        if missing:
+            raise ValueError(f"no ablation mix named {missing}; the mixes are {every}")
+        return [(name, config) for name, config in ablation_configs(learned, stages) if name in only]
+    return _mixes(load_stack_config(learned), stages)
+
+
+def _mixes(base: StackConfig, stages: tuple[str, ...]) -> list[tuple[str, StackConfig]]:
     out = []
     for size in range(len(stages) + 1):
         for chosen in itertools.combinations(stages, size):
@@ -62,12 +72,14 @@ def _row(name: str, config: StackConfig, result: dict[str, Any]) -> dict[str, An
 def run_ablation(routes: str | None, map_name: str | None = None, learned: str | Path | dict = "stack/learned.yaml",
                  stages: tuple[str, ...] = ABLATED, route_ids: tuple[str, ...] = (), seed: int = 0,
                  traffic: Mapping[str, int] | None = None,
-                 progress: Callable[[str, int, int], None] | None = None, ray: str | None = None) -> dict[str, Any]:
-    """Drive every mix of :func:`ablation_configs` over ``routes``; the table (``rows``) and the setting.
-    ``ray``: drive every (mix, route) pair as a Ray task (``local[:N]``, ``auto`` or a cluster address)."""
+                 progress: Callable[[str, int, int], None] | None = None, ray: str | None = None,
+                 only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Drive every mix of :func:`ablation_configs` (or ``only`` those named) over ``routes``; the table
+    (``rows``) and the setting. ``ray``: drive every (mix, route) pair as a Ray task (``local[:N]``, ``auto``
+    or a cluster address)."""
     from av_stack.runner import evaluate_driving
 
-    mixes = ablation_configs(learned, stages)
+    mixes = ablation_configs(learned, stages, only)
     if ray is not None:
         from av_stack.distributed import check_ray_option
 

@@ -24,6 +24,8 @@ def eval_stack_ablation(
                                 "a shipped name): its perception, localization and planning are swapped in."),
     stages: str = typer.Option("perception,localization,planning", "--stages", help="Comma-separated stages to "
                                "ablate."),
+    mix: list[str] = typer.Option(None, "--mix", help="Only this mix (repeatable, e.g. --mix oracle --mix "
+                                  "'perception+planning'; default: all), to run the table in parts."),
     route: list[str] = typer.Option(None, "--route", help="Route id to run (repeatable; default: all)."),
     vehicles: int | None = typer.Option(None, min=0, max=500, help="NPC vehicles (default: the env config's)."),
     walkers: int | None = typer.Option(None, min=0, max=500, help="Pedestrians (default: the env config's)."),
@@ -49,7 +51,8 @@ def eval_stack_ablation(
             def tick(name: str, done: int, total: int) -> None:
                 progress.update(task, description=f"mix: {name}", completed=done, total=total)
 
-            result = run_ablation(routes, map_name, learned, chosen, tuple(route or ()), seed, traffic, tick, ray)
+            result = run_ablation(routes, map_name, learned, chosen, tuple(route or ()), seed, traffic, tick, ray,
+                                  only=tuple(mix or ()))
     except (ConfigError, StageConfigError, ValueError, RuntimeError, OSError, KeyError) as exc:
         _fail(_error_text(exc))
         return

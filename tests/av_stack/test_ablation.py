@@ -34,6 +34,15 @@ def test_every_mix_of_learned_and_oracle_stages():
         ablation_configs("stack/learned.yaml", ("control",))
 
 
+
+def test_a_table_in_parts_picks_mixes_by_name():
+    part = ablation_configs("stack/learned.yaml", only=("all learned", "perception+planning"))
+    assert [name for name, _ in part] == ["perception+planning", "all learned"]  # the table's order
+    assert part[1][1].model_dump() == ablation_configs("stack/learned.yaml")[-1][1].model_dump()
+    with pytest.raises(ValueError, match="no ablation mix named \\['planning\\+perception'\\]; the mixes are "
+                                         "\\['oracle', 'perception'"):
+        ablation_configs("stack/learned.yaml", only=("planning+perception",))
+
 def test_the_ablation_drives_each_mix_on_the_same_routes():
     result = run_ablation("town01", learned=LEARNED, stages=("localization",), route_ids=("town01_short_00",))
     assert [row["name"] for row in result["rows"]] == ["oracle", "localization"]
