@@ -36,7 +36,10 @@ gyroscope predicts with zero yaw rate and a wide yaw-rate noise. Until the
 first fix (or :meth:`EkfLocalization.set_initial_pose`) the estimate is the
 origin with a huge covariance. ``valid`` is True only while the position
 standard deviation (largest axis) is at most ``valid_std_m`` and the yaw's at
-most ``valid_yaw_std_deg``; ``status`` says why not.
+most ``valid_yaw_std_deg``; ``status`` says why not. :attr:`EkfLocalization.anchors`
+counts the times the position was (re)started or widened (the first fix,
+:meth:`~EkfLocalization.set_initial_pose`, a re-anchor, a widening), so that a
+stage can start its own convergence checks over.
 """
 
 from __future__ import annotations
@@ -138,6 +141,7 @@ class EkfLocalization:
         self._t = 0.0
         self._pose_fused_t: float | None = None
         self._no_gnss = self._no_gyro = True
+        self.anchors = 0  # times the position was (re)started or widened: a stage's checks since then start over
 
     def set_initial_pose(self, pose: Pose, std_m: float | None = None, yaw_std_deg: float | None = None) -> None:
         """Start from ``pose`` (e.g. a route's start) with the given uncertainty (default ``init_std_m`` and
@@ -149,6 +153,7 @@ class EkfLocalization:
         self.P = np.diag([std_m ** 2, std_m ** 2, yaw_std ** 2, 1.0, max(c.gyro_bias_std_rad_s, 1e-9) ** 2])
         self._z_m = pose.z_m
         self.initialized = True
+        self.anchors += 1
 
     # -------------------------------------------------------------- one frame
     def step(self, frame: SensorFrame) -> PoseEstimate:
@@ -233,6 +238,7 @@ class EkfLocalization:
         self.P[:2, :] = 0.0
         self.P[:, :2] = 0.0
         self.P[_X, _X], self.P[_Y, _Y] = variances
+        self.anchors += 1
 
     @property
     def height_m(self) -> float:
@@ -263,6 +269,7 @@ class EkfLocalization:
         self.P = np.diag([self._gnss_var, self._gnss_var, yaw_var, c.speed_std_mps ** 2,
                           max(c.gyro_bias_std_rad_s, 1e-9) ** 2])
         self.initialized = True
+        self.anchors += 1
 
     def _predict(self, dt: float, rate: float | None) -> None:
         c = self.config
@@ -338,6 +345,7 @@ class EkfLocalization:
                 self.P[_X, _X] = self.P[_Y, _Y] = c.init_std_m ** 2
                 self.P[_YAW, _YAW] = max(self.P[_YAW, _YAW], math.radians(c.init_yaw_std_deg) ** 2)
                 self.rejections = 0
+                self.anchors += 1
                 return
         self.rejections = 0
         self._check_consistency(innovation, H @ self.P @ H.T + R)
@@ -358,6 +366,7 @@ class EkfLocalization:
             self.P[_Y, _Y] = max(self.P[_Y, _Y], c.init_std_m ** 2)
             self._innovation_mean[:] = 0.0
             self._innovation_count = 0
+            self.anchors += 1
 
     # -------------------------------------------------------------- output
     def estimate(self, frame: SensorFrame) -> PoseEstimate:

@@ -26,8 +26,18 @@ mission's lane graph):
    split); the heading comes from the compass, the gyroscope and the
    network's own yaw when it is sure of it.
 
-``valid`` and the covariance are the EKF's; :attr:`LearnedLocalization.status`
-says what the last match did, ``fits`` / ``accepted`` count them. An empty or
+The covariance is the EKF's. ``valid`` is stricter than the EKF's: the
+stage claims a pose only while the EKF's position standard deviation (worst
+axis) is at most ``valid_std_m`` (1/3 m: a 1 m error is then a 3-sigma
+event; the EKF's own 0.5 m let a 2.3-sigma error of 1.1 m through on the
+first valid frame of a Town02 route) and, when it has a map, once at least
+``valid_min_matches`` matches have been fused since the EKF's position was
+last (re)started or widened (:attr:`EkfLocalization.anchors`): the position
+has been checked against the map, not only averaged from GNSS. A filter
+started far off is therefore invalid until GNSS and the matches have
+brought it in. :attr:`LearnedLocalization.status` says what the last match
+did and why the pose is not valid, ``fits`` / ``accepted`` count the
+matches. An empty or
 malformed sweep, a frame without LiDAR, no mission, and non-finite inputs
 only skip the match (never an exception); a missing or corrupt checkpoint is
 one :class:`~av_stack.localization.learned.model.CheckpointError` when the
@@ -36,6 +46,7 @@ stage is built.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -76,6 +87,10 @@ class LearnedLocalization:
         heading_from_position: bool = Field(False, description="let the matched position correct the heading "
                                             "too (False: position only, a Schmidt update; the yaw from the "
                                             "network's yaw and the compass)")
+        valid_std_m: float = Field(0.33, gt=0, description="valid only while the EKF's position std (worst axis) "
+                                   "is at most this (1/3 m: a 1 m error is a 3-sigma event)")
+        valid_min_matches: int = Field(5, ge=0, description="and, with a map, once this many matches were fused "
+                                       "since the EKF's position was last (re)started or widened")
         threads: int = Field(1, ge=0, description="torch CPU threads for the network (0: torch's default)")
         ekf: EkfLocalization.Config = Field(default_factory=EkfLocalization.Config, description="the EKF's keys")
 
@@ -93,6 +108,8 @@ class LearnedLocalization:
         self.status = "waiting for a first GNSS fix"
         self.fits = self.accepted = 0
         self.last_std: np.ndarray | None = None
+        self._confirmed = 0  # matches fused since the EKF's position was last (re)started or widened
+        self._anchors = self.ekf.anchors
         if mission is None:
             self._raster, self._lanes = None, None
         elif mission.lanes is not self._lanes:
@@ -108,10 +125,29 @@ class LearnedLocalization:
     def step(self, frame: SensorFrame) -> PoseEstimate:
         """EKF prediction and updates, then the network's match on a LiDAR frame; the estimate."""
         self.ekf.fuse(frame)
+        self._recount()
         match = self._match(frame)
         estimate = self.ekf.estimate(frame)
-        self.status = f"{self.ekf.status}; match: {match}"
+        doubt = self._doubt() if estimate.valid else None
+        if doubt is not None:
+            estimate = dataclasses.replace(estimate, valid=False)
+        self.status = f"{doubt or self.ekf.status}; match: {match}"
         return estimate
+
+    def _recount(self) -> None:
+        """Start the count of confirming matches over when the EKF's position was (re)started or widened."""
+        if self.ekf.anchors != self._anchors:
+            self._anchors, self._confirmed = self.ekf.anchors, 0
+
+    def _doubt(self) -> str | None:
+        """Why an estimate the EKF calls valid is not (None: it is)."""
+        c = self.config
+        std = self.ekf.position_std()
+        if std > c.valid_std_m:
+            return f"not converged: position std {std:.2f} m > {c.valid_std_m:.2f} m"
+        if self._raster is not None and self._confirmed < c.valid_min_matches:
+            return f"not converged: {self._confirmed} of {c.valid_min_matches} matches fused"
+        return None
 
     def _match(self, frame: SensorFrame) -> str:
         from av_stack.perception.learned.geometry import lidar_bev
@@ -161,5 +197,6 @@ class LearnedLocalization:
         if not self.ekf.update_pose(compose(prior, delta), covariance, c.gate_chi2, c.heading_from_position):
             return f"rejected: {math.hypot(delta[0], delta[1]):.2f} m from the prediction"
         self.accepted += 1
+        self._confirmed += 1
         axes = "".join(name for name, on in zip(("x", "y", "yaw"), sure) if on)
         return f"fused {axes}: {delta[0]:+.2f} / {delta[1]:+.2f} m, std {std[0]:.2f} / {std[1]:.2f} m"

@@ -213,3 +213,88 @@ def test_the_stage_keeps_its_matches_to_the_position_by_default(dataset, checkpo
     scores = evaluate_localization({"learned": {"name": "learned", "checkpoint": str(checkpoint)}}, dataset,
                                    gnss_noise_m=2.0, max_frames=30)["methods"]["learned"]
     assert calls and not any(calls) and scores["match_accepted"] > 0
+
+
+class _OracleNet:
+    """A stand-in for the network that answers with the true pose in the prior's frame, sure of it across the
+    road only (``sure``: std 0.05 m across, 1 m along, as on a straight road), or says it cannot tell."""
+
+    def __init__(self, stage, sure: bool) -> None:
+        self.stage, self.sure, self.truth = stage, sure, None
+
+    def predict(self, x):
+        truth = np.array([self.truth.x_m, self.truth.y_m, self.truth.yaw_rad])
+        delta = relative_pose(np.array(self.stage.ekf.s[:3]), truth)
+        std = np.array([1.0, 0.05, 0.5]) if self.sure else np.array([1.0, 1.0, 0.5])
+        return torch.tensor(delta[None], dtype=torch.float32), torch.tensor(std[None], dtype=torch.float32)
+
+
+def _logged_route(dataset):
+    from av_stack.logs import topics as T
+    from av_stack.logs.reader import LogReader
+    from av_stack.replay.logged import log_map, mission_of
+
+    log = LogReader(sorted(dataset.glob("*.mcap"))[0])
+    mission, frames = None, []
+    for logged in log.frames():
+        episode = logged.messages.get(T.EPISODE)
+        if episode is not None and mission is None:
+            mission = mission_of(log, log_map(log), episode, logged.messages.get(T.GT_WORLD))
+        if logged.sensor_frame is not None and logged.sensor_frame.ground_truth is not None:
+            frames.append(logged.sensor_frame)
+    return mission, frames
+
+
+def _replay(stage, net, mission, frames, gnss_noise_m, start_off=None, no_gnss_frames=0):
+    from av_stack.localization.evaluate import inject_gnss_noise
+
+    stage.reset(mission)
+    stage.model = net
+    if start_off is not None:
+        stage.set_initial_pose(start_off)
+    rng = np.random.default_rng(0)
+    errors, valid, ekf_valid = [], [], []
+    for frame in frames:
+        net.truth = frame.ground_truth.ego
+        noisy = inject_gnss_noise(frame, rng, gnss_noise_m, 0.0)
+        if len(errors) < no_gnss_frames:
+            noisy = dataclasses.replace(noisy, ego=dataclasses.replace(noisy.ego, gnss=np.full(3, np.nan)))
+        estimate = stage.step(noisy)
+        errors.append(math.hypot(estimate.pose.x_m - net.truth.x_m, estimate.pose.y_m - net.truth.y_m))
+        valid.append(estimate.valid)
+        ekf_valid.append(stage.ekf.estimate(frame).valid)
+    return np.array(errors), np.array(valid), np.array(ekf_valid)
+
+
+def test_a_stage_started_far_off_is_invalid_until_its_error_is_small(dataset, checkpoint):
+    from av_stack.localization import LOCALIZATION
+    from sim.api import Pose
+
+    mission, frames = _logged_route(dataset)
+    stage = LOCALIZATION.build({"name": "learned", "checkpoint": str(checkpoint), "ekf": {"gnss_std_m": 0.5}})
+    ego = frames[0].ground_truth.ego
+    off = Pose(ego.x_m + 3.0, ego.y_m - 4.0, ego.z_m, ego.yaw_rad + math.radians(10.0))  # 5 m and 10 deg off
+    # no GNSS for the first 10 frames: nothing but the wrong start; then a 0.5 m GNSS and the matches
+    errors, valid, _ = _replay(stage, _OracleNet(stage, sure=True), mission, frames, 0.5, start_off=off,
+                               no_gnss_frames=10)
+    assert errors[:10].min() > 3.0 and not valid[:10].any()
+    assert valid[-5:].all()  # GNSS and the matches bring it in within the route
+    assert errors[valid].max() < 0.5, errors[valid].max()  # never valid while off
+    first = int(np.argmax(valid))
+    assert first >= 10 + stage.config.valid_min_matches - 1  # after the GNSS and enough matches
+
+
+def test_a_converged_looking_ekf_without_confirming_matches_is_not_valid(dataset, checkpoint):
+    from av_stack.localization import LOCALIZATION
+
+    mission, frames = _logged_route(dataset)
+    precise = {"gnss_std_m": 0.2}  # the EKF told the GNSS is good to 0.2 m
+    stage = LOCALIZATION.build({"name": "learned", "checkpoint": str(checkpoint), "ekf": precise})
+    _, valid, ekf_valid = _replay(stage, _OracleNet(stage, sure=False), mission, frames, 0.2)
+    assert ekf_valid[-5:].all()  # the EKF alone, on a 0.2 m GNSS, would claim the pose
+    assert not valid.any() and stage.accepted == 0 and "matches fused" in stage.status
+    # the same stage with the check off is the EKF's validity, with its own (stricter) std threshold
+    stage = LOCALIZATION.build({"name": "learned", "checkpoint": str(checkpoint), "ekf": precise,
+                                "valid_min_matches": 0})
+    _, valid, ekf_valid = _replay(stage, _OracleNet(stage, sure=False), mission, frames, 0.2)
+    assert valid[-5:].all() and not (valid & ~ekf_valid).any()
