@@ -39,6 +39,8 @@ _FILL_SHIFT = 4  # cv2 fixed-point bits: sub-pixel polygon vertices
 _MAX_LEVELS = 4  # surfaces stacked deeper than this at one spot share the top level
 _FLAT_PIECE_M = 0.5  # a lane polygon whose height varies less than this is painted as one piece
 _PIECE_SAMPLES = 4  # otherwise it is painted in pieces of this many samples (about 4 m)
+_JUNCTION_GAP_M = 4.0  # ground enclosed by a junction's lanes is paved up to this width (wider: an island)
+_CORNER_KERB_M = 3.0  # a junction corner's sidewalk reaches this far from the lanes (within the junction's hull)
 
 
 class AreaClass(IntEnum):
@@ -79,6 +81,9 @@ class MapGeometry:
     polygon_z_m: dict[str, list[np.ndarray]] = field(default_factory=dict)
     """Heights (K,) of the vertices of each polygon, by list name ("driving_polygons", ...); a list
     that is missing here is at height 0."""
+    junction_hulls: list[np.ndarray] = field(default_factory=list)
+    """Per junction, the convex hull (K, 2) of all its lanes (any type): the ground it spans. Its
+    heights are in ``polygon_z_m["junction_hulls"]``."""
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def heights(self, name: str) -> list[np.ndarray]:
@@ -178,6 +183,7 @@ class _LaneSamples:
 
     lane_type: str
     in_junction: bool
+    junction_id: int  # -1 outside junctions
     s: list[float] = field(default_factory=list)
     z: list[float] = field(default_factory=list)
     xy_yaw_width: list[tuple[float, float, float, float]] = field(default_factory=list)
@@ -232,7 +238,8 @@ def _record_sample(
     key = _lane_key(wp)
     lane = lanes.get(key)
     if lane is None:
-        lane = lanes[key] = _LaneSamples(lane_type=lane_type, in_junction=wp.is_junction)
+        lane = lanes[key] = _LaneSamples(lane_type=lane_type, in_junction=wp.is_junction,
+                                         junction_id=int(wp.junction_id) if wp.is_junction else -1)
     transform = wp.transform
     location = transform.location
     lane.s.append(wp.s)
@@ -345,6 +352,8 @@ def build_map_geometry(
     driving, junction, sidewalk, shoulder = [], [], [], []
     driving_z, junction_z, sidewalk_z, shoulder_z = [], [], [], []
     markings: list[LaneMarking] = []
+    junction_points: dict[int, list[np.ndarray]] = {}
+    junction_heights: dict[int, list[np.ndarray]] = {}
     for samples in lanes.values():
         bounds = _lane_boundaries(samples)
         if bounds is None:
@@ -353,6 +362,9 @@ def build_map_geometry(
         polygon = np.concatenate([left, right[::-1]])
         z = np.asarray(samples.z)[order]
         polygon_z = np.concatenate([z, z[::-1]])
+        if samples.junction_id >= 0:
+            junction_points.setdefault(samples.junction_id, []).append(polygon)
+            junction_heights.setdefault(samples.junction_id, []).append(polygon_z)
         styles = [samples.markings[k] for k in order]
         markings += _marking_runs(left, [style[0] for style in styles], keep_unmarked)
         markings += _marking_runs(right, [style[1] for style in styles], keep_unmarked)
@@ -370,6 +382,12 @@ def build_map_geometry(
             shoulder_z.append(polygon_z)
     crosswalks_xyz = _split_crosswalks(carla_map.get_crosswalks())
     crosswalks = [c[:, :2] for c in crosswalks_xyz]
+    hulls, hulls_z = [], []
+    for junction_id in sorted(junction_points):
+        hull = _convex_hull(np.concatenate(junction_points[junction_id]))
+        if hull is not None:
+            hulls.append(hull)
+            hulls_z.append(np.full(len(hull), float(np.mean(np.concatenate(junction_heights[junction_id])))))
 
     all_points = np.concatenate(driving + sidewalk + shoulder + crosswalks or [np.zeros((1, 2))])
     lo = all_points.min(axis=0) - margin_m
@@ -384,14 +402,27 @@ def build_map_geometry(
         lane_markings=markings,
         polygon_z_m={"driving_polygons": driving_z, "junction_polygons": junction_z,
                      "sidewalk_polygons": sidewalk_z, "shoulder_polygons": shoulder_z,
-                     "crosswalk_polygons": [c[:, 2] for c in crosswalks_xyz]},
+                     "crosswalk_polygons": [c[:, 2] for c in crosswalks_xyz], "junction_hulls": hulls_z},
+        junction_hulls=hulls,
     )
+
+
+def _convex_hull(points: np.ndarray) -> np.ndarray | None:
+    """Convex hull (K, 2), K >= 3, of points (N, 2) in world metres; None if they span no area."""
+    origin = points.mean(axis=0)
+    hull = cv2.convexHull((points - origin).astype(np.float32)).reshape(-1, 2).astype(np.float64) + origin
+    if len(hull) < 3:
+        return None
+    return hull
 
 
 def rasterize_areas(geometry: MapGeometry, resolution_m: float = 0.2) -> AreaRaster:
     """Paint the map's area polygons into an `AreaRaster` covering `geometry.bounds_xy`.
 
     Later layers override earlier ones: sidewalk, shoulder, driving, junction, crosswalk.
+    Then each junction's ground that no lane covers is filled as CARLA's junctions are
+    built (:func:`_junction_fills`): gaps enclosed by its lanes are paved (JUNCTION), its
+    corners are kerbed sidewalk (SIDEWALK), so neither is a wall.
     Where surfaces lie more than :data:`~sim.maps.lanes.LEVEL_SEPARATION_M` apart in
     height at one spot, each level is also painted on its own (``level_classes``).
     """
@@ -413,11 +444,81 @@ def rasterize_areas(geometry: MapGeometry, resolution_m: float = 0.2) -> AreaRas
             # One call per polygon: a multi-contour fillPoly leaves overlaps unfilled.
             points = [np.round(pixels).astype(np.int32)]
             cv2.fillPoly(classes, points, int(area_class), cv2.LINE_8, _FILL_SHIFT)
+    fills = _junction_fills(classes, geometry.junction_hulls, geometry.heights("junction_hulls"), origin,
+                            float(resolution_m))
     heights = [(geometry.heights(name), code) for name, code in zip(names, codes)]
     levels = _paint_levels(layers, heights, origin, float(resolution_m), classes.shape)
+    if levels is not None:
+        _paint_fill_levels(levels[0], levels[1], fills)
     return AreaRaster(origin_xy=origin, resolution_m=float(resolution_m), classes=classes,
                       level_classes=None if levels is None else levels[0],
                       level_z_m=None if levels is None else levels[1])
+
+
+def _junction_fills(classes: np.ndarray, hulls: list[np.ndarray], hulls_z: list[np.ndarray], origin: np.ndarray,
+                    resolution_m: float) -> list[tuple[tuple[slice, slice], np.ndarray, int, float]]:
+    """Fill, in place, the ground of each junction's hull that no polygon covers; returns what it painted.
+
+    A junction's lanes do not tile its surface: OpenDRIVE describes lanes, and
+    between turning lanes and at the corners nothing is described. In CARLA the
+    whole junction is paved road mesh and its corners are raised sidewalk, so a
+    car cutting a corner climbs the kerb instead of hitting a wall. Within the
+    convex hull of the junction's lanes, OFFROAD ground that is enclosed by
+    painted ground (its OFFROAD ground reaches none outside the hull) and narrower than
+    ``_JUNCTION_GAP_M`` becomes JUNCTION; the rest of the hull's OFFROAD ground
+    within ``_CORNER_KERB_M`` of painted ground becomes SIDEWALK (wider
+    islands keep their middle). Returns (window, cells, class, height) per
+    painted class and junction, for the level layers.
+    """
+    fills: list[tuple[tuple[slice, slice], np.ndarray, int, float]] = []
+    scale = float(1 << _FILL_SHIFT)
+    shape = np.array([classes.shape[1], classes.shape[0]])
+    for hull, hull_z in zip(hulls, hulls_z):
+        pixels = (hull - origin) / resolution_m - 0.5
+        lo = np.maximum(np.floor(pixels.min(axis=0)).astype(int) - 2, 0)
+        hi = np.minimum(np.ceil(pixels.max(axis=0)).astype(int) + 3, shape)
+        if (hi - lo < 3).any():
+            continue
+        window = (slice(lo[1], hi[1]), slice(lo[0], hi[0]))
+        inside = np.zeros((hi[1] - lo[1], hi[0] - lo[0]), dtype=np.uint8)
+        cv2.fillPoly(inside, [np.round((pixels - lo) * scale).astype(np.int32)], 1, cv2.LINE_8, _FILL_SHIFT)
+        inside = inside.astype(bool)
+        cells = classes[window]
+        free = cells == AreaClass.OFFROAD
+        gap = free & inside
+        if not gap.any() or inside.all():
+            continue
+        # A gap is open (a corner) if its free ground reaches free ground outside the hull; else painted
+        # ground encloses it (lanes, and the roads that go on from the junction's edge).
+        _, labels = cv2.connectedComponents(free.astype(np.uint8), connectivity=4)
+        enclosed = gap & ~np.isin(labels, np.unique(labels[free & ~inside]))
+        paved = np.zeros_like(gap)
+        if enclosed.any():
+            depth = cv2.distanceTransform(enclosed.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+            widest = np.zeros(int(labels.max()) + 1)
+            np.maximum.at(widest, labels[enclosed], depth[enclosed])
+            paved = enclosed & (2.0 * widest[labels] * resolution_m <= _JUNCTION_GAP_M)
+        reach = cv2.distanceTransform(free.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5) * resolution_m
+        corner = gap & ~paved & (reach <= _CORNER_KERB_M)
+        z = float(np.mean(hull_z))
+        for mask, area_class in ((paved, AreaClass.JUNCTION), (corner, AreaClass.SIDEWALK)):
+            if mask.any():
+                cells[mask] = int(area_class)
+                fills.append((window, mask, int(area_class), z))
+    return fills
+
+
+def _paint_fill_levels(level_cls: np.ndarray, level_z: np.ndarray,
+                       fills: list[tuple[tuple[slice, slice], np.ndarray, int, float]]) -> None:
+    """Junction fills into the level layers: each cell joins the first level that is empty there."""
+    for window, mask, area_class, z in fills:
+        cls, zz = level_cls[(slice(None), *window)], level_z[(slice(None), *window)]
+        todo = mask.copy()
+        for level in range(cls.shape[0]):
+            here = todo & np.isnan(zz[level])
+            cls[level][here] = area_class
+            zz[level][here] = z
+            todo &= ~here
 
 
 def _pieces(polygon: np.ndarray, z: np.ndarray, strip: bool) -> list[tuple[np.ndarray, float]]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from importlib import resources
+from pathlib import Path
 
 import carla
 import numpy as np
@@ -17,6 +20,9 @@ from sim.maps.geometry import (
     build_map_geometry,
     rasterize_areas,
 )
+
+sys.path.insert(0, str(Path(__file__).parent))
+from xodr_builder import Connection, Junction, Lane, Link, Road, document, one_section  # noqa: E402
 
 
 def _load_map(town: str) -> carla.Map:
@@ -295,3 +301,92 @@ def test_bad_inputs_raise(town01):
         build_map_geometry(carla_map, sample_step_m=0.0)
     with pytest.raises(ValueError, match="margin_m"):
         build_map_geometry(carla_map, margin_m=-1.0)
+
+
+# ---------------------------------------------------------------------------------------------- junction fills
+def test_ground_beside_every_junction_lane_is_no_wall(town01):
+    """A car cutting a junction corner climbs a kerb (CARLA's corners are sidewalk), it never meets a wall:
+    1 m beyond either edge of every junction lane, half-way along it, the ground is part of the road network."""
+    carla_map, _, raster = town01
+    points, seen = [], set()
+    for start, _ in carla_map.get_topology():
+        if not start.is_junction or (start.road_id, start.lane_id) in seen:
+            continue
+        seen.add((start.road_id, start.lane_id))
+        following = start.next_until_lane_end(0.5)
+        wp = following[len(following) // 2] if following else start
+        for side in (-1.0, 1.0):
+            points.append(np.array(_xy(wp)) + side * _right_vector(wp) * (wp.lane_width / 2 + 1.0))
+    assert len(points) > 50
+    classes = raster.lookup(np.array(points))
+    assert np.count_nonzero(classes == AreaClass.OFFROAD) == 0
+
+
+def _gap_junction_xodr() -> str:
+    """Road 1 (lanes -1, -2, -3; -2 is 2 m wide) meets road 2 through junction 100 of two connecting roads, one
+    for lane -1 and one for lane -3: between them, for the junction's 20 m, lies a 2 m strip no lane covers."""
+    def lanes(successor: bool) -> tuple[Lane, ...]:
+        return tuple(Lane(i, "driving", w, None, None, i if successor else None) for i, w in ((-1, 3.5), (-2, 2.0),
+                                                                                             (-3, 3.5)))
+
+    road1 = Road(1, -30.0, 0.0, 0.0, 30.0, one_section(30.0, lanes(False)), successor=Link("junction", 100))
+    # Road 2 goes on into road 3 (a road that leads nowhere is not drawn).
+    road2 = Road(2, 20.0, 0.0, 0.0, 30.0, one_section(30.0, lanes(True)), predecessor=Link("junction", 100),
+                 successor=Link("road", 3, "start"))
+    road3 = Road(3, 50.0, 0.0, 0.0, 10.0, one_section(10.0, lanes(False)), predecessor=Link("road", 2, "end"))
+    near = Road(10, 0.0, 0.0, 0.0, 20.0, one_section(20.0, (Lane(-1, "driving", 3.5, None, -1, -1),)),
+                junction=100, predecessor=Link("road", 1, "end"), successor=Link("road", 2, "start"))
+    far = Road(11, 0.0, -5.5, 0.0, 20.0, one_section(20.0, (Lane(-1, "driving", 3.5, None, -3, -3),)),
+               junction=100, predecessor=Link("road", 1, "end"), successor=Link("road", 2, "start"))
+    junction = Junction(100, (Connection(0, 1, 10, "start", ((-1, -1),)), Connection(1, 1, 11, "start", ((-3, -1),))))
+    return document([road1, road2, road3, near, far], [junction])
+
+
+def test_gap_between_connecting_roads_is_paved():
+    geometry = build_map_geometry(carla.Map("gap", _gap_junction_xodr()))
+    assert len(geometry.junction_hulls) == 1
+    gap = np.array([[5.0, 4.5], [10.0, 4.5], [15.0, 3.8], [15.0, 5.2]])  # CARLA's y is OpenDRIVE's -y
+    beside = np.array([[10.0, -1.0], [10.0, 10.0]])  # outside the junction's lanes and the roads
+    unfilled = rasterize_areas(dataclasses.replace(geometry, junction_hulls=[]))
+    np.testing.assert_array_equal(unfilled.lookup(gap), AreaClass.OFFROAD)  # a wall across the junction
+    raster = rasterize_areas(geometry)
+    np.testing.assert_array_equal(raster.lookup(gap), AreaClass.JUNCTION)
+    np.testing.assert_array_equal(raster.lookup(beside), AreaClass.OFFROAD)
+
+
+def _fill_geometry(bridge: bool) -> MapGeometry:
+    """Three junctions: a 2 m gap closed by lanes all round, an L of two lanes, a ring around a 12 m island."""
+    gap = [_square(0.0, 0.0, 20.0, 4.0), _square(0.0, 6.0, 20.0, 10.0), _square(-4.0, 0.0, 0.0, 10.0),
+           _square(20.0, 0.0, 24.0, 10.0)]
+    ell = [_square(30.0, 0.0, 50.0, 4.0), _square(46.0, 4.0, 50.0, 20.0)]
+    ring = [_square(60.0, 0.0, 80.0, 4.0), _square(60.0, 16.0, 80.0, 20.0), _square(60.0, 4.0, 64.0, 16.0),
+            _square(76.0, 4.0, 80.0, 16.0)]
+    hulls = [_square(-4.0, 0.0, 24.0, 10.0), np.array([[30.0, 0.0], [50.0, 0.0], [50.0, 20.0], [46.0, 20.0],
+                                                        [30.0, 4.0]]), _square(60.0, 0.0, 80.0, 20.0)]
+    # With ``bridge``, a road at 8 m passes over one at 0 m: the raster has levels.
+    driving = gap + ell + ring + ([_square(0.0, 30.0, 10.0, 34.0), _square(4.0, 26.0, 6.0, 38.0)] if bridge else [])
+    heights = [np.zeros(4)] * (len(gap) + len(ell) + len(ring)) + ([np.full(4, 8.0), np.zeros(4)] if bridge else [])
+    return MapGeometry(bounds_xy=(-10.0, -10.0, 90.0, 40.0), driving_polygons=driving,
+                       junction_polygons=gap + ell + ring, sidewalk_polygons=[], shoulder_polygons=[],
+                       crosswalk_polygons=[], lane_markings=[], junction_hulls=hulls,
+                       polygon_z_m={"driving_polygons": heights, "junction_hulls": [np.zeros(len(h)) for h in hulls]})
+
+
+@pytest.mark.parametrize("bridge", [False, True])
+def test_junction_gaps_are_paved_corners_are_sidewalk_islands_keep_their_middle(bridge):
+    raster = rasterize_areas(_fill_geometry(bridge), resolution_m=0.2)
+    assert raster.multilevel == bridge
+    cases = [
+        ((10.0, 5.0), AreaClass.JUNCTION),  # the 2 m gap enclosed by lanes: paved
+        ((40.0, 6.0), AreaClass.SIDEWALK),  # the L's inner corner, within the hull, 2 m from the lanes
+        ((40.0, 10.0), AreaClass.OFFROAD),  # deeper into the corner than a corner sidewalk reaches (6 m)
+        ((36.0, 12.0), AreaClass.OFFROAD),  # beyond the hull
+        ((70.0, 5.0), AreaClass.SIDEWALK),  # the island's kerb
+        ((70.0, 10.0), AreaClass.OFFROAD),  # the island's middle: 6 m from any lane
+        ((10.0, 20.0), AreaClass.OFFROAD),  # outside every junction
+    ]
+    points = np.array([p for p, _ in cases])
+    expected = [int(c) for _, c in cases]
+    np.testing.assert_array_equal(raster.lookup(points), expected)
+    if bridge:  # each level reads the fills too
+        np.testing.assert_array_equal(raster.lookup(points, np.zeros(len(points))), expected)
