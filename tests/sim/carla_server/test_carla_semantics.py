@@ -17,19 +17,6 @@ import pytest
 
 carla = pytest.importorskip("carla")
 
-from sim.carla_server.process import start_server_process, stop_server_process
-
-
-@pytest.fixture(scope="module")
-def client():
-    proc, port = start_server_process()
-    try:
-        c = carla.Client("127.0.0.1", port)
-        c.set_timeout(20.0)
-        yield c
-    finally:
-        stop_server_process(proc)
-
 
 @pytest.fixture()
 def world(client):

@@ -6,19 +6,7 @@ import pytest
 
 carla = pytest.importorskip("carla")
 
-from sim.carla_server.process import start_server_process, stop_server_process
 from sim.maps.loader import resolve_map
-
-
-@pytest.fixture(scope="module")
-def client():
-    proc, port = start_server_process()
-    try:
-        c = carla.Client("127.0.0.1", port)
-        c.set_timeout(20.0)
-        yield c
-    finally:
-        stop_server_process(proc)
 
 
 def _sync(world: carla.World) -> None:
