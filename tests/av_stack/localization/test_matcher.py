@@ -271,7 +271,8 @@ def test_a_stage_started_far_off_is_invalid_until_its_error_is_small(dataset, ch
     from sim.api import Pose
 
     mission, frames = _logged_route(dataset)
-    stage = LOCALIZATION.build({"name": "learned", "checkpoint": str(checkpoint), "ekf": {"gnss_std_m": 0.5}})
+    stage = LOCALIZATION.build({"name": "learned", "checkpoint": str(checkpoint), "ekf": {"gnss_std_m": 0.5},
+                                "dither": 1})
     ego = frames[0].ground_truth.ego
     off = Pose(ego.x_m + 3.0, ego.y_m - 4.0, ego.z_m, ego.yaw_rad + math.radians(10.0))  # 5 m and 10 deg off
     # no GNSS for the first 10 frames: nothing but the wrong start; then a 0.5 m GNSS and the matches
@@ -289,12 +290,39 @@ def test_a_converged_looking_ekf_without_confirming_matches_is_not_valid(dataset
 
     mission, frames = _logged_route(dataset)
     precise = {"gnss_std_m": 0.2}  # the EKF told the GNSS is good to 0.2 m
-    stage = LOCALIZATION.build({"name": "learned", "checkpoint": str(checkpoint), "ekf": precise})
+    stage = LOCALIZATION.build({"name": "learned", "checkpoint": str(checkpoint), "ekf": precise, "dither": 1})
     _, valid, ekf_valid = _replay(stage, _OracleNet(stage, sure=False), mission, frames, 0.2)
     assert ekf_valid[-5:].all()  # the EKF alone, on a 0.2 m GNSS, would claim the pose
     assert not valid.any() and stage.accepted == 0 and "matches fused" in stage.status
     # the same stage with the check off is the EKF's validity, with its own (stricter) std threshold
-    stage = LOCALIZATION.build({"name": "learned", "checkpoint": str(checkpoint), "ekf": precise,
+    stage = LOCALIZATION.build({"name": "learned", "checkpoint": str(checkpoint), "ekf": precise, "dither": 1,
                                 "valid_min_matches": 0})
     _, valid, ekf_valid = _replay(stage, _OracleNet(stage, sure=False), mission, frames, 0.2)
     assert valid[-5:].all() and not (valid & ~ekf_valid).any()
+
+
+def test_dithered_priors_average_back_to_the_networks_answer(dataset, checkpoint):
+    from av_stack.localization import LOCALIZATION
+
+    class Constant:
+        """Answers 0.2 m ahead, 0.1 m right, 0.01 rad, whatever the rasters; keeps the batch."""
+
+        def predict(self, x):
+            self.x = x.numpy()
+            n = len(x)
+            return (torch.tensor([[0.2, 0.1, 0.01]] * n), torch.tensor([[0.5, 0.05, 0.002]] * n))
+
+    mission, frames = _logged_route(dataset)
+    stage = LOCALIZATION.build({"name": "learned", "checkpoint": str(checkpoint), "dither": 3})
+    stage.reset(mission)
+    stage.model = Constant()
+    rendered = []
+    view = stage._raster.view
+    stage._raster.view = lambda x, y, yaw, spec: rendered.append((x, y, yaw)) or view(x, y, yaw, spec)
+    ego = frames[0].ground_truth.ego
+    prior = np.array([ego.x_m, ego.y_m, ego.yaw_rad])
+    delta, std = stage._predict(np.zeros((4, GRID.config.size_px, GRID.config.size_px), np.float32), prior)
+    assert stage.model.x.shape[0] == 3  # one batch of three priors, spread across the heading over a cell
+    shifts = np.array([relative_pose(prior, np.array(p)) for p in rendered])
+    assert np.allclose(shifts, [[0.0, -1 / 9, 0.0], [0.0, 0.0, 0.0], [0.0, 1 / 9, 0.0]], atol=1e-9)
+    assert np.allclose(delta, [0.2, 0.1, 0.01], atol=1e-9) and np.allclose(std, [0.5, 0.05, 0.002])
