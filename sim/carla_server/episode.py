@@ -15,6 +15,20 @@ episode-state stream.
   state, frame numbers going on, the episode's time back at 0, the weather
   back to the default, every actor gone, settings reset unless
   ``reset_settings=False``.
+- The episode switch, as CARLA's client makes it: when ``load_new_episode``
+  answers, carla 0.9.16's ``Simulator::LoadEpisode`` drops its ``Episode``
+  and subscribes a new one to the same episode stream. Its streaming client
+  keys subscriptions by stream id without a lock, so if the old ``Episode``
+  is still alive then (a state callback of it running on a stream thread
+  holds it), the new subscription is lost, or freed while it connects, and
+  the client segfaults or times out. CARLA sends nothing while a map loads;
+  so here no episode state is published from the map change until the new
+  episode has a new subscriber (the loading client's; at most
+  :data:`EPISODE_SWITCH_HOLD_S`): the change itself only sets the greeting
+  (the new episode's first state, for the client's new subscription), and the
+  asynchronous ticker waits (:meth:`EpisodeHandlers.switching`); the first
+  state published after it carries the map-change flag (other clients
+  re-read the map).
 - The episode state (pushed after every tick, after the sensors' data)
   carries every world actor, traffic light, sensor, controller and the
   spectator; a new subscriber is greeted with the last one.
@@ -38,7 +52,10 @@ from sim.carla_server.walkers import walker_records
 from sim.embedded.world import EmbeddedWorld
 from sim.maps.loader import MapSource, check_opendrive_text, resolve_map, shipped_town_names
 
-__all__ = ["DEFAULT_SPEED_LIMIT_KMH", "LIGHT_TRIGGER_M", "MAP_PREFIX", "OPENDRIVE_MAP_NAME", "EpisodeHandlers"]
+__all__ = [
+    "DEFAULT_SPEED_LIMIT_KMH", "EPISODE_SWITCH_HOLD_S", "LIGHT_TRIGGER_M", "MAP_PREFIX", "OPENDRIVE_MAP_NAME",
+    "EpisodeHandlers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +70,9 @@ OPT_SUFFIX = "_Opt"
 served as the town itself, under the name asked for (map layers do not exist here)."""
 LIGHT_TRIGGER_M = 15.0
 """A vehicle is "at" the light at the end of its lane within this distance of the lane's end (CARLA's trigger box)."""
+EPISODE_SWITCH_HOLD_S = 5.0
+"""After a map change, the asynchronous ticker waits at most this long for the new episode's first subscriber (a client
+that re-subscribes ends the wait at once; CARLA itself does not tick for the seconds a map takes to load)."""
 
 
 def available_map_names() -> list[str]:
@@ -71,6 +91,7 @@ class EpisodeHandlers:
         self._opendrive_text: str | None = None  # the map of generate_opendrive_world
         self._map_name: str | None = None  # the name the map was loaded by, if not its own (an ``_Opt`` variant)
         self._last_state_payload: bytes | None = None  # greets new episode-state subscribers
+        self._switch: tuple[int, float] | None = None  # after a map change: (subscriptions made then, deadline)
 
     def handlers(self) -> dict[str, Callable[..., object]]:
         """RPC name -> handler."""
@@ -149,7 +170,9 @@ class EpisodeHandlers:
     def _change_map(self, source: MapSource, reset_settings: bool) -> None:
         """A new episode on ``source``: every actor goes, frames go on, settings reset if asked (CARLA's default).
 
-        The first episode state of the new episode carries the map-change flag, so clients fetch the new map.
+        Nothing is published here (see the module docstring: the loading client's old subscription must stay
+        quiet while it switches): the new episode's state becomes the greeting, and the first state published
+        in the new episode carries the map-change flag, so clients fetch the new map.
         """
         state = self.state
         old = state.world
@@ -165,7 +188,22 @@ class EpisodeHandlers:
         self.weather = enc.CLEAR_NOON_WEATHER
         state.state_flags = enc.MAP_CHANGE_FLAG
         log.info("new episode %d on %s", state.episode_id, source.name)
-        self.publish_state(world.snapshot())
+        self._last_state_payload = self._state_payload(world.snapshot(), 0)
+        self._switch = (state.streams.subscriptions_made(EPISODE_STREAM_ID),
+                        time.monotonic() + EPISODE_SWITCH_HOLD_S)
+
+    def switching(self) -> bool:
+        """Whether a map change waits for the new episode's first subscriber (at most ``EPISODE_SWITCH_HOLD_S``).
+
+        The asynchronous ticker does not step meanwhile: a state pushed then would reach the loading client's old
+        ``Episode`` while its ``load_world`` replaces it.
+        """
+        if self._switch is None:
+            return False
+        made, deadline = self._switch
+        if self.state.streams.subscriptions_made(EPISODE_STREAM_ID) > made or time.monotonic() > deadline:
+            self._switch = None
+        return self._switch is not None
 
     # ------------------------------------------------------------------ weather and the Traffic Manager registry
     def set_weather(self, message: list) -> list:
@@ -194,6 +232,15 @@ class EpisodeHandlers:
     def publish_state(self, snapshot: WorldSnapshot) -> None:
         """Push the episode state of ``snapshot``: world actors, traffic lights, sensors and controllers."""
         state = self.state
+        payload = self._state_payload(snapshot, state.state_flags)
+        # The greeting never repeats the map-change flag: it is news once.
+        self._last_state_payload = payload if state.state_flags == 0 else self._state_payload(snapshot, 0)
+        state.state_flags = 0
+        state.streams.publish(EPISODE_STREAM_ID, payload)
+
+    def _state_payload(self, snapshot: WorldSnapshot, flags: int) -> bytes:
+        """The serialized episode state of ``snapshot`` with the simulation state bits ``flags``."""
+        state = self.state
         n = snapshot.num_actors
         num_lights = state.world.signals.num_lights
         extra = list(state.sensors.values()) + list(state.controllers.values())
@@ -218,14 +265,8 @@ class EpisodeHandlers:
                 records[row]["transform"] = head["transform"][rows[actor.parent_id]]
         records[-1]["id"] = SPECTATOR_ID
         records[-1]["transform"] = state.spectator.as_tuple()
-        stamp = time.time()
-        payload = enc.episode_state_payload(snapshot.frame, snapshot.timestamp_s, state.episode_id, snapshot.dt_s,
-                                            records, stamp, state.state_flags)
-        # The greeting never repeats the map-change flag: a client seeing it makes a new Episode and subscribes again.
-        self._last_state_payload = payload if state.state_flags == 0 else enc.episode_state_payload(
-            snapshot.frame, snapshot.timestamp_s, state.episode_id, snapshot.dt_s, records, stamp, 0)
-        state.state_flags = 0
-        state.streams.publish(EPISODE_STREAM_ID, payload)
+        return enc.episode_state_payload(snapshot.frame, snapshot.timestamp_s, state.episode_id, snapshot.dt_s,
+                                         records, time.time(), flags)
 
     def greeting(self, stream_id: int) -> bytes | None:
         """A new episode-state subscriber gets the last state at once, not only from the next tick on.

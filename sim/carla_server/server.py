@@ -162,14 +162,15 @@ class CarlaServer:
     def _async_loop(self) -> None:
         """In asynchronous mode the world runs on its own: a step every ``fixed_delta_seconds`` of wall-clock time,
         or, without one, every server step (``delta_seconds``) with the wall-clock time since the last as its step
-        (CARLA's variable step, kept within [``ASYNC_STEP_RANGE_S``])."""
+        (CARLA's variable step, kept within [``ASYNC_STEP_RANGE_S``]). Not while a map change waits for its new
+        episode's first subscriber (``EpisodeHandlers.switching``)."""
         last = time.monotonic()
         while not self._stop.wait(self.world.dt_s if self.state.settings.fixed_delta_seconds is not None
                                   else self.state.base_dt_s):
             with self._lock:
                 now = time.monotonic()
                 elapsed, last = now - last, now
-                if self.state.settings.synchronous_mode:
+                if self.state.settings.synchronous_mode or self._episode.switching():
                     continue
                 if self.state.settings.fixed_delta_seconds is None:
                     low, high = ASYNC_STEP_RANGE_S

@@ -36,6 +36,7 @@ class StreamServer:
         self.send_timeout_s = float(send_timeout_s)
         self.greeting = greeting
         self._subscribers: dict[int, list[socket.socket]] = {}
+        self._subscriptions_made: dict[int, int] = {}  # stream id -> subscriptions listed so far (ever)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept_loop, name=f"carla-streams-{self.port}", daemon=True)
@@ -60,6 +61,11 @@ class StreamServer:
         """How many connections are subscribed to ``stream_id``."""
         with self._lock:
             return len(self._subscribers.get(int(stream_id), ()))
+
+    def subscriptions_made(self, stream_id: int) -> int:
+        """How many subscriptions ``stream_id`` has had so far (counted once greeted and listed, never decreasing)."""
+        with self._lock:
+            return self._subscriptions_made.get(int(stream_id), 0)
 
     def wait_for_subscriber(self, stream_id: int, timeout_s: float) -> bool:
         """Wait until ``stream_id`` has a subscriber; whether it has one."""
@@ -137,6 +143,7 @@ class StreamServer:
                 _close(conn)
                 return
             self._subscribers.setdefault(stream_id, []).append(conn)
+            self._subscriptions_made[stream_id] = self._subscriptions_made.get(stream_id, 0) + 1
         threading.Thread(target=self._watch, args=(stream_id, conn), daemon=True).start()
 
     def _watch(self, stream_id: int, conn: socket.socket) -> None:

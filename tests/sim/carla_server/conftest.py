@@ -8,13 +8,19 @@ from sim.carla_server.process import start_server_process, stop_server_process
 
 
 @pytest.fixture(scope="module")
-def client():
-    """A ``carla.Client`` (60 s timeout) on a child-process server of this test module's own."""
-    carla = pytest.importorskip("carla")
+def server_port():
+    """The RPC port of a child-process server of this test module's own (client scripts in child processes)."""
     proc, port = start_server_process()
     try:
-        c = carla.Client("127.0.0.1", port)
-        c.set_timeout(60.0)
-        yield c
+        yield port
     finally:
         stop_server_process(proc)
+
+
+@pytest.fixture(scope="module")
+def client(server_port):
+    """A ``carla.Client`` (60 s timeout) on the module's child-process server."""
+    carla = pytest.importorskip("carla")
+    c = carla.Client("127.0.0.1", server_port)
+    c.set_timeout(60.0)
+    return c

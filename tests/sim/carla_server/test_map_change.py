@@ -7,6 +7,23 @@ import pytest
 carla = pytest.importorskip("carla")
 
 from sim.maps.loader import resolve_map
+from tests.sim.carla_server.serve_proc import run_client
+
+SLOW_TICK_CALLBACK_CLIENT = """
+import sys, time, carla
+client = carla.Client("127.0.0.1", int(sys.argv[1]))
+client.set_timeout(20.0)
+for town in ("Town02", "Town01"):
+    world = client.get_world()
+    settings = world.get_settings()
+    settings.synchronous_mode = True
+    settings.fixed_delta_seconds = 0.05
+    world.apply_settings(settings)
+    world.tick()
+    world.on_tick(lambda snapshot: time.sleep(0.3))  # any state reaching this episode now keeps it alive 0.3 s
+    new = client.load_world(town)  # back to asynchronous mode: the server ticks on its own
+    print(new.get_map().name, new.wait_for_tick(5.0).frame, flush=True)
+"""
 
 
 def _sync(world: carla.World) -> None:
@@ -42,6 +59,16 @@ def test_load_world_starts_a_new_episode_and_resets_settings(client):
     assert abs(where.x - spawn.location.x) < 0.3 and abs(where.y - spawn.location.y) < 0.3  # z: on the ground
     waypoint = new.get_map().get_waypoint(spawn.location)
     assert waypoint.transform.location.distance(spawn.location) < 2.0
+
+
+def test_load_world_survives_a_slow_tick_callback_of_the_old_episode(server_port):
+    """carla 0.9.16's load_world drops its Episode and subscribes a new one to the same stream when the server
+    answers; were the old one still alive in a stream callback (an episode state sent to it meanwhile), the
+    client's streaming table (keyed by stream id, no lock) loses or frees the new subscription: a segfault or a
+    timeout. The server sends nothing on the episode stream from the map change until the client re-subscribed."""
+    out = run_client(SLOW_TICK_CALLBACK_CLIENT, server_port, timeout_s=90.0).split()
+    assert out[0::2] == ["Town02", "Town01"]
+    assert int(out[3]) > int(out[1])
 
 
 def test_load_world_keeps_settings_when_asked(client):
