@@ -14,9 +14,12 @@ mission's lane graph):
    same raster as one on a cell, and the answer is off by up to half a cell
    depending on where the prior falls (measured on Town02 with known prior
    offsets: RMS 0.09 m across the heading at 0 and 0.3 m offsets, 0.13 m at
-   0.15 m). The network therefore sees ``dither`` priors spread across the
-   heading over one cell (3: -1/9, 0, +1/9 m) in one batch, and their answers
-   (composed back into the world) are averaged;
+   0.15 m), an error that stays while the car keeps its place on a straight
+   road along the map's axes. So successive matches render the map at the
+   prior moved across the heading by ``dither`` fractions of a cell in turn
+   (3: -1/9, 0, +1/9 m), their answers composed back into the prior's frame:
+   the rendering error changes from sweep to sweep and the filter averages
+   it, at the cost of one network run per sweep;
 2. each axis of the prediction (along and across the prior's heading, yaw)
    is fused only when the network is sure of it (std at most ``max_std_m``
    / ``max_yaw_std_deg``): where it cannot tell (along a straight road) its
@@ -98,8 +101,8 @@ class LearnedLocalization:
                                    "is at most this (1/3 m: a 1 m error is a 3-sigma event)")
         valid_min_matches: int = Field(5, ge=0, description="and, with a map, once this many matches were fused "
                                        "since the EKF's position was last (re)started or widened")
-        dither: int = Field(3, ge=1, le=8, description="priors per match, moved across the heading by "
-                            "fractions of a map cell; their answers are averaged (1: the prior alone)")
+        dither: int = Field(3, ge=1, le=8, description="successive matches render the map at the prior moved "
+                            "across the heading by 1/dither of a cell in turn (1: at the prior)")
         threads: int = Field(1, ge=0, description="torch CPU threads for the network (0: torch's default)")
         ekf: EkfLocalization.Config = Field(default_factory=EkfLocalization.Config, description="the EKF's keys")
 
@@ -144,29 +147,22 @@ class LearnedLocalization:
         return estimate
 
     def _predict(self, scan: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The network's correction (dx, dy, dyaw) in ``prior``'s frame and its std, averaged over ``dither``
-        priors moved across the heading by fractions of a map cell (see ``dither``)."""
+        """The network's correction (dx, dy, dyaw) in ``prior``'s frame and its std; the map is rendered at
+        the prior moved across the heading by this match's fraction of a cell (see ``dither``)."""
         c = self.config
         cell = 1.0 / GRID.config.pixels_per_m
-        shifts = [((k + 0.5) / c.dither - 0.5) * cell for k in range(c.dither)]
-        priors = [compose(prior, np.array([0.0, shift, 0.0])) for shift in shifts]
-        x = np.stack([np.concatenate([scan, map_layers(self._raster.view(*p, GRID))]) for p in priors])
+        shift = ((self.fits % c.dither + 0.5) / c.dither - 0.5) * cell
+        shifted = compose(prior, np.array([0.0, shift, 0.0]))
+        x = np.concatenate([scan, map_layers(self._raster.view(*shifted, GRID))])[None]
         threads = torch.get_num_threads()
         if c.threads:
             torch.set_num_threads(c.threads)
         try:
             with torch.no_grad():
-                deltas, stds = (v.numpy().astype(np.float64) for v in self.model.predict(torch.from_numpy(x)))
+                delta, std = (v[0].numpy().astype(np.float64) for v in self.model.predict(torch.from_numpy(x)))
         finally:
             torch.set_num_threads(threads)
-        if c.dither == 1:
-            return deltas[0], stds[0]
-        poses = np.array([compose(p, d) for p, d in zip(priors, deltas)])
-        mean = np.array([poses[:, 0].mean(), poses[:, 1].mean(),
-                         math.atan2(np.sin(poses[:, 2]).mean(), np.cos(poses[:, 2]).mean())])
-        # the dithered answers share the scan and mostly the map: their errors are not independent, so the
-        # std is their mean, not divided by sqrt(dither)
-        return relative_pose(prior, mean), stds.mean(axis=0)
+        return relative_pose(prior, compose(shifted, delta)), std
 
     def _recount(self) -> None:
         """Start the count of confirming matches over when the EKF's position was (re)started or widened."""

@@ -301,16 +301,15 @@ def test_a_converged_looking_ekf_without_confirming_matches_is_not_valid(dataset
     assert valid[-5:].all() and not (valid & ~ekf_valid).any()
 
 
-def test_dithered_priors_average_back_to_the_networks_answer(dataset, checkpoint):
+def test_successive_matches_dither_the_prior_over_a_cell(dataset, checkpoint):
     from av_stack.localization import LOCALIZATION
 
     class Constant:
-        """Answers 0.2 m ahead, 0.1 m right, 0.01 rad, whatever the rasters; keeps the batch."""
+        """Answers 0.2 m ahead, 0.1 m right, 0.01 rad, whatever the rasters."""
 
         def predict(self, x):
-            self.x = x.numpy()
-            n = len(x)
-            return (torch.tensor([[0.2, 0.1, 0.01]] * n), torch.tensor([[0.5, 0.05, 0.002]] * n))
+            assert len(x) == 1
+            return torch.tensor([[0.2, 0.1, 0.01]]), torch.tensor([[0.5, 0.05, 0.002]])
 
     mission, frames = _logged_route(dataset)
     stage = LOCALIZATION.build({"name": "learned", "checkpoint": str(checkpoint), "dither": 3})
@@ -321,8 +320,15 @@ def test_dithered_priors_average_back_to_the_networks_answer(dataset, checkpoint
     stage._raster.view = lambda x, y, yaw, spec: rendered.append((x, y, yaw)) or view(x, y, yaw, spec)
     ego = frames[0].ground_truth.ego
     prior = np.array([ego.x_m, ego.y_m, ego.yaw_rad])
-    delta, std = stage._predict(np.zeros((4, GRID.config.size_px, GRID.config.size_px), np.float32), prior)
-    assert stage.model.x.shape[0] == 3  # one batch of three priors, spread across the heading over a cell
+    scan = np.zeros((4, GRID.config.size_px, GRID.config.size_px), np.float32)
+    truths = []
+    for fits in range(4):
+        stage.fits = fits
+        delta, std = stage._predict(scan, prior)
+        truths.append(compose(prior, delta))
+        assert np.allclose(std, [0.5, 0.05, 0.002])
     shifts = np.array([relative_pose(prior, np.array(p)) for p in rendered])
-    assert np.allclose(shifts, [[0.0, -1 / 9, 0.0], [0.0, 0.0, 0.0], [0.0, 1 / 9, 0.0]], atol=1e-9)
-    assert np.allclose(delta, [0.2, 0.1, 0.01], atol=1e-9) and np.allclose(std, [0.5, 0.05, 0.002])
+    assert np.allclose(shifts[:, 1], [-1 / 9, 0.0, 1 / 9, -1 / 9], atol=1e-9)  # across the heading, in turn
+    assert np.allclose(shifts[:, [0, 2]], 0.0, atol=1e-9)
+    # each answer is about the prior it was rendered at: the same answer lands where that prior says
+    assert np.allclose([relative_pose(np.array(p), t) for p, t in zip(rendered, truths)], [0.2, 0.1, 0.01])
