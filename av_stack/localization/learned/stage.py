@@ -47,11 +47,11 @@ has been checked against the map, not only averaged from GNSS. A filter
 started far off is therefore invalid until GNSS and the matches have
 brought it in. :attr:`LearnedLocalization.status` says what the last match
 did and why the pose is not valid, ``fits`` / ``accepted`` count the
-matches. An empty or
-malformed sweep, a frame without LiDAR, no mission, and non-finite inputs
-only skip the match (never an exception); a missing or corrupt checkpoint is
-one :class:`~av_stack.localization.learned.model.CheckpointError` when the
-stage is built.
+matches. An empty or malformed sweep, a frame without LiDAR, no mission, and
+non-finite inputs only skip the match (never an exception); a missing or
+corrupt checkpoint is one
+:class:`~av_stack.localization.learned.model.CheckpointError` when the stage
+is built.
 """
 
 from __future__ import annotations
