@@ -172,6 +172,15 @@ class EmbeddedWorld:
         return rasterize_areas(self.geometry, resolution_m=0.2)
 
     @cached_property
+    def kerb_raster(self):
+        """The area raster with each junction's ground filled as CARLA builds it (one paved surface, kerbed
+        sidewalk corners): what the kerb response reads, so a car cutting a junction corner climbs the kerb
+        instead of meeting a wall where no lane is described. ``area_raster`` keeps the lanes' own ground."""
+        from sim.maps.geometry import rasterize_areas
+
+        return rasterize_areas(self.geometry, resolution_m=0.2, fill_junctions=True)
+
+    @cached_property
     def geometry(self):
         """Polygons of drivable area, sidewalks, crosswalks and lane markings (for rendering)."""
         from sim.maps.geometry import build_map_geometry
@@ -628,7 +637,8 @@ class EmbeddedWorld:
 
     # ------------------------------------------------------------------ collisions and events
     def _static_layout_collisions(self, prev_xy: np.ndarray, prev_yaw: np.ndarray, events: list[Event]) -> None:
-        """Kerb response of free vehicles whose box reaches off the road network (kerbs, buildings).
+        """Kerb response of free vehicles whose box reaches off the road network (kerbs, buildings), read on
+        :attr:`kerb_raster`.
 
         The move of the tick is swept in steps of at most ``_SWEEP_STEP_M`` of
         corner travel, so a fast car cannot pass through a wall between two
@@ -642,7 +652,7 @@ class EmbeddedWorld:
         ends after ``STATIC_RELEASE_S`` free of the static layout.
         """
         fleet = self.fleet
-        raster = self.area_raster
+        raster = self.kerb_raster
         n = fleet.n
         new_xy = np.stack([fleet.x_m, fleet.y_m], axis=1)
         new_yaw = fleet.yaw_rad
@@ -710,7 +720,7 @@ class EmbeddedWorld:
         static layout), or None if a few pushes towards the nearest ground of
         the road network do not free every corner (a gap narrower than the car).
         """
-        raster = self.area_raster
+        raster = self.kerb_raster
         res = raster.resolution_m
         reach = int(math.ceil(_PUSH_REACH_M / res))
         offsets = np.stack(np.meshgrid(np.arange(-reach, reach + 1), np.arange(-reach, reach + 1)), -1).reshape(-1, 2)

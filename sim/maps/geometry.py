@@ -41,6 +41,7 @@ _FLAT_PIECE_M = 0.5  # a lane polygon whose height varies less than this is pain
 _PIECE_SAMPLES = 4  # otherwise it is painted in pieces of this many samples (about 4 m)
 _JUNCTION_GAP_M = 4.0  # ground enclosed by a junction's lanes is paved up to this width (wider: an island)
 _CORNER_KERB_M = 3.0  # a junction corner's sidewalk reaches this far from the lanes (within the junction's hull)
+_ROAD_END_REACH_M = 0.3  # a road whose end lies this close to a junction's lanes meets the junction
 
 
 class AreaClass(IntEnum):
@@ -82,8 +83,9 @@ class MapGeometry:
     """Heights (K,) of the vertices of each polygon, by list name ("driving_polygons", ...); a list
     that is missing here is at height 0."""
     junction_hulls: list[np.ndarray] = field(default_factory=list)
-    """Per junction, the convex hull (K, 2) of all its lanes (any type): the ground it spans. Its
-    heights are in ``polygon_z_m["junction_hulls"]``."""
+    """Per junction, the convex hull (K, 2) of all its lanes (any type) and of the ends of the roads
+    that meet it (sidewalks included): the ground it spans, corners included. Its heights are in
+    ``polygon_z_m["junction_hulls"]``."""
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def heights(self, name: str) -> list[np.ndarray]:
@@ -354,7 +356,8 @@ def build_map_geometry(
     markings: list[LaneMarking] = []
     junction_points: dict[int, list[np.ndarray]] = {}
     junction_heights: dict[int, list[np.ndarray]] = {}
-    for samples in lanes.values():
+    road_ends: dict[tuple[int, int, int], list[np.ndarray]] = {}  # (road, section, 0: start / 1: end)
+    for key, samples in lanes.items():
         bounds = _lane_boundaries(samples)
         if bounds is None:
             continue
@@ -365,6 +368,9 @@ def build_map_geometry(
         if samples.junction_id >= 0:
             junction_points.setdefault(samples.junction_id, []).append(polygon)
             junction_heights.setdefault(samples.junction_id, []).append(polygon_z)
+        else:  # where a road meets a junction, its end joins the junction's ground (the corner between sidewalks)
+            for end, k in ((0, 0), (1, -1)):
+                road_ends.setdefault((key[0], key[1], end), []).append(np.stack([left[k], right[k]]))
         styles = [samples.markings[k] for k in order]
         markings += _marking_runs(left, [style[0] for style in styles], keep_unmarked)
         markings += _marking_runs(right, [style[1] for style in styles], keep_unmarked)
@@ -382,12 +388,7 @@ def build_map_geometry(
             shoulder_z.append(polygon_z)
     crosswalks_xyz = _split_crosswalks(carla_map.get_crosswalks())
     crosswalks = [c[:, :2] for c in crosswalks_xyz]
-    hulls, hulls_z = [], []
-    for junction_id in sorted(junction_points):
-        hull = _convex_hull(np.concatenate(junction_points[junction_id]))
-        if hull is not None:
-            hulls.append(hull)
-            hulls_z.append(np.full(len(hull), float(np.mean(np.concatenate(junction_heights[junction_id])))))
+    hulls, hulls_z = _junction_hulls(junction_points, junction_heights, road_ends)
 
     all_points = np.concatenate(driving + sidewalk + shoulder + crosswalks or [np.zeros((1, 2))])
     lo = all_points.min(axis=0) - margin_m
@@ -407,6 +408,33 @@ def build_map_geometry(
     )
 
 
+def _junction_hulls(junction_points: dict[int, list[np.ndarray]], junction_heights: dict[int, list[np.ndarray]],
+                    road_ends: dict[tuple[int, int, int], list[np.ndarray]]
+                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per junction, the convex hull of its lanes and of the end cross-sections (every lane, sidewalks
+    included) of the roads that meet it (an end within ``_ROAD_END_REACH_M`` of the hull of its lanes),
+    and its mean height per hull vertex."""
+    import shapely
+
+    ends = [np.concatenate(points) for points in road_ends.values()]
+    end_points = shapely.points(np.concatenate(ends)) if ends else None
+    owner = np.repeat(np.arange(len(ends)), [len(e) for e in ends])
+    hulls, hulls_z = [], []
+    for junction_id in sorted(junction_points):
+        points = np.concatenate(junction_points[junction_id])
+        hull = _convex_hull(points)
+        if hull is None:
+            continue
+        if end_points is not None:
+            near = shapely.dwithin(end_points, shapely.Polygon(hull), _ROAD_END_REACH_M)
+            meeting = np.unique(owner[near])
+            if meeting.size:
+                hull = _convex_hull(np.concatenate([points, *(ends[k] for k in meeting)]))
+        hulls.append(hull)
+        hulls_z.append(np.full(len(hull), float(np.mean(np.concatenate(junction_heights[junction_id])))))
+    return hulls, hulls_z
+
+
 def _convex_hull(points: np.ndarray) -> np.ndarray | None:
     """Convex hull (K, 2), K >= 3, of points (N, 2) in world metres; None if they span no area."""
     origin = points.mean(axis=0)
@@ -416,13 +444,14 @@ def _convex_hull(points: np.ndarray) -> np.ndarray | None:
     return hull
 
 
-def rasterize_areas(geometry: MapGeometry, resolution_m: float = 0.2) -> AreaRaster:
+def rasterize_areas(geometry: MapGeometry, resolution_m: float = 0.2, fill_junctions: bool = False) -> AreaRaster:
     """Paint the map's area polygons into an `AreaRaster` covering `geometry.bounds_xy`.
 
     Later layers override earlier ones: sidewalk, shoulder, driving, junction, crosswalk.
-    Then each junction's ground that no lane covers is filled as CARLA's junctions are
-    built (:func:`_junction_fills`): gaps enclosed by its lanes are paved (JUNCTION), its
-    corners are kerbed sidewalk (SIDEWALK), so neither is a wall.
+    With ``fill_junctions``, each junction's ground that no lane covers is then filled as
+    CARLA's junctions are built (:func:`_junction_fills`): gaps enclosed by its lanes are
+    paved (JUNCTION), its corners are kerbed sidewalk (SIDEWALK), so neither is a wall.
+    Without it the raster holds the polygons' ground only (what the 3D town and the BEV draw).
     Where surfaces lie more than :data:`~sim.maps.lanes.LEVEL_SEPARATION_M` apart in
     height at one spot, each level is also painted on its own (``level_classes``).
     """
@@ -444,11 +473,13 @@ def rasterize_areas(geometry: MapGeometry, resolution_m: float = 0.2) -> AreaRas
             # One call per polygon: a multi-contour fillPoly leaves overlaps unfilled.
             points = [np.round(pixels).astype(np.int32)]
             cv2.fillPoly(classes, points, int(area_class), cv2.LINE_8, _FILL_SHIFT)
-    fills = _junction_fills(classes, geometry.junction_hulls, geometry.heights("junction_hulls"), origin,
-                            float(resolution_m))
+    fills = []
+    if fill_junctions:
+        fills = _junction_fills(classes, geometry.junction_hulls, geometry.heights("junction_hulls"), origin,
+                                float(resolution_m))
     heights = [(geometry.heights(name), code) for name, code in zip(names, codes)]
     levels = _paint_levels(layers, heights, origin, float(resolution_m), classes.shape)
-    if levels is not None:
+    if levels is not None and fills:
         _paint_fill_levels(levels[0], levels[1], fills)
     return AreaRaster(origin_xy=origin, resolution_m=float(resolution_m), classes=classes,
                       level_classes=None if levels is None else levels[0],
@@ -463,12 +494,13 @@ def _junction_fills(classes: np.ndarray, hulls: list[np.ndarray], hulls_z: list[
     between turning lanes and at the corners nothing is described. In CARLA the
     whole junction is paved road mesh and its corners are raised sidewalk, so a
     car cutting a corner climbs the kerb instead of hitting a wall. Within the
-    convex hull of the junction's lanes, OFFROAD ground that is enclosed by
-    painted ground (its OFFROAD ground reaches none outside the hull) and narrower than
-    ``_JUNCTION_GAP_M`` becomes JUNCTION; the rest of the hull's OFFROAD ground
-    within ``_CORNER_KERB_M`` of painted ground becomes SIDEWALK (wider
-    islands keep their middle). Returns (window, cells, class, height) per
-    painted class and junction, for the level layers.
+    junction's hull (:attr:`MapGeometry.junction_hulls`), OFFROAD ground that
+    painted ground encloses (its OFFROAD ground reaches none outside the hull)
+    and at most ``_JUNCTION_GAP_M`` wide becomes JUNCTION; the rest within
+    ``_CORNER_KERB_M`` of painted ground becomes SIDEWALK, and so do the narrow
+    pockets that sidewalk encloses (wider islands keep their middle). Returns
+    (window, cells, class, height) per painted class and junction, for the
+    level layers.
     """
     fills: list[tuple[tuple[slice, slice], np.ndarray, int, float]] = []
     scale = float(1 << _FILL_SHIFT)
@@ -492,20 +524,31 @@ def _junction_fills(classes: np.ndarray, hulls: list[np.ndarray], hulls_z: list[
         # ground encloses it (lanes, and the roads that go on from the junction's edge).
         _, labels = cv2.connectedComponents(free.astype(np.uint8), connectivity=4)
         enclosed = gap & ~np.isin(labels, np.unique(labels[free & ~inside]))
-        paved = np.zeros_like(gap)
-        if enclosed.any():
-            depth = cv2.distanceTransform(enclosed.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
-            widest = np.zeros(int(labels.max()) + 1)
-            np.maximum.at(widest, labels[enclosed], depth[enclosed])
-            paved = enclosed & (2.0 * widest[labels] * resolution_m <= _JUNCTION_GAP_M)
+        paved = _narrow(enclosed, labels, resolution_m)
         reach = cv2.distanceTransform(free.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5) * resolution_m
         corner = gap & ~paved & (reach <= _CORNER_KERB_M)
+        # Pockets the corner sidewalk now encloses (beyond its reach, in a wide corner) are sidewalk too,
+        # unless they are as wide as an island.
+        rest = free & ~paved & ~corner
+        _, labels = cv2.connectedComponents(rest.astype(np.uint8), connectivity=4)
+        corner |= _narrow(rest & inside & ~np.isin(labels, np.unique(labels[rest & ~inside])), labels, resolution_m)
         z = float(np.mean(hull_z))
         for mask, area_class in ((paved, AreaClass.JUNCTION), (corner, AreaClass.SIDEWALK)):
             if mask.any():
                 cells[mask] = int(area_class)
                 fills.append((window, mask, int(area_class), z))
     return fills
+
+
+def _narrow(mask: np.ndarray, labels: np.ndarray, resolution_m: float) -> np.ndarray:
+    """The cells of ``mask`` in components (``labels``) at most ``_JUNCTION_GAP_M`` wide (twice the
+    largest distance from a cell to the mask's edge)."""
+    if not mask.any():
+        return np.zeros_like(mask)
+    depth = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+    widest = np.zeros(int(labels.max()) + 1)
+    np.maximum.at(widest, labels[mask], depth[mask])
+    return mask & (2.0 * widest[labels] * resolution_m <= _JUNCTION_GAP_M)
 
 
 def _paint_fill_levels(level_cls: np.ndarray, level_z: np.ndarray,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -43,7 +44,7 @@ def _clear_of_kerb(world, snapshot, actor_id: int, margin_m: float = 0.2) -> boo
     row = snapshot.index_of(actor_id)
     half = snapshot.extent_m[row:row + 1, :2] + margin_m
     corners = box_corners(snapshot.location_m[row:row + 1, :2], snapshot.rotation_rad[row:row + 1, 1], half)
-    return not bool(touches_static(world.area_raster.lookup(corners.reshape(-1, 2)).reshape(1, 4))[0])
+    return not bool(touches_static(world.kerb_raster.lookup(corners.reshape(-1, 2)).reshape(1, 4))[0])
 
 
 def _drive(world, actor_id: int, control: VehicleControl, ticks: int) -> tuple[list, list]:
@@ -76,7 +77,7 @@ def test_kerb_contact_is_one_event_per_episode_and_the_car_stays_out(world):
         row = snapshot.index_of(car)
         corners = box_corners(snapshot.location_m[row:row + 1, :2], snapshot.rotation_rad[row:row + 1, 1],
                               snapshot.extent_m[row:row + 1, :2])
-        assert not on_static(world.area_raster.lookup(corners.reshape(-1, 2))).any()
+        assert not on_static(world.kerb_raster.lookup(corners.reshape(-1, 2))).any()
     # Back off, then hit the kerb again: a new contact, a new event.
     _drive(world, car, VehicleControl(throttle=0.5, reverse=True), 40)
     _, again = _drive(world, car, VehicleControl(throttle=0.6), 120)
@@ -110,7 +111,7 @@ def _ray_to_static(world, x: float, y: float, angle: float) -> float:
     """Distance from (x, y) along ``angle`` to the first static ground (within 30 m)."""
     d = np.arange(0.0, 30.0, 0.05)
     ray = np.stack([x + d * math.cos(angle), y + d * math.sin(angle)], axis=1)
-    static = on_static(world.area_raster.lookup(ray))
+    static = on_static(world.kerb_raster.lookup(ray))
     assert static.any()
     return float(d[int(np.argmax(static))])
 
@@ -134,7 +135,7 @@ def test_a_thin_wall_is_not_tunnelled_through():
     """A fast car meets a 0.4 m wall across its lane: the swept check catches it between two ticks."""
     world = EmbeddedWorld(map="Town01", seed=0)
     x, y, yaw = _lane_pose(world, 20.0)
-    raster = world.area_raster
+    raster = world.kerb_raster
     wall_at = 25.0
     along = np.array([math.cos(yaw), math.sin(yaw)])
     across = np.array([-math.sin(yaw), math.cos(yaw)])
@@ -170,7 +171,7 @@ def test_a_minute_of_traffic_pins_no_vehicle_at_a_kerb(town):
         rows = np.array([snapshot.index_of(a) for a in npcs + [free]])
         corners = box_corners(snapshot.location_m[rows, :2], snapshot.rotation_rad[rows, 1],
                               snapshot.extent_m[rows, :2] + 0.1)
-        touching = touches_static(world.area_raster.lookup(corners.reshape(-1, 2)).reshape(-1, 4))
+        touching = touches_static(world.kerb_raster.lookup(corners.reshape(-1, 2)).reshape(-1, 4))
         speed = snapshot.speed_mps()[rows]
         speeds.append(float(speed[:-1].mean()))
         for actor, kerb, v in zip(npcs + [free], touching.tolist(), speed.tolist()):
@@ -269,3 +270,33 @@ def test_the_edge_of_a_bridge_is_a_kerb_and_the_road_under_it_is_not():
             car = world.spawn_vehicle(CAR, Pose(x, y, z, yaw), speed_mps=8.0)
             _, hits = _drive(world, car, VehicleControl(throttle=0.3), 100)
             assert hits == []
+
+
+def test_a_car_cutting_a_junction_corner_climbs_the_kerb_instead_of_hitting_a_wall(world):
+    """Half-way along a turn through a junction, 1 m past the lane's edge, the lanes alone leave ground no lane
+    covers (a wall before); the kerb raster has CARLA's sidewalk corner there, so a car that cuts across it
+    meets no static layout."""
+    lanes, half = world.lanes, np.array([[2.45, 1.06]])  # the mkz's box
+    for lane, side in itertools.product(np.flatnonzero(lanes.is_junction), (-1.0, 1.0)):
+        middle = int(lanes.offset[lane] + lanes.count[lane] // 2)
+        xy, yaw, width = lanes.points_xyz[middle, :2], float(lanes.yaw_rad[middle]), float(lanes.width_m[middle])
+        right = np.array([-math.sin(yaw), math.cos(yaw)])
+        # From the lane, 60 degrees towards its edge; the box starts clear of the lanes-only static ground.
+        start, heading = xy - side * 0.7 * right, yaw + side * math.radians(60.0)
+        corners = box_corners(start[None], np.array([heading]), half).reshape(-1, 2)
+        beyond = xy + side * right * (width / 2 + 1.0)
+        if on_static(world.area_raster.lookup(beyond[None]))[0] and not on_static(
+                world.area_raster.lookup(corners)).any():
+            break
+    else:
+        pytest.fail("no junction corner in Town01")
+    car = world.spawn_vehicle(CAR, Pose(float(start[0]), float(start[1]), 0.0, heading), speed_mps=2.0)
+    snapshots, hits = _drive(world, car, VehicleControl(throttle=0.1), 20)  # 2 m: the box ends ~1.7 m past the edge
+    reached = []
+    for snapshot in snapshots:  # where the car went, the lanes alone would have had a wall
+        row = snapshot.index_of(car)
+        corners = box_corners(snapshot.location_m[row:row + 1, :2], snapshot.rotation_rad[row:row + 1, 1],
+                              snapshot.extent_m[row:row + 1, :2])
+        reached.append(on_static(world.area_raster.lookup(corners.reshape(-1, 2))).any())
+    assert hits == []
+    assert any(reached)

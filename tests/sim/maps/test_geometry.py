@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from importlib import resources
 from pathlib import Path
@@ -307,7 +306,8 @@ def test_bad_inputs_raise(town01):
 def test_ground_beside_every_junction_lane_is_no_wall(town01):
     """A car cutting a junction corner climbs a kerb (CARLA's corners are sidewalk), it never meets a wall:
     1 m beyond either edge of every junction lane, half-way along it, the ground is part of the road network."""
-    carla_map, _, raster = town01
+    carla_map, geometry, lanes_only = town01
+    raster = rasterize_areas(geometry, resolution_m=0.2, fill_junctions=True)
     points, seen = [], set()
     for start, _ in carla_map.get_topology():
         if not start.is_junction or (start.road_id, start.lane_id) in seen:
@@ -318,8 +318,34 @@ def test_ground_beside_every_junction_lane_is_no_wall(town01):
         for side in (-1.0, 1.0):
             points.append(np.array(_xy(wp)) + side * _right_vector(wp) * (wp.lane_width / 2 + 1.0))
     assert len(points) > 50
-    classes = raster.lookup(np.array(points))
-    assert np.count_nonzero(classes == AreaClass.OFFROAD) == 0
+    assert np.count_nonzero(lanes_only.lookup(np.array(points)) == AreaClass.OFFROAD) > 10  # the lanes leave gaps
+    assert np.count_nonzero(raster.lookup(np.array(points)) == AreaClass.OFFROAD) == 0
+
+
+def test_sidewalks_run_on_round_junction_corners(town01):
+    """Where a road enters a junction its sidewalk goes on round the corner (CARLA's corner sidewalks): 1.2 m
+    past the sidewalk's end, into the junction, is never a wall."""
+    carla_map, geometry, lanes_only = town01
+    raster = rasterize_areas(geometry, resolution_m=0.2, fill_junctions=True)
+    junctions = {wp.junction_id: wp.get_junction() for wp in carla_map.generate_waypoints(5.0) if wp.is_junction}
+    points = []
+    for junction in junctions.values():
+        for entry, _ in junction.get_waypoints(carla.LaneType.Driving):
+            before = entry.previous(0.2)
+            if not before or before[0].is_junction:
+                continue
+            wp = before[0]
+            for _ in range(8):  # outwards to the sidewalk
+                if wp is None or wp.lane_type == carla.LaneType.Sidewalk:
+                    break
+                wp = wp.get_right_lane()
+            if wp is None or wp.lane_type != carla.LaneType.Sidewalk:
+                continue
+            yaw = np.deg2rad(entry.transform.rotation.yaw)
+            points.append(np.array(_xy(wp)) + 1.2 * np.array([np.cos(yaw), np.sin(yaw)]))
+    assert len(points) > 50
+    assert np.count_nonzero(lanes_only.lookup(np.array(points)) == AreaClass.OFFROAD) > 10
+    assert np.count_nonzero(raster.lookup(np.array(points)) == AreaClass.OFFROAD) == 0
 
 
 def _gap_junction_xodr() -> str:
@@ -347,9 +373,8 @@ def test_gap_between_connecting_roads_is_paved():
     assert len(geometry.junction_hulls) == 1
     gap = np.array([[5.0, 4.5], [10.0, 4.5], [15.0, 3.8], [15.0, 5.2]])  # CARLA's y is OpenDRIVE's -y
     beside = np.array([[10.0, -1.0], [10.0, 10.0]])  # outside the junction's lanes and the roads
-    unfilled = rasterize_areas(dataclasses.replace(geometry, junction_hulls=[]))
-    np.testing.assert_array_equal(unfilled.lookup(gap), AreaClass.OFFROAD)  # a wall across the junction
-    raster = rasterize_areas(geometry)
+    np.testing.assert_array_equal(rasterize_areas(geometry).lookup(gap), AreaClass.OFFROAD)  # lanes only: a wall
+    raster = rasterize_areas(geometry, fill_junctions=True)
     np.testing.assert_array_equal(raster.lookup(gap), AreaClass.JUNCTION)
     np.testing.assert_array_equal(raster.lookup(beside), AreaClass.OFFROAD)
 
@@ -374,7 +399,7 @@ def _fill_geometry(bridge: bool) -> MapGeometry:
 
 @pytest.mark.parametrize("bridge", [False, True])
 def test_junction_gaps_are_paved_corners_are_sidewalk_islands_keep_their_middle(bridge):
-    raster = rasterize_areas(_fill_geometry(bridge), resolution_m=0.2)
+    raster = rasterize_areas(_fill_geometry(bridge), resolution_m=0.2, fill_junctions=True)
     assert raster.multilevel == bridge
     cases = [
         ((10.0, 5.0), AreaClass.JUNCTION),  # the 2 m gap enclosed by lanes: paved
@@ -390,3 +415,5 @@ def test_junction_gaps_are_paved_corners_are_sidewalk_islands_keep_their_middle(
     np.testing.assert_array_equal(raster.lookup(points), expected)
     if bridge:  # each level reads the fills too
         np.testing.assert_array_equal(raster.lookup(points, np.zeros(len(points))), expected)
+    lanes_only = rasterize_areas(_fill_geometry(bridge), resolution_m=0.2)  # the default: the polygons' ground
+    np.testing.assert_array_equal(lanes_only.lookup(points), AreaClass.OFFROAD)
