@@ -215,6 +215,7 @@ def test_a_topology_route_planner_and_follower_arrive_on_several_routes(server_p
         assert route["arrived"] and not route["collisions"], route
 
 
+@pytest.mark.slow  # failed once in a full CI run (passes alone, 13-50 s); out of CI until that is understood
 def test_thirty_traffic_manager_vehicles_keep_moving_for_a_minute(server_port):
     """The client library's Traffic Manager can hang ``world.tick()`` in synchronous mode
     (carla-simulator/carla#9172, see test_example_scripts.py): a run that times out is tried once more on a
