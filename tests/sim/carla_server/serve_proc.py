@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,29 @@ def run_client(script: str, port: int, *args: str, timeout_s: float = 60.0) -> s
         raise ClientTimeout(f"client script timed out after {timeout_s} s: {err[-3000:]}") from None
     assert proc.returncode == 0, f"client script exited {proc.returncode}: {err[-3000:]}"
     return out
+
+
+RESET_WORLD = """
+import sys
+import carla
+from carla import command
+
+client = carla.Client("127.0.0.1", int(sys.argv[1]))
+client.set_timeout(20.0)
+world = client.get_world()
+settings = world.get_settings()
+settings.synchronous_mode = False
+settings.fixed_delta_seconds = None
+world.apply_settings(settings)
+leftover = [a.id for a in world.get_actors() if a.type_id.startswith(("vehicle.", "sensor."))]
+client.apply_batch_sync([command.DestroyActor(a) for a in leftover], False)
+"""
+"""A client script that puts the world back in asynchronous mode and destroys every vehicle and sensor (after a
+killed client script)."""
+
+
+def free_port() -> int:
+    """A free loopback TCP port (e.g. for a client's Traffic Manager)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -13,13 +13,12 @@ child-process client against a child-process ``avsim serve``:
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 
 pytest.importorskip("carla")
 
-from tests.sim.carla_server.serve_proc import ClientTimeout, run_client
+from tests.sim.carla_server.serve_proc import RESET_WORLD, ClientTimeout, free_port, run_client
 
 ROUTE_AGENT = """
 import json, math, random, sys
@@ -186,27 +185,6 @@ world.apply_settings(original)
 print(json.dumps({"spawned": len(ids), "moved": moved, "types": sorted({a.type_id for a in actors})}))
 """
 
-RESET_WORLD = """
-import sys
-import carla
-
-client = carla.Client("127.0.0.1", int(sys.argv[1]))
-client.set_timeout(10.0)
-world = client.get_world()
-client.apply_batch_sync([carla.command.DestroyActor(a.id) for a in world.get_actors().filter("vehicle.*")], False)
-settings = world.get_settings()
-settings.synchronous_mode = False
-settings.fixed_delta_seconds = None
-world.apply_settings(settings)
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_a_topology_route_planner_and_follower_arrive_on_several_routes(server_port):
     result = json.loads(run_client(ROUTE_AGENT, server_port, "3", timeout_s=300).strip().splitlines()[-1])
     assert len(result["routes"]) == 3
@@ -221,10 +199,10 @@ def test_thirty_traffic_manager_vehicles_keep_moving_for_a_minute(server_port):
     (carla-simulator/carla#9172, see test_example_scripts.py): a run that times out is tried once more on a
     clean world with a fresh Traffic Manager port; any other failure fails."""
     try:
-        output = run_client(TRAFFIC, server_port, str(_free_port()), timeout_s=240)
+        output = run_client(TRAFFIC, server_port, str(free_port()), timeout_s=240)
     except ClientTimeout:
         run_client(RESET_WORLD, server_port)
-        output = run_client(TRAFFIC, server_port, str(_free_port()), timeout_s=240)
+        output = run_client(TRAFFIC, server_port, str(free_port()), timeout_s=240)
     result = json.loads(output.strip().splitlines()[-1])
     assert result["spawned"] == 30
     assert len(result["types"]) >= 10  # a mix of models, as generate_traffic draws them

@@ -8,23 +8,12 @@ and a batch of 50 vehicles spawned on autopilot with ``SpawnActor(...).then(SetA
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 
 pytest.importorskip("carla")
 
-from sim.carla_server.process import start_server_process, stop_server_process
-from tests.sim.carla_server.serve_proc import ClientTimeout, run_client
-
-
-@pytest.fixture(scope="module")
-def port():
-    proc, rpc_port = start_server_process()
-    try:
-        yield rpc_port
-    finally:
-        stop_server_process(proc)
+from tests.sim.carla_server.serve_proc import RESET_WORLD, ClientTimeout, free_port, run_client
 
 
 SYNCHRONOUS_MODE = """
@@ -84,8 +73,8 @@ finally:
 """
 
 
-def test_synchronous_mode_example(port):
-    result = json.loads(run_client(SYNCHRONOUS_MODE, port).strip().splitlines()[-1])
+def test_synchronous_mode_example(server_port):
+    result = json.loads(run_client(SYNCHRONOUS_MODE, server_port).strip().splitlines()[-1])
     frames = result["frames"]
     assert len(frames) == 20 and frames == list(range(frames[0], frames[0] + 20))
     assert all(10.0 < m < 250.0 for m in result["rgb_means"]) and all(result["depth_ok"])
@@ -140,8 +129,8 @@ finally:
 
 
 @pytest.mark.parametrize("spawn_index", [0, 60])
-def test_automatic_control_like_loop_stays_in_lane(port, spawn_index):
-    result = json.loads(run_client(AUTOMATIC_CONTROL, port, str(spawn_index)).strip().splitlines()[-1])
+def test_automatic_control_like_loop_stays_in_lane(server_port, spawn_index):
+    result = json.loads(run_client(AUTOMATIC_CONTROL, server_port, str(spawn_index)).strip().splitlines()[-1])
     assert result["travelled"] > 30.0 and result["worst_offset"] < 2.0, result
 
 
@@ -183,39 +172,16 @@ finally:
 """
 
 
-RESET_WORLD = """
-import sys
-import carla
-from carla import command
-
-client = carla.Client("127.0.0.1", int(sys.argv[1]))
-client.set_timeout(20.0)
-world = client.get_world()
-settings = world.get_settings()
-settings.synchronous_mode = False
-settings.fixed_delta_seconds = None
-world.apply_settings(settings)
-leftover = [a.id for a in world.get_actors() if a.type_id.startswith(("vehicle.", "sensor."))]
-client.apply_batch_sync([command.DestroyActor(a) for a in leftover], False)
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_batch_of_fifty_autopilot_vehicles_moves(port):
+def test_batch_of_fifty_autopilot_vehicles_moves(server_port):
     """The script runs the CARLA client library's own Traffic Manager in its process. That Traffic Manager has
     a race in synchronous mode that can hang ``world.tick()`` for ever (carla-simulator/carla#9172; a stack
     dump of a hung run here ends in ``TrafficManagerLocal::SynchronousTick``). A run that times out is
     therefore tried once more on a clean world with a fresh Traffic Manager port; any other failure fails."""
     try:
-        output = run_client(BATCH_AUTOPILOT, port, str(_free_port()), timeout_s=60)
+        output = run_client(BATCH_AUTOPILOT, server_port, str(free_port()), timeout_s=60)
     except ClientTimeout:
-        run_client(RESET_WORLD, port)  # the killed run's 50 vehicles and synchronous mode
-        output = run_client(BATCH_AUTOPILOT, port, str(_free_port()), timeout_s=60)
+        run_client(RESET_WORLD, server_port)  # the killed run's 50 vehicles and synchronous mode
+        output = run_client(BATCH_AUTOPILOT, server_port, str(free_port()), timeout_s=60)
     result = json.loads(output.strip().splitlines()[-1])
     assert result["spawned"] == 50
     moving = sum(m > 5.0 for m in result["moved"])
@@ -257,8 +223,8 @@ print(json.dumps({"errors": [r.error for r in responses if r.error], "frame": fr
 """
 
 
-def test_stop_sensors_then_destroy_all_in_one_ticking_batch(port):
-    result = json.loads(run_client(STOP_THEN_BATCH_DESTROY, port, timeout_s=60).strip().splitlines()[-1])
+def test_stop_sensors_then_destroy_all_in_one_ticking_batch(server_port):
+    result = json.loads(run_client(STOP_THEN_BATCH_DESTROY, server_port, timeout_s=60).strip().splitlines()[-1])
     assert result["errors"] == [] and result["left"] == 0
     assert result["after"] == result["frame"] + 1  # the batch ticked once
     assert result["received"] >= 5 * 4  # every sensor streamed while listened to (the IMU from its first tick)
