@@ -10,6 +10,7 @@ import torch
 
 from av_stack.messages import BevSpec
 from av_stack.perception.learned.config import PerceptionConfig
+from av_stack.perception.learned.geometry import network_grid
 from av_stack.perception.learned.model import FusionNet
 from sim.env.bev import BevConfig
 
@@ -50,7 +51,8 @@ def load_checkpoint(path: str | Path) -> tuple[FusionNet, PerceptionConfig, BevS
     b = payload["bev"]
     spec = BevSpec(BevConfig(size_px=b["size_px"], pixels_per_m=b["pixels_per_m"],
                              ego_from_bottom_px=b["ego_from_bottom_px"], history_steps=tuple(b["history_steps"])))
-    model = FusionNet(config.model, spec.config.size_px)
+    grid = network_grid(spec, config.model.scale, config.model.detection_range_m)
+    model = FusionNet(config.model, spec.config.size_px, grid)
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:

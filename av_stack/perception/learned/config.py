@@ -33,6 +33,10 @@ class ModelConfig(BaseModel):
     scale: int = Field(2, ge=1, le=8)
     width: int = Field(32, ge=8, description="channels of the BEV backbone's first stage")
     camera_width: int = Field(32, ge=8, description="channels of the camera features lifted to BEV")
+    detection_range_m: float | None = Field(
+        None, gt=0, le=100,
+        description="the network sees a square grid reaching this far left, right and behind the ego (detection "
+                    "covers it; the segmentation is cut to the shared BEV grid); None: the shared grid only")
 
     @field_validator("inputs")
     @classmethod

@@ -4,14 +4,15 @@ LiDAR and radar BEV rasters, plus the camera's ground grid from the calibration 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from av_stack.messages import BevSpec, SensorCalibration
 from av_stack.perception.learned.config import ModelConfig
-from av_stack.perception.learned.geometry import camera_ground_grid, is_mirror_symmetric, lidar_bev, radar_bev
+from av_stack.perception.learned.geometry import (NetworkGrid, camera_ground_grid, is_mirror_symmetric, lidar_bev,
+                                                  network_grid, radar_bev)
 
 
 class FeatureError(ValueError):
@@ -21,13 +22,15 @@ class FeatureError(ValueError):
 @dataclass(frozen=True)
 class InputBuilder:
     """Builds the input arrays of :class:`~av_stack.perception.learned.model.FusionNet` for one model config
-    and sensor calibration."""
+    and sensor calibration; ``spec`` is the shared BEV grid, :attr:`grid` the network's (the rasters' grid)."""
 
     config: ModelConfig
     calibration: Mapping[str, SensorCalibration]
     spec: BevSpec
+    grid: NetworkGrid = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "grid", network_grid(self.spec, self.config.scale, self.config.detection_range_m))
         for input_name in self.config.inputs:
             sensor = getattr(self.config, input_name)
             if sensor not in self.calibration:
@@ -48,7 +51,7 @@ class InputBuilder:
     def ground_grid(self) -> tuple[np.ndarray, np.ndarray]:
         """The camera's (G, G, 2) grid and (G, G) mask (for ``FusionNet.set_camera``)."""
         c = self.calibration[self.config.camera]
-        return camera_ground_grid(c.intrinsics, c.image_size, c.mount, self.spec, self.config.scale)
+        return camera_ground_grid(c.intrinsics, c.image_size, c.mount, self.grid.spec, self.grid.scale)
 
     @property
     def can_mirror(self) -> bool:
@@ -72,7 +75,7 @@ class InputBuilder:
                     image = image[:, ::-1]
                 out["image"] = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0
             elif input_name == "lidar":
-                out["lidar"] = lidar_bev(np.asarray(data), mount, self.spec, self.config.scale, mirror)
+                out["lidar"] = lidar_bev(np.asarray(data), mount, self.grid.spec, self.grid.scale, mirror)
             else:
-                out["radar"] = radar_bev(np.asarray(data), mount, self.spec, self.config.scale, mirror)
+                out["radar"] = radar_bev(np.asarray(data), mount, self.grid.spec, self.grid.scale, mirror)
         return out

@@ -17,6 +17,9 @@ or outside the image are masked.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, replace
+
 import numpy as np
 
 from av_stack.messages import BevSpec
@@ -27,6 +30,46 @@ LIDAR_CHANNELS = ("lidar_count", "lidar_max_z", "lidar_min_z", "lidar_intensity"
 RADAR_CHANNELS = ("radar_count", "radar_velocity")
 _MAX_Z_M = 4.0
 _MIN_Z_M = -1.0
+
+
+@dataclass(frozen=True)
+class NetworkGrid:
+    """The grid the network sees: the shared BEV grid (the planner's), or a larger one around it so that
+    detection reaches ``range_m`` on every side of the ego (the issue allows a wider range for detection as
+    long as the output is delivered on the shared grid).
+
+    ``spec`` is a square grid at the shared grid's resolution, centred on the ego's column, with the shared
+    grid a window in it: the shared grid's coarse cell (r, c) is the network's (``row0`` + r, ``col0`` + c).
+    """
+
+    spec: BevSpec
+    scale: int
+    row0: int = 0
+    col0: int = 0
+
+    @property
+    def cells(self) -> int:
+        """Side of the network's feature grid in cells."""
+        return self.spec.config.size_px // self.scale
+
+
+def network_grid(shared: BevSpec, scale: int, range_m: float | None = None) -> NetworkGrid:
+    """The :class:`NetworkGrid` of a model with feature ``scale`` on the ``shared`` grid: the shared grid itself
+    when ``range_m`` is None, else the shared grid padded by whole cells until it reaches ``range_m`` (to within
+    a cell) to the left, right and back of the ego (and keeps at least the shared grid's reach ahead)."""
+    c = shared.config
+    size = c.size_px
+    if size % scale:
+        raise ValueError(f"BEV size {size} px is not a multiple of scale {scale}")
+    if range_m is None:
+        return NetworkGrid(shared, scale)
+    reach_px = range_m * c.pixels_per_m
+    side = max(0, math.ceil((reach_px - size // 2) / scale))  # cells added left and right
+    ego_row = size - 1 - c.ego_from_bottom_px
+    top = min(2 * side, max(0, math.ceil((reach_px - ego_row) / scale)))  # cells added ahead
+    bottom = 2 * side - top  # the rest behind, so the grid stays square
+    config = replace(c, size_px=size + 2 * side * scale, ego_from_bottom_px=c.ego_from_bottom_px + bottom * scale)
+    return NetworkGrid(BevSpec(config), scale, row0=top, col0=side)
 
 
 def mount_transform(mount: Pose) -> tuple[np.ndarray, np.ndarray]:

@@ -1,13 +1,14 @@
 """The BEV fusion network: camera features lifted by inverse perspective mapping, LiDAR and radar rasters,
 a small U-shaped BEV backbone, and heads for segmentation, CenterPoint-style detection and the light state.
 
-Shapes (``B`` batch, ``G = size_px / scale`` the feature grid, ``S = size_px`` the BEV grid):
+Shapes (``B`` batch, ``G`` the feature grid: ``size_px / scale``, or the larger network grid of a model with a
+``detection_range_m``; ``S = size_px`` the shared BEV grid):
 
 - inputs: ``image`` (B, 3, h, w) float in [0, 1]; ``lidar`` (B, 4, G, G); ``radar`` (B, 2, G, G); the
   camera's ground grid (G, G, 2) and mask (G, G) are buffers set once per calibration
   (:meth:`FusionNet.set_camera`), so the lift is one ``grid_sample``.
 - outputs: ``seg`` (B, len(SEG_CHANNELS), S, S) logits; ``heatmap`` (B, 2, G, G) logits (vehicle,
-  pedestrian); ``box`` (B, 8, G, G): centre offset in cells (2), log half length and width [m] (2), sin and
+  pedestrian) over the whole feature grid; ``box`` (B, 8, G, G): centre offset in cells (2), log half length and width [m] (2), sin and
   cos of the yaw (2), velocity [m/s] in the ego frame (2); ``light`` (B, 4) logits (none, red, yellow, green).
 """
 
@@ -18,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from av_stack.perception.learned.config import DETECTION_CLASSES, LIGHT_CLASSES, SEG_CHANNELS, ModelConfig
-from av_stack.perception.learned.geometry import LIDAR_CHANNELS, RADAR_CHANNELS
+from av_stack.perception.learned.geometry import LIDAR_CHANNELS, RADAR_CHANNELS, NetworkGrid
 
 BOX_CHANNELS = 8
 
@@ -40,13 +41,19 @@ class CameraEncoder(nn.Module):
 
 
 class FusionNet(nn.Module):
-    """See the module docstring."""
+    """See the module docstring. ``grid``: the network's grid (:func:`~av_stack.perception.learned.geometry.
+    network_grid`), needed when the config has a ``detection_range_m``; the segmentation is cut to the shared
+    grid's window of it before it is upsampled to ``size_px``."""
 
-    def __init__(self, config: ModelConfig, size_px: int) -> None:
+    def __init__(self, config: ModelConfig, size_px: int, grid: NetworkGrid | None = None) -> None:
         super().__init__()
+        if grid is None and config.detection_range_m is not None:
+            raise ValueError("a model with a detection_range_m needs its network grid")
         self.config = config
         self.size_px = size_px
-        self.grid_px = size_px // config.scale
+        self.shared_px = size_px // config.scale
+        self.grid_px = grid.cells if grid is not None else self.shared_px
+        self.window = (grid.row0, grid.col0) if grid is not None else (0, 0)
         w = config.width
         bev_in = 0
         if "camera" in config.inputs:
@@ -95,7 +102,8 @@ class FusionNet(nn.Module):
         x2 = self.down2(x1)
         u2 = self.up2(torch.cat([F.interpolate(x2, size=x1.shape[-2:], mode="bilinear", align_corners=False), x1], 1))
         u1 = self.up1(torch.cat([F.interpolate(u2, size=x0.shape[-2:], mode="bilinear", align_corners=False), x0], 1))
-        seg = self.seg_head(u1)
+        r0, c0 = self.window
+        seg = self.seg_head(u1[..., r0:r0 + self.shared_px, c0:c0 + self.shared_px])
         if self.config.scale > 1:
             seg = F.interpolate(seg, size=(self.size_px, self.size_px), mode="bilinear", align_corners=False)
         out = {"seg": seg, "heatmap": self.heatmap_head(u1), "box": self.box_head(u1)}

@@ -95,7 +95,8 @@ class LearnedPerception:
             raise ValueError(f"the checkpoint was trained on a {self.spec.config} BEV, the frame has "
                              f"{frame.bev_spec.config}")
         out = self.model(self._inputs(frame))
-        detections = decode_detections(out["heatmap"][0], out["box"][0], self.spec, self.model_config.model.scale,
+        grid = self._builder.grid
+        detections = decode_detections(out["heatmap"][0], out["box"][0], grid.spec, grid.scale,
                                        threshold=self.config.score_threshold)
         probs = torch.sigmoid(out["seg"][0]).numpy()
         for k, kind, source in ((SEG_CHANNELS.index("vehicles_t0"), ActorKind.VEHICLE, self.config.vehicle_layer),

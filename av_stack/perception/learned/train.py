@@ -63,8 +63,8 @@ class PerceptionSamples(Dataset):
             boxes[:, 6] *= -1.0
             if velocity is not None:
                 velocity[:, 1] *= -1.0
-        item.update(detection_targets(boxes, np.asarray(sample["box_kind"]), velocity, self.spec,
-                                      self.builder.config.scale))
+        grid = self.builder.grid
+        item.update(detection_targets(boxes, np.asarray(sample["box_kind"]), velocity, grid.spec, grid.scale))
         item["light"] = np.int64(light_class(int(sample["light_state"])))
         return item
 
@@ -133,7 +133,7 @@ def train_perception(config: PerceptionConfig, out: str | Path, data_root: str |
     calibration, spec = dataset_geometry(root)
     builder = InputBuilder(config.model, calibration, spec)
     torch.manual_seed(t.seed)
-    model = FusionNet(config.model, spec.config.size_px)
+    model = FusionNet(config.model, spec.config.size_px, builder.grid)
     if "camera" in config.model.inputs:
         model.set_camera(*builder.ground_grid())
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)

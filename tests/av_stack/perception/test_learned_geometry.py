@@ -121,3 +121,36 @@ def test_mirroring_a_scene_mirrors_its_rasters_and_targets_alike():
     assert radar_bev(radar, Pose(), SPEC, mirror=True)[1, rr, rc] == pytest.approx(-2.0)
     assert is_mirror_symmetric(Pose(1.5, 0.0, 2.4, pitch_rad=-0.1))
     assert not is_mirror_symmetric(Pose(1.5, 0.4, 2.4)) and not is_mirror_symmetric(Pose(yaw_rad=0.3))
+
+
+def test_the_wide_network_grid_holds_the_shared_grid_as_a_window():
+    """With a 30 m detection range the network's grid is square, reaches 30 m left, right and behind, and
+    its cells inside the window are the shared grid's cells (same centres)."""
+    from av_stack.perception.learned.geometry import network_grid
+
+    assert network_grid(SPEC, 2).spec == SPEC and network_grid(SPEC, 2).cells == 96
+    grid = network_grid(SPEC, 2, 30.0)
+    assert grid.cells == 150 and (grid.row0, grid.col0) == (0, 27)
+    wide, shared = cell_centres_ego(grid.spec, 2), cell_centres_ego(SPEC, 2)
+    assert np.allclose(wide[grid.row0:grid.row0 + 96, grid.col0:grid.col0 + 96], shared)
+    assert wide[..., 1].min() <= -29.5 and wide[..., 1].max() >= 29.5 and wide[..., 0].min() <= -29.5  # to a cell
+    assert wide[..., 0].max() >= shared[..., 0].max()
+    with pytest.raises(ValueError, match="multiple"):
+        network_grid(SPEC, 5, 30.0)
+
+
+def test_a_point_behind_the_shared_grid_reaches_the_wide_raster_and_decodes_back():
+    from av_stack.perception.learned.geometry import network_grid
+
+    grid = network_grid(SPEC, 2, 30.0)
+    points = np.array([[-25.0, 20.0, -2.0, 1.0]], np.float32)  # 25 m behind, 20 m right: off the shared grid
+    assert lidar_bev(points, Pose(0.0, 0.0, 2.5), SPEC, 2)[0].sum() == 0
+    wide = lidar_bev(points, Pose(0.0, 0.0, 2.5), grid.spec, 2)
+    (row, col), = ego_to_cell(np.array([[-25.0, 20.0]]), grid.spec, 2)
+    assert wide[0, row, col] > 0 and np.count_nonzero(wide[0]) == 1
+    boxes = np.array([[-25.0, 20.0, 0.8, 2.4, 1.0, 0.8, 0.3]], np.float32)
+    targets = detection_targets(boxes, np.array([int(ActorKind.VEHICLE)]), None, grid.spec, 2)
+    assert targets["box_mask"][row, col] == 1.0
+    logits = torch.from_numpy(np.where(targets["heatmap"] >= 1.0, 10.0, -10.0).astype(np.float32))
+    detections = decode_detections(logits, torch.from_numpy(targets["box"]), grid.spec, scale=2)
+    assert np.allclose(detections.center_m[:, :2], boxes[:, :2], atol=1e-4)

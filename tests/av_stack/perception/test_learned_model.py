@@ -37,6 +37,28 @@ def test_output_shapes_for_every_input_set(inputs):
         assert out["light"].shape == (2, len(LIGHT_CLASSES))
 
 
+def test_a_wide_network_detects_on_its_grid_and_segments_the_shared_one(tmp_path):
+    from av_stack.perception.learned.geometry import network_grid
+
+    config = ModelConfig(inputs=("lidar", "radar"), width=8, detection_range_m=30.0)
+    with pytest.raises(ValueError, match="network grid"):
+        FusionNet(config, BEV_SPEC.config.size_px)
+    grid = network_grid(BEV_SPEC, config.scale, config.detection_range_m)
+    model = FusionNet(config, BEV_SPEC.config.size_px, grid).eval()
+    g = grid.cells
+    out = model({"lidar": torch.rand(1, 4, g, g), "radar": torch.rand(1, 2, g, g)})
+    assert out["seg"].shape == (1, len(SEG_CHANNELS), 192, 192) and out["heatmap"].shape == (1, 2, g, g) and g > 96
+    full = PerceptionConfig(model=config)
+    save_checkpoint(tmp_path / "wide.pt", model, full, BEV_SPEC)
+    loaded, loaded_config, spec, _ = load_checkpoint(tmp_path / "wide.pt")
+    assert loaded_config == full and spec == BEV_SPEC and loaded.grid_px == g
+    batch = {"lidar": torch.rand(1, 4, g, g), "radar": torch.rand(1, 2, g, g)}
+    with torch.no_grad():
+        assert torch.equal(loaded(batch)["seg"], model(batch)["seg"])
+    with pytest.raises(ValueError, match="detection_range_m"):
+        ModelConfig(detection_range_m=-1.0)
+
+
 def test_a_bad_input_set_or_key_is_one_clear_error():
     with pytest.raises(ValueError, match="subset"):
         ModelConfig(inputs=("sonar",))
