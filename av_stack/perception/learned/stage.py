@@ -31,6 +31,7 @@ from av_stack.perception.learned.checkpoint import load_checkpoint
 from av_stack.perception.learned.config import LIGHT_CLASSES, SEG_CHANNELS
 from av_stack.perception.learned.features import InputBuilder
 from av_stack.perception.learned.light import LightReader
+from av_stack.perception.learned.model import fold_batch_norms
 from av_stack.perception.learned.targets import LIGHT_STATES, decode_detections
 from av_stack.registry import StageParams
 from av_stack.shipped import shipped_file
@@ -62,7 +63,8 @@ class LearnedPerception:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()
-        self.model, self.model_config, self.spec, _ = load_checkpoint(shipped_file(self.config.checkpoint))
+        model, self.model_config, self.spec, _ = load_checkpoint(shipped_file(self.config.checkpoint))
+        self.model = fold_batch_norms(model)
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         self._light: LightReader | None = None

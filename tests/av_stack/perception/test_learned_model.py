@@ -59,6 +59,30 @@ def test_a_wide_network_detects_on_its_grid_and_segments_the_shared_one(tmp_path
         ModelConfig(detection_range_m=-1.0)
 
 
+def test_folding_the_batch_norms_keeps_the_outputs():
+    import copy
+
+    from av_stack.perception.learned.model import fold_batch_norms
+
+    torch.manual_seed(0)
+    model = FusionNet(ModelConfig(inputs=("lidar", "radar"), width=8), BEV_SPEC.config.size_px)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):  # statistics as after training, not the identity
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batch_norms(copy.deepcopy(model))
+    model.eval()
+    folded = fold_batch_norms(copy.deepcopy(model))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    batch = {"lidar": torch.rand(1, 4, 96, 96), "radar": torch.rand(1, 2, 96, 96)}
+    with torch.no_grad():
+        a, b = model(batch), folded(batch)
+    for key in ("seg", "heatmap", "box"):
+        assert torch.allclose(a[key], b[key], atol=1e-4), key
+
+
 def test_a_bad_input_set_or_key_is_one_clear_error():
     with pytest.raises(ValueError, match="subset"):
         ModelConfig(inputs=("sonar",))
