@@ -66,6 +66,9 @@ class TrainConfig(BaseModel):
     mirror: float = Field(0.0, ge=0, le=1, description="probability of mirroring a sample left to right")
     seed: int = 0
     checkpoint_every_steps: int = Field(200, ge=1)
+    init_from: str | None = Field(
+        None, description="a perception checkpoint whose weights start a new run (the network's layers must have "
+                          "the same shapes: the grid may differ); ignored when the run resumes")
 
 
 class PerceptionConfig(BaseModel):

@@ -143,6 +143,8 @@ def train_perception(config: PerceptionConfig, out: str | Path, data_root: str |
         model.load_state_dict(loaded.state_dict())
         optimizer.load_state_dict(saved["optimizer"])
         state = {k: saved[k] for k in state}
+    elif t.init_from is not None:
+        _initialise(model, t.init_from)
     train_data = PerceptionSamples(DrivingDataset(root, "train", sensors=_sensors(config)), builder, spec,
                                    mirror=t.mirror, seed=t.seed)
     val_split = DrivingDataset(root, "val", sensors=_sensors(config)) if _has_split(root, "val") else None
@@ -213,6 +215,26 @@ def train_perception(config: PerceptionConfig, out: str | Path, data_root: str |
     finally:
         board.close()
     return record
+
+
+def _initialise(model: FusionNet, path: str) -> None:
+    """Start ``model`` from the weights of the checkpoint at ``path`` (a shipped name or a file)."""
+    from av_stack.perception.learned.checkpoint import CheckpointError
+    from av_stack.shipped import shipped_file
+
+    source, source_config, _, _ = load_checkpoint(shipped_file(path))
+    if tuple(source_config.model.inputs) != tuple(model.config.inputs):
+        raise CheckpointError(f"init_from {path}: its inputs {list(source_config.model.inputs)} are not the "
+                              f"model's {list(model.config.inputs)}")
+    weights = {k: v for k, v in source.state_dict().items() if not k.startswith("ground_")}  # camera geometry
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"init_from {path}: its weights do not fit the model: {exc}") from None
+    missing = [k for k in missing if not k.startswith("ground_")]
+    if missing or unexpected:
+        raise CheckpointError(f"init_from {path}: its weights do not fit the model (missing {missing}, "
+                              f"unexpected {list(unexpected)})")
 
 
 def _sensors(config: PerceptionConfig) -> tuple[str, ...]:

@@ -184,6 +184,34 @@ def test_train_command_checkpoints_and_resumes(dataset, tmp_path):
     assert (out / "tb").is_dir()
 
 
+def test_a_run_starts_from_another_checkpoint_on_a_wider_grid(dataset, tmp_path):
+    """``init_from``: a new run on the 30 m grid starts from a shared-grid run's weights (a near-zero learning
+    rate keeps them); a checkpoint of another width or input set is one clear error."""
+    base = PerceptionConfig.model_validate(SMALL)
+    train_perception(base, tmp_path / "base", data_root=dataset, max_steps=2)
+    source, *_ = load_checkpoint(tmp_path / "base" / "last.pt")
+    wide = PerceptionConfig.model_validate(
+        {"model": {**SMALL["model"], "detection_range_m": 30.0},
+         "train": {**SMALL["train"], "learning_rate": 1e-12, "weight_decay": 0.0,
+                   "init_from": str(tmp_path / "base" / "last.pt")}})
+    train_perception(wide, tmp_path / "wide", data_root=dataset, max_steps=1)
+    model, _, _, _ = load_checkpoint(tmp_path / "wide" / "last.pt")
+    assert model.grid_px > source.grid_px
+    started = model.state_dict()
+    for name, value in source.state_dict().items():
+        if value.dtype.is_floating_point and not name.startswith("ground_") and "running" not in name:
+            assert torch.allclose(started[name], value, atol=1e-6), name
+    other = PerceptionConfig.model_validate({"model": {**SMALL["model"], "width": 16},
+                                             "train": {**SMALL["train"], "init_from": str(tmp_path / "base" / "last.pt")}})
+    with pytest.raises(CheckpointError, match="do not fit"):
+        train_perception(other, tmp_path / "other", data_root=dataset, max_steps=1)
+    lidar_only = PerceptionConfig.model_validate({"model": {**SMALL["model"], "inputs": ["lidar"]},
+                                                  "train": {**SMALL["train"],
+                                                            "init_from": str(tmp_path / "base" / "last.pt")}})
+    with pytest.raises(CheckpointError, match="inputs"):
+        train_perception(lidar_only, tmp_path / "lidar", data_root=dataset, max_steps=1)
+
+
 def test_checkpoint_errors_are_clear(tmp_path):
     with pytest.raises(CheckpointError, match="no perception checkpoint"):
         load_checkpoint(tmp_path / "none.pt")
