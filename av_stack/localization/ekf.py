@@ -1,9 +1,22 @@
 """EKF localization: an extended Kalman filter over wheel speed, gyroscope, GNSS and compass.
 
-State ``s = [x, y, yaw, v, b]``: the ego's position [m] and heading [rad] in
-the world frame (CARLA axes), its forward speed [m/s] and the gyroscope's
-yaw-rate bias [rad/s].
+State ``s = [x, y, yaw, v, b, bx, by]``: the ego's position [m] and heading
+[rad] in the world frame (CARLA axes), its forward speed [m/s], the
+gyroscope's yaw-rate bias [rad/s] and the GNSS fix's bias [m] on the world's
+x and y axes.
 
+- **GNSS bias** (``gnss_bias_std_m``, off by default: 0): a fix is the
+  antenna's position plus a bias ``(bx, by)`` plus white noise. The bias is a
+  first-order Gauss-Markov process (``b' = -b / gnss_bias_tau_s`` + noise; its
+  stationary and prior standard deviation ``gnss_bias_std_m`` per axis), so
+  GNSS alone cannot tell the position to better than that: the position's
+  covariance includes the bias's, and a validity threshold below it holds
+  only along the axes another measurement pins (:meth:`EkfLocalization.update_pose`:
+  a map match), which then also estimates the bias. The bias is in the world
+  frame, so a match across one road's heading followed by one across another's
+  (a turn) observes both axes, and the position stays pinned on the next
+  straight. With 0 the bias states stay at 0 with no variance, and the filter
+  is exactly the unbiased one.
 - **Prediction** (every frame, ``dt`` from the frame timestamps): a
   kinematic bicycle about the rear axle. With the yaw rate
   ``w = gyro_z - b`` (the mean of the previous and this frame's reading), the
@@ -56,7 +69,8 @@ from sim.api import Pose
 
 __all__ = ["EkfLocalization", "compass_to_yaw", "gnss_to_xy"]
 
-_X, _Y, _YAW, _V, _B = range(5)
+_X, _Y, _YAW, _V, _B, _BX, _BY = range(7)
+_N = 7
 _UNKNOWN_STD_M = 1e3  # the position standard deviation reported before any fix
 
 
@@ -108,12 +122,17 @@ class EkfLocalization:
         origin_deg: tuple[float, float] = Field((0.0, 0.0), description="map geo-reference (lat_0, lon_0)")
         pose_authority_s: float = Field(2.0, ge=0, description="after a fused pose measurement (update_pose), "
                                         "disagreeing GNSS neither re-anchors nor widens the position this long")
+        gnss_bias_std_m: float = Field(0.0, ge=0, description="GNSS bias per world axis: prior and stationary std "
+                                       "of a first-order Gauss-Markov bias state (0: GNSS is unbiased, no states)")
+        gnss_bias_tau_s: float = Field(1800.0, gt=0, description="the GNSS bias's correlation time [s]: a bias a map "
+                                       "match has pinned becomes uncertain again over about this long")
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()
         c = self.config
         self._compass_var = math.radians(c.compass_std_deg) ** 2
         self._gnss_var = c.gnss_std_m ** 2
+        self._bias_var = c.gnss_bias_std_m ** 2
         self.rear_axle_m = 1.65
         self.reset(None)
 
@@ -127,9 +146,9 @@ class EkfLocalization:
             from av_stack.control.vehicles import vehicle_params
 
             self.rear_axle_m = vehicle_params(mission.vehicle.blueprint_id).rear_axle_m
-        self.s = np.zeros(5)
+        self.s = np.zeros(_N)
         self.P = np.diag([_UNKNOWN_STD_M ** 2, _UNKNOWN_STD_M ** 2, math.pi ** 2, 10.0 ** 2,
-                          max(c.gyro_bias_std_rad_s, 1e-9) ** 2])
+                          max(c.gyro_bias_std_rad_s, 1e-9) ** 2, self._bias_var, self._bias_var])
         self.initialized = False
         self.status = "waiting for a first GNSS fix"
         self.rejections = 0
@@ -149,8 +168,9 @@ class EkfLocalization:
         c = self.config
         std_m = c.init_std_m if std_m is None else std_m
         yaw_std = math.radians(c.init_yaw_std_deg if yaw_std_deg is None else yaw_std_deg)
-        self.s[:] = [pose.x_m, pose.y_m, _wrap(pose.yaw_rad), 0.0, 0.0]
-        self.P = np.diag([std_m ** 2, std_m ** 2, yaw_std ** 2, 1.0, max(c.gyro_bias_std_rad_s, 1e-9) ** 2])
+        self.s[:] = [pose.x_m, pose.y_m, _wrap(pose.yaw_rad), 0.0, 0.0, 0.0, 0.0]
+        self.P = np.diag([std_m ** 2, std_m ** 2, yaw_std ** 2, 1.0, max(c.gyro_bias_std_rad_s, 1e-9) ** 2,
+                          self._bias_var, self._bias_var])
         self._z_m = pose.z_m
         self.initialized = True
         self.anchors += 1
@@ -201,16 +221,16 @@ class EkfLocalization:
         GNSS that disagrees neither re-anchors nor widens the position for ``pose_authority_s``: the map is
         the better reference.
 
-        ``heading_from_position=False``: the measured position corrects only the position (a Schmidt
-        update: the yaw, speed and gyro bias keep their values, their covariance stays consistent); the yaw
-        is corrected by the measured yaw alone (first, as a separate update; the covariance must not correlate
-        the yaw with the position). For a position whose error wanders slowly (a learned match), which the
+        ``heading_from_position=False``: the measured position corrects only the position and the GNSS bias
+        (a Schmidt update: the yaw, speed and gyro bias keep their values, their covariance stays consistent);
+        the yaw is corrected by the measured yaw alone (first, as a separate update; the covariance must not
+        correlate the yaw with the position). For a position whose error wanders slowly (a learned match), which the
         full update would read as a heading error."""
         z = np.asarray(pose, dtype=np.float64).reshape(3)
         R = np.asarray(covariance, dtype=np.float64).reshape(3, 3)
         if not self.initialized or not (np.isfinite(z).all() and np.isfinite(R).all()):
             return False
-        H = np.zeros((3, 5))
+        H = np.zeros((3, _N))
         H[0, _X] = H[1, _Y] = H[2, _YAW] = 1.0
         innovation = z - self.s[:3]
         innovation[2] = _wrap(innovation[2])
@@ -222,8 +242,7 @@ class EkfLocalization:
             self._correct(innovation, H, R)
         else:
             self._correct(innovation[2:], H[2:], R[2:, 2:])
-            innovation = z[:2] - self.s[:2]
-            self._correct(innovation, H[:2], R[:2, :2], only=(_X, _Y))
+            self._correct(z[:2] - self.s[:2], H[:2], R[:2, :2], only=(_X, _Y, _BX, _BY))
         self._check_finite()
         self._pose_fused_t = self._t
         self.rejections = 0
@@ -235,6 +254,17 @@ class EkfLocalization:
         """Make the position at least ``std_m`` uncertain on each axis (its correlations dropped), e.g. when a
         map match shows the filter is wrong."""
         variances = np.maximum(np.diag(self.P)[:2], std_m ** 2)
+        self._restart_position(self.s[:2], variances)
+
+    @property
+    def gnss_bias(self) -> np.ndarray:
+        """The estimated GNSS bias (x, y) [m] in the world frame (zeros when ``gnss_bias_std_m`` is 0)."""
+        return self.s[_BX:_BY + 1].copy()
+
+    def _restart_position(self, xy: np.ndarray, variances: np.ndarray) -> None:
+        """Put the position at ``xy`` with the given per-axis variances and no correlation (a re-anchor or a
+        widening; the other states keep theirs); counts in :attr:`anchors`."""
+        self.s[_X], self.s[_Y] = xy
         self.P[:2, :] = 0.0
         self.P[:, :2] = 0.0
         self.P[_X, _X], self.P[_Y, _Y] = variances
@@ -264,16 +294,19 @@ class EkfLocalization:
         cos, sin = math.cos(yaw0), math.sin(yaw0)
         x = gnss_xy[0] - (cos * lever[0] - sin * lever[1])
         y = gnss_xy[1] - (sin * lever[0] + cos * lever[1])
-        self.s[:] = [x, y, yaw0, speed, 0.0]
+        self.s[:] = [x, y, yaw0, speed, 0.0, 0.0, 0.0]
         yaw_var = self._compass_var if yaw is not None else math.pi ** 2
-        self.P = np.diag([self._gnss_var, self._gnss_var, yaw_var, c.speed_std_mps ** 2,
-                          max(c.gyro_bias_std_rad_s, 1e-9) ** 2])
+        # The position is the fix less the bias: its variance holds the bias's, and it is anti-correlated with it.
+        self.P = np.diag([self._gnss_var + self._bias_var, self._gnss_var + self._bias_var, yaw_var,
+                          c.speed_std_mps ** 2, max(c.gyro_bias_std_rad_s, 1e-9) ** 2, self._bias_var,
+                          self._bias_var])
+        self.P[_X, _BX] = self.P[_BX, _X] = self.P[_Y, _BY] = self.P[_BY, _Y] = -self._bias_var
         self.initialized = True
         self.anchors += 1
 
     def _predict(self, dt: float, rate: float | None) -> None:
         c = self.config
-        x, y, yaw, v, b = self.s
+        x, y, yaw, v, b = self.s[:5]
         d = self.rear_axle_m
         w = (rate - b) if rate is not None else 0.0
         rate_var = c.gyro_std_rad_s ** 2 if rate is not None else c.no_gyro_std_rad_s ** 2
@@ -282,18 +315,25 @@ class EkfLocalization:
         self.s[_X] = x + (v * cos - w * d * sin) * dt
         self.s[_Y] = y + (v * sin + w * d * cos) * dt
         self.s[_YAW] = _wrap(yaw + w * dt)
-        F = np.eye(5)
+        F = np.eye(_N)
         F[_X, _YAW] = (-v * sin - w * d * cos) * dt
         F[_Y, _YAW] = (v * cos - w * d * sin) * dt
         F[_X, _V], F[_Y, _V] = cos * dt, sin * dt
         if rate is not None:  # the yaw rate depends on the bias only when it is measured
             F[_X, _B], F[_Y, _B], F[_YAW, _B] = d * sin * dt, -d * cos * dt, -dt
-        g = np.array([-d * sin * dt, d * cos * dt, dt, 0.0, 0.0])  # how a yaw-rate error moves the state
+        g = np.zeros(_N)  # how a yaw-rate error moves the state
+        g[_X], g[_Y], g[_YAW] = -d * sin * dt, d * cos * dt, dt
         Q = rate_var * np.outer(g, g)
         Q[_X, _X] += c.position_walk ** 2 * dt
         Q[_Y, _Y] += c.position_walk ** 2 * dt
         Q[_V, _V] += c.accel_std_mps2 ** 2 * dt
         Q[_B, _B] += c.gyro_bias_walk ** 2 * dt
+        if self._bias_var > 0:  # Gauss-Markov: decays towards 0, its variance towards gnss_bias_std_m ** 2
+            decay = math.exp(-dt / c.gnss_bias_tau_s)
+            self.s[_BX] *= decay
+            self.s[_BY] *= decay
+            F[_BX, _BX] = F[_BY, _BY] = decay
+            Q[_BX, _BX] = Q[_BY, _BY] = self._bias_var * (1.0 - decay ** 2)
         self.P = F @ self.P @ F.T + Q
 
     def _correct(self, innovation: np.ndarray, H: np.ndarray, R: np.ndarray,
@@ -306,17 +346,17 @@ class EkfLocalization:
             K[[k for k in range(len(self.s)) if k not in only]] = 0.0
         self.s = self.s + K @ innovation
         self.s[_YAW] = _wrap(self.s[_YAW])
-        A = np.eye(5) - K @ H
+        A = np.eye(_N) - K @ H
         self.P = A @ self.P @ A.T + K @ R @ K.T
         self.P = 0.5 * (self.P + self.P.T)
 
     def _update_speed(self, speed: float) -> None:
-        H = np.zeros((1, 5))
+        H = np.zeros((1, _N))
         H[0, _V] = 1.0
         self._correct(np.array([speed - self.s[_V]]), H, np.array([[self.config.speed_std_mps ** 2]]))
 
     def _update_yaw(self, yaw: float) -> None:
-        H = np.zeros((1, 5))
+        H = np.zeros((1, _N))
         H[0, _YAW] = 1.0
         self._correct(np.array([_wrap(yaw - self.s[_YAW])]), H, np.array([[self._compass_var]]))
 
@@ -324,9 +364,11 @@ class EkfLocalization:
         c = self.config
         x, y, yaw = self.s[:3]
         cos, sin = math.cos(yaw), math.sin(yaw)
-        predicted = np.array([x + cos * lever[0] - sin * lever[1], y + sin * lever[0] + cos * lever[1]])
-        H = np.zeros((2, 5))
+        predicted = np.array([x + cos * lever[0] - sin * lever[1] + self.s[_BX],
+                              y + sin * lever[0] + cos * lever[1] + self.s[_BY]])
+        H = np.zeros((2, _N))
         H[0, _X] = H[1, _Y] = 1.0
+        H[0, _BX] = H[1, _BY] = 1.0
         H[0, _YAW] = -sin * lever[0] - cos * lever[1]
         H[1, _YAW] = cos * lever[0] - sin * lever[1]
         R = np.eye(2) * self._gnss_var
@@ -338,14 +380,11 @@ class EkfLocalization:
                 self.rejections += 1
                 if self.rejections < c.max_rejections or self._map_anchored():
                     return
-                # GNSS disagrees for too long: the filter, not the fix, is wrong. Re-anchor at the fix.
-                self.s[_X], self.s[_Y] = z - (predicted - self.s[:2])
-                self.P[:2, :] = 0.0
-                self.P[:, :2] = 0.0
-                self.P[_X, _X] = self.P[_Y, _Y] = c.init_std_m ** 2
+                # GNSS disagrees for too long: the filter, not the fix, is wrong. Re-anchor at the fix (less
+                # the lever arm and the bias estimate).
+                self._restart_position(z - (predicted - self.s[:2]), np.full(2, c.init_std_m ** 2))
                 self.P[_YAW, _YAW] = max(self.P[_YAW, _YAW], math.radians(c.init_yaw_std_deg) ** 2)
                 self.rejections = 0
-                self.anchors += 1
                 return
         self.rejections = 0
         self._check_consistency(innovation, H @ self.P @ H.T + R)
@@ -374,7 +413,7 @@ class EkfLocalization:
         ``valid`` and :attr:`status` as the module docstring says."""
         c = self.config
         no_gnss, no_gyro = self._no_gnss, self._no_gyro
-        x, y, yaw, v, _ = self.s
+        x, y, yaw, v = self.s[:4]
         cov = self.P[:3, :3].copy()
         pos_std = math.sqrt(max(float(np.linalg.eigvalsh(cov[:2, :2]).max()), 0.0))
         yaw_std = math.degrees(math.sqrt(max(cov[2, 2], 0.0)))

@@ -19,6 +19,9 @@ route's start, whichever comes first:
 - ``rms_yaw_deg``; ``ate_m``: RMS position error (absolute trajectory error);
 - ``share_over_1m``: the share of scored frames with a position error > 1 m;
 - ``max_error_m``, ``valid_share`` (of all frames), ``frames``, ``frames_scored``;
+- ``valid_over_1m``: the share of the frames the stage called valid with a position error > 1 m (a wrong
+  pose claimed as right; scoring from ``converge_s`` also counts frames the stage honestly called invalid),
+  and ``max_valid_error_m``, the largest error of a valid frame;
 - ``ms_per_frame``: the stage's mean wall time per frame;
 - for the ``icp`` stage also ``icp_fits`` (ICP runs) and ``icp_accepted`` (fits fused); for the ``learned``
   stage ``match_fits`` (network runs) and ``match_accepted`` (matches fused).
@@ -160,6 +163,7 @@ class LocalizationScores:
         self.lateral: list[float] = []
         self.longitudinal: list[float] = []
         self.yaw: list[float] = []
+        self.valid_errors: list[float] = []
         self.frames = 0
         self.valid = 0
         self.seconds = 0.0
@@ -197,6 +201,8 @@ class LocalizationScores:
         self.longitudinal.append(dx * cos + dy * sin)
         self.lateral.append(-dx * sin + dy * cos)
         self.yaw.append(math.degrees(math.remainder(estimate.pose.yaw_rad - ego.yaw_rad, 2 * math.pi)))
+        if estimate.valid:
+            self.valid_errors.append(math.hypot(dx, dy))
 
     def result(self) -> dict[str, Any]:
         """The scores so far (None where no frame was scored)."""
@@ -207,10 +213,13 @@ class LocalizationScores:
             return round(float(np.sqrt(np.mean(values ** 2))), 4) if scored else None
 
         error = np.hypot(lat, lon)
+        valid_error = np.array(self.valid_errors, dtype=float)
         return {"rms_lateral_m": rms(lat), "rms_longitudinal_m": rms(lon), "rms_yaw_deg": rms(yaw),
                 "ate_m": rms(error), "share_over_1m": round(float(np.mean(error > 1.0)), 4) if scored else None,
                 "max_error_m": round(float(error.max()), 4) if scored else None,
                 "valid_share": round(self.valid / self.frames, 4) if self.frames else None,
+                "valid_over_1m": round(float(np.mean(valid_error > 1.0)), 4) if len(valid_error) else None,
+                "max_valid_error_m": round(float(valid_error.max()), 4) if len(valid_error) else None,
                 "frames": self.frames, "frames_scored": scored,
                 "ms_per_frame": round(1e3 * self.seconds / max(self.frames, 1), 4), **self.counters}
 

@@ -36,6 +36,23 @@ mission's lane graph):
    split); the heading comes from the compass, the gyroscope and the
    network's own yaw when it is sure of it.
 
+**GNSS bias.** The EKF under this stage models a GNSS bias (its
+``gnss_bias_std_m``, 1 m per axis here unless the ``ekf`` section sets it;
+0 in the ``ekf`` stage): a fix is the position plus a slowly varying bias
+plus noise. Along a straight road the network cannot tell the position (it
+fuses only the axis across the road), so GNSS is the only reference there,
+and a biased GNSS cannot be told from an unbiased one: the position's
+standard deviation along the road then stays at about the bias's 1 m, and
+the stage reports ``valid=False`` instead of a pose it cannot back. Matches
+across the road estimate the bias on that axis; after a turn (matches
+across two headings) both axes of the bias are known, the position along
+the new road is right again and the stage becomes valid (see
+``benchmarks/localization_results.md`` for the measured trade-off: with a
+1 m bias per axis no valid frame is 1 m off, at the cost of a lower valid
+share on routes without a turn). ``ekf: {gnss_bias_std_m: 0}`` restores the
+unbiased GNSS model (valid on straight roads, confidently wrong under a
+bias).
+
 The covariance is the EKF's. ``valid`` is stricter than the EKF's: the
 stage claims a pose only while the EKF's position standard deviation (worst
 axis) is at most ``valid_std_m`` (1/3 m: a 1 m error is then a 3-sigma
@@ -61,7 +78,7 @@ import math
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from av_stack.localization.ekf import EkfLocalization
 from av_stack.localization.learned.model import GRID, compose, load_checkpoint, map_layers, relative_pose
@@ -71,6 +88,7 @@ from av_stack.shipped import shipped_file
 
 DEFAULT_CHECKPOINT = "checkpoints/localization/matcher.pt"
 _UNFUSED_VARIANCE = 1e4  # m^2 or rad^2: an axis that says nothing
+GNSS_BIAS_STD_M = 1.0  # the EKF's gnss_bias_std_m in this stage unless its section sets one
 
 
 class LearnedLocalization:
@@ -104,7 +122,17 @@ class LearnedLocalization:
         dither: int = Field(3, ge=1, le=8, description="successive matches render the map at the prior moved "
                             "across the heading by 1/dither of a cell in turn (1: at the prior)")
         threads: int = Field(1, ge=0, description="torch CPU threads for the network (0: torch's default)")
-        ekf: EkfLocalization.Config = Field(default_factory=EkfLocalization.Config, description="the EKF's keys")
+        ekf: EkfLocalization.Config = Field(
+            default_factory=lambda: EkfLocalization.Config(gnss_bias_std_m=GNSS_BIAS_STD_M),
+            description="the EKF's keys; its GNSS bias states are on here (gnss_bias_std_m 1.0 unless set)")
+
+        @field_validator("ekf", mode="before")
+        @classmethod
+        def _gnss_bias_on(cls, value):
+            """An ``ekf`` section without ``gnss_bias_std_m`` gets this stage's default, not the EKF's 0."""
+            if isinstance(value, dict) and "gnss_bias_std_m" not in value:
+                return {**value, "gnss_bias_std_m": GNSS_BIAS_STD_M}
+            return value
 
     def __init__(self, config: Config) -> None:
         self.config = config

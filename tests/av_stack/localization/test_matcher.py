@@ -271,8 +271,10 @@ def test_a_stage_started_far_off_is_invalid_until_its_error_is_small(dataset, ch
     from sim.api import Pose
 
     mission, frames = _logged_route(dataset)
-    stage = LOCALIZATION.build({"name": "learned", "checkpoint": str(checkpoint), "ekf": {"gnss_std_m": 0.5},
-                                "dither": 1})
+    # The unbiased GNSS model (no bias states): GNSS alone can then bring the position in along the road, which
+    # the lateral-only matches cannot (the biased model is test_gnss_bias.py's).
+    stage = LOCALIZATION.build({"name": "learned", "checkpoint": str(checkpoint),
+                                "ekf": {"gnss_std_m": 0.5, "gnss_bias_std_m": 0.0}, "dither": 1})
     ego = frames[0].ground_truth.ego
     off = Pose(ego.x_m + 3.0, ego.y_m - 4.0, ego.z_m, ego.yaw_rad + math.radians(10.0))  # 5 m and 10 deg off
     # no GNSS for the first 10 frames: nothing but the wrong start; then a 0.5 m GNSS and the matches
@@ -289,7 +291,7 @@ def test_a_converged_looking_ekf_without_confirming_matches_is_not_valid(dataset
     from av_stack.localization import LOCALIZATION
 
     mission, frames = _logged_route(dataset)
-    precise = {"gnss_std_m": 0.2}  # the EKF told the GNSS is good to 0.2 m
+    precise = {"gnss_std_m": 0.2, "gnss_bias_std_m": 0.0}  # the EKF told the GNSS is good to 0.2 m, unbiased
     stage = LOCALIZATION.build({"name": "learned", "checkpoint": str(checkpoint), "ekf": precise, "dither": 1})
     _, valid, ekf_valid = _replay(stage, _OracleNet(stage, sure=False), mission, frames, 0.2)
     assert ekf_valid[-5:].all()  # the EKF alone, on a 0.2 m GNSS, would claim the pose
