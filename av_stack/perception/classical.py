@@ -47,6 +47,7 @@ from av_stack.messages import (
     SensorFrame,
 )
 from av_stack.perception.drawing import draw_boxes
+from av_stack.perception.tracking import CentreTracker
 from av_stack.perception.learned.geometry import mount_transform
 from av_stack.registry import StageParams
 from sim.api import ActorKind, TrafficLightState
@@ -301,53 +302,6 @@ def _suppress(kind: np.ndarray, center: np.ndarray, score: np.ndarray, gap_m: fl
     return np.array(sorted(kept), np.int64)
 
 
-class CentreTracker:
-    """Nearest-centre association of boxes across frames with the ego's motion removed: track ids and a
-    smoothed over-ground velocity (ego frame)."""
-
-    def __init__(self, gate_m: float = 2.0, smoothing: float = 0.5) -> None:
-        self.gate_m, self.smoothing = gate_m, smoothing
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget every track."""
-        self._centre = np.zeros((0, 2))
-        self._velocity = np.zeros((0, 2))
-        self._kind = np.zeros(0, np.int8)
-        self._ids = np.zeros(0, np.int64)
-        self._next_id = 0
-
-    def update(self, boxes: Boxes, dt: float, forward_m: float, yaw_rad: float) -> tuple[np.ndarray, np.ndarray]:
-        """(track ids (N,), velocity (N, 2)) of ``boxes``; the ego moved ``forward_m`` and turned ``yaw_rad``
-        since the last update ``dt`` seconds ago."""
-        n = len(boxes.kind)
-        ids, velocity = np.full(n, -1, np.int64), np.zeros((n, 2))
-        previous = self._centre - np.array([forward_m, 0.0])
-        cos, sin = math.cos(yaw_rad), math.sin(yaw_rad)
-        previous = previous @ np.array([[cos, -sin], [sin, cos]])  # into the turned frame: rotate by -yaw
-        centre = boxes.center[:, :2]
-        taken = np.zeros(len(previous), bool)
-        if len(previous) and n and dt > 0:
-            distance = np.hypot(*(centre[:, None, :] - previous[None, :, :]).transpose(2, 0, 1))
-            distance[boxes.kind[:, None] != self._kind[None, :]] = np.inf
-            for k in np.argsort(distance.min(axis=1)):
-                row = distance[k].copy()
-                row[taken] = np.inf
-                j = int(np.argmin(row))
-                if row[j] <= self.gate_m:
-                    taken[j] = True
-                    ids[k] = self._ids[j]
-                    raw = (centre[k] - previous[j]) / dt
-                    old = self._velocity[j] @ np.array([[cos, -sin], [sin, cos]])
-                    velocity[k] = self.smoothing * old + (1 - self.smoothing) * raw
-        fresh = ids < 0
-        ids[fresh] = self._next_id + np.arange(int(fresh.sum()))
-        self._next_id += int(fresh.sum())
-        self._centre, self._velocity, self._kind, self._ids = centre.copy(), velocity.copy(), boxes.kind.copy(), ids
-        velocity[fresh] = 0.0
-        return ids, velocity
-
-
 # ---------------------------------------------------------------------------------------------- the light
 _HUE_RANGES = ((TrafficLightState.RED, ((0, 8), (170, 180))), (TrafficLightState.YELLOW, ((15, 35),)),
                (TrafficLightState.GREEN, ((45, 95),)))
@@ -471,7 +425,8 @@ class ClassicalPerception:
         dt = 0.0 if self._previous_t is None else max(0.0, frame.timestamp_s - self._previous_t)
         self._previous_t = frame.timestamp_s
         yaw_rate = float(frame.ego.gyroscope_rad_s[2]) if np.isfinite(frame.ego.gyroscope_rad_s[2]) else 0.0
-        ids, velocity = self.tracker.update(boxes, dt, frame.ego.speed_mps * dt, yaw_rate * dt)
+        ids, velocity, _ = self.tracker.update(boxes.kind, boxes.center[:, :2], dt, frame.ego.speed_mps * dt,
+                                               yaw_rate * dt)
         return Detections(boxes.kind, boxes.center, boxes.extent, boxes.yaw, velocity, boxes.score, ids)
 
     def _pose(self, frame: SensorFrame) -> tuple[float, float, float] | None:

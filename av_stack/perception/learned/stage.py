@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import replace
 from typing import Literal
 
 import cv2
@@ -25,8 +26,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from av_stack.messages import LightObservation, Mission, PerceptionOutput, SensorFrame
+from av_stack.messages import Detections, LightObservation, Mission, PerceptionOutput, SensorFrame
 from av_stack.perception.drawing import draw_boxes
+from av_stack.perception.tracking import CentreTracker
 from av_stack.perception.learned.checkpoint import load_checkpoint
 from av_stack.perception.learned.config import LIGHT_CLASSES, SEG_CHANNELS
 from av_stack.perception.learned.features import InputBuilder
@@ -51,7 +53,10 @@ class LearnedPerception:
         puts the light; None: the fusion network's pooled light head, when it has one); ``light_range_m``: a
         light farther along the route is reported as none; ``vehicle_layer`` / ``pedestrian_layer``: the BEV's
         vehicles / pedestrians from the segmentation head's probabilities, the detected boxes drawn, or their
-        union (the defaults scored best on the held-out town: benchmarks/perception_results.md)."""
+        union (the defaults scored best on the held-out town: benchmarks/perception_results.md); ``tracking``: the
+        detections get track ids (:class:`~av_stack.perception.tracking.CentreTracker`, the ego's dead-reckoned
+        motion taken out), which planners that reason over tracks need; ``velocity``: a detection's velocity is
+        the network's regression, or the tracker's (from the centre's displacement; zero on a new track)."""
 
         checkpoint: str = DEFAULT_CHECKPOINT
         score_threshold: float = Field(0.3, ge=0.0, le=1.0)
@@ -60,6 +65,8 @@ class LearnedPerception:
         light_range_m: float = Field(40.0, gt=0.0)
         vehicle_layer: Literal["segmentation", "boxes", "union"] = "segmentation"
         pedestrian_layer: Literal["segmentation", "boxes", "union"] = "union"
+        tracking: bool = True
+        velocity: Literal["network", "tracker"] = "network"
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()
@@ -74,6 +81,7 @@ class LearnedPerception:
         self._builder: InputBuilder | None = None
         self._history: deque = deque()
         self._previous_t: float | None = None
+        self._tracker = CentreTracker()
 
     def reset(self, mission: Mission) -> None:
         """Forget the history of the previous route; the light reader takes the new route."""
@@ -81,6 +89,8 @@ class LearnedPerception:
         if self._light is not None:
             self._light.reset(mission)
         self._previous_t = None
+        self._pose = (0.0, 0.0, 0.0)
+        self._tracker.reset()
 
     def _inputs(self, frame: SensorFrame) -> dict[str, torch.Tensor]:
         if self._builder is None or self._builder.calibration is not frame.calibration:
@@ -100,6 +110,9 @@ class LearnedPerception:
         grid = self._builder.grid
         detections = decode_detections(out["heatmap"][0], out["box"][0], grid.spec, grid.scale,
                                        threshold=self.config.score_threshold)
+        dt, forward_m, turn_rad = self._odometry(frame)
+        if self.config.tracking:
+            detections = self._track(detections, dt, forward_m, turn_rad)
         probs = torch.sigmoid(out["seg"][0]).numpy()
         for k, kind, source in ((SEG_CHANNELS.index("vehicles_t0"), ActorKind.VEHICLE, self.config.vehicle_layer),
                                 (SEG_CHANNELS.index("pedestrians_t0"), ActorKind.WALKER, self.config.pedestrian_layer)):
@@ -139,16 +152,28 @@ class LearnedPerception:
                     bev[channels.index(name)] = cv2.warpAffine(maps[k], matrix, size, flags=cv2.INTER_LINEAR)
         return bev
 
-    def _advance_history(self, frame: SensorFrame, probs: np.ndarray) -> None:
-        """Dead-reckon the ego's odometry pose (speedometer, gyroscope) to this frame and push this frame's
-        vehicle and pedestrian maps with it."""
+    def _odometry(self, frame: SensorFrame) -> tuple[float, float, float]:
+        """(seconds, metres forward, radians turned) since the last frame, from the speedometer and gyroscope;
+        the odometry pose advances by them."""
         dt = 0.0 if self._previous_t is None else max(0.0, frame.timestamp_s - self._previous_t)
         self._previous_t = frame.timestamp_s
         yaw_rate = float(frame.ego.gyroscope_rad_s[2]) if np.isfinite(frame.ego.gyroscope_rad_s[2]) else 0.0
         speed = float(frame.ego.speed_mps) if np.isfinite(frame.ego.speed_mps) else 0.0
-        x, y, yaw = self._history[0][1] if self._history else (0.0, 0.0, 0.0)
-        pose = (x + speed * dt * math.cos(yaw), y + speed * dt * math.sin(yaw), yaw + yaw_rate * dt)
-        self._history.appendleft((probs[3:5].copy(), pose))  # vehicles_t0, pedestrians_t0
+        x, y, yaw = self._pose
+        self._pose = (x + speed * dt * math.cos(yaw), y + speed * dt * math.sin(yaw), yaw + yaw_rate * dt)
+        return dt, speed * dt, yaw_rate * dt
+
+    def _track(self, detections: Detections, dt: float, forward_m: float, turn_rad: float) -> Detections:
+        """``detections`` with track ids (and the tracker's velocity where ``velocity: tracker``)."""
+        ids, velocity, _ = self._tracker.update(detections.kind, detections.center_m[:, :2], dt, forward_m,
+                                                      turn_rad)
+        if self.config.velocity == "network":
+            velocity = detections.velocity_mps
+        return replace(detections, velocity_mps=velocity, track_id=ids)
+
+    def _advance_history(self, frame: SensorFrame, probs: np.ndarray) -> None:
+        """Push this frame's vehicle and pedestrian maps with the odometry pose of this frame."""
+        self._history.appendleft((probs[3:5].copy(), self._pose))  # vehicles_t0, pedestrians_t0
         while len(self._history) > max(self.spec.config.history_steps) + 1:
             self._history.pop()
 

@@ -246,6 +246,7 @@ def test_the_stage_turns_a_logged_frame_into_a_perception_output(dataset, tmp_pa
     assert 0.0 <= out.bev.min() and out.bev.max() <= 1.0
     assert out.bev[channels.index("road")].max() > 0 and out.bev[channels.index("route")].max() == 0
     assert out.bev[channels.index("vehicles_t5")].max() > 0  # history from its own earlier frames
+    assert (out.detections.track_id >= 0).all()  # tracked (tracking is on by default)
     assert len(out.detections.score) > 0 and out.light.state in (None, *list(__import__("sim.api").api.TrafficLightState))
     with pytest.raises(CheckpointError, match="no perception checkpoint"):
         PERCEPTION.build({"name": "learned", "checkpoint": str(tmp_path / "missing.pt")})
