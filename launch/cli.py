@@ -382,6 +382,19 @@ def map_generate(
     console.print(f"wrote {path}")
 
 
+def _stage_options(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as a dict of YAML-parsed values (one clear error for a pair without ``=``)."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--option takes KEY=VALUE, not {pair!r}")
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
 @eval_app.command("perception")
 def eval_perception(
     data: Path = typer.Option(..., "--data", help="A dataset directory written by `avsim collect`."),
@@ -398,6 +411,8 @@ def eval_perception(
                                      "BEV is assembled at."),
     light_range_m: float = typer.Option(40.0, "--light-range-m", min=0.0, help="A governing light farther "
                                         "along the route than this counts as none."),
+    option: list[str] = typer.Option([], "--option", help="KEY=VALUE: one of the stage's own config keys "
+                                     "(YAML value), e.g. velocity=tracker; repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Score a perception stage on a dataset: BEV IoU per channel, detection AP, velocity error, light
@@ -415,6 +430,7 @@ def eval_perception(
             section["checkpoint"] = checkpoint
     elif checkpoint:
         _fail(f"--checkpoint is for --name learned, not {name}")
+    section.update(_stage_options(option))
     import torch
 
     torch.set_num_threads(threads)

@@ -40,3 +40,17 @@ def test_eval_perception_command_prints_the_json_last(dataset, tmp_path):
     assert scores["frames"] == 3 and scores["model"] == {"name": "oracle"}
     missing = CliRunner().invoke(app, ["eval", "perception", "--data", str(tmp_path / "none"), "--json"])
     assert missing.exit_code == 2 and "none" in missing.output
+
+
+def test_eval_perception_passes_stage_options_and_names_a_bad_one(dataset):
+    from launch.cli import app
+
+    base = ["eval", "perception", "--data", str(dataset), "--name", "classical", "--max-frames", "2", "--assemble",
+            "off", "--json"]
+    result = CliRunner().invoke(app, [*base, "--option", "light_range_m=25"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["model"] == {"name": "classical", "light_range_m": 25}
+    bad = CliRunner().invoke(app, [*base, "--option", "no_such_key=1"])
+    assert bad.exit_code != 0 and "no_such_key" in bad.output
+    malformed = CliRunner().invoke(app, [*base, "--option", "velocity"])
+    assert malformed.exit_code != 0 and "KEY=VALUE" in malformed.output
