@@ -99,6 +99,13 @@ class FusionNet(nn.Module):
         self.ground_mask.copy_(torch.as_tensor(ground_mask, dtype=torch.float32)[None, None])
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.infer(batch)
+        out["box"] = self.box_head(out.pop("features"))
+        return out
+
+    def infer(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The outputs of :meth:`forward` but ``box``, plus ``features`` (B, width, G, G): the box head's input,
+        for :meth:`boxes_at` (inference runs the box head only where the heatmap peaks)."""
         layers = []
         light = None
         if "camera" in self.config.inputs:
@@ -122,7 +129,20 @@ class FusionNet(nn.Module):
         seg = self.seg_head(u1[..., r0:r0 + self.shared_px, c0:c0 + self.shared_px])
         if self.config.scale > 1:
             seg = F.interpolate(seg, size=(self.size_px, self.size_px), mode="bilinear", align_corners=False)
-        out = {"seg": seg, "heatmap": self.heatmap_head(u1), "box": self.box_head(u1)}
+        out = {"seg": seg, "heatmap": self.heatmap_head(u1), "features": u1}
         if light is not None:
             out["light"] = light
         return out
+
+    def boxes_at(self, features: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """(K, 8) box-head outputs of the first sample of ``features`` at the cells (``rows``, ``cols``) (K,):
+        what ``box[0, :, rows, cols].T`` of :meth:`forward` holds, computed on the 3x3 neighbourhoods only."""
+        if rows.numel() == 0:
+            return features.new_zeros((0, BOX_CHANNELS))
+        padded = F.pad(features[0], (1, 1, 1, 1))  # the box head's 3x3 convolution pads with zeros
+        offsets = torch.arange(3, device=features.device)
+        patches = padded[:, rows[:, None, None] + offsets[None, :, None], cols[:, None, None] + offsets[None, None, :]]
+        block, last = self.box_head
+        conv = block[0]
+        centre = F.conv2d(patches.permute(1, 0, 2, 3), conv.weight, conv.bias)  # (K, width, 1, 1): one output each
+        return last(block[1:](centre))[:, :, 0, 0]

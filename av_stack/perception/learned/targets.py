@@ -10,6 +10,7 @@ heatmap (a 3x3 max-pool) above a score threshold.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -116,19 +117,36 @@ def losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> 
     return out
 
 
-def decode_detections(heatmap: torch.Tensor, box: torch.Tensor, spec: BevSpec, scale: int,
-                      threshold: float = 0.3, max_objects: int = 64) -> Detections:
-    """One frame's :class:`Detections` from its heatmap logits (2, G, G) and box map (8, G, G)."""
-    prob = torch.sigmoid(heatmap)
-    peaks = prob * (F.max_pool2d(prob[None], 3, 1, 1)[0] == prob).float()
-    scores, flat = peaks.flatten().topk(min(max_objects, peaks.numel()))
+def decode_detections(heatmap: torch.Tensor, box: torch.Tensor | Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                      spec: BevSpec, scale: int, threshold: float = 0.3, max_objects: int = 64) -> Detections:
+    """One frame's :class:`Detections` from its heatmap logits (2, G, G) and its box map (8, G, G), or a
+    function giving the (K, 8) box values at cells (rows (K,), cols (K,)) (``FusionNet.boxes_at``)."""
+    grid = heatmap.shape[-1]
+    flat_logits = heatmap.reshape(-1)
+    if threshold > 0.0:  # only cells above the threshold can be kept: test just those for a local maximum
+        floor = math.log(threshold / (1.0 - threshold)) if threshold < 1.0 else math.inf
+        candidates = torch.nonzero(flat_logits >= floor).reshape(-1)
+    else:
+        candidates = torch.arange(flat_logits.numel())
+    if candidates.numel():
+        cls_c, cell_c = candidates // (grid * grid), candidates % (grid * grid)
+        padded = F.pad(heatmap, (1, 1, 1, 1), value=-math.inf)
+        offsets = torch.arange(3)
+        around = padded[cls_c[:, None, None], (cell_c // grid)[:, None, None] + offsets[None, :, None],
+                        (cell_c % grid)[:, None, None] + offsets[None, None, :]]
+        candidates = candidates[around.flatten(1).amax(dim=1) == flat_logits[candidates]]  # 3x3 local maxima
+    logits, order = flat_logits[candidates].topk(min(max_objects, candidates.numel()))
+    scores, flat = torch.sigmoid(logits), candidates[order]
     keep = scores >= threshold
     scores, flat = scores[keep], flat[keep]
-    grid = heatmap.shape[-1]
     cls = (flat // (grid * grid)).cpu().numpy()
     cell = flat % (grid * grid)
-    cy, cx = (cell // grid).cpu().numpy(), (cell % grid).cpu().numpy()
-    values = box[:, cy, cx].detach().cpu().numpy().T.reshape(-1, 8)
+    rows, cols = cell // grid, cell % grid
+    cy, cx = rows.cpu().numpy(), cols.cpu().numpy()
+    if callable(box):
+        values = box(rows, cols).detach().cpu().numpy().reshape(-1, 8)
+    else:
+        values = box[:, cy, cx].detach().cpu().numpy().T.reshape(-1, 8)
     col = (cx + values[:, 0] + 0.5) * scale - 0.5
     row = (cy + values[:, 1] + 0.5) * scale - 0.5
     c = spec.config

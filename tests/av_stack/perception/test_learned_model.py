@@ -83,6 +83,25 @@ def test_folding_the_batch_norms_keeps_the_outputs():
         assert torch.allclose(a[key], b[key], atol=1e-4), key
 
 
+def test_the_box_head_at_the_peaks_equals_the_full_box_map():
+    from av_stack.perception.learned.targets import decode_detections
+
+    torch.manual_seed(1)
+    model = FusionNet(ModelConfig(inputs=("lidar", "radar"), width=8), BEV_SPEC.config.size_px).eval()
+    batch = {"lidar": torch.rand(1, 4, 96, 96), "radar": torch.rand(1, 2, 96, 96)}
+    with torch.no_grad():
+        full = model(batch)
+        part = model.infer(batch)
+        rows, cols = torch.tensor([0, 5, 95, 40]), torch.tensor([0, 95, 3, 40])  # corners use the zero padding
+        assert torch.allclose(model.boxes_at(part["features"], rows, cols), full["box"][0][:, rows, cols].T, atol=1e-5)
+        assert model.boxes_at(part["features"], rows[:0], cols[:0]).shape == (0, 8)
+        a = decode_detections(full["heatmap"][0], full["box"][0], BEV_SPEC, 2, threshold=0.05)
+        b = decode_detections(part["heatmap"][0], lambda r, c: model.boxes_at(part["features"], r, c), BEV_SPEC, 2,
+                              threshold=0.05)
+    assert len(a) > 0 and np.array_equal(a.kind, b.kind) and np.allclose(a.center_m, b.center_m, atol=1e-5)
+    assert np.allclose(a.score, b.score) and np.allclose(a.velocity_mps, b.velocity_mps, atol=1e-5)
+
+
 def test_a_bad_input_set_or_key_is_one_clear_error():
     with pytest.raises(ValueError, match="subset"):
         ModelConfig(inputs=("sonar",))
@@ -284,19 +303,27 @@ def test_the_history_warp_follows_the_ego_motion():
 
 
 def test_the_shipped_checkpoint_loads_and_runs(dataset):
-    """``perception: {name: learned}`` with its default checkpoint (checkpoints/perception/bev.pt)."""
+    """``perception: {name: learned}`` with its default checkpoint (checkpoints/perception/bev_wide.pt)."""
     from av_stack.data.manifest import read_manifest
     from av_stack.logs.reader import LogReader
     from av_stack.perception import PERCEPTION
 
     stage = PERCEPTION.build({"name": "learned"})
     assert stage.model_config.model.inputs == ("lidar", "radar")  # the camera reads the light
+    assert stage.model_config.model.detection_range_m == 30.0
     assert stage._light is not None
     log = LogReader(dataset / read_manifest(dataset)["logs"][0]["file"])
     frame = next(f.sensor_frame for f in log.frames() if f.has_sensor_data)
     stage.reset(None)
     out = stage.step(frame)
     assert out.bev.shape == frame.bev_spec.shape and np.isfinite(out.bev).all()
+    assert (out.detections.track_id >= 0).all()
+    narrow = PERCEPTION.build({"name": "learned", "checkpoint": "checkpoints/perception/bev.pt"})
+    assert narrow.model_config.model.detection_range_m is None
+    regridded = PERCEPTION.build({"name": "learned", "detection_range_m": 24.0})  # same weights, smaller grid
+    assert regridded.model.grid_px < stage.model.grid_px
+    regridded.reset(None)
+    assert regridded.step(frame).bev.shape == frame.bev_spec.shape
     fusion = PERCEPTION.build({"name": "learned", "checkpoint": "checkpoints/perception/fusion.pt"})
     assert fusion.model_config.model.inputs == ("camera", "lidar", "radar")  # the input-set ablation, shipped too
     fusion.reset(None)
