@@ -31,30 +31,36 @@ ORACLE_STAGES: dict[str, dict[str, Any]] = {"perception": {"name": "oracle"}, "l
 
 
 def ablation_configs(learned: str | Path | dict | StackConfig = "stack/learned.yaml",
-                     stages: tuple[str, ...] = ABLATED, only: tuple[str, ...] = ()) -> list[tuple[str, StackConfig]]:
+                     stages: tuple[str, ...] = ABLATED, only: tuple[str, ...] = (),
+                     expert: Mapping[str, Any] | None = None) -> list[tuple[str, StackConfig]]:
     """(name, stack config) of every mix: ``oracle``, each stage of ``stages`` learned alone, each pair, ...,
     ``all learned``. The env, control, BEV assembly and run sections are the learned config's. ``only``: just
-    the mixes of these names (a table run in parts); a name that is no mix is a ``ValueError`` listing them."""
+    the mixes of these names (a table run in parts); a name that is no mix is a ``ValueError`` listing them.
+    ``expert``: settings of the expert planner wherever it stands in for the learned planner (e.g.
+    ``light_stop_margin_m``: a camera that must keep the light in view to see it turn green needs the ego to
+    wait before the line); a bad key is the planner config's own error."""
     unknown = sorted(set(stages) - set(ABLATED))
     if unknown or not stages:
         raise ValueError(f"ablation stages must be a non-empty subset of {list(ABLATED)}, got {list(stages)}")
     if only:
-        every = [name for name, _ in _mixes(load_stack_config(learned), stages)]
+        every = [name for name, _ in _mixes(load_stack_config(learned), stages, expert)]
         missing = [name for name in only if name not in every]
         if missing:
             raise ValueError(f"no ablation mix named {missing}; the mixes are {every}")
-        return [(name, config) for name, config in ablation_configs(learned, stages) if name in only]
-    return _mixes(load_stack_config(learned), stages)
+        return [(name, config) for name, config in ablation_configs(learned, stages, (), expert) if name in only]
+    return _mixes(load_stack_config(learned), stages, expert)
 
 
-def _mixes(base: StackConfig, stages: tuple[str, ...]) -> list[tuple[str, StackConfig]]:
+def _mixes(base: StackConfig, stages: tuple[str, ...], expert: Mapping[str, Any] | None = None
+           ) -> list[tuple[str, StackConfig]]:
+    oracles = {**ORACLE_STAGES, "planning": {**ORACLE_STAGES["planning"], **dict(expert or {})}}
     out = []
     for size in range(len(stages) + 1):
         for chosen in itertools.combinations(stages, size):
             data = base.model_dump()
             for stage in ABLATED:
                 if stage not in chosen:
-                    data[stage] = dict(ORACLE_STAGES[stage])
+                    data[stage] = dict(oracles[stage])
             name = "oracle" if not chosen else "all learned" if len(chosen) == len(ABLATED) else "+".join(chosen)
             out.append((name, load_stack_config(data)))
     return out
@@ -73,18 +79,18 @@ def run_ablation(routes: str | None, map_name: str | None = None, learned: str |
                  stages: tuple[str, ...] = ABLATED, route_ids: tuple[str, ...] = (), seed: int = 0,
                  traffic: Mapping[str, int] | None = None,
                  progress: Callable[[str, int, int], None] | None = None, ray: str | None = None,
-                 only: tuple[str, ...] = ()) -> dict[str, Any]:
+                 only: tuple[str, ...] = (), expert: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Drive every mix of :func:`ablation_configs` (or ``only`` those named) over ``routes``; the table
     (``rows``) and the setting. ``ray``: drive every (mix, route) pair as a Ray task (``local[:N]``, ``auto``
     or a cluster address)."""
     from av_stack.runner import evaluate_driving
 
-    mixes = ablation_configs(learned, stages, only)
+    mixes = ablation_configs(learned, stages, only, expert)
     if ray is not None:
         from av_stack.distributed import check_ray_option
 
         check_ray_option(ray)
-        return _run_distributed(mixes, routes, map_name, learned, route_ids, seed, traffic, progress, ray)
+        return _run_distributed(mixes, routes, map_name, learned, route_ids, seed, traffic, progress, ray, expert)
     rows = []
     with tempfile.TemporaryDirectory(prefix="avsim-ablation-") as scratch:
         for k, (name, config) in enumerate(mixes):
@@ -98,13 +104,14 @@ def run_ablation(routes: str | None, map_name: str | None = None, learned: str |
                        "traffic": result.get("traffic")}
     if progress is not None:
         progress("done", len(mixes), len(mixes))
-    return {"evaluation": "stack-ablation", **setting, "learned": str(learned), "rows": rows}
+    return {"evaluation": "stack-ablation", **setting, "learned": str(learned), "expert": dict(expert or {}),
+            "rows": rows}
 
 
 def _run_distributed(mixes: list[tuple[str, StackConfig]], routes: str | None, map_name: str | None,
                      learned: str | Path | dict, route_ids: tuple[str, ...], seed: int,
                      traffic: Mapping[str, int] | None, progress: Callable[[str, int, int], None] | None,
-                     ray: str) -> dict[str, Any]:
+                     ray: str, expert: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """:func:`run_ablation` with every (mix, route) pair a Ray task, all mixes in one batch."""
     import dataclasses
     import json
@@ -144,4 +151,4 @@ def _run_distributed(mixes: list[tuple[str, StackConfig]], routes: str | None, m
         rows.append(_row(name, config, result))
     plan = plans[-1]
     return {"evaluation": "stack-ablation", "route_set": plan.route_set, "map": plan.map, "seed": seed,
-            "traffic": plan.traffic, "learned": str(learned), "rows": rows}
+            "traffic": plan.traffic, "learned": str(learned), "expert": dict(expert or {}), "rows": rows}

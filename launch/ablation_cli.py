@@ -13,7 +13,7 @@ import json
 import typer
 
 from av_stack.distributed import RAY_HELP
-from launch.errors import console, error_text as _error_text, fail as _fail
+from launch.errors import console, error_text as _error_text, fail as _fail, key_values
 
 
 def eval_stack_ablation(
@@ -32,6 +32,9 @@ def eval_stack_ablation(
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the first route's episode (same for every mix)."),
     ray: str | None = typer.Option(None, "--ray", help=RAY_HELP + " Each (mix, route) pair is one task; the rows "
                                    "are the single-process ones but for the latency."),
+    expert_option: list[str] = typer.Option([], "--expert-option", help="KEY=VALUE: a setting of the expert "
+                                            "planner wherever it stands in for the learned planner, e.g. "
+                                            "light_stop_margin_m=8 (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Which learned stage costs how much: the driving-score table of every learned / oracle mix."""
@@ -43,6 +46,7 @@ def eval_stack_ablation(
 
     traffic = {key: value for key, value in (("vehicles", vehicles), ("walkers", walkers)) if value is not None}
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
+    expert = key_values(expert_option, "--expert-option")
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=True) as progress:
@@ -52,7 +56,7 @@ def eval_stack_ablation(
                 progress.update(task, description=f"mix: {name}", completed=done, total=total)
 
             result = run_ablation(routes, map_name, learned, chosen, tuple(route or ()), seed, traffic, tick, ray,
-                                  only=tuple(mix or ()))
+                                  only=tuple(mix or ()), expert=expert)
     except (ConfigError, StageConfigError, ValueError, RuntimeError, OSError, KeyError) as exc:
         _fail(_error_text(exc))
         return

@@ -24,7 +24,7 @@ import typer
 from av_stack.distributed import RAY_HELP
 from launch.ablation_cli import eval_stack_ablation as _eval_stack_ablation
 from launch.collect_cli import collect as _collect  # light modules: heavy imports inside the commands
-from launch.errors import console, error_text as _error_text, fail as _fail
+from launch.errors import console, error_text as _error_text, fail as _fail, key_values
 from launch.localization_cli import eval_localization as _eval_localization
 from launch.localization_train_cli import train_localization as _train_localization
 from launch.policy_cli import train_policy_command as _train_policy
@@ -382,19 +382,6 @@ def map_generate(
     console.print(f"wrote {path}")
 
 
-def _stage_options(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs as a dict of YAML-parsed values (one clear error for a pair without ``=``)."""
-    import yaml
-
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            _fail(f"--option takes KEY=VALUE, not {pair!r}")
-        options[key.strip()] = yaml.safe_load(value)
-    return options
-
-
 @eval_app.command("perception")
 def eval_perception(
     data: Path = typer.Option(..., "--data", help="A dataset directory written by `avsim collect`."),
@@ -430,7 +417,7 @@ def eval_perception(
             section["checkpoint"] = checkpoint
     elif checkpoint:
         _fail(f"--checkpoint is for --name learned, not {name}")
-    section.update(_stage_options(option))
+    section.update(key_values(option, "--option"))
     import torch
 
     torch.set_num_threads(threads)

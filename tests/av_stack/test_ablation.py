@@ -43,6 +43,17 @@ def test_a_table_in_parts_picks_mixes_by_name():
                                          "\\['oracle', 'perception'"):
         ablation_configs("stack/learned.yaml", only=("planning+perception",))
 
+def test_expert_settings_reach_every_mix_where_the_expert_plans():
+    mixes = dict(ablation_configs("stack/learned.yaml", expert={"light_stop_margin_m": 8.0}))
+    for name in ("oracle", "perception", "perception+localization"):
+        assert mixes[name].planning == {"name": "expert", "light_stop_margin_m": 8.0}, name
+    assert mixes["all learned"].planning["name"] == "rl" and "light_stop_margin_m" not in mixes["planning"].planning
+    from sim.config import ConfigError
+
+    with pytest.raises(ConfigError, match="no_such_setting: unknown key"):
+        ablation_configs("stack/learned.yaml", expert={"no_such_setting": 1})
+
+
 def test_the_ablation_drives_each_mix_on_the_same_routes():
     result = run_ablation("town01", learned=LEARNED, stages=("localization",), route_ids=("town01_short_00",))
     assert [row["name"] for row in result["rows"]] == ["oracle", "localization"]
@@ -62,7 +73,12 @@ def test_the_command_prints_json_last_and_rejects_unknown_stages(tmp_path):
                               "--stages", "control"])
     assert bad.exit_code == 2 and "subset of" in bad.output
     good = runner.invoke(app, ["eval", "stack-ablation", "--routes", "town01", "--route", "town01_short_00",
-                               "--learned", str(config), "--stages", "localization", "--json"])
+                               "--learned", str(config), "--stages", "localization", "--expert-option",
+                               "light_stop_margin_m=6", "--json"])
     assert good.exit_code == 0, good.output
     result = json.loads(good.output.strip().splitlines()[-1])
     assert result["evaluation"] == "stack-ablation" and len(result["rows"]) == 2
+    assert result["expert"] == {"light_stop_margin_m": 6}
+    malformed = runner.invoke(app, ["eval", "stack-ablation", "--routes", "town01", "--learned", str(config),
+                                    "--expert-option", "light_stop_margin_m"])
+    assert malformed.exit_code == 2 and "KEY=VALUE" in malformed.output
