@@ -11,44 +11,15 @@ import pytest
 from av_stack.localization import LOCALIZATION
 from av_stack.localization.ekf import EkfLocalization
 from av_stack.messages import EgoSignals, SensorFrame
-from av_stack.perception.classical import METRES_PER_DEGREE
 from av_stack.registry import StageConfigError
 from av_stack.stages import Localization
 from sim.api import Pose
-
-DT = 0.05
-REAR_AXLE_M = 1.65
+from tests.av_stack.localization.synthetic import bicycle, frames
 
 
 def s_curve(seconds: float = 40.0, speed: float = 8.0) -> np.ndarray:
-    """(N, 5) truth rows (t, x, y, yaw, yaw rate) of a kinematic bicycle (side slip about the rear axle)
-    driving an S-curve: left, right, left, integrated on a fine step."""
-    rows, x, y, yaw, sub = [], 10.0, -20.0, 0.3, 10
-    for k in range(int(seconds / DT)):
-        t = k * DT
-        rate = 0.25 * math.sin(2 * math.pi * t / 20.0)
-        rows.append((t, x, y, yaw, rate))
-        h = DT / sub
-        for _ in range(sub):
-            x += (speed * math.cos(yaw) - rate * REAR_AXLE_M * math.sin(yaw)) * h
-            y += (speed * math.sin(yaw) + rate * REAR_AXLE_M * math.cos(yaw)) * h
-            yaw += rate * h
-    return np.array(rows)
-
-
-def frames(truth: np.ndarray, gnss_std: float = 2.0, gnss_bias: float = 0.0, dropout: tuple[float, float] = (),
-           speed: float = 8.0, seed: int = 0) -> list[SensorFrame]:
-    """Sensor frames of ``truth``: wheel speed, gyroscope, compass, GNSS with noise (NaN inside ``dropout``)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for k, (t, x, y, yaw, rate) in enumerate(truth):
-        gx, gy = np.array([x, y]) + gnss_bias + gnss_std * rng.standard_normal(2)
-        gnss = np.array([gy / METRES_PER_DEGREE, gx / METRES_PER_DEGREE, 0.0])
-        if dropout and dropout[0] <= t < dropout[1]:
-            gnss[:] = np.nan
-        ego = EgoSignals(speed, np.zeros(3), np.array([0.0, 0.0, rate]), (yaw + math.pi / 2) % (2 * math.pi), gnss)
-        out.append(SensorFrame(k, float(t), ego))
-    return out
+    """Truth of an S-curve: left, right, left."""
+    return bicycle(seconds, lambda t: 0.25 * math.sin(2 * math.pi * t / 20.0), (10.0, -20.0, 0.3), speed)
 
 
 def run(stage: EkfLocalization, truth: np.ndarray, sensor_frames: list[SensorFrame]):

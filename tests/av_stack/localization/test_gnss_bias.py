@@ -12,41 +12,22 @@ import pytest
 from pydantic import ValidationError
 
 from av_stack.localization.ekf import EkfLocalization
-from av_stack.messages import EgoSignals, SensorFrame
-from av_stack.perception.classical import METRES_PER_DEGREE
+from av_stack.messages import SensorFrame
+from tests.av_stack.localization.synthetic import bicycle, frames as synthetic_frames
 
-DT = 0.05
-REAR_AXLE_M = 1.65
 BIAS = np.array([1.0, -1.0])  # metres on the world's x and y
 CHI2_2DOF_3SIGMA = 11.8  # P(chi2_2 > 11.8) = 0.0027: the 3-sigma ellipse
 
 
 def drive(seconds: float, turn_at_s: float | None = None, speed: float = 8.0) -> np.ndarray:
-    """(N, 5) truth rows (t, x, y, yaw, yaw rate): straight along x, with a 90-degree left turn of 3 s
-    (a kinematic bicycle about the rear axle) from ``turn_at_s`` when given."""
-    rows, x, y, yaw, sub = [], 0.0, 0.0, 0.0, 10
-    for k in range(int(seconds / DT)):
-        t = k * DT
-        rate = (math.pi / 2) / 3.0 if turn_at_s is not None and turn_at_s <= t < turn_at_s + 3.0 else 0.0
-        rows.append((t, x, y, yaw, rate))
-        h = DT / sub
-        for _ in range(sub):
-            x += (speed * math.cos(yaw) - rate * REAR_AXLE_M * math.sin(yaw)) * h
-            y += (speed * math.sin(yaw) + rate * REAR_AXLE_M * math.cos(yaw)) * h
-            yaw += rate * h
-    return np.array(rows)
+    """Truth rows straight along x, with a 90-degree left turn of 3 s from ``turn_at_s`` when given."""
+    return bicycle(seconds, lambda t: (math.pi / 2) / 3.0 if turn_at_s is not None and turn_at_s <= t < turn_at_s + 3.0
+                   else 0.0, speed=speed)
 
 
 def frames(truth: np.ndarray, gnss_std: float, seed: int = 0, speed: float = 8.0) -> list[SensorFrame]:
     """Sensor frames of ``truth`` with GNSS = position + :data:`BIAS` + white noise of ``gnss_std``."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for k, (t, x, y, yaw, rate) in enumerate(truth):
-        gx, gy = np.array([x, y]) + BIAS + gnss_std * rng.standard_normal(2)
-        gnss = np.array([gy / METRES_PER_DEGREE, gx / METRES_PER_DEGREE, 0.0])
-        ego = EgoSignals(speed, np.zeros(3), np.array([0.0, 0.0, rate]), (yaw + math.pi / 2) % (2 * math.pi), gnss)
-        out.append(SensorFrame(k, float(t), ego))
-    return out
+    return synthetic_frames(truth, gnss_std, BIAS, speed=speed, seed=seed)
 
 
 def run(stage: EkfLocalization, truth: np.ndarray, sensor_frames: list[SensorFrame], match_std: float | None = None,
