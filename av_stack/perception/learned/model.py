@@ -93,6 +93,11 @@ class FusionNet(nn.Module):
         self.box_head = nn.Sequential(_block(w, w), nn.Conv2d(w, BOX_CHANNELS, 1))
         nn.init.constant_(self.heatmap_head[-1].bias, -2.19)  # prior 0.1, as CenterNet
 
+    def grid_free_state(self) -> dict[str, torch.Tensor]:
+        """The state dict without the camera's ground-grid buffers, which belong to a grid and a calibration
+        (``set_camera`` fills them): what carries over to the same network on another grid."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("ground_")}
+
     def set_camera(self, ground_grid: torch.Tensor, ground_mask: torch.Tensor) -> None:
         """The camera's ground grid (G, G, 2) and visibility mask (G, G) (geometry.camera_ground_grid)."""
         self.ground_grid.copy_(torch.as_tensor(ground_grid, dtype=torch.float32)[None])

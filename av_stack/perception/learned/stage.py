@@ -97,7 +97,7 @@ class LearnedPerception:
         config = self.model_config.model.model_copy(update={"detection_range_m": range_m})
         self.model_config = self.model_config.model_copy(update={"model": config})
         out = FusionNet(config, self.spec.config.size_px, network_grid(self.spec, config.scale, range_m))
-        out.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("ground_")}, strict=False)
+        out.load_state_dict(model.grid_free_state(), strict=False)
         return out.eval()
 
     def reset(self, mission: Mission) -> None:

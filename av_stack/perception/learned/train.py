@@ -226,9 +226,8 @@ def _initialise(model: FusionNet, path: str) -> None:
     if tuple(source_config.model.inputs) != tuple(model.config.inputs):
         raise CheckpointError(f"init_from {path}: its inputs {list(source_config.model.inputs)} are not the "
                               f"model's {list(model.config.inputs)}")
-    weights = {k: v for k, v in source.state_dict().items() if not k.startswith("ground_")}  # camera geometry
     try:
-        missing, unexpected = model.load_state_dict(weights, strict=False)
+        missing, unexpected = model.load_state_dict(source.grid_free_state(), strict=False)
     except RuntimeError as exc:
         raise CheckpointError(f"init_from {path}: its weights do not fit the model: {exc}") from None
     missing = [k for k in missing if not k.startswith("ground_")]
