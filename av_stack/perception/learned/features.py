@@ -11,8 +11,8 @@ import numpy as np
 
 from av_stack.messages import BevSpec, SensorCalibration
 from av_stack.perception.learned.config import ModelConfig
-from av_stack.perception.learned.geometry import (NetworkGrid, camera_ground_grid, is_mirror_symmetric, lidar_bev,
-                                                  network_grid, radar_bev)
+from av_stack.perception.learned.geometry import (NetworkGrid, camera_ground_grid, is_mirror_symmetric,
+                                                  lidar_points_ego, lidar_raster, network_grid, radar_bev)
 
 
 class FeatureError(ValueError):
@@ -58,9 +58,19 @@ class InputBuilder:
         """Whether the inputs can be mirrored left to right (the camera, if used, sits on the centre line)."""
         return "camera" not in self.config.inputs or is_mirror_symmetric(self.calibration[self.config.camera].mount)
 
-    def __call__(self, sensors: Mapping[str, np.ndarray], mirror: bool = False) -> dict[str, np.ndarray]:
+    def lidar_points(self, sensors: Mapping[str, np.ndarray], mirror: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+        """((N, 3) ego-frame points, (N,) intensity) of the model's LiDAR (None: the frame has none)."""
+        name = self.config.lidar
+        if name not in sensors or name not in self.calibration:
+            return None
+        return lidar_points_ego(np.asarray(sensors[name]), self.calibration[name].mount, mirror)
+
+    def __call__(self, sensors: Mapping[str, np.ndarray], mirror: bool = False,
+                 lidar_ego: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """``image`` (3, h, w) float32 in [0, 1], ``lidar`` (4, G, G), ``radar`` (2, G, G), as the inputs ask;
-        ``mirror``: of the scene mirrored left to right (training augmentation; needs :attr:`can_mirror`)."""
+        ``mirror``: of the scene mirrored left to right (training augmentation; needs :attr:`can_mirror`);
+        ``lidar_ego``: the LiDAR's :meth:`lidar_points` if already computed."""
         if mirror and not self.can_mirror:
             raise FeatureError(f"camera {self.config.camera!r} is off the centre line: its inputs cannot mirror")
         out: dict[str, np.ndarray] = {}
@@ -75,7 +85,8 @@ class InputBuilder:
                     image = image[:, ::-1]
                 out["image"] = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0
             elif input_name == "lidar":
-                out["lidar"] = lidar_bev(np.asarray(data), mount, self.grid.spec, self.grid.scale, mirror)
+                points = lidar_points_ego(np.asarray(data), mount, mirror) if lidar_ego is None else lidar_ego
+                out["lidar"] = lidar_raster(*points, self.grid.spec, self.grid.scale)
             else:
                 out["radar"] = radar_bev(np.asarray(data), mount, self.grid.spec, self.grid.scale, mirror)
         return out

@@ -114,21 +114,32 @@ def _cells(points_ego: np.ndarray, spec: BevSpec, scale: int) -> tuple[np.ndarra
     return cells[:, 0] * width + cells[:, 1], inside
 
 
-def lidar_bev(points: np.ndarray, mount: Pose, spec: BevSpec, scale: int = 1, mirror: bool = False) -> np.ndarray:
-    """(4, H, W) float32 LiDAR raster (:data:`LIDAR_CHANNELS`): log(1 + points), highest and lowest z [m]
-    above the ego's ground (clipped to [-1, 4], 0 where empty) and mean intensity per cell. ``mirror``: the
-    scene mirrored left to right (ego-frame y negated; a training augmentation)."""
-    height, width = grid_shape(spec, scale)
-    out = np.zeros((4, height * width), np.float32)
+def lidar_points_ego(points: np.ndarray, mount: Pose, mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """((N, 3) ego-frame xyz, (N,) intensity) of a LiDAR sweep (CARLA rows x, y, z, intensity in the sensor
+    frame); ``mirror``: the scene mirrored left to right (ego-frame y negated)."""
     rows = np.asarray(points, dtype=np.float64).reshape(-1, points.shape[-1] if points.ndim == 2 else 4)
-    if rows.shape[0] == 0:
-        return out.reshape(4, height, width)
     rotation, translation = mount_transform(mount)
     ego = rows[:, :3] @ rotation.T + translation
     if mirror:
         ego[:, 1] *= -1.0
+    return ego, rows[:, 3]
+
+
+def lidar_bev(points: np.ndarray, mount: Pose, spec: BevSpec, scale: int = 1, mirror: bool = False) -> np.ndarray:
+    """(4, H, W) float32 LiDAR raster (:data:`LIDAR_CHANNELS`): log(1 + points), highest and lowest z [m]
+    above the ego's ground (clipped to [-1, 4], 0 where empty) and mean intensity per cell. ``mirror``: the
+    scene mirrored left to right (ego-frame y negated; a training augmentation)."""
+    return lidar_raster(*lidar_points_ego(points, mount, mirror), spec, scale)
+
+
+def lidar_raster(ego: np.ndarray, intensity: np.ndarray, spec: BevSpec, scale: int = 1) -> np.ndarray:
+    """:func:`lidar_bev` of points already in the ego frame (:func:`lidar_points_ego`)."""
+    height, width = grid_shape(spec, scale)
+    out = np.zeros((4, height * width), np.float32)
+    if ego.shape[0] == 0:
+        return out.reshape(4, height, width)
     index, inside = _cells(ego, spec, scale)
-    index, z, intensity = index[inside], np.clip(ego[inside, 2], _MIN_Z_M, _MAX_Z_M), rows[inside, 3]
+    index, z, intensity = index[inside], np.clip(ego[inside, 2], _MIN_Z_M, _MAX_Z_M), intensity[inside]
     count = np.bincount(index, minlength=height * width).astype(np.float32)
     out[0] = np.log1p(count)
     max_z = np.full(height * width, -np.inf)

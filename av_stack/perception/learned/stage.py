@@ -28,6 +28,7 @@ from pydantic import Field
 
 from av_stack.messages import Detections, LightObservation, Mission, PerceptionOutput, SensorFrame
 from av_stack.perception.drawing import draw_boxes
+from av_stack.perception.refine import refine_centres
 from av_stack.perception.tracking import CentreTracker
 from av_stack.perception.learned.checkpoint import load_checkpoint
 from av_stack.perception.learned.config import LIGHT_CLASSES, SEG_CHANNELS
@@ -54,12 +55,14 @@ class LearnedPerception:
         puts the light; None: the fusion network's pooled light head, when it has one); ``light_range_m``: a
         light farther along the route is reported as none; ``vehicle_layer`` / ``pedestrian_layer``: the BEV's
         vehicles / pedestrians from the segmentation head's probabilities, the detected boxes drawn, or their
-        union (the defaults scored best on the held-out town: benchmarks/perception_results.md); ``tracking``: the
+        union (defaults: the segmentation for vehicles, the LiDAR-refined boxes for pedestrians, which scored best
+        on the validation town: benchmarks/perception_results.md); ``tracking``: the
         detections get track ids (:class:`~av_stack.perception.tracking.CentreTracker`, the ego's dead-reckoned
         motion taken out), which planners that reason over tracks need; ``velocity``: a detection's velocity is
         the network's regression, or the tracker's (from the centre's displacement; zero on a new track); ``detection_range_m``: run the
         checkpoint's weights on the network grid of another detection range (None: the checkpoint's; a smaller
-        grid is faster: benchmarks/perception_results.md)."""
+        grid is faster: benchmarks/perception_results.md); ``refine_walkers``: pedestrian centres moved to the
+        LiDAR points around them (:mod:`~av_stack.perception.refine`)."""
 
         checkpoint: str = DEFAULT_CHECKPOINT
         score_threshold: float = Field(0.3, ge=0.0, le=1.0)
@@ -67,10 +70,11 @@ class LearnedPerception:
         light_checkpoint: str | None = DEFAULT_LIGHT_CHECKPOINT
         light_range_m: float = Field(40.0, gt=0.0)
         vehicle_layer: Literal["segmentation", "boxes", "union"] = "segmentation"
-        pedestrian_layer: Literal["segmentation", "boxes", "union"] = "union"
+        pedestrian_layer: Literal["segmentation", "boxes", "union"] = "boxes"
         tracking: bool = True
         velocity: Literal["network", "tracker"] = "tracker"
         detection_range_m: float | None = Field(None, gt=0.0, le=100.0)
+        refine_walkers: bool = True
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()
@@ -109,13 +113,16 @@ class LearnedPerception:
         self._pose = (0.0, 0.0, 0.0)
         self._tracker.reset()
 
-    def _inputs(self, frame: SensorFrame) -> dict[str, torch.Tensor]:
+    def _inputs(self, frame: SensorFrame) -> tuple[dict[str, torch.Tensor], tuple[np.ndarray, np.ndarray] | None]:
+        """The network's input tensors and the LiDAR sweep in the ego frame (None: no LiDAR in the frame)."""
         if self._builder is None or self._builder.calibration is not frame.calibration:
             self._builder = InputBuilder(self.model_config.model, frame.calibration, self.spec)
             if "camera" in self.model_config.model.inputs:
                 self.model.set_camera(*self._builder.ground_grid())
-        arrays = self._builder(frame.data)
-        return {k: torch.from_numpy(v)[None].contiguous(memory_format=torch.channels_last) for k, v in arrays.items()}
+        lidar = self._builder.lidar_points(frame.data)
+        arrays = self._builder(frame.data, lidar_ego=lidar)
+        tensors = {k: torch.from_numpy(v)[None].contiguous(memory_format=torch.channels_last) for k, v in arrays.items()}
+        return tensors, lidar
 
     @torch.no_grad()
     def step(self, frame: SensorFrame) -> PerceptionOutput:
@@ -123,10 +130,14 @@ class LearnedPerception:
         if frame.bev_spec.shape[1:] != self.spec.shape[1:] or frame.bev_spec.config != self.spec.config:
             raise ValueError(f"the checkpoint was trained on a {self.spec.config} BEV, the frame has "
                              f"{frame.bev_spec.config}")
-        out = self.model.infer(self._inputs(frame))
+        inputs, lidar = self._inputs(frame)
+        out = self.model.infer(inputs)
         grid = self._builder.grid
         detections = decode_detections(out["heatmap"][0], lambda rows, cols: self.model.boxes_at(out["features"], rows, cols),
                                        grid.spec, grid.scale, threshold=self.config.score_threshold)
+        if self.config.refine_walkers and lidar is not None:
+            mount = frame.calibration[self.model_config.model.lidar].mount
+            detections = refine_centres(detections, lidar[0], (mount.x_m, mount.y_m))
         dt, forward_m, turn_rad = self._odometry(frame)
         if self.config.tracking:
             detections = self._track(detections, dt, forward_m, turn_rad)

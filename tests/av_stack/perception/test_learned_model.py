@@ -318,6 +318,14 @@ def test_the_shipped_checkpoint_loads_and_runs(dataset):
     out = stage.step(frame)
     assert out.bev.shape == frame.bev_spec.shape and np.isfinite(out.bev).all()
     assert (out.detections.track_id >= 0).all()
+    from av_stack.perception.refine import refine_centres
+
+    plain = PERCEPTION.build({"name": "learned", "refine_walkers": False})
+    plain.reset(None)
+    unrefined = plain.step(frame).detections
+    mount = frame.calibration["roof_lidar"].mount
+    expected = refine_centres(unrefined, stage._builder.lidar_points(frame.data)[0], (mount.x_m, mount.y_m))
+    np.testing.assert_allclose(out.detections.center_m, expected.center_m)  # pedestrians refined on the LiDAR
     narrow = PERCEPTION.build({"name": "learned", "checkpoint": "checkpoints/perception/bev.pt"})
     assert narrow.model_config.model.detection_range_m is None
     regridded = PERCEPTION.build({"name": "learned", "detection_range_m": 24.0})  # same weights, smaller grid
