@@ -37,7 +37,8 @@ def refine_centres(detections: Detections, points_ego: np.ndarray, sensor_xy: tu
     if rows.size == 0 or points.shape[0] == 0:
         return detections
     centre = detections.center_m.copy()
-    xy, z = points[:, :2], points[:, 2]
+    nearby = _points_near(points[:, :2], centre[rows, :2], ground_radius_m)
+    xy, z = points[nearby, :2], points[nearby, 2]
     sensor = np.asarray(sensor_xy, dtype=np.float64)
     for row in rows:
         offset = np.abs(xy - centre[row, :2])
@@ -55,3 +56,19 @@ def refine_centres(detections: Detections, points_ego: np.ndarray, sensor_xy: tu
         if length > 1e-6:
             centre[row, :2] = surface + surface_offset_m * ray / length
     return replace(detections, center_m=centre)
+
+
+def _points_near(xy: np.ndarray, centres: np.ndarray, reach_m: float) -> np.ndarray:
+    """Indices of the points within ``reach_m`` (and some more) of any centre, in x and y: one pass over the
+    sweep through a coarse lookup grid of ``reach_m`` cells, so each centre then looks at a few hundred points,
+    not the whole sweep."""
+    origin = centres.min(axis=0) - reach_m
+    top = centres.max(axis=0) + reach_m
+    x, y = xy[:, 0], xy[:, 1]
+    box = np.flatnonzero((x > origin[0]) & (x < top[0]) & (y > origin[1]) & (y < top[1]))
+    marked = np.floor((centres - origin) / reach_m).astype(np.int64)
+    lookup = np.zeros(marked.max(axis=0) + 3, bool)
+    for i, j in marked:  # the cell of the centre and its neighbours cover reach_m around it
+        lookup[i - 1:i + 2, j - 1:j + 2] = True
+    cell = ((xy[box] - origin) / reach_m).astype(np.int64)  # non-negative inside the box: truncation is floor
+    return box[lookup[cell[:, 0], cell[:, 1]]]

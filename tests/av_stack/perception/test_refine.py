@@ -60,3 +60,15 @@ def test_vehicles_and_pedestrians_without_points_stay():
     only_ground = refine_centres(detections([(10.1, 2.1)], [ActorKind.WALKER]), sweep(body=False), SENSOR)
     np.testing.assert_allclose(only_ground.center_m[0, :2], (10.1, 2.1))
     assert refine_centres(guess, np.zeros((0, 3)), SENSOR) is guess
+
+
+def test_the_lookup_keeps_every_point_near_a_centre():
+    from av_stack.perception.refine import _points_near
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(-30, 30, (5000, 2))
+    centres = rng.uniform(-25, 25, (6, 2))
+    kept = np.zeros(len(xy), bool)
+    kept[_points_near(xy, centres, 1.5)] = True
+    near = (np.abs(xy[:, None, :] - centres[None]) < 1.5).all(axis=2).any(axis=1)
+    assert kept[near].all() and kept.sum() < 0.2 * len(xy)  # all that matter, and few of the rest
