@@ -75,6 +75,7 @@ class LearnedPerception:
         velocity: Literal["network", "tracker"] = "tracker"
         detection_range_m: float | None = Field(None, gt=0.0, le=100.0)
         refine_walkers: bool = True
+        vehicle_threshold: float = Field(0.8, gt=0.0, lt=1.0)
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()
@@ -141,7 +142,10 @@ class LearnedPerception:
         dt, forward_m, turn_rad = self._odometry(frame)
         if self.config.tracking:
             detections = self._track(detections, dt, forward_m, turn_rad)
-        probs = torch.sigmoid(out["seg"][0]).contiguous().numpy()
+        logits = out["seg"][0]
+        threshold = self.config.vehicle_threshold
+        logits[SEG_CHANNELS.index("vehicles_t0")] -= math.log(threshold / (1.0 - threshold))
+        probs = torch.sigmoid(logits).contiguous().numpy()
         for k, kind, source in ((SEG_CHANNELS.index("vehicles_t0"), ActorKind.VEHICLE, self.config.vehicle_layer),
                                 (SEG_CHANNELS.index("pedestrians_t0"), ActorKind.WALKER, self.config.pedestrian_layer)):
             if source != "segmentation":

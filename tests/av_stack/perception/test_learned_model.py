@@ -320,9 +320,13 @@ def test_the_shipped_checkpoint_loads_and_runs(dataset):
     assert (out.detections.track_id >= 0).all()
     from av_stack.perception.refine import refine_centres
 
-    plain = PERCEPTION.build({"name": "learned", "refine_walkers": False})
+    plain = PERCEPTION.build({"name": "learned", "refine_walkers": False, "vehicle_threshold": 0.5})
     plain.reset(None)
-    unrefined = plain.step(frame).detections
+    plain_out = plain.step(frame)
+    unrefined = plain_out.detections
+    k = frame.bev_spec.channels.index("vehicles_t0")  # the head's 0.8 is the BEV's 0.5 by default
+    head, shown = plain_out.bev[k], out.bev[k]
+    np.testing.assert_allclose(shown, head * 0.2 / (head * 0.2 + (1 - head) * 0.8), atol=1e-5)
     mount = frame.calibration["roof_lidar"].mount
     expected = refine_centres(unrefined, stage._builder.lidar_points(frame.data)[0], (mount.x_m, mount.y_m))
     np.testing.assert_allclose(out.detections.center_m, expected.center_m)  # pedestrians refined on the LiDAR
