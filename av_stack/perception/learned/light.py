@@ -28,11 +28,20 @@ Three parts, used alike at training and at run time:
 
 :class:`LightReader` puts them together for the perception stage, with a
 memory: when the light is out of view, or the patch is not read with
-confidence, the last confident reading of the same light holds (when the ego
-waits at the stop line, the light it stopped for is above the image); a
-light never read and not in view is reported red, the safe guess. Beyond
-``range_m``, with no light ahead, without a GNSS fix or without the camera's
-image the observation is "none".
+confidence, the last confident reading of the same light holds; a light never
+read and not in view is reported red, the safe guess. Beyond ``range_m``, with
+no light ahead, without a GNSS fix or without the camera's image the
+observation is "none".
+
+The reader can read several cameras (``cameras``): the first whose window is
+in view is cropped. By default that is the checkpoint's camera, then
+``light_rgb`` where the frame has it: a wide camera at the rear of the roof
+looking forward and up (``configs/sensors/default.yaml``), which sees the heads
+while the ego waits at the stop line, where they are above or beside the front
+camera and a held red would otherwise never turn green. A camera other than the
+checkpoint's sees the heads' box from close by, partly behind or beside it, so
+its window is :func:`clipped_window`: the share of points sampled in the box
+that land in the image, the crop around them.
 """
 
 from __future__ import annotations
@@ -53,13 +62,15 @@ from av_stack.perception.classical import gnss_to_world
 from av_stack.perception.learned.geometry import mount_transform
 from sim.api import TrafficLightState
 
-__all__ = ["LIGHT_STATES", "LightCheckpointError", "LightConfig", "LightNet", "LightReader", "LightTarget",
-           "RouteLightLocator", "WindowConfig", "light_net", "light_window", "load_light_checkpoint",
-           "save_light_checkpoint"]
+__all__ = ["EXTRA_LIGHT_CAMERA", "LIGHT_STATES", "LightCameraError", "LightCheckpointError", "LightConfig",
+           "LightNet", "LightReader", "LightTarget", "RouteLightLocator", "WindowConfig", "clipped_window",
+           "light_net", "light_window", "load_light_checkpoint", "save_light_checkpoint"]
 
 LIGHT_STATES = (TrafficLightState.RED, TrafficLightState.YELLOW, TrafficLightState.GREEN)
 """The classifier's classes, in order."""
 FORMAT = "avsim.perception.light/1"
+EXTRA_LIGHT_CAMERA = "light_rgb"
+"""The default suite's camera for the light at the stop line; the reader adds it when the frame has it."""
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -342,6 +353,39 @@ def light_window(corners_ego: np.ndarray, calibration: SensorCalibration, aspect
     return Window(box, float(inside_w * inside_h / area))
 
 
+def _box_samples(corners: np.ndarray, n: int) -> np.ndarray:
+    """(n^3, 3) points on a regular grid inside the box of ``corners`` (8, 3) in :func:`head_box`'s order."""
+    t = np.linspace(0.0, 1.0, n)
+    a, c, z = (g.ravel()[:, None] for g in np.meshgrid(t, t, t, indexing="ij"))
+    k = corners.reshape(2, 2, 2, 3)
+
+    def lerp(p: np.ndarray, q: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return (1.0 - w) * p + w * q
+
+    return lerp(lerp(lerp(k[0, 0, 0], k[0, 0, 1], z), lerp(k[0, 1, 0], k[0, 1, 1], z), c),
+                lerp(lerp(k[1, 0, 0], k[1, 0, 1], z), lerp(k[1, 1, 0], k[1, 1, 1], z), c), a)
+
+
+def clipped_window(corners_ego: np.ndarray, calibration: SensorCalibration, aspect: float = 2.0,
+                   samples: int = 6) -> Window | None:
+    """The crop of the heads' box (ego-frame corners (8, 3)) for a camera that may be inside, beside or under
+    the box: ``visible`` is the share of ``samples``^3 points spread through the box that are at least half a
+    metre in front of the camera and inside the image, the crop (2:1, like :func:`light_window`'s) covers
+    those points; None when no point is in the image."""
+    points = _box_samples(np.asarray(corners_ego, dtype=np.float64), samples)
+    pixels, depth = project(points, calibration)
+    width, height = calibration.image_size
+    seen = (depth > 0.5) & (pixels[:, 0] >= 0) & (pixels[:, 0] <= width) & (pixels[:, 1] >= 0) & (pixels[:, 1] <= height)
+    if not seen.any():
+        return None
+    front = pixels[depth > 0.5]  # off-image points clip to the edge: the crop reaches as far as the box does
+    u0, v0 = np.clip(front.min(axis=0), 0.0, (width, height))
+    u1, v1 = np.clip(front.max(axis=0), 0.0, (width, height))
+    w = max(u1 - u0, aspect * (v1 - v0), 1.0)
+    cu, cv = (u0 + u1) / 2, (v0 + v1) / 2
+    return Window((cu - w / 2, cv - w / aspect / 2, cu + w / 2, cv + w / aspect / 2), float(seen.mean()))
+
+
 def crop_patch(image: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int]) -> np.ndarray:
     """(h, w, 3) uint8 patch of ``image`` in ``box`` (u0, v0, u1, v1; may reach off the image: black there),
     resized to ``size`` (w, h) -- one affine warp, so the cost does not depend on the box."""
@@ -449,10 +493,16 @@ def frame_pose(frame: SensorFrame) -> tuple[float, float, float] | None:
 @dataclass(frozen=True)
 class LightView:
     """What the locator and the window give for one frame: the target light (None: none ahead), its crop
-    (None: out of view) and the share of its heads' box in the image."""
+    (None: out of view) with the share of its heads' box in the image, and the camera it is in (the first of
+    the reader's cameras whose window is in view, else the first camera)."""
 
     target: LightTarget | None
     window: Window | None
+    camera: str | None = None
+
+
+class LightCameraError(ValueError):
+    """A light reader's ``cameras`` option that is empty, repeats a name, or names no camera of the frame."""
 
 
 class LightReader:
@@ -460,15 +510,27 @@ class LightReader:
 
     ``range_m``: lights farther along the route are "none"; ``min_score``: a reading at least this confident
     updates the memory; ``unseen``: what a light in range that was never read and is not in view is taken
-    for (``red``: stop, the safe guess; ``none``)."""
+    for (``red``: stop, the safe guess; ``none``). ``cameras``: the cameras tried in order, the first whose
+    window is in view is read; None: the checkpoint's camera, then :data:`EXTRA_LIGHT_CAMERA` on frames that
+    have it (a frame without it is read as by the checkpoint's camera alone). A camera after the first is
+    read only while the light is nearer than ``range_m`` times its focal length over the first camera's (a
+    lamp as many pixels wide as in the first camera at ``range_m``: 15 m for ``light_rgb``; farther, its 2-3
+    misread frames of a Town02 dataset were red read as green). A camera named explicitly must be a camera
+    of every frame (:class:`LightCameraError` otherwise)."""
 
     def __init__(self, model: LightNet, config: LightConfig, range_m: float = 40.0, min_score: float = 0.7,
-                 unseen: Literal["red", "none"] = "red") -> None:
+                 unseen: Literal["red", "none"] = "red", cameras: tuple[str, ...] | None = None) -> None:
         self.model, self.config = model.eval(), config
         self.range_m, self.min_score, self.unseen = range_m, min_score, unseen
+        if cameras is not None:
+            cameras = tuple(cameras)
+            if not cameras or any(not isinstance(c, str) or not c for c in cameras) or len(set(cameras)) < len(cameras):
+                raise LightCameraError(f"light cameras must be distinct camera names, at least one: got {cameras!r}")
+        self.cameras = cameras
         self.locator = RouteLightLocator()
         self._memory: dict[tuple[int, int], tuple[TrafficLightState, float]] = {}
         self.source = "none"  # how the last observation came about: none, read, held or unseen (for scoring)
+        self.camera: str | None = None  # the camera of the last reading (source "read")
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **options: Any) -> LightReader:
@@ -481,20 +543,54 @@ class LightReader:
         self.locator.reset(mission)
         self._memory.clear()
 
+    def frame_cameras(self, frame: SensorFrame) -> tuple[str, ...]:
+        """The cameras tried on ``frame``, in order (the ``cameras`` option; module docstring)."""
+        if self.cameras is None:
+            own = self.config.model.camera
+            extra = frame.calibration.get(EXTRA_LIGHT_CAMERA)
+            if own != EXTRA_LIGHT_CAMERA and extra is not None and extra.intrinsics is not None:
+                return own, EXTRA_LIGHT_CAMERA
+            return (own,)
+        bad = [c for c in self.cameras if c not in frame.calibration or frame.calibration[c].intrinsics is None]
+        if bad:
+            cameras = sorted(n for n, c in frame.calibration.items() if c.intrinsics is not None)
+            raise LightCameraError(f"light camera {bad[0]!r} is not a camera of the frame (its cameras: "
+                                   f"{', '.join(cameras) or 'none'})")
+        return self.cameras
+
     def view(self, frame: SensorFrame, pose: tuple[float, float, float] | None = None) -> LightView:
-        """Advance the locator with ``frame`` (its GNSS pose unless ``pose`` is given) and find the window."""
+        """Advance the locator with ``frame`` (its GNSS pose unless ``pose`` is given) and find the window: in
+        the first camera that sees it, else the first camera's (out of view or None)."""
+        cameras = self.frame_cameras(frame)
         pose = frame_pose(frame) if pose is None else pose
         target = self.locator.update(pose, frame.timestamp_s, frame.ego.speed_mps)
-        calibration = frame.calibration.get(self.config.model.camera)
-        if target is None or calibration is None or calibration.intrinsics is None:
-            return LightView(target, None)
-        return LightView(target, self.window(target, calibration))
+        if target is None:
+            return LightView(target, None, cameras[0])
+        first: LightView | None = None
+        own = frame.calibration.get(cameras[0])
+        for k, name in enumerate(cameras):
+            calibration = frame.calibration.get(name)
+            if calibration is None or calibration.intrinsics is None or (k > 0 and name not in frame.data):
+                window = None
+            elif k > 0 and own is not None and own.intrinsics is not None and target.distance_m > (
+                    self.range_m * calibration.intrinsics[0, 0] / own.intrinsics[0, 0]):
+                window = None  # a lamp there is smaller in this camera than in the first at range_m: unreadable
+            else:
+                window = self.window(target, calibration)
+            if window is not None and window.visible >= self.config.window.min_visible:
+                return LightView(target, window, name)
+            first = first or LightView(target, window, name)
+        return first
 
     def window(self, target: LightTarget, calibration: SensorCalibration,
                pose: tuple[float, float, float] | None = None) -> Window | None:
-        """The crop of ``target``'s heads seen from ``pose`` (default the target's own)."""
+        """The crop of ``target``'s heads seen from ``pose`` (default the target's own): the full box's
+        projection in the checkpoint's camera, :func:`clipped_window` in any other."""
         corners = head_box(self.locator.mission, target, self.config.window, self.locator.road_height(target.entry))
-        return light_window(world_to_ego(corners, pose or target.pose), calibration)
+        ego = world_to_ego(corners, pose or target.pose)
+        if calibration.name == self.config.model.camera:
+            return light_window(ego, calibration)
+        return clipped_window(ego, calibration)
 
     def patch(self, image: np.ndarray, window: Window) -> np.ndarray:
         """(h, w, 3) uint8 patch of the window."""
@@ -517,7 +613,7 @@ class LightReader:
         """The governing light of ``frame``."""
         view = self.view(frame)
         target = view.target
-        image = frame.data.get(self.config.model.camera)
+        image = frame.data.get(view.camera)
         self.source = "none"
         if (target is None or image is None or not math.isfinite(target.distance_m)
                 or target.distance_m > self.range_m):
@@ -531,7 +627,7 @@ class LightReader:
             if p[k] >= self.min_score or key not in self._memory:
                 if p[k] >= self.min_score:
                     self._memory[key] = (LIGHT_STATES[k], float(p[k]))
-                self.source = "read"
+                self.source, self.camera = "read", view.camera
                 return LightObservation(LIGHT_STATES[k], distance, float(p[k]))
         if key in self._memory:
             state, score = self._memory[key]

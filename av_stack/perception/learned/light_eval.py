@@ -8,9 +8,11 @@ LightReader` with a light checkpoint) and ``classical`` (the colour thresholds o
 :class:`~av_stack.perception.classical.ClassicalPerception` with ``light_range_m = range_m``), each fed the
 frames as the evaluation feeds a stage (reset with each logged route's mission). ``gnss_noise_m`` corrupts
 the GNSS fixes as ``avsim eval localization`` does. The result has the accuracy overall and per bin of the
-true distance (0-10, 10-20, 20-30, 30-40, 40-60 m, farther or none), ms per frame of the light path, and for
-the learned reader how each answer came about (read from the patch, held from an earlier reading, the light
-never read and out of view).
+true distance (0-5, 5-10, 10-20, 20-30, 30-40, 40-60 m, farther or none), ms per frame of the light path, and for
+the learned reader how each answer came about (overall and per bin) (read from the patch, held from an earlier reading, the light
+never read and out of view) and which camera each reading came from. ``cameras`` (``--cameras
+front_rgb,light_rgb``) is the reader's camera option (default: the checkpoint's camera, then ``light_rgb``
+where the frames have it; ``--cameras front_rgb`` reads the front camera alone).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-BINS = ((0.0, 10.0), (10.0, 20.0), (20.0, 30.0), (30.0, 40.0), (40.0, 60.0))
+BINS = ((0.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 30.0), (30.0, 40.0), (40.0, 60.0))
 
 
 def _bin(distance_m: float) -> str:
@@ -41,7 +43,7 @@ def _name(state) -> str:
 
 def evaluate_light(method: str, data: str | Path, split: str | None = "test", range_m: float = 40.0,
                    checkpoint: str | None = None, gnss_noise_m: float = 0.0, seed: int = 0,
-                   max_frames: int | None = None) -> dict[str, Any]:
+                   max_frames: int | None = None, cameras: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The scores of ``method`` (``learned`` or ``classical``) on ``data`` (module docstring)."""
     from av_stack.data.manifest import DatasetError, read_manifest
     from av_stack.logs import topics as T
@@ -57,7 +59,8 @@ def evaluate_light(method: str, data: str | Path, split: str | None = "test", ra
         from av_stack.perception.learned.stage import DEFAULT_LIGHT_CHECKPOINT
         from av_stack.shipped import shipped_file
 
-        reader = LightReader.from_checkpoint(shipped_file(checkpoint or DEFAULT_LIGHT_CHECKPOINT), range_m=range_m)
+        reader = LightReader.from_checkpoint(shipped_file(checkpoint or DEFAULT_LIGHT_CHECKPOINT), range_m=range_m,
+                                             cameras=cameras)
         reset, read = reader.reset, reader
     elif method == "classical":
         from av_stack.perception.classical import ClassicalPerception
@@ -72,7 +75,9 @@ def evaluate_light(method: str, data: str | Path, split: str | None = "test", ra
     rng = np.random.default_rng(seed)
     right, total = Counter(), Counter()
     sources: dict[str, Counter] = defaultdict(Counter)
+    read_by: dict[str, Counter] = defaultdict(Counter)
     confusion: Counter = Counter()
+    binned: dict[str, Counter] = defaultdict(Counter)
     seconds, frames = 0.0, 0
     for entry in logs:
         log = LogReader(root / entry["file"])
@@ -102,9 +107,15 @@ def evaluate_light(method: str, data: str | Path, split: str | None = "test", ra
             right[key] += ok
             total[key] += 1
             confusion[f"{_name(truth)}->{_name(observed.state)}"] += 1
+            binned[key][f"{_name(truth)}->{_name(observed.state)}"] += 1
             if method == "learned" and truth is not None:
                 sources[reader.source]["frames"] += 1
                 sources[reader.source]["right"] += ok
+                if reader.source == "read":
+                    read_by[f"{reader.camera}:{key}"]["frames"] += 1
+                    read_by[f"{reader.camera}:{key}"]["right"] += ok
+                sources[f"{reader.source}:{key}"]["frames"] += 1
+                sources[f"{reader.source}:{key}"]["right"] += ok
             if max_frames is not None and frames >= max_frames:
                 break
         if max_frames is not None and frames >= max_frames:
@@ -112,10 +123,12 @@ def evaluate_light(method: str, data: str | Path, split: str | None = "test", ra
     order = [f"{lo:.0f}-{hi:.0f}m" for lo, hi in BINS] + ["farther_or_none"]
     return {"method": method, "split": split or "all", "range_m": range_m, "gnss_noise_m": gnss_noise_m,
             "frames": frames, "accuracy": round(sum(right.values()) / max(frames, 1), 4),
-            "by_distance": {k: {"frames": total[k], "accuracy": round(right[k] / total[k], 4)}
-                            for k in order if total[k]},
+            "by_distance": {k: {"frames": total[k], "accuracy": round(right[k] / total[k], 4),
+                                "confusion": dict(sorted(binned[k].items()))} for k in order if total[k]},
             "by_source": {k: {"frames": v["frames"], "accuracy": round(v["right"] / v["frames"], 4)}
-                          for k, v in sources.items()},
+                          for k, v in sorted(sources.items())},
+            "read_by_camera": {k: {"frames": v["frames"], "accuracy": round(v["right"] / v["frames"], 4)}
+                               for k, v in sorted(read_by.items())},
             "confusion": dict(sorted(confusion.items())),
             "ms_per_frame": round(1e3 * seconds / max(frames, 1), 3)}
 
@@ -131,13 +144,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gnss-noise", type=float, default=0.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--cameras", default=None,
+                        help="comma-separated cameras the learned reader tries in order (default: the checkpoint's, "
+                             "then light_rgb where the frames have it)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     result = evaluate_light(args.method, args.data, args.split, args.range_m, args.checkpoint, args.gnss_noise,
-                            max_frames=args.max_frames)
+                            max_frames=args.max_frames,
+                            cameras=tuple(args.cameras.split(",")) if args.cameras is not None else None)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
 
 

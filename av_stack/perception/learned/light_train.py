@@ -8,7 +8,9 @@ logged route's mission resets a :class:`~av_stack.perception.learned.light.Light
 follows the GNSS fixes. Every sample frame whose next light (the locator's, when it agrees with the ground
 truth's) is within ``train.max_distance_m`` along the route and in view gives ``train.crops_per_frame``
 patches: one from the GNSS pose, the others from poses jittered along, across and in heading, so that a
-noisy fix still finds the heads. The patches are kept in ``OUT/patches_{split}.npz`` (built once).
+noisy fix still finds the heads. Each patch is cropped from the camera the reader would read (the
+checkpoint's camera, or ``light_rgb`` near the stop line where a dataset has it). The patches are kept in
+``OUT/patches_{split}.npz`` (built once).
 
 Writes ``OUT/last.pt`` (each epoch, atomically; it holds the config), ``OUT/train_log.jsonl`` (one line per
 epoch: loss, validation accuracy overall and per distance bin). Running the command again resumes from
@@ -88,11 +90,11 @@ def extract_patches(config: LightConfig, root: str | Path, split: str,
             target, window = view.target, view.window
             if (target is None or window is None or truth.state is None or int(truth.state) not in _LABEL
                     or truth.index != target.light or target.distance_m > t.max_distance_m
-                    or window.visible < config.window.min_visible or config.model.camera not in frame.data):
+                    or window.visible < config.window.min_visible or view.camera not in frame.data):
                 continue
-            image = np.asarray(frame.data[config.model.camera])
+            image = np.asarray(frame.data[view.camera])  # the reader's choice: light_rgb where front_rgb cannot see
             crops = [reader.patch(image, window)]
-            calibration = frame.calibration[config.model.camera]
+            calibration = frame.calibration[view.camera]
             while len(crops) < t.crops_per_frame:
                 moved = reader.window(target, calibration, jitter_pose(
                     target.pose, rng, t.jitter_along_m, t.jitter_lateral_m, t.jitter_yaw_deg))

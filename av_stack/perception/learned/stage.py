@@ -62,7 +62,11 @@ class LearnedPerception:
         the network's regression, or the tracker's (from the centre's displacement; zero on a new track); ``detection_range_m``: run the
         checkpoint's weights on the network grid of another detection range (None: the checkpoint's; a smaller
         grid is faster: benchmarks/perception_results.md); ``refine_walkers``: pedestrian centres moved to the
-        LiDAR points around them (:mod:`~av_stack.perception.refine`)."""
+        LiDAR points around them (:mod:`~av_stack.perception.refine`); ``light_cameras``: the cameras the light
+        reader tries in order (None: the light checkpoint's, then ``light_rgb`` where the suite has it, which sees
+        the light at the stop line); ``vehicle_threshold``: the segmentation head's vehicle probability that the
+        BEV reports as 0.5 (the Dice-trained head draws vehicles a little wide; 0.8 scored best on the
+        validation town; 0.5 keeps the head's own probabilities)."""
 
         checkpoint: str = DEFAULT_CHECKPOINT
         score_threshold: float = Field(0.3, ge=0.0, le=1.0)
@@ -76,6 +80,7 @@ class LearnedPerception:
         detection_range_m: float | None = Field(None, gt=0.0, le=100.0)
         refine_walkers: bool = True
         vehicle_threshold: float = Field(0.8, gt=0.0, lt=1.0)
+        light_cameras: tuple[str, ...] | None = None
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()
@@ -90,7 +95,8 @@ class LearnedPerception:
         self._light: LightReader | None = None
         if self.config.light_checkpoint is not None:
             self._light = LightReader.from_checkpoint(shipped_file(self.config.light_checkpoint),
-                                                      range_m=self.config.light_range_m)
+                                                      range_m=self.config.light_range_m,
+                                                      cameras=self.config.light_cameras)
         self._builder: InputBuilder | None = None
         self._history: deque = deque()
         self._previous_t: float | None = None

@@ -18,7 +18,8 @@ from av_stack.data.manifest import DatasetError
 from tests.av_stack.data.mix import PROCEDURAL
 
 SENSORS = {"sensor/front_rgb": ((300, 400, 3), np.uint8), "sensor/front_depth": ((300, 400), np.float32),
-           "sensor/front_semantic": ((300, 400), np.uint8), "sensor/gnss": ((3,), np.float64),
+           "sensor/front_semantic": ((300, 400), np.uint8), "sensor/light_rgb": ((192, 256, 3), np.uint8),
+           "sensor/gnss": ((3,), np.float64),
            "sensor/imu": ((7,), np.float32)}
 LABELS = {"bev": ((14, 192, 192), np.uint8), "ego_pose": ((6,), np.float64), "speed": ((), np.float32),
           "light_state": ((), np.int64), "light_distance": ((), np.float32), "expert_action": ((3,), np.float32),
@@ -51,7 +52,8 @@ def test_samples_have_every_field_with_its_shape_and_dtype_and_splits_are_by_tow
     root, _ = dataset
     data = DrivingDataset(root, cache=False)
     assert not data.cached and len(data) == 24
-    assert data.sensors == ("front_rgb", "front_depth", "front_semantic", "roof_lidar", "front_radar", "gnss", "imu")
+    assert data.sensors == ("front_rgb", "front_depth", "front_semantic", "light_rgb", "roof_lidar", "front_radar",
+                            "gnss", "imu")
     _check_sample(data[0])
     _check_sample(data[-1])
     train, val = DrivingDataset(root, split="train"), DrivingDataset(root, split="val")

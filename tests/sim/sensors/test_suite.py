@@ -37,14 +37,17 @@ def test_shipped_suites_load_with_the_expected_sensors(name):
     assert path == CONFIG_DIR / f"{name}.yaml"
     suite = load_suite(path)
     blueprints = [spec.blueprint_id for spec in suite]
+    # the default suite adds a small wide camera for the traffic light at the stop line (light_rgb)
+    light = ["sensor.camera.rgb"] if name == "default" else []
     assert blueprints == [
-        "sensor.camera.rgb", "sensor.camera.depth", "sensor.camera.semantic_segmentation",
+        "sensor.camera.rgb", "sensor.camera.depth", "sensor.camera.semantic_segmentation", *light,
         "sensor.lidar.ray_cast", "sensor.other.radar", "sensor.other.gnss", "sensor.other.imu",
         "sensor.other.collision", "sensor.other.lane_invasion"]
     assert all(spec.attach_to == "hero" for spec in suite)
     for camera in suite.select("sensor.camera.*"):
         attrs = camera.attributes
-        assert (attrs["image_size_x"], attrs["image_size_y"], attrs["fov"]) == (400, 300, 90.0)
+        size = (256, 192, 120.0) if camera.name == "light_rgb" else (400, 300, 90.0)
+        assert (attrs["image_size_x"], attrs["image_size_y"], attrs["fov"]) == size
     (lidar,) = suite.select("sensor.lidar.*")
     attrs = lidar.attributes
     assert attrs["channels"] == 32 and attrs["range"] == 100.0
@@ -168,7 +171,7 @@ def test_missing_file_bad_yaml_and_wrong_shapes(tmp_path):
 
 def test_suite_lookup_helpers():
     suite = load_suite(shipped_suite_path("default"))
-    assert len(suite) == 9 and suite.names[0] == "front_rgb"
+    assert len(suite) == 10 and suite.names[0] == "front_rgb" and "light_rgb" in suite.names
     assert [s.name for s in suite.select("sensor.other.*")] == ["front_radar", "gnss", "imu", "collision",
                                                                "lane_invasion"]
     with pytest.raises(SensorConfigError, match="did you mean 'front_rgb'"):

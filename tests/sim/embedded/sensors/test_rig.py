@@ -57,7 +57,8 @@ def test_default_suite_gives_every_sensor_in_carla_layouts(world_and_rig):
         assert measurement.frame == snapshot.frame and measurement.timestamp_s == snapshot.timestamp_s
         payload = measurement.data
         if blueprint == "sensor.camera.rgb":
-            assert payload.shape == (300, 400, 3) and payload.dtype == np.uint8
+            size = (300, 400) if name == "front_rgb" else (192, 256)  # light_rgb: the small camera for the light
+            assert payload.shape == (*size, 3) and payload.dtype == np.uint8
         elif blueprint == "sensor.camera.depth":
             assert payload.shape == (300, 400) and payload.dtype == np.float32 and payload.min() > 0
         elif blueprint == "sensor.camera.semantic_segmentation":
