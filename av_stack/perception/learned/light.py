@@ -105,13 +105,15 @@ class LightModelConfig(BaseModel):
 
 
 class LightTrainConfig(BaseModel):
-    """Training (:mod:`av_stack.perception.learned.light_train`): frames whose light is at most
-    ``max_distance_m`` away along the route and in view; ``crops_per_frame`` crops each, the first from the
-    GNSS pose, the others from a pose jittered by ``jitter_*`` (standard deviations)."""
+    """Training (:mod:`av_stack.perception.learned.light_train`) on the datasets ``data`` and ``extra_data``
+    (their train and val logs together): frames whose light is at most ``max_distance_m`` away along the
+    route and in view; ``crops_per_frame`` crops each, the first from the GNSS pose, the others from a pose
+    jittered by ``jitter_*`` (standard deviations)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     data: str = "data/perception"
+    extra_data: tuple[str, ...] = ()
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(3e-3, gt=0)

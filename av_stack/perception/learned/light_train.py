@@ -10,7 +10,8 @@ truth's) is within ``train.max_distance_m`` along the route and in view gives ``
 patches: one from the GNSS pose, the others from poses jittered along, across and in heading, so that a
 noisy fix still finds the heads. Each patch is cropped from the camera the reader would read (the
 checkpoint's camera, or ``light_rgb`` near the stop line where a dataset has it). The patches are kept in
-``OUT/patches_{split}.npz`` (built once).
+``OUT/patches_{split}.npz`` (built once; ``OUT/patches_{split}_{k}.npz`` for the k-th of
+``train.extra_data``, whose logs are added to the first dataset's).
 
 Writes ``OUT/last.pt`` (each epoch, atomically; it holds the config), ``OUT/train_log.jsonl`` (one line per
 epoch: loss, validation accuracy overall and per distance bin). Running the command again resumes from
@@ -44,6 +45,7 @@ from av_stack.perception.learned.light import (
 CHECKPOINT = "last.pt"
 DISTANCE_BINS = ((0.0, 10.0), (10.0, 20.0), (20.0, 30.0), (30.0, 40.0), (40.0, 60.0))
 _LABEL = {int(state): k for k, state in enumerate(LIGHT_STATES)}
+FIELDS = ("patches", "label", "distance", "visible", "log", "camera")
 
 
 def jitter_pose(pose: tuple[float, float, float], rng: np.random.Generator, along_m: float, lateral_m: float,
@@ -59,7 +61,8 @@ def extract_patches(config: LightConfig, root: str | Path, split: str,
                     progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """The training patches of one split (module docstring): ``patches`` (N, K, h, w, 3) uint8, ``label``
     (N,) index into :data:`LIGHT_STATES`, ``distance`` (N,) route distance [m], ``visible`` (N,), ``log`` (N,)
-    the index of the frame's log among the split's."""
+    the index of the frame's log among the split's, ``camera`` (N,) 0 for the checkpoint's camera, 1 for
+    another (``light_rgb``)."""
     from av_stack.data.manifest import read_manifest
     from av_stack.logs import topics as T
     from av_stack.logs.reader import LogReader
@@ -70,7 +73,7 @@ def extract_patches(config: LightConfig, root: str | Path, split: str,
     logs = [entry for entry in read_manifest(root)["logs"] if entry["split"] == split]
     reader = LightReader(light_net(config), config)
     rng = np.random.default_rng([t.seed, len(split)])
-    patches, labels, distances, visible, log_index = [], [], [], [], []
+    patches, labels, distances, visible, log_index, cameras = [], [], [], [], [], []
     for done, entry in enumerate(logs):
         log = LogReader(root / entry["file"])
         the_map = log_map(log)
@@ -104,13 +107,15 @@ def extract_patches(config: LightConfig, root: str | Path, split: str,
             distances.append(target.distance_m)
             visible.append(window.visible)
             log_index.append(done)
+            cameras.append(int(view.camera != config.model.camera))
         if progress is not None:
             progress(done + 1, len(logs))
     m = config.model
     return {"patches": np.stack(patches) if patches else np.zeros((0, t.crops_per_frame, m.patch_height,
                                                                    m.patch_width, 3), np.uint8),
             "label": np.array(labels, np.int64), "distance": np.array(distances, np.float32),
-            "visible": np.array(visible, np.float32), "log": np.array(log_index, np.int64)}
+            "visible": np.array(visible, np.float32), "log": np.array(log_index, np.int64),
+            "camera": np.array(cameras, np.int64)}
 
 
 def _patch_key(config: LightConfig, root: Path, split: str) -> str:
@@ -120,20 +125,21 @@ def _patch_key(config: LightConfig, root: Path, split: str) -> str:
     files = [entry["file"] for entry in read_manifest(root)["logs"] if entry["split"] == split]
     t = config.train
     m = config.model
-    parts = [config.window.model_dump(), m.camera, m.patch_width, m.patch_height, files, t.max_distance_m,
+    parts = ["cameras/2", config.window.model_dump(), m.camera, m.patch_width, m.patch_height, files, t.max_distance_m,
              t.crops_per_frame, t.jitter_along_m, t.jitter_lateral_m, t.jitter_yaw_deg, t.seed]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def cached_patches(config: LightConfig, root: Path, split: str, out: Path,
-                   progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
-    """The patches of ``split``, from ``out/patches_{split}.npz`` when it matches, else extracted and saved."""
-    path = out / f"patches_{split}.npz"
+                   progress: Callable[[int, int], None] | None = None, name: str = "") -> dict[str, np.ndarray]:
+    """The patches of ``split``, from ``out/patches_{split}{name}.npz`` when it matches, else extracted and
+    saved."""
+    path = out / f"patches_{split}{name}.npz"
     key = _patch_key(config, root, split)
     if path.is_file():
         with np.load(path) as stored:
             if str(stored["key"]) == key:
-                return {name: stored[name] for name in ("patches", "label", "distance", "visible", "log")}
+                return {name: stored[name] for name in FIELDS}
     data = extract_patches(config, root, split, progress)
     partial = path.with_name(path.name + ".part.npz")
     np.savez(partial, key=np.array(key), **data)
@@ -247,6 +253,10 @@ def fit(model: LightNet, patches: np.ndarray, labels: np.ndarray, config: LightC
         if val is not None:
             record.update({f"val_{k}": v for k, v in accuracy_by_distance(model, val["patches"][:, 0], val["label"],
                                                                           val["distance"]).items()})
+            other = val.get("camera", np.zeros(len(val["label"]), np.int64)) == 1
+            if other.any():
+                record["val_accuracy_other_camera"] = accuracy_by_distance(
+                    model, val["patches"][other, 0], val["label"][other], val["distance"][other])["accuracy"]
         if out is not None:
             save_light_checkpoint(out / CHECKPOINT, model, config,
                                   {**state, "optimizer": optimizer.state_dict(), "metrics": record})
@@ -265,15 +275,30 @@ def train_light(config: LightConfig, out: str | Path, data_root: str | Path | No
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    root = Path(data_root or config.train.data)
-    splits = {entry["split"] for entry in read_manifest(root)["logs"]}
+    roots = [Path(data_root or config.train.data), *(Path(extra) for extra in config.train.extra_data)]
 
     def reporter(stage: str) -> Callable[[int, int], None] | None:
         return None if progress is None else (lambda done, total: progress(stage, done, total))
 
-    train = cached_patches(config, root, "train", out, reporter("train"))
-    val = cached_patches(config, root, "val", out, reporter("val")) if "val" in splits else None
+    trains, vals = [], []
+    for k, root in enumerate(roots):
+        splits = {entry["split"] for entry in read_manifest(root)["logs"]}
+        name = f"_{k}" if k else ""  # the first dataset's files keep their names
+        if "train" in splits:
+            trains.append(cached_patches(config, root, "train", out, reporter("train"), name))
+        if "val" in splits:
+            vals.append(cached_patches(config, root, "val", out, reporter("val"), name))
+    if not trains:
+        raise ValueError(f"no train logs in {', '.join(map(str, roots))}")
+    train = _concatenate(trains)
+    val = _concatenate(vals) if vals else None
     model = light_net(config)
     record = fit(model, train["patches"], train["label"], config, out, val, epochs, reporter("fit"))
     return {**record, "train_frames": int(len(train["label"])),
+            "train_frames_other_camera": int(train["camera"].sum()),
             "val_frames": int(len(val["label"])) if val is not None else 0}
+
+
+def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The patches of several datasets as one (log indices stay per dataset)."""
+    return {name: np.concatenate([p[name] for p in parts]) for name in FIELDS}

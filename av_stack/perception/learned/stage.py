@@ -42,7 +42,7 @@ from av_stack.shipped import shipped_file
 from sim.api import ActorKind
 
 DEFAULT_CHECKPOINT = "checkpoints/perception/bev_wide.pt"
-DEFAULT_LIGHT_CHECKPOINT = "checkpoints/perception/light.pt"
+DEFAULT_LIGHT_CHECKPOINT = "checkpoints/perception/light_rgb.pt"
 
 
 class LearnedPerception:

@@ -126,3 +126,13 @@ def test_the_stage_option_reaches_the_reader():
     config = LearnedPerception.Config(light_cameras=["light_rgb", "front_rgb"])
     assert config.light_cameras == ("light_rgb", "front_rgb")
     assert LearnedPerception.Config().light_cameras is None
+
+
+def test_training_on_a_missing_extra_dataset_is_one_clear_error(dataset, tmp_path):
+    from av_stack.data.manifest import DatasetError
+    from av_stack.perception.learned.light_train import train_light
+
+    config = LightConfig.model_validate({"train": {"data": str(dataset), "extra_data": [str(tmp_path / "nope")],
+                                                   "epochs": 1}})
+    with pytest.raises(DatasetError, match="nope"):
+        train_light(config, tmp_path / "run")
