@@ -67,10 +67,12 @@ class InputBuilder:
         return lidar_points_ego(np.asarray(sensors[name]), self.calibration[name].mount, mirror)
 
     def __call__(self, sensors: Mapping[str, np.ndarray], mirror: bool = False,
-                 lidar_ego: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                 lidar_ego: tuple[np.ndarray, np.ndarray] | None = None,
+                 channels_last: bool = False) -> dict[str, np.ndarray]:
         """``image`` (3, h, w) float32 in [0, 1], ``lidar`` (4, G, G), ``radar`` (2, G, G), as the inputs ask;
         ``mirror``: of the scene mirrored left to right (training augmentation; needs :attr:`can_mirror`);
-        ``lidar_ego``: the LiDAR's :meth:`lidar_points` if already computed."""
+        ``lidar_ego``: the LiDAR's :meth:`lidar_points` if already computed; ``channels_last``: the rasters
+        are views of (G, G, C) arrays, which channels-last tensors take without a copy."""
         if mirror and not self.can_mirror:
             raise FeatureError(f"camera {self.config.camera!r} is off the centre line: its inputs cannot mirror")
         out: dict[str, np.ndarray] = {}
@@ -86,7 +88,8 @@ class InputBuilder:
                 out["image"] = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0
             elif input_name == "lidar":
                 points = lidar_points_ego(np.asarray(data), mount, mirror) if lidar_ego is None else lidar_ego
-                out["lidar"] = lidar_raster(*points, self.grid.spec, self.grid.scale)
+                out["lidar"] = lidar_raster(*points, self.grid.spec, self.grid.scale, channels_last)
             else:
-                out["radar"] = radar_bev(np.asarray(data), mount, self.grid.spec, self.grid.scale, mirror)
+                out["radar"] = radar_bev(np.asarray(data), mount, self.grid.spec, self.grid.scale, mirror,
+                                         channels_last)
         return out

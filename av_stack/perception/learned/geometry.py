@@ -132,12 +132,14 @@ def lidar_bev(points: np.ndarray, mount: Pose, spec: BevSpec, scale: int = 1, mi
     return lidar_raster(*lidar_points_ego(points, mount, mirror), spec, scale)
 
 
-def lidar_raster(ego: np.ndarray, intensity: np.ndarray, spec: BevSpec, scale: int = 1) -> np.ndarray:
-    """:func:`lidar_bev` of points already in the ego frame (:func:`lidar_points_ego`)."""
+def lidar_raster(ego: np.ndarray, intensity: np.ndarray, spec: BevSpec, scale: int = 1,
+                 channels_last: bool = False) -> np.ndarray:
+    """:func:`lidar_bev` of points already in the ego frame (:func:`lidar_points_ego`); ``channels_last``: the
+    (4, H, W) array is a view of an (H, W, 4) one (what a channels-last tensor takes without a copy)."""
     height, width = grid_shape(spec, scale)
-    out = np.zeros((4, height * width), np.float32)
+    buffer, out = _raster(4, height * width, channels_last)
     if ego.shape[0] == 0:
-        return out.reshape(4, height, width)
+        return _shaped(buffer, out, height, width)
     index, inside = _cells(ego, spec, scale)
     index, z, intensity = index[inside], np.clip(ego[inside, 2], _MIN_Z_M, _MAX_Z_M), intensity[inside]
     count = np.bincount(index, minlength=height * width).astype(np.float32)
@@ -150,17 +152,35 @@ def lidar_raster(ego: np.ndarray, intensity: np.ndarray, spec: BevSpec, scale: i
     out[1, hit] = max_z[hit]
     out[2, hit] = min_z[hit]
     out[3, hit] = np.bincount(index, weights=intensity, minlength=height * width)[hit] / count[hit]
-    return out.reshape(4, height, width)
+    return _shaped(buffer, out, height, width)
 
 
-def radar_bev(rows: np.ndarray, mount: Pose, spec: BevSpec, scale: int = 1, mirror: bool = False) -> np.ndarray:
+def _raster(channels: int, cells: int, channels_last: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(buffer, its (channels, cells) view to fill): the buffer is (cells, channels) when ``channels_last``."""
+    if channels_last:
+        buffer = np.zeros((cells, channels), np.float32)
+        return buffer, buffer.T
+    buffer = np.zeros((channels, cells), np.float32)
+    return buffer, buffer
+
+
+def _shaped(buffer: np.ndarray, out: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The filled raster as (C, H, W): a transposed view of (H, W, C) for a channels-last buffer."""
+    if buffer is out:
+        return out.reshape(-1, height, width)
+    return buffer.reshape(height, width, -1).transpose(2, 0, 1)
+
+
+def radar_bev(rows: np.ndarray, mount: Pose, spec: BevSpec, scale: int = 1, mirror: bool = False,
+              channels_last: bool = False) -> np.ndarray:
     """(2, H, W) float32 radar raster (:data:`RADAR_CHANNELS`): detections per cell and their mean radial
-    velocity [m/s] (CARLA's radar rows: velocity, azimuth, altitude, depth); ``mirror`` as :func:`lidar_bev`."""
+    velocity [m/s] (CARLA's radar rows: velocity, azimuth, altitude, depth); ``mirror`` and ``channels_last``
+    as :func:`lidar_bev` and :func:`lidar_raster`."""
     height, width = grid_shape(spec, scale)
-    out = np.zeros((2, height * width), np.float32)
+    buffer, out = _raster(2, height * width, channels_last)
     data = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
     if data.shape[0] == 0:
-        return out.reshape(2, height, width)
+        return _shaped(buffer, out, height, width)
     velocity, azimuth, altitude, depth = data.T
     sensor = np.stack([depth * np.cos(altitude) * np.cos(azimuth), depth * np.cos(altitude) * np.sin(azimuth),
                        depth * np.sin(altitude)], axis=1)
@@ -174,7 +194,7 @@ def radar_bev(rows: np.ndarray, mount: Pose, spec: BevSpec, scale: int = 1, mirr
     out[0] = count
     hit = count > 0
     out[1, hit] = np.bincount(index, weights=velocity, minlength=height * width)[hit] / count[hit]
-    return out.reshape(2, height, width)
+    return _shaped(buffer, out, height, width)
 
 
 def mirror_bev(bev: np.ndarray, spec: BevSpec) -> np.ndarray:

@@ -39,6 +39,23 @@ def test_lidar_points_go_through_the_mount_into_the_ego_frame():
     assert np.count_nonzero(raster[0]) == 1
 
 
+def test_channels_last_rasters_hold_the_same_values_without_a_copy_to_torch():
+    from av_stack.perception.learned.geometry import lidar_points_ego, lidar_raster
+
+    rng = np.random.default_rng(1)
+    points = np.column_stack([rng.uniform(-20, 20, (500, 2)), rng.uniform(-2, 1, 500), rng.random(500)])
+    radar = np.column_stack([rng.normal(0, 3, 50), rng.uniform(-0.3, 0.3, 50), rng.uniform(-0.1, 0.1, 50),
+                             rng.uniform(2, 40, 50)])
+    mount = Pose(0.0, 0.0, 2.5)
+    for plain, last in ((lidar_raster(*lidar_points_ego(points, mount), SPEC, 2),
+                         lidar_raster(*lidar_points_ego(points, mount), SPEC, 2, channels_last=True)),
+                        (radar_bev(radar, mount, SPEC, 2), radar_bev(radar, mount, SPEC, 2, channels_last=True))):
+        assert np.array_equal(plain, last) and plain.any()
+        tensor = torch.from_numpy(last)[None]
+        assert tensor.is_contiguous(memory_format=torch.channels_last)
+        assert tensor.contiguous(memory_format=torch.channels_last).data_ptr() == tensor.data_ptr()
+
+
 def test_a_yawed_mount_rotates_points():
     """A sensor turned 90 deg to the right (CARLA yaw +90): its forward axis is the ego's +y."""
     raster = lidar_bev(np.array([[5.0, 0.0, 0.0, 1.0]], np.float32), Pose(0, 0, 0, math.pi / 2), SPEC)

@@ -340,3 +340,14 @@ def test_the_shipped_checkpoint_loads_and_runs(dataset):
     assert fusion.model_config.model.inputs == ("camera", "lidar", "radar")  # the input-set ablation, shipped too
     fusion.reset(None)
     assert fusion.step(frame).bev.shape == frame.bev_spec.shape
+
+
+def test_the_stage_upsamples_the_segmentation_as_the_network_would():
+    """OpenCV's bilinear resize in the stage gives the probabilities of the network's own ``F.interpolate``."""
+    from av_stack.perception import PERCEPTION
+
+    stage = PERCEPTION.build({"name": "learned", "vehicle_threshold": 0.5})
+    logits = torch.randn(1, 5, 96, 96).contiguous(memory_format=torch.channels_last)
+    expected = torch.sigmoid(torch.nn.functional.interpolate(logits, size=(192, 192), mode="bilinear",
+                                                             align_corners=False))[0].numpy()
+    np.testing.assert_allclose(stage._probabilities(logits[0].clone()), expected, atol=1e-6)

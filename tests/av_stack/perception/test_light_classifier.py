@@ -18,6 +18,7 @@ from av_stack.perception.learned.light import (
     LightCheckpointError,
     LightConfig,
     LightNet,
+    LightReader,
     load_light_checkpoint,
     load_light_config,
     save_light_checkpoint,
@@ -86,6 +87,11 @@ def test_checkpoint_round_trip_and_resume(tmp_path):
     x = torch.from_numpy(patches[:4, 0].transpose(0, 3, 1, 2).copy())
     with torch.no_grad():
         assert torch.allclose(loaded(x), model.eval()(x), atol=1e-5)
+    reader = LightReader.from_checkpoint(tmp_path / "last.pt")  # folded batch norms, channels-last: same output
+    for k in range(4):
+        with torch.no_grad():
+            expected = torch.softmax(model(x[k:k + 1])[0], dim=0).numpy()
+        np.testing.assert_allclose(reader.classify(patches[k, 0]), expected, atol=1e-5)
     fit(LightNet(8), patches, labels, config, tmp_path)  # resumes at epoch 1, runs the second only
     assert len((tmp_path / "train_log.jsonl").read_text().splitlines()) == 2
     assert load_light_checkpoint(tmp_path / "last.pt")[2]["epoch"] == 2
