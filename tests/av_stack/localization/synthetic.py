@@ -32,9 +32,12 @@ def bicycle(seconds: float, yaw_rate: Callable[[float], float], start: tuple[flo
 
 
 def frames(truth: np.ndarray, gnss_std: float = 2.0, gnss_bias: float | np.ndarray = 0.0,
-           dropout: tuple[float, float] = (), speed: float = 8.0, seed: int = 0) -> list[SensorFrame]:
+           dropout: tuple[float, float] = (), speed: float = 8.0, seed: int = 0,
+           sensors: Callable[[int, float, float, float, np.random.Generator], dict] | None = None,
+           calibration: dict | None = None) -> list[SensorFrame]:
     """Sensor frames of ``truth``: wheel speed, gyroscope, compass, GNSS = position + ``gnss_bias`` (per axis
-    or both) + white noise of ``gnss_std`` (NaN inside ``dropout``)."""
+    or both) + white noise of ``gnss_std`` (NaN inside ``dropout``); ``sensors(k, x, y, yaw, rng)``: the
+    frame's sensor data (drawn from the same generator, after the GNSS noise), with ``calibration``."""
     rng = np.random.default_rng(seed)
     out = []
     for k, (t, x, y, yaw, rate) in enumerate(truth):
@@ -43,5 +46,8 @@ def frames(truth: np.ndarray, gnss_std: float = 2.0, gnss_bias: float | np.ndarr
         if dropout and dropout[0] <= t < dropout[1]:
             gnss[:] = np.nan
         ego = EgoSignals(speed, np.zeros(3), np.array([0.0, 0.0, rate]), (yaw + math.pi / 2) % (2 * math.pi), gnss)
-        out.append(SensorFrame(k, float(t), ego))
+        if sensors is None:
+            out.append(SensorFrame(k, float(t), ego))
+        else:
+            out.append(SensorFrame(k, float(t), ego, sensors(k, x, y, yaw, rng), calibration or {}))
     return out

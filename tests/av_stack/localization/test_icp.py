@@ -14,11 +14,10 @@ from av_stack.localization.ekf import EkfLocalization
 from av_stack.localization.icp import IcpLocalization, preprocess_scan, register_scan
 from av_stack.localization.prior_map import PriorMap, PriorMapError, save_prior_map
 from av_stack.messages import EgoSignals, SensorCalibration, SensorFrame
-from av_stack.perception.classical import METRES_PER_DEGREE
 from av_stack.registry import StageConfigError
 from sim.api import Pose
+from tests.av_stack.localization.synthetic import bicycle, frames
 
-DT = 0.05
 LIDAR_EVERY = 5  # a sweep every 0.25 s keeps the tests fast
 MOUNT = Pose(0.0, 0.0, 2.0)
 CALIBRATION = {"lidar": SensorCalibration("lidar", "sensor.lidar.ray_cast", MOUNT)}
@@ -87,34 +86,18 @@ def scan_of(surfaces, x: float, y: float, yaw: float, rng, range_m: float = 35.0
 # ---------------------------------------------------------------------------------------------- a drive
 def trajectory(seconds: float = 12.0, speed: float = 8.0) -> np.ndarray:
     """(N, 5) truth rows (t, x, y, yaw, yaw rate) of a gentle S-curve (rear-axle side slip as the EKF has it)."""
-    rows, x, y, yaw, sub = [], 0.0, -10.0, 0.1, 10
-    for k in range(int(seconds / DT)):
-        t = k * DT
-        rate = 0.15 * math.sin(2 * math.pi * t / 12.0)
-        rows.append((t, x, y, yaw, rate))
-        h = DT / sub
-        for _ in range(sub):
-            x += (speed * math.cos(yaw) - rate * 1.65 * math.sin(yaw)) * h
-            y += (speed * math.sin(yaw) + rate * 1.65 * math.cos(yaw)) * h
-            yaw += rate * h
-    return np.array(rows)
+    return bicycle(seconds, lambda t: 0.15 * math.sin(2 * math.pi * t / 12.0), start=(0.0, -10.0, 0.1), speed=speed)
 
 
 def drive_frames(truth, gnss_std=2.0, gnss_bias=0.0, dropout=(), seed=0, speed=8.0):
     """Sensor frames along ``truth``: wheel speed, gyroscope, compass, GNSS (noise, bias; NaN inside
     ``dropout``) and, every ``LIDAR_EVERY`` frames, a sweep of a fresh sampling of the scene."""
-    rng = np.random.default_rng(seed)
     surfaces = scene_surfaces(1, 0.8)
-    out = []
-    for k, (t, x, y, yaw, rate) in enumerate(truth):
-        gx, gy = np.array([x, y]) + gnss_bias + gnss_std * rng.standard_normal(2)
-        gnss = np.array([gy / METRES_PER_DEGREE, gx / METRES_PER_DEGREE, 0.0])
-        if dropout and dropout[0] <= t < dropout[1]:
-            gnss[:] = np.nan
-        ego = EgoSignals(speed, np.zeros(3), np.array([0.0, 0.0, rate]), (yaw + math.pi / 2) % (2 * math.pi), gnss)
-        data = {"lidar": scan_of(surfaces, x, y, yaw, rng)} if k % LIDAR_EVERY == 0 else {}
-        out.append(SensorFrame(k, float(t), ego, data, CALIBRATION))
-    return out
+
+    def lidar(k, x, y, yaw, rng):
+        return {"lidar": scan_of(surfaces, x, y, yaw, rng)} if k % LIDAR_EVERY == 0 else {}
+
+    return frames(truth, gnss_std, gnss_bias, dropout, speed, seed, sensors=lidar, calibration=CALIBRATION)
 
 
 def errors_of(stage, truth, frames):
