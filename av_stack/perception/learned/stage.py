@@ -121,12 +121,14 @@ class LearnedPerception:
         self._tracker.reset()
 
     def _inputs(self, frame: SensorFrame) -> tuple[dict[str, torch.Tensor], tuple[np.ndarray, np.ndarray] | None]:
-        """The network's input tensors and the LiDAR sweep in the ego frame (None: no LiDAR in the frame)."""
+        """The network's input tensors and the LiDAR sweep in the ego frame (None: no LiDAR in the frame, or
+        neither the network nor the refinement reads it)."""
         if self._builder is None or self._builder.calibration is not frame.calibration:
             self._builder = InputBuilder(self.model_config.model, frame.calibration, self.spec)
             if "camera" in self.model_config.model.inputs:
                 self.model.set_camera(*self._builder.ground_grid())
-        lidar = self._builder.lidar_points(frame.data)
+        wanted = self.config.refine_walkers or "lidar" in self.model_config.model.inputs
+        lidar = self._builder.lidar_points(frame.data) if wanted else None
         arrays = self._builder(frame.data, lidar_ego=lidar, channels_last=True)
         tensors = {k: torch.from_numpy(v)[None].contiguous(memory_format=torch.channels_last) for k, v in arrays.items()}
         return tensors, lidar
