@@ -43,6 +43,53 @@ def test_gaussian_nll_prefers_an_honest_spread():
     assert gaussian_nll(mean, torch.zeros(1, 3), target) < gaussian_nll(mean, torch.full((1, 3), -4.0), target)
 
 
+def _raster(points_ego: np.ndarray) -> np.ndarray:
+    from av_stack.perception.learned.geometry import lidar_raster
+
+    return lidar_raster(points_ego, np.ones(len(points_ego)), GRID)
+
+
+@pytest.mark.parametrize("shift", [(1.0, -2.0 / 3.0, 0.0), (0.4, 1.3, math.radians(4.0))])
+def test_a_moved_ego_sees_its_scan_warped_as_if_recorded_there(shift):
+    from av_stack.localization.learned.train import shift_scan
+
+    rng = np.random.default_rng(0)
+    # Walls of points along both axes (a scan with structure), in the recorded ego frame.
+    along = rng.uniform(-18, 18, 3000)
+    points = np.concatenate([np.stack([along, np.full_like(along, 4.2), rng.uniform(0, 2, 3000)], 1),
+                             np.stack([np.full_like(along, -7.9), along, rng.uniform(0, 2, 3000)], 1)])
+    shift = np.array(shift)
+    cos, sin = math.cos(shift[2]), math.sin(shift[2])
+    # The same points in the moved ego's frame: q = R(-yaw) (p - t).
+    d = points[:, :2] - shift[:2]
+    moved = np.concatenate([np.stack([cos * d[:, 0] + sin * d[:, 1], -sin * d[:, 0] + cos * d[:, 1]], 1),
+                            points[:, 2:]], 1)
+    expected, warped = _raster(moved)[0] > 0, shift_scan(_raster(points), shift)[0] > 0
+    overlap = (expected & warped).sum() / (expected | warped).sum()
+    # Whole cells: exact but at the border. Turned: one-cell walls lose half their overlap to nearest-cell
+    # rounding (a move the wrong way scores under 0.1).
+    assert overlap > (0.99 if shift[2] == 0 else 0.4)
+    if shift[2] != 0:  # nearest-cell rounding moves a cell by at most one: dilated, the warp covers the truth
+        import cv2
+
+        grown = cv2.dilate(warped.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        assert (expected & ~grown).sum() <= 0.01 * expected.sum()
+    unshifted = _raster(points)
+    assert np.array_equal(shift_scan(unshifted, np.zeros(3)), unshifted)
+
+
+def test_moved_draws_keep_within_their_bounds_and_share():
+    from av_stack.localization.learned.train import draw_shifts
+
+    config = load_matcher_config({"train": {"shift_share": 0.5, "shift_lateral_m": 1.5}}).train
+    shifts = draw_shifts(np.random.default_rng(0), 4000, config)
+    moved = np.any(shifts != 0, axis=1)
+    assert 0.45 < moved.mean() < 0.55
+    assert np.abs(shifts[:, 1]).max() <= 1.5 and np.abs(shifts[:, 1][moved]).max() > 1.4
+    assert np.abs(shifts[:, 2]).max() <= math.radians(config.shift_yaw_deg)
+    assert not np.any(draw_shifts(np.random.default_rng(0), 10, config, share=0.0))
+
+
 def test_a_tiny_training_run_lowers_the_loss_and_resumes(dataset, tmp_path):
     from av_stack.localization.learned.train import draw_offsets, load_samples
 
