@@ -6,9 +6,11 @@ every frame recorded into MCAP run logs, one log per (town, traffic, scenarios, 
 - *The drive*: :func:`av_stack.bridge.expert_agent` (oracle perception and localization, expert planner,
   Stanley) wrapped in :class:`~av_stack.data.noise.NoisyAgent`, on the embedded simulator with the config's
   sensor suite (default ``configs/sensors/default.yaml``), observation modes ``sensors`` + ``bev`` and the
-  privileged ground truth. Routes: ``random:N`` on the town with the log's seed.
+  privileged ground truth. Routes: ``random:N`` on the town with the log's seed. With ``drift`` enabled the
+  expert is handed a pose moved across its heading (:class:`~av_stack.data.noise.DriftedLocalization`): the car
+  drives off the lane centre (pose-labelled data for the map-matching network).
 - *The log*: :class:`~av_stack.logs.recorder.RunRecorder` with ``sensors_every`` (default 1: every frame),
-  plus ``/collect/applied_control`` (the executed, noisy control, its noise and the clean one); the expert's
+  plus ``/collect/applied_control`` (the executed, noisy control, its noise, the clean one and the drift); the expert's
   clean control is ``/stack/control``. A log stops at its frame budget.
 - *Resumable*: a log is written as ``NAME.mcap.part`` and renamed when finished, then the manifest
   (:mod:`av_stack.data.manifest`) is rewritten. Running the same command again skips finished logs and
@@ -65,7 +67,8 @@ class LogJob:
         return {"town": self.town.model_dump(mode="json"), "traffic": self.traffic.model_dump(),
                 "scenarios": list(self.scenarios), "seed": self.seed, "frames": self.frames,
                 "sensors": config.sensors, "sensors_every": config.sensors_every,
-                "noise": config.noise.model_dump(mode="json"), "env": config.env}
+                "noise": config.noise.model_dump(mode="json"), "env": config.env,
+                **({"drift": config.drift.model_dump(mode="json")} if config.drift.enabled else {})}
 
 
 def plan_jobs(config: CollectConfig) -> list[LogJob]:
@@ -116,7 +119,8 @@ class AppliedControlLog(Observer):
             "frame": frame.frame, "throttle": float(a[THROTTLE]), "steer": float(a[STEER]), "brake": float(a[BRAKE]),
             "reverse": bool(a[3] > 0.5) if len(a) > 3 else False,
             "clean": {"throttle": float(c[THROTTLE]), "steer": float(c[STEER]), "brake": float(c[BRAKE])},
-            "noise": {"active": n.active, "steer": n.steer, "throttle": n.throttle}}, frame.timestamp_s)
+            "noise": {"active": n.active, "steer": n.steer, "throttle": n.throttle},
+            "drift_m": self.agent.drift_m}, frame.timestamp_s)
 
 
 class _BudgetReached(Exception):
@@ -170,7 +174,7 @@ def collect_log(job: LogJob, config: CollectConfig, out: Path, split: str, progr
     part = out / (job.file + PART)
     recorder = None
     try:
-        agent = NoisyAgent(expert_agent(), config.noise, job.seed)
+        agent = NoisyAgent(expert_agent(), config.noise, job.seed, config.drift)
         record = RecordConfig(sensors_every=config.sensors_every, jpeg_quality=config.jpeg_quality,
                               compression=config.compression)
         run_config = {"collect": config.model_dump(mode="json"), "log": job.settings(config), "env": overrides}

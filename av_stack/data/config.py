@@ -78,6 +78,26 @@ class NoiseConfig(_Section):
         return self
 
 
+class DriftConfig(_Section):
+    """The expert drives off the lane centre: its (oracle) localization hands it the true pose moved across
+    the heading by a slowly varying offset, so the car really sits that far to the side of the path it
+    follows. Each segment of ``segment_s`` (uniform in the range) moves the offset linearly to a new uniform
+    target within +-``lateral_max_m``. For data whose labels are poses (the map-matching network, which must
+    not learn that the car is always on the lane centre); the clean control labels then steer to the moved
+    path, so do not imitate them."""
+
+    enabled: bool = False
+    lateral_max_m: float = Field(1.0, ge=0.0, le=3.0)
+    segment_s: tuple[float, float] = (3.0, 8.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DriftConfig:
+        low, high = self.segment_s
+        if not 0.0 < low <= high:
+            raise ValueError(f"segment_s must be (min, max) with 0 < min <= max, got {self.segment_s}")
+        return self
+
+
 class SplitConfig(_Section):
     """Towns held out for validation and testing (by town name); every other town is ``train``. Left out:
     :func:`av_stack.data.manifest.split_of`'s stable hash rule decides."""
@@ -109,6 +129,7 @@ class CollectConfig(_Section):
     jpeg_quality: int = Field(90, ge=1, le=100)
     compression: Literal["zstd", "lz4", "none"] = "zstd"
     noise: NoiseConfig = NoiseConfig()
+    drift: DriftConfig = DriftConfig()
     split: SplitConfig | None = None
     routes_per_log: int | None = Field(None, ge=1, le=1000, description="random routes drawn per log (default: "
                                                                        "enough for the log's frames)")

@@ -7,11 +7,13 @@ labels every frame with the expert's clean control: the recoveries are in the da
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from av_stack.data.config import NoiseConfig
+from av_stack.data.config import DriftConfig, NoiseConfig
 
 # The action of ``action.mode: vehicle_control``: throttle, steer, brake, reverse.
 THROTTLE, STEER, BRAKE = 0, 1, 2
@@ -70,14 +72,66 @@ def perturb(action: np.ndarray, noise: NoiseSample) -> np.ndarray:
     return out
 
 
+class DriftProcess:
+    """The lateral offset of :class:`~av_stack.data.config.DriftConfig`: piecewise linear between uniform
+    targets, one segment of random length after another, starting at 0."""
+
+    def __init__(self, config: DriftConfig, dt_s: float, seed: int) -> None:
+        self.config, self.dt_s = config, dt_s
+        self.rng = np.random.default_rng(seed)
+        self.offset_m = 0.0
+        self._start = self._target = 0.0
+        self._length = self._done = 0
+
+    def step(self) -> float:
+        """The offset [m] of the next tick (0 when disabled)."""
+        c = self.config
+        if not c.enabled or c.lateral_max_m == 0.0:
+            return 0.0
+        if self._done >= self._length:
+            self._start = self.offset_m
+            self._target = float(self.rng.uniform(-c.lateral_max_m, c.lateral_max_m))
+            self._length, self._done = max(1, int(round(self.rng.uniform(*c.segment_s) / self.dt_s))), 0
+        self._done += 1
+        self.offset_m = self._start + (self._target - self._start) * self._done / self._length
+        return self.offset_m
+
+
+class DriftedLocalization:
+    """A localization stage whose pose is moved ``process.offset_m`` across its heading (to the right for a
+    positive offset) on every step: the planner steers that point onto its path, so the car drives the offset
+    to the left of it. Everything else passes through."""
+
+    def __init__(self, stage, process: DriftProcess) -> None:
+        self.stage, self.process = stage, process
+
+    def reset(self, mission) -> None:
+        """Reset the wrapped stage."""
+        self.stage.reset(mission)
+
+    def step(self, frame):
+        """The wrapped stage's estimate, moved by the next offset."""
+        estimate = self.stage.step(frame)
+        offset = self.process.step()
+        pose = estimate.pose
+        moved = dataclasses.replace(pose, x_m=pose.x_m - math.sin(pose.yaw_rad) * offset,
+                                    y_m=pose.y_m + math.cos(pose.yaw_rad) * offset)
+        return dataclasses.replace(estimate, pose=moved)
+
+    def __getattr__(self, name: str):
+        return getattr(self.stage, name)
+
+
 class NoisyAgent:
     """Wraps a :class:`~av_stack.bridge.StackAgent` (the expert): returns its action perturbed by a
     :class:`NoiseProcess`; keeps the clean action, the applied one and the noise of the last tick.
     ``frame`` and ``outputs`` are the wrapped agent's (what the run recorder logs)."""
 
-    def __init__(self, agent, config: NoiseConfig, seed: int) -> None:
+    def __init__(self, agent, config: NoiseConfig, seed: int, drift: DriftConfig | None = None) -> None:
         self.agent, self.config, self.seed = agent, config, seed
+        self.drift = drift or DriftConfig()
         self.process: NoiseProcess | None = None
+        self.drift_process: DriftProcess | None = None
         self.clean: np.ndarray | None = None
         self.applied: np.ndarray | None = None
         self.noise = NoiseSample(False, 0.0, 0.0)
@@ -97,7 +151,18 @@ class NoisyAgent:
         """A new route: reset the expert and reseed the noise (seeded per route, so runs repeat)."""
         self.agent.reset(env)
         self.process = NoiseProcess(self.config, env.world.dt_s, self.seed * 1000 + self._episodes)
+        if self.drift.enabled:
+            self.drift_process = DriftProcess(self.drift, env.world.dt_s, self.seed * 1000 + self._episodes + 500)
+            stack = self.agent.stack
+            stage = stack.localization.stage if isinstance(stack.localization, DriftedLocalization) \
+                else stack.localization
+            stack.localization = DriftedLocalization(stage, self.drift_process)
         self._episodes += 1
+
+    @property
+    def drift_m(self) -> float:
+        """The expert's lateral offset from its path this tick [m] (0 without drift)."""
+        return 0.0 if self.drift_process is None else self.drift_process.offset_m
 
     def __call__(self, obs, env) -> np.ndarray:
         self.clean = np.asarray(self.agent(obs, env), dtype=np.float32)

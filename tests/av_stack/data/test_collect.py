@@ -150,3 +150,28 @@ def test_the_shipped_mix_plans_its_logs():
     jobs = plan_jobs(config)
     assert len(jobs) == 4 * 2 * 2 * 2 and len({job.file for job in jobs}) == len(jobs)
     assert {split_of(t.label, config.split) for t in config.towns} == {"train", "val", "test"}
+
+
+def test_a_drifted_expert_is_handed_the_pose_moved_by_the_logged_drift(tmp_path):
+    import math
+
+    config = CollectConfig.model_validate({
+        "towns": [{"procedural": {"seed": 1, "grid_rows": 2, "grid_cols": 2}}], "traffic": [{"vehicles": 0,
+                                                                                            "walkers": 0}],
+        "frames": 40, "frames_per_log": 40, "sensors_every": 10, "noise": {"enabled": False},
+        "drift": {"enabled": True, "lateral_max_m": 1.0, "segment_s": [0.2, 0.5]}})
+    collect(config, tmp_path, show_progress=False)
+    log = read_manifest(tmp_path)["logs"][0]
+    assert log["settings"]["drift"]["lateral_max_m"] == 1.0
+    drifts = []
+    for frame in LogReader(tmp_path / log["file"]).frames():
+        if frame.sensor_frame is None or APPLIED_CONTROL not in frame.messages:
+            continue
+        truth, handed = frame.sensor_frame.ground_truth.ego, frame.messages[T.STACK_LOCALIZATION]["pose"]
+        dx, dy = handed["x_m"] - truth.x_m, handed["y_m"] - truth.y_m
+        across = -math.sin(truth.yaw_rad) * dx + math.cos(truth.yaw_rad) * dy
+        along = math.cos(truth.yaw_rad) * dx + math.sin(truth.yaw_rad) * dy
+        drift = frame.messages[APPLIED_CONTROL]["drift_m"]
+        assert across == pytest.approx(drift, abs=1e-6) and along == pytest.approx(0.0, abs=1e-6)
+        drifts.append(drift)
+    assert len(drifts) >= 30 and max(abs(d) for d in drifts) > 0.1
