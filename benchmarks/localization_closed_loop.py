@@ -3,6 +3,7 @@ estimate compared with the ground-truth pose on every tick.
 
     python -m benchmarks.localization_closed_loop --mix localization --route town02_short_00 --json
     python -m benchmarks.localization_closed_loop --mix localization+planning --gnss-bias-std 0 --json
+    python -m benchmarks.localization_closed_loop --checkpoint runs/localization/matcher/last.pt --json
 
 The mix is one of ``avsim eval stack-ablation``'s (the stack of ``configs/stack/learned.yaml`` with the other
 stages oracle); ``--gnss-bias-std`` overrides the learned stage's ``ekf.gnss_bias_std_m``. The JSON (printed
@@ -64,11 +65,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--routes", default="town02", help="a route set")
     parser.add_argument("--route", action="append", help="route ids (default: town02_short_00)")
     parser.add_argument("--gnss-bias-std", type=float, default=None, help="the learned stage's ekf.gnss_bias_std_m")
+    parser.add_argument("--checkpoint", default=None, help="the learned stage's checkpoint (default: the shipped one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     learned = yaml.safe_load(LEARNED.read_text())
+    localization = dict(learned["localization"])
     if args.gnss_bias_std is not None:
-        learned["localization"] = {"name": "learned", "ekf": {"gnss_bias_std_m": args.gnss_bias_std}}
+        localization["ekf"] = {"gnss_bias_std_m": args.gnss_bias_std}
+    if args.checkpoint is not None:
+        localization["checkpoint"] = args.checkpoint
+    learned["localization"] = localization
     records: list[tuple[float, float, float, bool]] = []
     _record_errors(records)
     routes = tuple(args.route or ["town02_short_00"])
@@ -80,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     distance = np.hypot(errors[:, 0], errors[:, 1])
     over = np.flatnonzero(distance > 0.5)
     result = {"benchmark": "localization_closed_loop", "mix": args.mix, "routes": list(routes),
-              "gnss_bias_std_m": args.gnss_bias_std, "driving_score": round(row["driving_score"], 2),
+              "gnss_bias_std_m": args.gnss_bias_std, "checkpoint": args.checkpoint, "driving_score": round(row["driving_score"], 2),
               "terminations": row["termination_counts"], "ticks": len(records),
               "longitudinal_m": _stats(errors[:, 0]), "lateral_m": _stats(errors[:, 1]), "yaw_deg": _stats(errors[:, 2]),
               "valid_share": round(float(valid.mean()), 3),
