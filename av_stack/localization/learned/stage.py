@@ -105,10 +105,12 @@ class LearnedLocalization:
         min_scan_cells: int = Field(50, ge=1, description="a sweep hitting fewer BEV cells is not matched")
         max_std_m: float = Field(0.3, gt=0, description="a position axis (along / across the prior's heading) is "
                                  "fused only when the network's std on it is at most this")
-        max_yaw_std_deg: float = Field(0.5, gt=0, description="the yaw is fused only when its std is at most this")
+        max_yaw_std_deg: float = Field(0.2, gt=0, description="the yaw is fused only when its std is at most this "
+                                       "(the shipped network is never this sure: the heading comes from the compass "
+                                       "and the gyroscope; chosen on the val split)")
         gate_chi2: float = Field(16.3, ge=0, description="reject a match this far from the prediction "
                                  "(Mahalanobis, 3 dof; 0: no gate)")
-        cov_scale: float = Field(8.0, gt=0, description="the network's variances are multiplied by this (its "
+        cov_scale: float = Field(16.0, gt=0, description="the network's variances are multiplied by this (its "
                                  "matches, 10 a second, are not independent; chosen on the val split)")
         min_std_m: float = Field(0.02, gt=0, description="position std floor of a match")
         min_yaw_std_deg: float = Field(0.05, gt=0, description="yaw std floor of a match")
