@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from sim.config import ConfigError, load_yaml_config
 from sim.maps.procedural import ProceduralTownConfig
@@ -56,6 +56,17 @@ class TrafficSpec(_Section):
     walkers: int = Field(5, ge=0, le=500)
 
 
+def _positive_range(value: tuple[float, float]) -> tuple[float, float]:
+    low, high = value
+    if not 0.0 < low <= high:
+        raise ValueError(f"must be (min, max) with 0 < min <= max, got {value}")
+    return value
+
+
+SecondsRange = Annotated[tuple[float, float], AfterValidator(_positive_range)]
+"""A (min, max) duration in seconds with 0 < min <= max; a bad one is an error naming its key."""
+
+
 class NoiseConfig(_Section):
     """Noise injection on the EXECUTED control (DART / CARLA CIL): short random episodes in which a steering
     (and throttle) offset ramps up and back down (a triangle), so the expert's clean label shows recoveries.
@@ -66,16 +77,9 @@ class NoiseConfig(_Section):
 
     enabled: bool = True
     start_probability: float = Field(0.02, ge=0.0, le=1.0)
-    duration_s: tuple[float, float] = (0.5, 2.0)
+    duration_s: SecondsRange = (0.5, 2.0)
     steer_max: float = Field(0.3, ge=0.0, le=1.0)
     throttle_max: float = Field(0.3, ge=0.0, le=1.0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> NoiseConfig:
-        low, high = self.duration_s
-        if not 0.0 < low <= high:
-            raise ValueError(f"duration_s must be (min, max) with 0 < min <= max, got {self.duration_s}")
-        return self
 
 
 class DriftConfig(_Section):
@@ -88,14 +92,7 @@ class DriftConfig(_Section):
 
     enabled: bool = False
     lateral_max_m: float = Field(1.0, ge=0.0, le=3.0)
-    segment_s: tuple[float, float] = (3.0, 8.0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> DriftConfig:
-        low, high = self.segment_s
-        if not 0.0 < low <= high:
-            raise ValueError(f"segment_s must be (min, max) with 0 < min <= max, got {self.segment_s}")
-        return self
+    segment_s: SecondsRange = (3.0, 8.0)
 
 
 class SplitConfig(_Section):
