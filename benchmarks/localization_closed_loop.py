@@ -24,6 +24,7 @@ import yaml
 
 from av_stack import stack as stack_module
 from av_stack.ablation import run_ablation
+from av_stack.localization.learned.model import relative_pose
 
 LEARNED = Path(__file__).resolve().parents[1] / "configs" / "stack" / "learned.yaml"
 
@@ -40,11 +41,10 @@ def _record_errors(records: list[tuple[float, float, float, bool]]) -> None:
             estimate = step(frame)
             truth = frame.ground_truth
             if truth is not None:
-                ego = truth.ego
-                dx, dy = estimate.pose.x_m - ego.x_m, estimate.pose.y_m - ego.y_m
-                c, s = math.cos(ego.yaw_rad), math.sin(ego.yaw_rad)
-                yaw = (estimate.pose.yaw_rad - ego.yaw_rad + math.pi) % (2 * math.pi) - math.pi
-                records.append((c * dx + s * dy, -s * dx + c * dy, math.degrees(yaw), bool(estimate.valid)))
+                ego, pose = truth.ego, estimate.pose
+                along, across, yaw = relative_pose(np.array([ego.x_m, ego.y_m, ego.yaw_rad]),
+                                                   np.array([pose.x_m, pose.y_m, pose.yaw_rad]))
+                records.append((along, across, math.degrees(yaw), bool(estimate.valid)))
             return estimate
 
         self.localization.step = recorded

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from av_stack.localization.learned.model import load_checkpoint
+from av_stack.localization.learned.model import load_checkpoint, relative_pose
 from av_stack.localization.learned.stage import DEFAULT_CHECKPOINT
 from av_stack.localization.learned.train import load_samples
 from av_stack.shipped import shipped_file
@@ -42,8 +42,8 @@ def lane_offsets(poses: np.ndarray, towns: np.ndarray) -> np.ndarray:
         for k in np.flatnonzero(towns == town):
             x, y, _ = poses[k]
             centre = world_map.get_waypoint(carla.Location(x=float(x), y=float(y), z=0.0)).transform
-            yaw = math.radians(centre.rotation.yaw)
-            offsets[k] = -math.sin(yaw) * (x - centre.location.x) + math.cos(yaw) * (y - centre.location.y)
+            lane = np.array([centre.location.x, centre.location.y, math.radians(centre.rotation.yaw)])
+            offsets[k] = relative_pose(lane, poses[k])[1]
     return offsets
 
 
