@@ -176,11 +176,17 @@ def _free_port() -> int:
 
 
 def test_traffic_manager_drives_autopilot_vehicles_along_lanes(sync_world, client):
+    """The client library's own Traffic Manager runs in this process. Its synchronous step can lose a wake-up
+    and hang ``world.tick()`` inside C++ (carla-simulator/carla#9172; a CI run hung here), so the ticks run
+    under the CARLA backend's :class:`TickWatchdog`, as ``CarlaWorld.tick`` does."""
     from carla import command
+
+    from sim.carla_backend.tm_watchdog import TickWatchdog
 
     world = sync_world
     tm_port = _free_port()
     tm = client.get_trafficmanager(tm_port)
+    watchdog = TickWatchdog(tm_port, lambda: world.get_snapshot().frame)
     try:
         tm.set_synchronous_mode(True)
         tm.set_random_device_seed(0)
@@ -197,7 +203,7 @@ def test_traffic_manager_drives_autopilot_vehicles_along_lanes(sync_world, clien
         actors = list(world.get_actors(ids))
         start = {a.id: a.get_location() for a in actors}
         for _ in range(60):
-            world.tick()
+            watchdog.tick(world.get_snapshot().frame, world.tick)
         moved = [a.get_location().distance(start[a.id]) for a in actors]
         assert sum(m > 1.0 for m in moved) >= 5, moved
         for actor in actors:  # driven along lanes: near a lane centre, heading along it
@@ -208,6 +214,7 @@ def test_traffic_manager_drives_autopilot_vehicles_along_lanes(sync_world, clien
             assert 30.0 - 1e-3 <= actor.get_speed_limit() <= 90.0 + 1e-3  # the lane's limit [km/h]; 0 would stop TM
         assert any(a.get_control().throttle > 0.0 for a in actors)  # controls come from the TM's batches
     finally:
+        watchdog.close()
         tm.set_synchronous_mode(False)
         tm.shut_down()
 
