@@ -207,6 +207,10 @@ class EpisodeSection(_Section):
     route_deviation_m: float = Field(30.0, gt=0)  # Leaderboard: off the route by more than 30 m
     blocked_s: float = Field(180.0, gt=0)  # Leaderboard: slower than 0.1 m/s for 180 s
     route_time_budget_mps: float = Field(2.0, gt=0)  # time budget = length / this speed + 30 s
+    # budget: the fixed time budget above; leaderboard: the Leaderboard 2.0's rule (300 s, and progress buys
+    # time at 10 % of the speed limit; sim/env/route_rules.py)
+    route_timeout: Literal["budget", "leaderboard"] = "budget"
+    min_speed: bool = False  # the Leaderboard 2.0's minimum-speed test (4 checkpoints; sim/env/route_rules.py)
 
     @model_validator(mode="after")
     def _check(self) -> EpisodeSection:

@@ -20,8 +20,13 @@ Ends of an episode, kept apart as Gymnasium asks:
   stop sign, off road, route deviation > ``route_deviation_m``, blocked: slower
   than 0.1 m/s for ``blocked_s``);
 - ``truncated``: the time limit (``episode.max_steps``, by default the route's
-  time budget, length / ``route_time_budget_mps`` + 30 s, reported as the
-  Leaderboard's route timeout).
+  timeout, reported as the Leaderboard's route timeout: with
+  ``episode.route_timeout: budget`` a fixed length / ``route_time_budget_mps``
+  + 30 s; with ``leaderboard`` the Leaderboard 2.0's rule, 300 s plus the time
+  each metre of progress takes at 10 % of the speed limit). With
+  ``episode.min_speed: true`` the Leaderboard 2.0's minimum-speed test scores
+  the ego's speed against the traffic's on each quarter of the route
+  (:mod:`sim.env.route_rules`).
 
 ``info`` every step: ``rewards`` (each term), ``infractions`` (this step),
 ``action_clipped``, ``route_completion``, ``route_id``; at the end also
@@ -63,7 +68,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from sim.api import (CollisionEvent, OffRoadEvent, Pose, RedLightEvent, SpawnError, StopSignEvent,
+from sim.api import (ActorKind, CollisionEvent, OffRoadEvent, Pose, RedLightEvent, SpawnError, StopSignEvent,
                      TrafficLightState, WorldSnapshot)
 from sim.backends import make_sensor_rig, make_world
 from sim.config import ConfigError
@@ -73,6 +78,7 @@ from sim.env.metrics import Infraction, InfractionKind, RouteResult, score_route
 from sim.env.observations import (GroundTruth, LightGroundTruth, StateObserver, ground_truth, measurement_space,
                                   measurements)
 from sim.env.rewards import RewardInput, make_reward
+from sim.env.route_rules import MinSpeedCheck, RouteTimer
 from sim.scenarios.routes import Route, RouteProgress, RouteTracker, load_route_file, plan_route, random_route
 from sim.scenarios.library import check_scenario_names, place_scenarios
 from sim.transforms import world_to_ego
@@ -229,8 +235,10 @@ class DrivingEnv(gymnasium.Env):
             self._rig.reset(episode_seed)
         self._light_of_junction = self._route_lights(self.route)
         self._steps = 0
-        self._max_steps = c.episode.max_steps or int(math.ceil(
-            (self.route.length_m / c.episode.route_time_budget_mps + 30.0) / self.world.dt_s))
+        self._max_steps = c.episode.max_steps
+        self._timer = RouteTimer(c.episode.route_timeout, self.route.length_m, c.episode.route_time_budget_mps,
+                                 self.world.dt_s)
+        self._min_speed = MinSpeedCheck(self.route.length_m) if c.episode.min_speed else None
         self._previous_action = np.zeros(self.action_space.shape, dtype=np.float32)
         self._previous_steer = 0.0
         self._slow_s = 0.0
@@ -275,9 +283,13 @@ class DrivingEnv(gymnasium.Env):
         completed = self.route.length_m - progress.s_m <= COMPLETION_DISTANCE_M
         ending = next((e for e in events if e in c.episode.terminate_on), None)
         terminated = completed or ending is not None
-        truncated = not terminated and self._steps >= self._max_steps
-        hazard = self.hazard_distance(snapshot, row, progress)
         speed_limit = float(self.lanes.speed_limit_mps[self.route.lane[progress.index]])
+        self._timer.advance(progress.s_m, speed_limit)
+        out_of_time = self._timer.expired if self._max_steps is None else self._steps >= self._max_steps
+        truncated = not terminated and out_of_time
+        if self._min_speed is not None:
+            self._check_min_speed(snapshot, row, progress, speed, (x, y), terminated or truncated)
+        hazard = self.hazard_distance(snapshot, row, progress)
         reward, terms = self.reward_fn(RewardInput(
             speed_mps=speed, speed_limit_mps=speed_limit, lateral_m=progress.lateral_m,
             heading_error_rad=progress.heading_error_rad, steer=control.steer, previous_steer=self._previous_steer,
@@ -440,6 +452,20 @@ class DrivingEnv(gymnasium.Env):
             self._infractions.append(Infraction(InfractionKind.AGENT_BLOCKED, snapshot.frame, location))
             self._slow_s = 0.0
         return events
+
+    def _check_min_speed(self, snapshot, row: int, progress, speed: float, xy: tuple[float, float],
+                         ending: bool) -> None:
+        """The Leaderboard's minimum-speed test: the ego's speed against the other vehicles' this tick."""
+        others = snapshot.kind == ActorKind.VEHICLE
+        others[row] = False
+        traffic = float(np.hypot(*snapshot.velocity_mps[others, :2].T).mean()) if others.any() else None
+        failed = [self._min_speed.update(progress.s_m, speed, traffic)]
+        if ending:
+            failed.append(self._min_speed.finish())
+        for value in failed:
+            if value is not None:
+                self._infractions.append(Infraction(InfractionKind.MIN_SPEED, snapshot.frame, (*xy, 0.0),
+                                                    value=max(value, 0.0)))
 
     def _observe(self, snapshot, row: int, progress):
         speed = float(np.hypot(*snapshot.velocity_mps[row, :2]))
