@@ -72,7 +72,11 @@ def _row(name: str, config: StackConfig, result: dict[str, Any]) -> dict[str, An
             "driving_score": result["driving_score"], "route_completion": result["route_completion"],
             "infraction_penalty": result["infraction_penalty"], "km_driven": result["km_driven"],
             "infractions_per_km": result["infractions_per_km"], "termination_counts": result["termination_counts"],
-            "latency_ms_p50": {key: value["p50"] for key, value in latency.items()}}
+            "latency_ms_p50": {key: value["p50"] for key, value in latency.items()},
+            "routes": [{"route_id": r["route_id"], "driving_score": r["driving_score"],
+                        "termination": r["termination"], "steps": r["steps"],
+                        "infractions": {kind: n for kind, n in r["infractions"].items() if n}}
+                       for r in result.get("routes", [])]}
 
 
 def run_ablation(routes: str | None, map_name: str | None = None, learned: str | Path | dict = "stack/learned.yaml",

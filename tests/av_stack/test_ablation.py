@@ -62,6 +62,8 @@ def test_the_ablation_drives_each_mix_on_the_same_routes():
     for row in result["rows"]:
         assert 0.0 <= row["driving_score"] <= 100.0 and row["km_driven"] > 0.0
         assert row["latency_ms_p50"]["localization"] >= 0.0
+        assert [route["route_id"] for route in row["routes"]] == ["town01_short_00"]  # each route's outcome
+        assert row["routes"][0]["termination"] in ("completed", "route_timeout", "agent_blocked", "route_deviation")
     assert result["map"] == "Town01"
 
 
