@@ -188,6 +188,16 @@ class DrivingEnv(gymnasium.Env):
             raise RuntimeError("call reset() before reading progress")
         return self._progress
 
+    @property
+    def time_limit_s(self) -> float:
+        """The route's time limit so far [s] (``episode.route_timeout``; under the Leaderboard's rule it grows
+        with progress); ``episode.max_steps`` overrides it."""
+        if self._tracker is None:
+            raise RuntimeError("call reset() before reading time_limit_s")
+        if self._max_steps is not None:
+            return self._max_steps * self.world.dt_s
+        return self._timer.limit_s
+
     # ------------------------------------------------------------------ construction helpers
     @staticmethod
     def _make_world(c: EnvConfig):
