@@ -7,7 +7,8 @@
   its route never times out; one that stands still is caught by the blocked rule (180 s) first.
 * :class:`MinSpeedCheck`: the Leaderboard 2.0's ``MinimumSpeedRouteTest`` with its 4 checkpoints. The
   route is cut into four equal stretches; over each one the ego's mean speed is compared with the mean
-  speed of the other vehicles (every tick's average over all of them). Below 100 % is a
+  speed of the other vehicles (every tick's average over all of them; the Leaderboard averages its
+  background traffic, which leaves out scenario actors: here those count too). Below 100 % is a
   ``min_speed_infractions`` event carrying that percentage (the penalty is scaled by it in
   :mod:`sim.env.metrics`). The last stretch is scored when the route ends past 95 % of its length.
 """
