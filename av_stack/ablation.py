@@ -75,7 +75,8 @@ def _row(name: str, config: StackConfig, result: dict[str, Any]) -> dict[str, An
             "latency_ms_p50": {key: value["p50"] for key, value in latency.items()},
             "routes": [{"route_id": r["route_id"], "driving_score": r["driving_score"],
                         "termination": r["termination"], "steps": r["steps"],
-                        "infractions": {kind: n for kind, n in r["infractions"].items() if n}}
+                        "infractions": {kind: n for kind, n in r["infractions"].items() if n},
+                        "min_speed_percent": r.get("min_speed_percent", [])}
                        for r in result.get("routes", [])]}
 
 

@@ -47,7 +47,7 @@ from av_stack.stack import STAGES, Stack, StackConfig, load_stack_config
 from sim.config import ConfigError
 from sim.env import ENV_ID
 from sim.env.config import WORLD_SHORTHANDS, EnvConfig, load_env_config, merge_overrides
-from sim.env.metrics import aggregate, score_route
+from sim.env.metrics import aggregate, route_record
 from sim.resources import locate_config, resolve_config, shipped_configs
 
 DEFAULT_ENV = "env/leaderboard_town01.yaml"
@@ -285,8 +285,7 @@ def drive(env, agent, route_ids: Iterable[str] | None = None, seed: int = 0,
                 for observer in observers:
                     observer.tick(tick)
             result = env.route_result(info["termination_reason"])
-            record = {**score_route(result).to_dict(), "steps": steps, "distance_m": round(result.distance_m, 1),
-                      "route_length_m": round(result.route_length_m, 1)}
+            record = route_record(result, steps)
             log.results.append(result)
             log.records.append(record)
             for observer in observers:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from sim.env.driving import DrivingEnv
-from sim.env.metrics import aggregate, score_route
+from sim.env.metrics import aggregate, route_record
 
 
 class Agent(Protocol):
@@ -50,8 +50,7 @@ def evaluate(env: DrivingEnv, agent: Agent, route_ids: list[str] | None = None, 
             done = terminated or truncated
         result = env.route_result(info["termination_reason"])
         results.append(result)
-        record = {**score_route(result).to_dict(), "steps": steps, "distance_m": round(result.distance_m, 1),
-                  "route_length_m": round(result.route_length_m, 1)}
+        record = route_record(result, steps)
         per_route.append(record)
         if on_route is not None:
             on_route(record)

@@ -271,6 +271,16 @@ def _count_kinds(infractions: Iterable[Infraction]) -> dict[str, int]:
     return {kind.value: counts.get(kind, 0) for kind in InfractionKind}
 
 
+def route_record(result: RouteResult, steps: int) -> dict[str, Any]:
+    """One route's JSON record in evaluation outputs: its Leaderboard 2.0 scores (:meth:`RouteScore.to_dict`),
+    ``steps``, driven distance, route length and ``min_speed_percent`` (the ego's speed as % of the
+    traffic's on each stretch that raised a minimum-speed infraction, in order)."""
+    return {**score_route(result).to_dict(), "steps": steps, "distance_m": round(result.distance_m, 1),
+            "route_length_m": round(result.route_length_m, 1),
+            "min_speed_percent": [round(float(i.value), 2) for i in result.infractions
+                                  if i.kind is InfractionKind.MIN_SPEED and i.value is not None]}
+
+
 def score_route(result: RouteResult, version: str = "2.0") -> RouteScore:
     """Route completion [%], infraction penalty and driving score [%] of one route."""
     penalty = infraction_penalty(result.infractions, version)

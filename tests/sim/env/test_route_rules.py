@@ -66,7 +66,7 @@ def test_the_env_under_leaderboard_rules_gives_time_for_progress_and_flags_a_slo
     import numpy as np
 
     from sim.env.driving import DrivingEnv
-    from sim.env.metrics import InfractionKind
+    from sim.env.metrics import InfractionKind, route_record
     from sim.scenarios.library import steer_towards
 
     env = DrivingEnv(map="Town01", traffic={"vehicles": 12, "walkers": 0}, observation={"mode": "state"},
@@ -87,6 +87,9 @@ def test_the_env_under_leaderboard_rules_gives_time_for_progress_and_flags_a_slo
                 break
         slow = [i for i in env.route_result("running").infractions if i.kind is InfractionKind.MIN_SPEED]
         assert len(slow) == 1 and 5.0 < slow[0].value < 90.0, slow
+        record = route_record(env.route_result("running"), 1)
+        assert record["min_speed_percent"] == [round(slow[0].value, 2)]
+        assert record["infractions"]["min_speed_infractions"] == 1 and record["driving_score"] < 100.0
         assert env.time_limit_s > LEADERBOARD_MIN_TIMEOUT_S + quarter / (0.1 * 15.0)  # limits <= 15 m/s here
     finally:
         env.close()
