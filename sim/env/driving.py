@@ -295,7 +295,7 @@ class DrivingEnv(gymnasium.Env):
         terminated = completed or ending is not None
         speed_limit = float(self.lanes.speed_limit_mps[self.route.lane[progress.index]])
         self._timer.advance(progress.s_m, speed_limit)
-        out_of_time = self._timer.expired if self._max_steps is None else self._steps >= self._max_steps
+        out_of_time = self._timer.expired(self._steps) if self._max_steps is None else self._steps >= self._max_steps
         truncated = not terminated and out_of_time
         if self._min_speed is not None:
             self._check_min_speed(snapshot, row, progress, speed, (x, y), terminated or truncated)
@@ -474,8 +474,7 @@ class DrivingEnv(gymnasium.Env):
             failed.append(self._min_speed.finish())
         for value in failed:
             if value is not None:
-                self._infractions.append(Infraction(InfractionKind.MIN_SPEED, snapshot.frame, (*xy, 0.0),
-                                                    value=max(value, 0.0)))
+                self._infractions.append(Infraction(InfractionKind.MIN_SPEED, snapshot.frame, (*xy, 0.0), value=value))
 
     def _observe(self, snapshot, row: int, progress):
         speed = float(np.hypot(*snapshot.velocity_mps[row, :2]))

@@ -278,7 +278,7 @@ def route_record(result: RouteResult, steps: int) -> dict[str, Any]:
     return {**score_route(result).to_dict(), "steps": steps, "distance_m": round(result.distance_m, 1),
             "route_length_m": round(result.route_length_m, 1),
             "min_speed_percent": [round(float(i.value), 2) for i in result.infractions
-                                  if i.kind is InfractionKind.MIN_SPEED and i.value is not None]}
+                                  if i.kind is InfractionKind.MIN_SPEED]}
 
 
 def score_route(result: RouteResult, version: str = "2.0") -> RouteScore:

@@ -28,7 +28,7 @@ LAST_CHECKPOINT_SHARE = 0.95
 
 
 class RouteTimer:
-    """The route's time limit; :meth:`advance` once per tick, :attr:`expired` says when it has run out."""
+    """The route's time limit; :meth:`advance` once per tick, :meth:`expired` says when it has run out."""
 
     def __init__(self, mode: str, route_length_m: float, budget_mps: float, dt_s: float) -> None:
         if mode not in ("budget", "leaderboard"):
@@ -37,22 +37,19 @@ class RouteTimer:
         self.dt_s = float(dt_s)
         self.limit_s = (LEADERBOARD_MIN_TIMEOUT_S if mode == "leaderboard"
                         else route_length_m / budget_mps + 30.0)
-        self.ticks = 0
         self._progress_m = 0.0
 
     def advance(self, progress_m: float, speed_limit_mps: float) -> None:
         """One tick; the ego is ``progress_m`` along the route, on a lane limited to ``speed_limit_mps``."""
-        self.ticks += 1
         gained = progress_m - self._progress_m
         if gained > 0.0:
             self._progress_m = progress_m
             if self.mode == "leaderboard" and speed_limit_mps > 0.0:
                 self.limit_s += gained / (speed_limit_mps * LEADERBOARD_TIMEOUT_SPEED_SHARE)
 
-    @property
-    def expired(self) -> bool:
-        """Whether the ticks so far have used up the limit."""
-        return self.ticks >= math.ceil(self.limit_s / self.dt_s)
+    def expired(self, ticks: int) -> bool:
+        """Whether ``ticks`` ticks since the start have used up the limit."""
+        return ticks >= math.ceil(self.limit_s / self.dt_s)
 
 
 class MinSpeedCheck:
@@ -96,4 +93,4 @@ class MinSpeedCheck:
         self.values.append(value)
         self._ego_sum = self._traffic_sum = 0.0
         self._points = 0
-        return value if value < 100.0 and math.isfinite(value) else None
+        return value if value < 100.0 else None

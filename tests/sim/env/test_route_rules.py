@@ -13,7 +13,7 @@ def _ticks_until_expired(timer: RouteTimer, progress_per_tick_m: float, speed_li
                          limit: int = 100_000) -> int:
     for tick in range(1, limit):
         timer.advance(tick * progress_per_tick_m, speed_limit_mps)
-        if timer.expired:
+        if timer.expired(tick):
             return tick
     return limit
 
