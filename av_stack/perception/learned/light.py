@@ -24,12 +24,18 @@ Three parts, used alike at training and at run time:
   line (4-5 m) it is above the 90 degree camera's view.
 - :class:`LightNet`, a tiny CNN (about 50k parameters, under a millisecond)
   scoring the patch red / yellow / green from its lit (saturated, bright)
-  pixels.
+  pixels; with ``none_class``, a fourth class says the patch holds no lit
+  head at all (sky, walls, the arm from behind: a window whose heads are out
+  of the image), which the reader takes as "not seen". Without it, a patch of
+  blue sky was read red with 0.98.
 
 :class:`LightReader` puts them together for the perception stage, with a
 memory: when the light is out of view, or the patch is not read with
 confidence, the last confident reading of the same light holds; a light never
-read and not in view is reported red, the safe guess. Beyond ``range_m``, with
+read and not in view is reported red, the safe guess. A held state changes only
+after ``confirm_frames`` consecutive confident readings of the new one, so a
+single misread frame (a green crop read red for one tick) neither stops the car
+nor, where the heads then leave the view, holds it for good. Beyond ``range_m``, with
 no light ahead, without a GNSS fix or without the camera's image the
 observation is "none".
 
@@ -54,7 +60,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from av_stack.messages import LightObservation, Mission, SensorCalibration, SensorFrame
@@ -62,12 +68,14 @@ from av_stack.perception.classical import gnss_to_world
 from av_stack.perception.learned.geometry import mount_transform
 from sim.api import TrafficLightState
 
-__all__ = ["EXTRA_LIGHT_CAMERA", "LIGHT_STATES", "LightCameraError", "LightCheckpointError", "LightConfig",
+__all__ = ["EXTRA_LIGHT_CAMERA", "LIGHT_STATES", "NONE_CLASS", "LightCameraError", "LightCheckpointError", "LightConfig",
            "LightNet", "LightReader", "LightTarget", "RouteLightLocator", "WindowConfig", "clipped_window",
            "light_net", "light_window", "load_light_checkpoint", "save_light_checkpoint"]
 
 LIGHT_STATES = (TrafficLightState.RED, TrafficLightState.YELLOW, TrafficLightState.GREEN)
 """The classifier's classes, in order."""
+NONE_CLASS = len(LIGHT_STATES)
+"""The index of the "no lit head in the patch" class of a model with ``none_class``."""
 FORMAT = "avsim.perception.light/1"
 EXTRA_LIGHT_CAMERA = "light_rgb"
 """The default suite's camera for the light at the stop line; the reader adds it when the frame has it."""
@@ -78,7 +86,12 @@ class WindowConfig(BaseModel):
     """Where the heads can be, relative to the light (see the module docstring): ``along_m`` either side of
     the signal location along the road; across it from the pole to the ego's lane (an arm reaches at most
     ``max_arm_m``) plus ``margin_m`` either side; ``low_m`` to ``high_m`` above the road at the stop line.
-    ``min_visible``: the share of the box that must fall inside the image for the camera to see the light."""
+    ``min_visible``: the share of the box that must fall inside the image for the camera to see the light;
+    ``min_visible_clipped``: the same for a camera other than the checkpoint's, whose window is clipped to the
+    image (:func:`clipped_window`; None: ``min_visible``). From the rear of the roof at the stop line the box
+    reaches behind that camera and beside it, while the heads themselves are well inside the image (0.47-0.54
+    of the box in view on a Town02 stop); a lower share needs a model with ``none_class``, which tells a crop
+    that missed the heads."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -88,11 +101,13 @@ class WindowConfig(BaseModel):
     low_m: float = 1.8
     high_m: float = 5.8
     min_visible: float = Field(0.5, ge=0.0, le=1.0)
+    min_visible_clipped: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class LightModelConfig(BaseModel):
     """The classifier: ``camera`` it reads, the patch size the crop is resized to, the first layer's width,
-    and the saturation and value (0-1) around which a pixel counts as lit (:class:`LightNet`)."""
+    the saturation and value (0-1) around which a pixel counts as lit (:class:`LightNet`), and ``none_class``:
+    a fourth output for a patch with no lit head (module docstring)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -102,13 +117,16 @@ class LightModelConfig(BaseModel):
     width: int = Field(16, ge=4)
     lit_saturation: float = Field(0.5, ge=0.0, le=1.0)
     lit_value: float = Field(0.35, ge=0.0, le=1.0)
+    none_class: bool = False
 
 
 class LightTrainConfig(BaseModel):
     """Training (:mod:`av_stack.perception.learned.light_train`) on the datasets ``data`` and ``extra_data``
     (their train and val logs together): frames whose light is at most ``max_distance_m`` away along the
     route and in view; ``crops_per_frame`` crops each, the first from the GNSS pose, the others from a pose
-    jittered by ``jitter_*`` (standard deviations)."""
+    jittered by ``jitter_*`` (standard deviations). For a model with ``none_class``, the negatives (no lit head):
+    each such frame's box raised by ``negative_lift_m`` (a range; crops wholly above the heads' box only), and
+    every ``negative_every``-th frame with no light pole within ``negative_clear_m``, cropped at random."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -123,7 +141,17 @@ class LightTrainConfig(BaseModel):
     jitter_along_m: float = Field(1.5, ge=0)
     jitter_lateral_m: float = Field(0.7, ge=0)
     jitter_yaw_deg: float = Field(1.5, ge=0)
+    negative_lift_m: tuple[float, float] = (7.0, 12.0)
+    negative_clear_m: float = Field(40.0, gt=0)
+    negative_every: int = Field(4, ge=1)
     seed: int = 0
+
+    @field_validator("negative_lift_m")
+    @classmethod
+    def _a_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= value[0] <= value[1]:
+            raise ValueError(f"must be a range (low, high) with 0 <= low <= high, got {list(value)}")
+        return value
 
 
 class LightConfig(BaseModel):
@@ -410,7 +438,8 @@ def crop_patch(image: np.ndarray, box: tuple[float, float, float, float], size: 
 
 # ---------------------------------------------------------------------------------------------- classifier
 class LightNet(nn.Module):
-    """Patch (B, 3, h, w) uint8 or float in [0, 255] -> (B, 3) logits (red, yellow, green).
+    """Patch (B, 3, h, w) uint8 or float in [0, 255] -> (B, classes) logits (red, yellow, green, and with four
+    classes: no lit head).
 
     The network sees the lit pixels only: each pixel is weighted by a soft gate on its saturation and value
     (``lit_saturation``, ``lit_value``), so walls, trees and sky are near black and a lamp stands out; on
@@ -418,7 +447,8 @@ class LightNet(nn.Module):
     0.92 gated). Four 3x3 conv blocks (three halve the size), then global max and mean pooling: a lit lamp is
     a few pixels anywhere in the patch."""
 
-    def __init__(self, width: int = 16, lit_saturation: float = 0.5, lit_value: float = 0.35) -> None:
+    def __init__(self, width: int = 16, lit_saturation: float = 0.5, lit_value: float = 0.35,
+                 classes: int = len(LIGHT_STATES)) -> None:
         super().__init__()
         w = width
         self.lit_saturation, self.lit_value = lit_saturation, lit_value
@@ -428,7 +458,7 @@ class LightNet(nn.Module):
 
         self.features = nn.Sequential(block(4, w), nn.MaxPool2d(2), block(w, 2 * w), nn.MaxPool2d(2),
                                       block(2 * w, 3 * w), nn.MaxPool2d(2), block(3 * w, 4 * w))
-        self.head = nn.Linear(8 * w, len(LIGHT_STATES))
+        self.head = nn.Linear(8 * w, classes)
 
     def lit(self, patch: torch.Tensor) -> torch.Tensor:
         """(B, 4, h, w): the lit-gated colour and the gate itself, for a patch in [0, 255]."""
@@ -446,7 +476,7 @@ class LightNet(nn.Module):
 def light_net(config: LightConfig) -> LightNet:
     """An untrained :class:`LightNet` of ``config``'s model section."""
     m = config.model
-    return LightNet(m.width, m.lit_saturation, m.lit_value)
+    return LightNet(m.width, m.lit_saturation, m.lit_value, len(LIGHT_STATES) + int(m.none_class))
 
 
 class LightCheckpointError(RuntimeError):
@@ -511,7 +541,8 @@ class LightReader:
     """The governing light from a frame (module docstring): locator, window, classifier and memory.
 
     ``range_m``: lights farther along the route are "none"; ``min_score``: a reading at least this confident
-    updates the memory; ``unseen``: what a light in range that was never read and is not in view is taken
+    counts; ``confirm_frames``: a held state is replaced after this many consecutive confident readings of
+    another (1: at once; a light's first reading is taken at once); ``unseen``: what a light in range that was never read and is not in view is taken
     for (``red``: stop, the safe guess; ``none``). ``cameras``: the cameras tried in order, the first whose
     window is in view is read; None: the checkpoint's camera, then :data:`EXTRA_LIGHT_CAMERA` on frames that
     have it (a frame without it is read as by the checkpoint's camera alone). A camera after the first is
@@ -521,9 +552,13 @@ class LightReader:
     of every frame (:class:`LightCameraError` otherwise)."""
 
     def __init__(self, model: LightNet, config: LightConfig, range_m: float = 40.0, min_score: float = 0.7,
-                 unseen: Literal["red", "none"] = "red", cameras: tuple[str, ...] | None = None) -> None:
+                 unseen: Literal["red", "none"] = "red", cameras: tuple[str, ...] | None = None,
+                 confirm_frames: int = 3) -> None:
+        if confirm_frames < 1:
+            raise ValueError(f"confirm_frames must be at least 1, got {confirm_frames}")
         self.model, self.config = model.eval(), config
         self.range_m, self.min_score, self.unseen = range_m, min_score, unseen
+        self.confirm_frames = confirm_frames
         if cameras is not None:
             cameras = tuple(cameras)
             if not cameras or any(not isinstance(c, str) or not c for c in cameras) or len(set(cameras)) < len(cameras):
@@ -531,6 +566,7 @@ class LightReader:
         self.cameras = cameras
         self.locator = RouteLightLocator()
         self._memory: dict[tuple[int, int], tuple[TrafficLightState, float]] = {}
+        self._pending: dict[tuple[int, int], tuple[TrafficLightState, int]] = {}  # a new state and its streak
         self.source = "none"  # how the last observation came about: none, read, held or unseen (for scoring)
         self.camera: str | None = None  # the camera of the last reading (source "read")
 
@@ -547,6 +583,7 @@ class LightReader:
         """A new route: take its mission, forget the readings."""
         self.locator.reset(mission)
         self._memory.clear()
+        self._pending.clear()
 
     def frame_cameras(self, frame: SensorFrame) -> tuple[str, ...]:
         """The cameras tried on ``frame``, in order (the ``cameras`` option; module docstring)."""
@@ -582,16 +619,26 @@ class LightReader:
                 window = None  # a lamp there is smaller in this camera than in the first at range_m: unreadable
             else:
                 window = self.window(target, calibration)
-            if window is not None and window.visible >= self.config.window.min_visible:
+            if self.in_view(window, name):
                 return LightView(target, window, name)
             first = first or LightView(target, window, name)
         return first
 
+    def in_view(self, window: Window | None, camera: str | None) -> bool:
+        """Whether ``window`` (of ``camera``) shows enough of the heads' box to be read (:class:`WindowConfig`)."""
+        if window is None:
+            return False
+        w = self.config.window
+        clipped = camera != self.config.model.camera and w.min_visible_clipped is not None
+        return window.visible >= (w.min_visible_clipped if clipped else w.min_visible)
+
     def window(self, target: LightTarget, calibration: SensorCalibration,
-               pose: tuple[float, float, float] | None = None) -> Window | None:
+               pose: tuple[float, float, float] | None = None, lift_m: float = 0.0) -> Window | None:
         """The crop of ``target``'s heads seen from ``pose`` (default the target's own): the full box's
-        projection in the checkpoint's camera, :func:`clipped_window` in any other."""
-        corners = head_box(self.locator.mission, target, self.config.window, self.locator.road_height(target.entry))
+        projection in the checkpoint's camera, :func:`clipped_window` in any other. ``lift_m`` raises the box
+        (training crops above the heads, with no lamp in them)."""
+        corners = head_box(self.locator.mission, target, self.config.window,
+                           self.locator.road_height(target.entry) + lift_m)
         ego = world_to_ego(corners, pose or target.pose)
         if calibration.name == self.config.model.camera:
             return light_window(ego, calibration)
@@ -604,7 +651,7 @@ class LightReader:
 
     @torch.no_grad()
     def classify(self, patch: np.ndarray) -> np.ndarray:
-        """(3,) probabilities (red, yellow, green) of one patch, on one torch thread: the network is too
+        """(3,) probabilities (red, yellow, green; (4,) with the no-lit-head class) of one patch, on one torch thread: the network is too
         small to share, and with two threads on a busy 2-core machine one patch took 40-60 ms, not 2."""
         x = torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1)))[None]
         threads = torch.get_num_threads()
@@ -625,15 +672,20 @@ class LightReader:
             return LightObservation(None, math.inf, 1.0)  # no fix, no camera, or no light near enough
         distance = max(target.distance_m, 0.0)
         key = (target.light, target.entry)
-        window = view.window
-        if window is not None and window.visible >= self.config.window.min_visible:
-            p = self.classify(self.patch(np.asarray(image), window))
+        if self.in_view(view.window, view.camera):
+            p = self.classify(self.patch(np.asarray(image), view.window))
             k = int(p.argmax())
-            if p[k] >= self.min_score or key not in self._memory:
-                if p[k] >= self.min_score:
-                    self._memory[key] = (LIGHT_STATES[k], float(p[k]))
-                self.source, self.camera = "read", view.camera
+            if k == NONE_CLASS:  # the crop missed the heads: as if out of view
+                self._pending.pop(key, None)
+            elif p[k] >= self.min_score:
+                if self._confirmed(key, LIGHT_STATES[k], float(p[k])):
+                    self.source, self.camera = "read", view.camera
+                    return LightObservation(LIGHT_STATES[k], distance, float(p[k]))
+            elif key not in self._memory:
+                self.source, self.camera = "read", view.camera  # an unsure reading beats none at all
                 return LightObservation(LIGHT_STATES[k], distance, float(p[k]))
+            else:
+                self._pending.pop(key, None)
         if key in self._memory:
             state, score = self._memory[key]
             self.source = "held"
@@ -642,3 +694,20 @@ class LightReader:
             self.source = "unseen"
             return LightObservation(TrafficLightState.RED, distance, 0.5)
         return LightObservation(None, math.inf, 1.0)
+
+    def _confirmed(self, key: tuple[int, int], state: TrafficLightState, score: float) -> bool:
+        """Take a confident reading of ``state`` into the memory of light ``key`` if it agrees with it, is the
+        light's first, or is the ``confirm_frames``-th in a row of a new state; whether it was taken."""
+        held = self._memory.get(key)
+        if held is None or held[0] == state:
+            self._memory[key] = (state, score)
+            self._pending.pop(key, None)
+            return True
+        pending, streak = self._pending.get(key, (state, 0))
+        streak = streak + 1 if pending == state else 1
+        if streak >= self.confirm_frames:
+            self._memory[key] = (state, score)
+            self._pending.pop(key, None)
+            return True
+        self._pending[key] = (state, streak)
+        return False

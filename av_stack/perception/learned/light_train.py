@@ -9,7 +9,10 @@ follows the GNSS fixes. Every sample frame whose next light (the locator's, when
 truth's) is within ``train.max_distance_m`` along the route and in view gives ``train.crops_per_frame``
 patches: one from the GNSS pose, the others from poses jittered along, across and in heading, so that a
 noisy fix still finds the heads. Each patch is cropped from the camera the reader would read (the
-checkpoint's camera, or ``light_rgb`` near the stop line where a dataset has it). The patches are kept in
+checkpoint's camera, or ``light_rgb`` near the stop line where a dataset has it). A model with the
+``none_class`` also learns crops with no lit head (label :data:`~av_stack.perception.learned.light.NONE_CLASS`):
+the same frames' box raised above the heads (a crop wholly above the heads' box in the image), and random crops
+of frames with no light pole near. The patches are kept in
 ``OUT/patches_{split}.npz`` (built once; ``OUT/patches_{split}_{k}.npz`` for the k-th of
 ``train.extra_data``, whose logs are added to the first dataset's).
 
@@ -34,12 +37,20 @@ from torch.nn import functional as F
 
 from av_stack.perception.learned.light import (
     LIGHT_STATES,
+    NONE_CLASS,
     LightConfig,
     LightNet,
     LightReader,
+    LightTarget,
+    Window,
+    _box_samples,
+    frame_pose,
+    head_box,
     light_net,
     load_light_checkpoint,
+    project,
     save_light_checkpoint,
+    world_to_ego,
 )
 
 CHECKPOINT = "last.pt"
@@ -57,10 +68,46 @@ def jitter_pose(pose: tuple[float, float, float], rng: np.random.Generator, alon
     return x + da * cos - dl * sin, y + da * sin + dl * cos, yaw + math.radians(rng.normal(0.0, yaw_deg))
 
 
+def random_window(image_size: tuple[int, int], rng: np.random.Generator, min_width: float = 24.0) -> Window:
+    """A 2:1 crop box of random size (log-uniform from ``min_width`` to the image width) and place."""
+    width, height = image_size
+    w = float(np.exp(rng.uniform(np.log(min_width), np.log(width))))
+    cu, cv = rng.uniform(0, width), rng.uniform(0, height)
+    return Window((cu - w / 2, cv - w / 4, cu + w / 2, cv + w / 4), 1.0)
+
+
+def lifted_window(reader: LightReader, target: LightTarget, calibration, pose: tuple[float, float, float],
+                  lift_m: float) -> Window | None:
+    """The window of ``target``'s box raised by ``lift_m`` seen from ``pose``, if the crop lies wholly above
+    the heads' own box in the image (so it holds no lamp of this light) and reaches into the image; else None."""
+    window = reader.window(target, calibration, pose, lift_m)
+    if window is None:
+        return None
+    corners = head_box(reader.locator.mission, target, reader.config.window, reader.locator.road_height(target.entry))
+    pixels, depth = project(_box_samples(world_to_ego(corners, pose), 6), calibration)
+    front = depth > 0.5
+    top = float(pixels[front, 1].min()) if front.any() else math.inf
+    bottom = window.box[3]
+    return window if 8.0 < bottom < top - 2.0 else None
+
+
+def _near_light(reader: LightReader, frame, clear_m: float) -> bool:
+    """Whether a light pole of the reader's mission is within ``clear_m`` of the frame's GNSS position (True
+    when there is no mission or no fix: not a safe negative)."""
+    mission, pose = reader.locator.mission, frame_pose(frame)
+    if mission is None or pose is None:
+        return True
+    poles = mission.signals.location_xyz
+    if len(poles) == 0:
+        return False
+    return bool((np.hypot(poles[:, 0] - pose[0], poles[:, 1] - pose[1]) < clear_m).any())
+
+
 def extract_patches(config: LightConfig, root: str | Path, split: str,
                     progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """The training patches of one split (module docstring): ``patches`` (N, K, h, w, 3) uint8, ``label``
-    (N,) index into :data:`LIGHT_STATES`, ``distance`` (N,) route distance [m], ``visible`` (N,), ``log`` (N,)
+    (N,) index into :data:`LIGHT_STATES` (or :data:`NONE_CLASS`), ``distance`` (N,) route distance [m] (NaN
+    for a negative), ``visible`` (N,), ``log`` (N,)
     the index of the frame's log among the split's, ``camera`` (N,) 0 for the checkpoint's camera, 1 for
     another (``light_rgb``)."""
     from av_stack.data.manifest import read_manifest
@@ -74,6 +121,17 @@ def extract_patches(config: LightConfig, root: str | Path, split: str,
     reader = LightReader(light_net(config), config)
     rng = np.random.default_rng([t.seed, len(split)])
     patches, labels, distances, visible, log_index, cameras = [], [], [], [], [], []
+    negatives = config.model.none_class
+    clear_frames = 0
+
+    def add(crops: list[np.ndarray], label: int, distance: float, seen: float, log: int, camera: str) -> None:
+        patches.append(np.stack(crops))
+        labels.append(label)
+        distances.append(distance)
+        visible.append(seen)
+        log_index.append(log)
+        cameras.append(int(camera != config.model.camera))
+
     for done, entry in enumerate(logs):
         log = LogReader(root / entry["file"])
         the_map = log_map(log)
@@ -91,6 +149,15 @@ def extract_patches(config: LightConfig, root: str | Path, split: str,
             view = reader.view(frame)
             truth = frame.ground_truth.light
             target, window = view.target, view.window
+            if negatives and not _near_light(reader, frame, t.negative_clear_m):
+                clear_frames += 1
+                if clear_frames % t.negative_every == 0:
+                    choices = [c for c in reader.frame_cameras(frame) if c in frame.data]
+                    camera = choices[int(rng.integers(len(choices)))]
+                    image = np.asarray(frame.data[camera])
+                    size = frame.calibration[camera].image_size
+                    add([reader.patch(image, random_window(size, rng)) for _ in range(t.crops_per_frame)],
+                        NONE_CLASS, math.nan, 0.0, done, camera)
             if (target is None or window is None or truth.state is None or int(truth.state) not in _LABEL
                     or truth.index != target.light or target.distance_m > t.max_distance_m
                     or window.visible < config.window.min_visible or view.camera not in frame.data):
@@ -102,12 +169,18 @@ def extract_patches(config: LightConfig, root: str | Path, split: str,
                 moved = reader.window(target, calibration, jitter_pose(
                     target.pose, rng, t.jitter_along_m, t.jitter_lateral_m, t.jitter_yaw_deg))
                 crops.append(reader.patch(image, moved) if moved is not None else crops[0])
-            patches.append(np.stack(crops))
-            labels.append(_LABEL[int(truth.state)])
-            distances.append(target.distance_m)
-            visible.append(window.visible)
-            log_index.append(done)
-            cameras.append(int(view.camera != config.model.camera))
+            add(crops, _LABEL[int(truth.state)], target.distance_m, window.visible, done, view.camera)
+            if negatives:
+                lifted = []
+                for k in range(4 * t.crops_per_frame):
+                    pose = target.pose if k == 0 else jitter_pose(target.pose, rng, t.jitter_along_m,
+                                                                   t.jitter_lateral_m, t.jitter_yaw_deg)
+                    above = lifted_window(reader, target, calibration, pose, rng.uniform(*t.negative_lift_m))
+                    if above is not None:
+                        lifted.append(reader.patch(image, above))
+                    if len(lifted) == t.crops_per_frame:
+                        add(lifted, NONE_CLASS, math.nan, 0.0, done, view.camera)
+                        break
         if progress is not None:
             progress(done + 1, len(logs))
     m = config.model
@@ -127,6 +200,8 @@ def _patch_key(config: LightConfig, root: Path, split: str) -> str:
     m = config.model
     parts = ["cameras/2", config.window.model_dump(), m.camera, m.patch_width, m.patch_height, files, t.max_distance_m,
              t.crops_per_frame, t.jitter_along_m, t.jitter_lateral_m, t.jitter_yaw_deg, t.seed]
+    if m.none_class:
+        parts += ["negatives/1", t.negative_lift_m, t.negative_clear_m, t.negative_every]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -180,16 +255,23 @@ def recalibrate_batch_norm(model: LightNet, patches: np.ndarray, batch_size: int
 @torch.no_grad()
 def accuracy_by_distance(model: LightNet, patches: np.ndarray, labels: np.ndarray, distance: np.ndarray,
                          batch_size: int = 256) -> dict[str, float | None]:
-    """Accuracy of ``model`` on patches (N, h, w, 3), overall and per :data:`DISTANCE_BINS` bin."""
+    """Accuracy of ``model`` on the lights' patches (N, h, w, 3), overall and per :data:`DISTANCE_BINS` bin;
+    where there are negatives (:data:`NONE_CLASS`), ``none_recall`` (negatives read as none) and
+    ``false_none`` (lights' patches read as none)."""
     model.eval()
     if len(labels) == 0:
         return {"accuracy": None}
-    predicted = []
+    predicted_parts = []
     for k in range(0, len(labels), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(patches[k:k + batch_size].transpose(0, 3, 1, 2)))
-        predicted.append(model(x).argmax(1).numpy())
-    right = np.concatenate(predicted) == labels
-    scores: dict[str, float | None] = {"accuracy": round(float(right.mean()), 4)}
+        predicted_parts.append(model(x).argmax(1).numpy())
+    predicted = np.concatenate(predicted_parts)
+    lights = labels != NONE_CLASS
+    right = predicted == labels
+    scores: dict[str, float | None] = {"accuracy": round(float(right[lights].mean()), 4) if lights.any() else None}
+    if (~lights).any():
+        scores["none_recall"] = round(float(right[~lights].mean()), 4)
+        scores["false_none"] = round(float((predicted[lights] == NONE_CLASS).mean()), 4) if lights.any() else None
     for lo, hi in DISTANCE_BINS:
         keep = (distance >= lo) & (distance < hi)
         scores[f"accuracy_{lo:.0f}_{hi:.0f}m"] = round(float(right[keep].mean()), 4) if keep.any() else None
@@ -206,6 +288,9 @@ def fit(model: LightNet, patches: np.ndarray, labels: np.ndarray, config: LightC
     epochs = epochs or t.epochs
     if len(labels) == 0:
         raise ValueError("no training patches: the dataset has no frames with a light ahead in view")
+    if labels.max() >= model.head.out_features:
+        raise ValueError(f"the patches have {int(labels.max()) + 1} classes, the model {model.head.out_features}: "
+                         "negatives need a model with none_class")
     torch.manual_seed(t.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
     state = {"epoch": 0}
@@ -221,7 +306,7 @@ def fit(model: LightNet, patches: np.ndarray, labels: np.ndarray, config: LightC
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
     for _ in range(state["epoch"] * steps_per_epoch):
         schedule.step()
-    counts = np.bincount(labels, minlength=len(LIGHT_STATES)).astype(np.float64)
+    counts = np.bincount(labels, minlength=model.head.out_features).astype(np.float64)
     weights = torch.tensor(1.0 / np.sqrt(np.maximum(counts, 1.0)), dtype=torch.float32)
     weights = weights / (weights * torch.tensor(counts, dtype=torch.float32)).sum() * n
     labels_t = torch.from_numpy(labels)
@@ -296,6 +381,7 @@ def train_light(config: LightConfig, out: str | Path, data_root: str | Path | No
     record = fit(model, train["patches"], train["label"], config, out, val, epochs, reporter("fit"))
     return {**record, "train_frames": int(len(train["label"])),
             "train_frames_other_camera": int(train["camera"].sum()),
+            "train_negatives": int((train["label"] == NONE_CLASS).sum()),
             "val_frames": int(len(val["label"])) if val is not None else 0}
 
 

@@ -64,7 +64,8 @@ class LearnedPerception:
         grid is faster: benchmarks/perception_results.md); ``refine_walkers``: pedestrian centres moved to the
         LiDAR points around them (:mod:`~av_stack.perception.refine`); ``light_cameras``: the cameras the light
         reader tries in order (None: the light checkpoint's, then ``light_rgb`` where the suite has it, which sees
-        the light at the stop line); ``vehicle_threshold``: the segmentation head's vehicle probability that the
+        the light at the stop line); ``light_confirm_frames``: confident readings in a row that replace a held light
+        state (one misread frame does not); ``vehicle_threshold``: the segmentation head's vehicle probability that the
         BEV reports as 0.5 (the Dice-trained head draws vehicles a little wide; 0.8 scored best on the
         validation town; 0.5 keeps the head's own probabilities)."""
 
@@ -81,6 +82,7 @@ class LearnedPerception:
         refine_walkers: bool = True
         vehicle_threshold: float = Field(0.8, gt=0.0, lt=1.0)
         light_cameras: tuple[str, ...] | None = None
+        light_confirm_frames: int = Field(3, ge=1)
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()
@@ -96,7 +98,8 @@ class LearnedPerception:
         if self.config.light_checkpoint is not None:
             self._light = LightReader.from_checkpoint(shipped_file(self.config.light_checkpoint),
                                                       range_m=self.config.light_range_m,
-                                                      cameras=self.config.light_cameras)
+                                                      cameras=self.config.light_cameras,
+                                                      confirm_frames=self.config.light_confirm_frames)
         self._builder: InputBuilder | None = None
         self._history: deque = deque()
         self._previous_t: float | None = None
