@@ -45,8 +45,10 @@ def _name(state) -> str:
 
 def evaluate_light(method: str, data: str | Path, split: str | None = "test", range_m: float = 40.0,
                    checkpoint: str | None = None, gnss_noise_m: float = 0.0, seed: int = 0,
-                   max_frames: int | None = None, cameras: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """The scores of ``method`` (``learned`` or ``classical``) on ``data`` (module docstring)."""
+                   max_frames: int | None = None, cameras: tuple[str, ...] | None = None,
+                   confirm_frames: int = 3) -> dict[str, Any]:
+    """The scores of ``method`` (``learned`` or ``classical``) on ``data`` (module docstring); ``confirm_frames``
+    is the learned reader's option (1: every confident reading replaces the held state at once)."""
     from av_stack.data.manifest import DatasetError, read_manifest
     from av_stack.logs import topics as T
     from av_stack.logs.reader import LogReader
@@ -62,7 +64,7 @@ def evaluate_light(method: str, data: str | Path, split: str | None = "test", ra
         from av_stack.shipped import shipped_file
 
         reader = LightReader.from_checkpoint(shipped_file(checkpoint or DEFAULT_LIGHT_CHECKPOINT), range_m=range_m,
-                                             cameras=cameras)
+                                             cameras=cameras, confirm_frames=confirm_frames)
         reset, read = reader.reset, reader
     elif method == "classical":
         from av_stack.perception.classical import ClassicalPerception
@@ -232,6 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--visibility", default=None, metavar="SUITE",
                         help="geometry only: the share of frames whose light window is in view, per camera of this "
                              "sensor suite YAML and for the reader on --cameras (default front_rgb,light_rgb)")
+    parser.add_argument("--confirm-frames", type=int, default=3,
+                        help="confident readings in a row that replace a held state (1: at once, as before)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     import torch
@@ -244,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result) if args.json else json.dumps(result, indent=1))
         return
     result = evaluate_light(args.method, args.data, args.split, args.range_m, args.checkpoint, args.gnss_noise,
-                            max_frames=args.max_frames,
+                            max_frames=args.max_frames, confirm_frames=args.confirm_frames,
                             cameras=tuple(args.cameras.split(",")) if args.cameras is not None else None)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
 
