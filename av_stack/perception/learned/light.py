@@ -542,7 +542,8 @@ class LightReader:
 
     ``range_m``: lights farther along the route are "none"; ``min_score``: a reading at least this confident
     counts; ``confirm_frames``: a held state is replaced after this many consecutive confident readings of
-    another (1: at once; a light's first reading is taken at once); ``unseen``: what a light in range that was never read and is not in view is taken
+    another (1: at once; a light's first reading is taken at once; 2, the default, filters the single-frame
+    misreads seen in Town02 at the cost of one frame's delay at each change); ``unseen``: what a light in range that was never read and is not in view is taken
     for (``red``: stop, the safe guess; ``none``). ``cameras``: the cameras tried in order, the first whose
     window is in view is read; None: the checkpoint's camera, then :data:`EXTRA_LIGHT_CAMERA` on frames that
     have it (a frame without it is read as by the checkpoint's camera alone). A camera after the first is
@@ -553,7 +554,7 @@ class LightReader:
 
     def __init__(self, model: LightNet, config: LightConfig, range_m: float = 40.0, min_score: float = 0.7,
                  unseen: Literal["red", "none"] = "red", cameras: tuple[str, ...] | None = None,
-                 confirm_frames: int = 3) -> None:
+                 confirm_frames: int = 2) -> None:
         if confirm_frames < 1:
             raise ValueError(f"confirm_frames must be at least 1, got {confirm_frames}")
         self.model, self.config = model.eval(), config

@@ -46,7 +46,7 @@ def _name(state) -> str:
 def evaluate_light(method: str, data: str | Path, split: str | None = "test", range_m: float = 40.0,
                    checkpoint: str | None = None, gnss_noise_m: float = 0.0, seed: int = 0,
                    max_frames: int | None = None, cameras: tuple[str, ...] | None = None,
-                   confirm_frames: int = 3) -> dict[str, Any]:
+                   confirm_frames: int = 2) -> dict[str, Any]:
     """The scores of ``method`` (``learned`` or ``classical``) on ``data`` (module docstring); ``confirm_frames``
     is the learned reader's option (1: every confident reading replaces the held state at once)."""
     from av_stack.data.manifest import DatasetError, read_manifest
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--visibility", default=None, metavar="SUITE",
                         help="geometry only: the share of frames whose light window is in view, per camera of this "
                              "sensor suite YAML and for the reader on --cameras (default front_rgb,light_rgb)")
-    parser.add_argument("--confirm-frames", type=int, default=3,
+    parser.add_argument("--confirm-frames", type=int, default=2,
                         help="confident readings in a row that replace a held state (1: at once, as before)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

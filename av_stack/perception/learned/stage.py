@@ -42,7 +42,7 @@ from av_stack.shipped import shipped_file
 from sim.api import ActorKind
 
 DEFAULT_CHECKPOINT = "checkpoints/perception/bev_wide.pt"
-DEFAULT_LIGHT_CHECKPOINT = "checkpoints/perception/light_rgb.pt"
+DEFAULT_LIGHT_CHECKPOINT = "checkpoints/perception/light_rgb_v2.pt"
 
 
 class LearnedPerception:
@@ -82,7 +82,7 @@ class LearnedPerception:
         refine_walkers: bool = True
         vehicle_threshold: float = Field(0.8, gt=0.0, lt=1.0)
         light_cameras: tuple[str, ...] | None = None
-        light_confirm_frames: int = Field(3, ge=1)
+        light_confirm_frames: int = Field(2, ge=1)
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()

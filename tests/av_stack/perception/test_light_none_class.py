@@ -1,5 +1,5 @@
 """The light reader's defences against misreads (av_stack/perception/learned/light.py, light_train.py): a held
-state changes only after ``confirm_frames`` confident readings in a row; a model with ``none_class`` says when a
+state changes only after ``confirm_frames`` (default 2) confident readings in a row; a model with ``none_class`` says when a
 crop holds no lit head, which the reader takes as "not seen"; ``min_visible_clipped`` lets the light camera read
 a window whose box is partly behind it; the training negatives lie above the heads' box; and a tiny training run
 learns the fourth class."""
@@ -74,7 +74,7 @@ def read_sequence(script: list[int], confirm_frames: int = 3) -> list[tuple[str,
 R, Y, G, N = 0, 1, 2, NONE_CLASS
 
 
-def test_a_held_state_changes_only_after_three_readings_in_a_row():
+def test_a_held_state_changes_only_after_confirm_frames_readings_in_a_row():
     assert read_sequence([R, G, R, G, G, G, N, R]) == [
         ("RED", "read"),     # the first reading is taken at once
         ("RED", "held"),     # one green: not yet
@@ -84,6 +84,10 @@ def test_a_held_state_changes_only_after_three_readings_in_a_row():
         ("GREEN", "held"),   # no lit head in the crop: as if out of view
         ("GREEN", "held")]
     assert [s for s, _ in read_sequence([R, G], confirm_frames=1)] == ["RED", "GREEN"]
+    reader = LightReader(ScriptedNet([R, G, G]), NONE_CONFIG)  # the default: two in a row
+    reader.reset(mission())
+    assert reader.confirm_frames == 2
+    assert [reader(frame(30.0, 0.05 * k, RED, None, speed=0.0)).state.name for k in range(3)] == ["RED", "RED", "GREEN"]
     with pytest.raises(ValueError, match="confirm_frames"):
         LightReader(ScriptedNet([]), NONE_CONFIG, confirm_frames=0)
 
