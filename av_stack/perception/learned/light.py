@@ -69,7 +69,7 @@ from av_stack.perception.learned.geometry import mount_transform
 from sim.api import TrafficLightState
 
 __all__ = ["EXTRA_LIGHT_CAMERA", "LIGHT_STATES", "NONE_CLASS", "LightCameraError", "LightCheckpointError", "LightConfig",
-           "LightNet", "LightReader", "LightTarget", "RouteLightLocator", "WindowConfig", "clipped_window",
+           "LightNet", "LightReader", "LightTarget", "RouteLightLocator", "WindowConfig", "box_samples", "clipped_window",
            "light_net", "light_window", "load_light_checkpoint", "save_light_checkpoint"]
 
 LIGHT_STATES = (TrafficLightState.RED, TrafficLightState.YELLOW, TrafficLightState.GREEN)
@@ -383,7 +383,7 @@ def light_window(corners_ego: np.ndarray, calibration: SensorCalibration, aspect
     return Window(box, float(inside_w * inside_h / area))
 
 
-def _box_samples(corners: np.ndarray, n: int) -> np.ndarray:
+def box_samples(corners: np.ndarray, n: int) -> np.ndarray:
     """(n^3, 3) points on a regular grid inside the box of ``corners`` (8, 3) in :func:`head_box`'s order."""
     t = np.linspace(0.0, 1.0, n)
     a, c, z = (g.ravel()[:, None] for g in np.meshgrid(t, t, t, indexing="ij"))
@@ -402,7 +402,7 @@ def clipped_window(corners_ego: np.ndarray, calibration: SensorCalibration, aspe
     the box: ``visible`` is the share of ``samples``^3 points spread through the box that are at least half a
     metre in front of the camera and inside the image, the crop (2:1, like :func:`light_window`'s) covers
     those points; None when no point is in the image."""
-    points = _box_samples(np.asarray(corners_ego, dtype=np.float64), samples)
+    points = box_samples(np.asarray(corners_ego, dtype=np.float64), samples)
     pixels, depth = project(points, calibration)
     width, height = calibration.image_size
     seen = (depth > 0.5) & (pixels[:, 0] >= 0) & (pixels[:, 0] <= width) & (pixels[:, 1] >= 0) & (pixels[:, 1] <= height)

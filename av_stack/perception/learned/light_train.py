@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from av_stack.messages import SensorCalibration
 from av_stack.perception.learned.light import (
     LIGHT_STATES,
     NONE_CLASS,
@@ -43,7 +44,7 @@ from av_stack.perception.learned.light import (
     LightReader,
     LightTarget,
     Window,
-    _box_samples,
+    box_samples,
     frame_pose,
     head_box,
     light_net,
@@ -76,15 +77,15 @@ def random_window(image_size: tuple[int, int], rng: np.random.Generator, min_wid
     return Window((cu - w / 2, cv - w / 4, cu + w / 2, cv + w / 4), 1.0)
 
 
-def lifted_window(reader: LightReader, target: LightTarget, calibration, pose: tuple[float, float, float],
-                  lift_m: float) -> Window | None:
+def lifted_window(reader: LightReader, target: LightTarget, calibration: SensorCalibration,
+                  pose: tuple[float, float, float], lift_m: float) -> Window | None:
     """The window of ``target``'s box raised by ``lift_m`` seen from ``pose``, if the crop lies wholly above
     the heads' own box in the image (so it holds no lamp of this light) and reaches into the image; else None."""
     window = reader.window(target, calibration, pose, lift_m)
     if window is None:
         return None
     corners = head_box(reader.locator.mission, target, reader.config.window, reader.locator.road_height(target.entry))
-    pixels, depth = project(_box_samples(world_to_ego(corners, pose), 6), calibration)
+    pixels, depth = project(box_samples(world_to_ego(corners, pose), 6), calibration)
     front = depth > 0.5
     top = float(pixels[front, 1].min()) if front.any() else math.inf
     bottom = window.box[3]

@@ -19,7 +19,7 @@ from av_stack.perception.learned.light import (
     LightConfig,
     LightNet,
     LightReader,
-    _box_samples,
+    box_samples,
     head_box,
     light_net,
     load_light_checkpoint,
@@ -151,7 +151,7 @@ def test_training_negatives_lie_wholly_above_the_heads():
                     continue
                 found += 1
                 corners = world_to_ego(head_box(m, target, config.window), target.pose)
-                pixels, depth = project(_box_samples(corners, 6), calibration)
+                pixels, depth = project(box_samples(corners, 6), calibration)
                 assert window.box[3] < pixels[depth > 0.5, 1].min()  # the crop's bottom above every head point
                 assert window.box[3] > 0.0  # and it reaches into the image
     assert found >= 6
