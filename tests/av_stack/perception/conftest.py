@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from av_stack.data.collect import collect
 from av_stack.data.config import CollectConfig
@@ -27,3 +28,13 @@ def dataset(tmp_path_factory):
            "split": {"val": [], "test": []}}
     collect(CollectConfig.model_validate(mix), root / "data", show_progress=False)
     return root / "data"
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the light classifier's tests: on a shared 2-core machine two threads made a tiny
+    training run 40 times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

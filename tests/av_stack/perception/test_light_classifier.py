@@ -29,13 +29,7 @@ from sim.config import ConfigError
 COLOURS = ((255, 40, 30), (255, 190, 0), (40, 255, 100))  # red, yellow, green lamps
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads made the tiny run 40 times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lamp_patches(n: int, crops: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -31,16 +31,10 @@ from av_stack.perception.learned.light_train import accuracy_by_distance, fit, l
 from sim.config import ConfigError
 from tests.av_stack.perception.test_light_cameras import GREEN, LIGHT_CAMERA, RED, frame
 from tests.av_stack.perception.test_light_classifier import lamp_patches, small_config
-from tests.av_stack.perception.test_light_locator import mission
+from tests.av_stack.perception.test_light_locator import CAMERA, mission
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, as the classifier's other tests (a shared 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 NONE_CONFIG = LightConfig.model_validate({"model": {"none_class": True}})
@@ -143,9 +137,8 @@ def test_training_negatives_lie_wholly_above_the_heads():
     for x in (15.0, 30.0, 44.0, 46.0):
         view = reader.view(frame(x, 0.0, RED, GREEN))
         target = view.target
-        for camera in ("front_rgb", EXTRA_LIGHT_CAMERA):
-            calibration = view_calibration(camera)
-            for lift in (7.0, 9.0, 12.0):
+        for calibration in (CAMERA, LIGHT_CAMERA):
+            for lift in (0.0, 3.0, 7.0, 9.0, 12.0):  # low lifts overlap the heads: they must be refused
                 window = lifted_window(reader, target, calibration, target.pose, lift)
                 if window is None:
                     continue
@@ -158,10 +151,6 @@ def test_training_negatives_lie_wholly_above_the_heads():
     for _ in range(50):
         u0, v0, u1, v1 = random_window((256, 192), rng).box
         assert u1 - u0 == pytest.approx(2 * (v1 - v0)) and 24 <= u1 - u0 <= 256 and 0 <= (u0 + u1) / 2 <= 256
-
-
-def view_calibration(camera: str):
-    return frame(30.0, 0.0, RED, GREEN).calibration[camera]
 
 
 def test_a_tiny_training_run_learns_the_no_lamp_class(tmp_path):
