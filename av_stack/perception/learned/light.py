@@ -676,17 +676,16 @@ class LightReader:
         if self.in_view(view.window, view.camera):
             p = self.classify(self.patch(np.asarray(image), view.window))
             k = int(p.argmax())
-            if k == NONE_CLASS:  # the crop missed the heads: as if out of view
-                self._pending.pop(key, None)
-            elif p[k] >= self.min_score:
+            lit = k != NONE_CLASS  # the none class: the crop missed the heads, as if out of view
+            if lit and p[k] >= self.min_score:
                 if self._confirmed(key, LIGHT_STATES[k], float(p[k])):
                     self.source, self.camera = "read", view.camera
                     return LightObservation(LIGHT_STATES[k], distance, float(p[k]))
-            elif key not in self._memory:
+            elif lit and key not in self._memory:
                 self.source, self.camera = "read", view.camera  # an unsure reading beats none at all
                 return LightObservation(LIGHT_STATES[k], distance, float(p[k]))
             else:
-                self._pending.pop(key, None)
+                self._pending.pop(key, None)  # a crop without a head or an unsure reading breaks a streak
         if key in self._memory:
             state, score = self._memory[key]
             self.source = "held"
@@ -700,15 +699,12 @@ class LightReader:
         """Take a confident reading of ``state`` into the memory of light ``key`` if it agrees with it, is the
         light's first, or is the ``confirm_frames``-th in a row of a new state; whether it was taken."""
         held = self._memory.get(key)
-        if held is None or held[0] == state:
-            self._memory[key] = (state, score)
-            self._pending.pop(key, None)
-            return True
-        pending, streak = self._pending.get(key, (state, 0))
-        streak = streak + 1 if pending == state else 1
-        if streak >= self.confirm_frames:
-            self._memory[key] = (state, score)
-            self._pending.pop(key, None)
-            return True
-        self._pending[key] = (state, streak)
-        return False
+        if held is not None and held[0] != state:
+            pending, streak = self._pending.get(key, (state, 0))
+            streak = streak + 1 if pending == state else 1
+            if streak < self.confirm_frames:
+                self._pending[key] = (state, streak)
+                return False
+        self._memory[key] = (state, score)
+        self._pending.pop(key, None)
+        return True
