@@ -234,6 +234,9 @@ class EnvConfig(_Section):
     reward: RewardSection = RewardSection()
     episode: EpisodeSection = EpisodeSection()
     scenarios: tuple[str, ...] = ()  # scenario names (see sim.scenarios.library), placed along each route
+    scenarios_per_route: int | None = Field(None, ge=0, description=(
+        "draw this many of ``scenarios`` for each episode (seeded by the episode, in their listed order); "
+        "None: all of them on every route"))
     carla: CarlaConfig = CarlaConfig()
 
     @model_validator(mode="before")

@@ -176,6 +176,14 @@ class DrivingEnv(gymnasium.Env):
         """The ego's :class:`~sim.sensors.suite.SensorSuite` (``None`` unless the ``sensors`` mode is on)."""
         return getattr(self, "_suite", None)
 
+    def _episode_scenarios(self, episode_seed: int) -> tuple[str, ...]:
+        """The scenario names of this episode: all of ``scenarios``, or ``scenarios_per_route`` of them drawn."""
+        names, count = self.config.scenarios, self.config.scenarios_per_route
+        if count is None or count >= len(names):
+            return names
+        picked = np.sort(np.random.default_rng([episode_seed, 11]).choice(len(names), count, replace=False))
+        return tuple(names[int(k)] for k in picked)
+
     @property
     def scenarios(self) -> tuple:
         """The scenarios placed along this episode's route (``sim.scenarios.library``), in route order."""
@@ -222,8 +230,8 @@ class DrivingEnv(gymnasium.Env):
         pose = Pose(float(self.route.points_xy[0, 0]), float(self.route.points_xy[0, 1]),
                     float(start_xyz[0, 2]), float(self.route.yaw_rad[0]))
         self.ego_id = self.world.spawn_vehicle(c.ego_blueprint, pose, role_name=HERO)
-        self._scenarios = place_scenarios(c.scenarios, self.world, self.ego_id, self.route,
-                                          np.random.default_rng([episode_seed, 7]))
+        self._scenarios = place_scenarios(self._episode_scenarios(episode_seed), self.world, self.ego_id,
+                                          self.route, np.random.default_rng([episode_seed, 7]))
         if c.traffic.vehicles:
             self.world.spawn_traffic(c.traffic.vehicles)
         if c.traffic.walkers and self._walkers_fit:

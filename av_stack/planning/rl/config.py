@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from av_stack.data.config import NoiseConfig, TownSpec, TrafficSpec
+from av_stack.planning.rl.target import TargetSpec
 from sim.resources import load_model_config
 from sim.env.config import merge_overrides
 
@@ -22,13 +23,18 @@ class _Section(BaseModel):
 
 
 class ModelConfig(_Section):
-    """The policy network: BEV pooling, CNN width, features, the actor / critic heads, the initial action std."""
+    """The policy network: BEV pooling, CNN width, features, the actor / critic heads, the initial action std,
+    and what its actions mean: ``control`` (acceleration and steering, applied as they are) or ``target`` (a
+    target speed and a lateral offset from the route that the stack's controller tracks:
+    :mod:`av_stack.planning.rl.target`)."""
 
     pool: int = Field(3, ge=1, le=8, description="max-pool factor of the env's BEV (3: 192 -> 64 px)")
     width: int = Field(16, ge=4, le=128)
     features_dim: int = Field(256, ge=16, le=1024)
     net_arch: tuple[int, ...] = (256,)
     init_log_std: float = Field(-1.0, ge=-5.0, le=1.0, description="log std of the Gaussian actions after BC")
+    action: Literal["control", "target"] = "control"
+    target: TargetSpec = TargetSpec()
     ignore_measurements: tuple[str, ...] = Field(("previous_acceleration", "previous_steer"), description=(
         "measurements the network does not see (sim.env.observations.measurement_names); by default the "
         "previous action, which behaviour cloning would learn to copy"))
@@ -40,6 +46,11 @@ class ModelConfig(_Section):
         unknown = sorted(set(self.ignore_measurements) - set(MEASUREMENT_NAMES))
         if unknown:
             raise ValueError(f"ignore_measurements: unknown {unknown}; measurements: {list(MEASUREMENT_NAMES)}")
+        previous = {"previous_acceleration", "previous_steer"}
+        if self.action == "target" and not previous <= set(self.ignore_measurements):
+            raise ValueError("action: target needs ignore_measurements to hold previous_acceleration and "
+                             "previous_steer: the env reports the controller's last control there, the stack "
+                             "the policy's last target")
         return self
 
 

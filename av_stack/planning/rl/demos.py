@@ -3,8 +3,9 @@ format, while the expert (with noise injection, DART) or the learner (DAgger) dr
 
 - The expert is :func:`av_stack.bridge.expert_agent` (oracle perception and localization, the expert planner,
   Stanley): the same drive as ``avsim collect``. Its control becomes an ``acc_steer`` label (acceleration =
-  throttle - brake). A step where it wants to reverse (backing off a kerb) has no ``acc_steer`` label: it is
-  recorded with ``valid = False`` and braking is applied.
+  throttle - brake), or for a ``target`` policy the target speed and offset its plan stands for
+  (:func:`~av_stack.planning.rl.target.target_label`). A step where it wants to reverse (backing off a kerb)
+  has no label: it is recorded with ``valid = False`` and braking is applied.
 - Noise (``av_stack.data.noise.NoiseProcess``) perturbs the executed action during short episodes; the
   label stays the expert's clean action, so the data holds recoveries.
 - In a DAgger round the learner drives an episode with chance ``1 - beta`` (the expert otherwise); the
@@ -28,6 +29,7 @@ from av_stack.data.config import NoiseConfig
 from av_stack.data.noise import NoiseProcess, NoiseSample
 from av_stack.files import replaced_atomically
 from av_stack.planning.rl.observation import pool_bev
+from av_stack.planning.rl.target import TargetSpec
 
 __all__ = ["ExpertLabeler", "ShardJob", "load_shards", "perturb_acc_steer", "record_shard"]
 
@@ -46,24 +48,40 @@ def perturb_acc_steer(action: np.ndarray, noise: NoiseSample) -> np.ndarray:
 
 
 class ExpertLabeler:
-    """The privileged expert's ``acc_steer`` action for the env's current state (one expert step per call)."""
+    """The privileged expert's label for the env's current state (one expert step per call): its ``acc_steer``
+    control, or with a :class:`~av_stack.planning.rl.target.TargetSpec` the ``target`` action its plan stands
+    for. :attr:`expert_action` is the ``acc_steer`` action the expert itself would apply (what it executes
+    when it drives)."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: TargetSpec | None = None) -> None:
         from av_stack.bridge import expert_agent
 
         self.agent = expert_agent()
+        self.target = target
+        self.expert_action = np.zeros(2, dtype=np.float32)
 
     def reset(self, env) -> None:
         """A new episode of ``env`` (a ``DrivingEnv``)."""
         self.agent.reset(env)
 
     def __call__(self, obs: dict, env) -> tuple[np.ndarray, bool]:
-        """(label, valid): the expert's action; ``valid`` is False where it wants to reverse (label: brake)."""
+        """(label, valid): the expert's action; ``valid`` is False where it wants to reverse or holds a direct
+        brake (label: full brake, or in ``target`` mode stop on the route)."""
         control = self.agent.control(obs, env)
         if control.reverse:
-            return np.array([-1.0, 0.0], dtype=np.float32), False
+            self.expert_action = np.array([-1.0, 0.0], dtype=np.float32)
+            return self.expert_action.copy(), False
         acc = control.throttle if control.throttle > 0.0 else -control.brake
-        return np.array([acc, control.steer], dtype=np.float32), True
+        self.expert_action = np.array([acc, control.steer], dtype=np.float32)
+        if self.target is None:
+            return self.expert_action.copy(), True
+        from av_stack.planning.rl.target import target_label
+
+        outputs = self.agent.outputs
+        label = target_label(outputs.plan, env.route, outputs.pose, self.target)
+        if label is None:
+            return np.array([-1.0, 0.0], dtype=np.float32), False
+        return label, True
 
 
 @dataclass(frozen=True)
@@ -87,10 +105,13 @@ def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
     return out
 
 
-def record_shard(job: ShardJob, env, labeler: ExpertLabeler, pool: int, gamma: float, policy=None) -> dict[str, Any]:
+def record_shard(job: ShardJob, env, labeler: ExpertLabeler, pool: int, gamma: float, policy=None,
+                 driver=None) -> dict[str, Any]:
     """Drive whole episodes in ``env`` (a :class:`~av_stack.planning.rl.towns.TownMixEnv` of raw env
     observations) until ``job.steps`` are recorded; write the shard atomically; return its summary.
-    ``policy(pooled_obs) -> action`` drives the learner's episodes (needed when ``job.beta < 1``)."""
+    ``policy(pooled_obs) -> action`` drives the learner's episodes (needed when ``job.beta < 1``);
+    ``driver`` (a :class:`~av_stack.planning.rl.target.TargetDriver`) turns a ``target`` policy's actions
+    into the env's. The expert drives with its own control (noise added) either way."""
     rng = np.random.default_rng(job.seed)
     columns: dict[str, list] = {k: [] for k in ("bev", "measurements", "action", "valid", "reward", "returns",
                                                 "driver_expert")}
@@ -99,6 +120,8 @@ def record_shard(job: ShardJob, env, labeler: ExpertLabeler, pool: int, gamma: f
         obs, _ = env.reset(seed=int(rng.integers(2**31 - 1)))
         driving = env.driving_env
         labeler.reset(driving)
+        if driver is not None:
+            driver.reset(driving)
         expert_drives = policy is None or rng.random() < job.beta
         noise = NoiseProcess(job.noise or NoiseConfig(enabled=False), driving.world.dt_s,
                              int(rng.integers(2**31 - 1)))
@@ -108,9 +131,11 @@ def record_shard(job: ShardJob, env, labeler: ExpertLabeler, pool: int, gamma: f
             label, valid = labeler(obs, driving)
             pooled = {"bev": pool_bev(obs["bev"], pool), "measurements": obs["measurements"]}
             if expert_drives:
-                action = perturb_acc_steer(label, noise.step())
+                action = perturb_acc_steer(labeler.expert_action, noise.step())
             else:
                 action = np.asarray(policy(pooled), dtype=np.float32)
+                if driver is not None:
+                    action = driver(action, driving)
             bev_shape = pooled["bev"].shape
             columns["bev"].append(np.packbits(pooled["bev"] > 127))
             columns["measurements"].append(pooled["measurements"])

@@ -15,9 +15,14 @@ from gymnasium import spaces
 
 from av_stack.planning.rl.config import ModelConfig
 from av_stack.planning.rl.features import BevFeatures
+from av_stack.planning.rl.target import TargetSpec
 from sim.env.observations import MEASUREMENT_NAMES
 
-__all__ = ["SpacesEnv", "load_policy", "new_ppo", "policy_kwargs", "save_policy"]
+__all__ = ["SpacesEnv", "load_policy", "new_ppo", "policy_kwargs", "save_policy", "target_spec_of"]
+
+ACTION_ATTRIBUTE = "avsim_target"
+"""The model attribute (saved in SB3's zip with the others) holding a ``target`` policy's
+:class:`~av_stack.planning.rl.target.TargetSpec` as a dict; absent or None: the actions are controls."""
 
 
 def policy_kwargs(model: ModelConfig) -> dict[str, Any]:
@@ -50,8 +55,17 @@ def new_ppo(env, model: ModelConfig, seed: int = 0, **ppo_kwargs: Any):
     """An SB3 PPO on ``env`` (an env, a vec env, or a :class:`SpacesEnv`) with the policy of ``model``."""
     from stable_baselines3 import PPO
 
-    return PPO("MultiInputPolicy", env, policy_kwargs=policy_kwargs(model), seed=seed, device="cpu", verbose=0,
-               **ppo_kwargs)
+    ppo = PPO("MultiInputPolicy", env, policy_kwargs=policy_kwargs(model), seed=seed, device="cpu", verbose=0,
+              **ppo_kwargs)
+    setattr(ppo, ACTION_ATTRIBUTE, model.target.model_dump() if model.action == "target" else None)
+    return ppo
+
+
+def target_spec_of(model) -> TargetSpec | None:
+    """The :class:`TargetSpec` of a ``target`` policy (an SB3 model built by :func:`new_ppo` or loaded by
+    :func:`load_policy`); None for a policy whose actions are controls (every checkpoint before the mode)."""
+    spec = getattr(model, ACTION_ATTRIBUTE, None)
+    return TargetSpec.model_validate(spec) if spec is not None else None
 
 
 def save_policy(policy, observation_space: spaces.Space, action_space: spaces.Space, model: ModelConfig,

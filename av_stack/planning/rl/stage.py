@@ -10,7 +10,10 @@ Each tick the stage builds the observation the policy was trained on in ``avsim/
   limit, the stage's previous action and its own :class:`~sim.scenarios.routes.RouteTracker` on the
   mission's route (the env computes them the same way from the true pose).
 
-The plan carries the control, and the route ahead as its trajectory (for videos and logs).
+A policy with ``control`` actions: the plan carries the control, and the route ahead as its trajectory (for
+videos and logs). A policy with ``target`` actions (:mod:`av_stack.planning.rl.target`): the plan is the
+route ahead shifted by the policy's offset at its target speed, and the stack's control stage tracks it
+(the policy was trained with the Stanley controller: ``control: {name: stanley}``, the stack's default).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pydantic import Field
 
 from av_stack.messages import Mission, PerceptionOutput, Plan, PoseEstimate, VehicleControl
 from av_stack.planning.rl.observation import pool_to
+from av_stack.planning.rl.target import target_plan
 from av_stack.registry import StageParams
 from av_stack.shipped import shipped_file
 from sim.env.observations import measurements
@@ -45,10 +49,12 @@ class RLPlanner:
             "and more threads than free cores slow it down many times"))
 
     def __init__(self, config: Config | None = None) -> None:
-        from av_stack.planning.rl.policy import load_policy
+        from av_stack.planning.rl.policy import load_policy, target_spec_of
 
         self.config = config or self.Config()
         self.model = load_policy(shipped_file(self.config.checkpoint))
+        self.target = target_spec_of(self.model)
+        """The policy's target-action scale; None when its actions are controls."""
         space = self.model.observation_space
         self._channels, self._size = space["bev"].shape[0], space["bev"].shape[1]
         self._mission: Mission | None = None
@@ -82,7 +88,7 @@ class RLPlanner:
                 "measurements": measurements(speed, limit, self._previous, progress)}
 
     def step(self, perception: PerceptionOutput, pose: PoseEstimate) -> Plan:
-        """This tick's control from the policy."""
+        """This tick's plan from the policy: a control, or a target trajectory (see the module docstring)."""
         obs = self.last_observation = self.observation(perception, pose)
         before = torch.get_num_threads()
         torch.set_num_threads(self.config.threads)
@@ -94,11 +100,14 @@ class RLPlanner:
         if not np.isfinite(action).all():
             raise ValueError(f"planning 'rl': the policy returned a non-finite action {action.tolist()}")
         self._previous = action
+        route, progress = self._mission.route, self._progress
+        command = RoadOption(int(progress.command))
+        if self.target is not None:
+            return target_plan(action, route, progress.index, self.target, perception.frame,
+                               perception.timestamp_s, command)
         acc, steer = float(action[0]), float(action[1])
         control = VehicleControl(throttle=max(acc, 0.0), brake=max(-acc, 0.0), steer=steer)
-        route, progress = self._mission.route, self._progress
         ahead = np.flatnonzero((route.s_m >= progress.s_m) & (route.s_m <= progress.s_m + TRAJECTORY_M))
         path = route.points_xy[ahead] if ahead.size >= 2 else np.zeros((0, 2))
         speed = float(np.hypot(*pose.velocity_mps[:2]))
-        return Plan(perception.frame, perception.timestamp_s, path, np.full(len(path), speed),
-                    RoadOption(int(progress.command)), control)
+        return Plan(perception.frame, perception.timestamp_s, path, np.full(len(path), speed), command, control)

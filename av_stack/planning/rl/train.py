@@ -91,14 +91,17 @@ def _record_jobs(config_json: dict, jobs: list[ShardJob], policy_path: str | Non
     torch.set_num_threads(1)
     config = Config.model_validate(config_json)
     env = _town_env(config, seed=config.seed * 7919 + 101 * worker + jobs[0].seed)
-    labeler = ExpertLabeler()
-    policy = None
+    target = config.model.target if config.model.action == "target" else None
+    labeler = ExpertLabeler(target)
+    policy, driver = None, None
     if policy_path is not None:
         from av_stack.planning.rl.policy import load_policy
+        from av_stack.planning.rl.target import TargetDriver
 
         model = load_policy(policy_path)
         policy = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
-    out = [record_shard(job, env, labeler, config.model.pool, config.ppo.gamma, policy) for job in jobs]
+        driver = TargetDriver(target) if target is not None else None
+    out = [record_shard(job, env, labeler, config.model.pool, config.ppo.gamma, policy, driver) for job in jobs]
     env.close()
     return out
 
@@ -174,15 +177,28 @@ def _record_round(run: Path, config: PolicyTrainConfig, round_: int, steps: int,
 
 
 # ------------------------------------------------------------------------------------------ evaluation
+def _policy_wrap(config: PolicyTrainConfig):
+    """The wrapper that makes a driving env the policy's: pooled observations, and for a ``target`` policy
+    target actions driven by the controller."""
+    pool, model = config.model.pool, config.model
+
+    def wrap(env):
+        from av_stack.planning.rl.observation import PolicyObservation
+        from av_stack.planning.rl.target import TargetActions
+
+        env = PolicyObservation(env, pool)
+        return TargetActions(env, model.target) if model.action == "target" else env
+    return wrap
+
+
 def evaluate_policy(model, config: PolicyTrainConfig, routes: int | None = None, seed: int | None = None
                     ) -> dict[str, Any]:
     """The deterministic policy on ``routes`` seeded random routes of the config's evaluation town: mean
     driving score, route completion, termination counts."""
-    from av_stack.planning.rl.observation import PolicyObservation
     from av_stack.planning.rl.towns import make_driving_env
 
     e = config.eval
-    env = PolicyObservation(make_driving_env(config.env_overrides(e.town, seed=e.seed)), config.model.pool)
+    env = _policy_wrap(config)(make_driving_env(config.env_overrides(e.town, seed=e.seed)))
     scores, completions, terminations = [], [], {}
     for k in range(routes or e.routes):
         obs, _ = env.reset(seed=(seed if seed is not None else e.seed) + k)
@@ -242,13 +258,9 @@ def _bc_round(run: Path, config: PolicyTrainConfig, round_: int, shard_paths: li
 def _make_vec_env(config: PolicyTrainConfig):
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
-    pool = config.model.pool
-
     def factory(index: int):
         def build():
-            from av_stack.planning.rl.observation import PolicyObservation as Wrap
-
-            return _town_env(config, seed=config.seed * 7919 + 1_000_003 + 31 * index, wrap=lambda e: Wrap(e, pool))
+            return _town_env(config, seed=config.seed * 7919 + 1_000_003 + 31 * index, wrap=_policy_wrap(config))
         return build
 
     fns = [factory(i) for i in range(config.ppo.n_envs)]

@@ -9,6 +9,7 @@ import pytest
 
 from sim.api import RedLightEvent, TrafficLightState
 from sim.config import ConfigError
+from sim.env.driving import DrivingEnv
 from sim.scenarios.library import SCENARIOS
 from tests.sim.scenarios.helpers import drive, make_env, runner_env
 
@@ -73,3 +74,27 @@ def test_dense_junction_fills_the_approaches():
     assert len(env.scenarios[0].actors) >= 4
     assert set(SCENARIOS) == {"leading_vehicle_brake", "pedestrian_crossing_occluded", "red_light_runner",
                               "parked_car_blocking", "dense_junction"}
+
+
+def test_scenarios_per_route_draws_that_many_per_episode_in_listed_order():
+    names = ["leading_vehicle_brake", "parked_car_blocking", "pedestrian_crossing_occluded"]
+    env = DrivingEnv(map="Town01", traffic={"vehicles": 0, "walkers": 0}, observation={"mode": "state"},
+                     scenarios=names, scenarios_per_route=1, routes={"min_length_m": 150, "max_length_m": 250})
+    drawn = []
+    for seed in range(12):
+        env.reset(seed=seed)
+        drawn.append(tuple(s.name for s in env.scenarios))
+    assert all(len(d) == 1 for d in drawn)
+    assert len(set(drawn)) >= 2, "episodes draw different scenarios"
+    env.reset(seed=3)
+    assert tuple(s.name for s in env.scenarios) == drawn[3], "the draw follows the episode's seed"
+    env.close()
+    two = DrivingEnv(map="Town01", traffic={"vehicles": 0, "walkers": 0}, observation={"mode": "state"},
+                     scenarios=names, scenarios_per_route=2)
+    for seed in range(4):
+        two.reset(seed=seed)
+        picked = [s.name for s in two.scenarios]
+        assert len(picked) == 2 and picked == sorted(picked, key=names.index)
+    two.close()
+    with pytest.raises(ConfigError, match="scenarios_per_route"):
+        DrivingEnv(map="Town01", scenarios=names, scenarios_per_route=-1)
