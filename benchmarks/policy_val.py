@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> dict:
         result = evaluate_driving(args.agent, f"random:{args.routes}", str(town), (), None, "bev", 0,
                                   {"vehicles": 20, "walkers": 15})
     out = {"agent": args.agent, "driving_score": result["driving_score"],
-           "route_completion": result["route_completion"], "terminations": result["termination_counts"],
+           "route_completion": result["route_completion"], "infraction_penalty": result["infraction_penalty"],
+           "infractions_per_km": {k: round(v, 3) for k, v in (result["infractions_per_km"] or {}).items() if v},
+           "terminations": result["termination_counts"],
            "routes": [[r["route_id"], round(r["driving_score"], 1)] for r in result["routes"]]}
     print(f"{args.agent}: DS {out['driving_score']:.1f}  RC {out['route_completion']:.1f}")
     if args.json:

@@ -213,7 +213,9 @@ class ExpertPlanner:
                 wait_m = light.distance_m - self._front - c.light_stop_margin_m
                 line_m = wait_m if wait_m > -1.0 else line_m
             can_stop = speed ** 2 / (2.0 * c.stop_decel_mps2) <= line_m + 1.0
-            if line_m > -1.0 and (light.state == TrafficLightState.RED or can_stop):
+            # past its waiting point but still short of the line, slow (a learner that overshot): hold, too
+            short_of_line = speed < 2.0 and light.distance_m - self._front > 0.0
+            if (line_m > -1.0 or short_of_line) and (light.state == TrafficLightState.RED or can_stop):
                 stops["light"] = line_m
         reason = min(stops, key=stops.get)
         stop_m = stops[reason]

@@ -118,6 +118,36 @@ def test_expert_stops_before_the_stop_line_of_a_red_light(light_margin_m):
     assert _ego(env)[2] > 2.0
 
 
+@pytest.mark.parametrize("front_to_line_m, speed_mps, holds", [
+    (1.5, 0.0, True),   # its waiting point is 2 m before the line: it overshot by 0.5 m
+    (0.6, 1.0, True),   # crept on further, still short of the line
+    (0.6, 6.0, False),  # too fast to stop short of the line: it clears the junction
+    (-0.5, 0.0, False),  # the front is over the line: it drives on
+])
+def test_expert_holds_for_a_red_light_short_of_the_line_even_past_its_waiting_point(front_to_line_m, speed_mps,
+                                                                                    holds):
+    """A learner driving in DAgger can overshoot the expert's waiting point; the expert's label there is to
+    hold for the red, not to drive over the line."""
+    from av_stack.bridge import mission_of
+    from av_stack.messages import Detections, LightObservation, PerceptionOutput, PoseEstimate
+
+    env = DrivingEnv(**EMPTY_TOWN01)
+    env.reset(seed=0, options={"route_id": "town01_short_00"})
+    mission = mission_of(env)
+    planner = ExpertPlanner()
+    planner.reset(mission)
+    route = mission.route
+    front = float(mission.vehicle.extent_m[0])
+    yaw = float(route.yaw_rad[5])
+    pose = PoseEstimate(0, 0.0, Pose(float(route.points_xy[5, 0]), float(route.points_xy[5, 1]), 0.0, yaw),
+                        np.array([speed_mps * math.cos(yaw), speed_mps * math.sin(yaw), 0.0]))
+    light = LightObservation(TrafficLightState.RED, front + front_to_line_m)
+    plan = planner.step(PerceptionOutput(0, 0.0, Detections.empty(), light), pose)
+    assert planner.why.startswith("light") == holds, planner.why
+    assert (plan.target_speed_mps[:3].max() < 0.05) == holds
+    env.close()
+
+
 def test_expert_stands_at_a_stop_sign_then_crosses():
     """Town10HD, a random route (seed 19) whose junction is guarded by a stop sign: the ego stands still before
     the line for at least the planner's stop_sign_s, then crosses; no stop-sign infraction."""

@@ -32,7 +32,10 @@ def bc_losses(policy, demos: Demonstrations, index: np.ndarray, config: BcConfig
     value = policy.value_net(latent_vf).squeeze(1)
     target = torch.as_tensor(demos.action[index])
     weights = torch.tensor([1.0, config.steer_weight])
-    action_loss = (((mean - target) ** 2) * weights).sum(dim=1).mean()
+    error = mean - target
+    # l1 regresses on the median: where the expert's label is bimodal (stop or go), the mean is a slow roll
+    per_dim = error.abs() if config.action_loss == "l1" else error ** 2
+    action_loss = (per_dim * weights).sum(dim=1).mean()
     returns = torch.as_tensor(demos.returns[index])
     value_loss = (((value - returns) / returns_scale) ** 2).mean()
     return action_loss, value_loss

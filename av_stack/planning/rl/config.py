@@ -69,6 +69,9 @@ class BcConfig(_Section):
     learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(1e-5, ge=0.0)
     steer_weight: float = Field(2.0, ge=0.0, description="weight of the steer error against the acceleration's")
+    action_loss: Literal["mse", "l1"] = Field("mse", description=(
+        "the actor's regression loss: mse (the mean label) or l1 (the median: decisive where the label is "
+        "bimodal, as stop or go)"))
     value_coef: float = Field(0.5, ge=0.0, description="weight of the value head's regression on returns")
     shard_steps: int = Field(2_000, ge=10, description="steps per demonstration file (the unit of resuming)")
 

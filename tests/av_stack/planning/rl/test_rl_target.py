@@ -169,3 +169,36 @@ def test_a_tiny_target_run_records_target_labels_and_ships_a_target_policy(targe
     speeds = (demos.action[:, 0] + 1) / 2 * 10.0
     assert speeds.max() > 4.0 and speeds.min() >= 0.0, "speed labels of an expert that drives off"
     assert np.abs(demos.action[:, 1]).max() < 1.0
+
+
+def test_the_l1_action_loss_is_the_weighted_absolute_error(target_config):
+    import torch
+
+    from av_stack.planning.rl.bc import bc_losses
+    from av_stack.planning.rl.demos import Demonstrations
+    from av_stack.planning.rl.policy import SpacesEnv
+
+    space = PolicyObservation(DrivingEnv(target_config.env_overrides(target_config.towns[0])), 3)
+    model = new_ppo(SpacesEnv(space.observation_space, space.action_space), target_config.model, n_steps=8,
+                    batch_size=8)
+    space.close()
+    rng = np.random.default_rng(0)
+    shape = space.observation_space["bev"].shape
+    n = 6
+    bits = np.packbits(rng.random((n, int(np.prod(shape)))) > 0.9, axis=1)
+    demos = Demonstrations(bits, shape, rng.normal(size=(n, space.observation_space["measurements"].shape[0])
+                                                   ).astype(np.float32),
+                           np.array([[-1.0, 0.0]] * 3 + [[0.6, 0.1]] * 3, dtype=np.float32), np.ones(n, bool),
+                           np.zeros(n, np.float32))
+    index = np.arange(n)
+    with torch.no_grad():
+        obs = {"bev": torch.as_tensor(demos.bev(index)), "measurements": torch.as_tensor(demos.measurements)}
+        mean = model.policy.action_net(model.policy.mlp_extractor(model.policy.extract_features(obs))[0]).numpy()
+        error = mean - demos.action
+        weights = np.array([1.0, target_config.bc.steer_weight])
+        for kind, per_dim in (("mse", error ** 2), ("l1", np.abs(error))):
+            bc = target_config.bc.model_copy(update={"action_loss": kind})
+            loss, _ = bc_losses(model.policy, demos, index, bc, 1.0)
+            assert float(loss) == pytest.approx(float((per_dim * weights).sum(axis=1).mean()), rel=1e-5)
+    with pytest.raises(ConfigError, match="action_loss"):
+        load_policy_config({**TINY, "bc": {**TINY["bc"], "action_loss": "huber"}})
