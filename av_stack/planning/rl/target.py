@@ -3,7 +3,9 @@ controller tracks, instead of pedals and steering.
 
 An action ``(a0, a1)`` in [-1, 1]^2 means:
 
-- target speed ``(a0 + 1) / 2 * max_speed_mps``;
+- target speed ``(a0 + 1) / 2 * max_speed_mps``; with a ``stop_band`` b, every ``a0 <= -1 + b`` means stop
+  and the speeds spread over the rest, ``(a0 + 1 - b) / (2 - b) * max_speed_mps``: a policy unsure between
+  "stop" and "roll slowly" then stops, where without the band it would creep into what it should wait for;
 - the route ahead (``horizon_m``) shifted ``a1 * max_offset_m`` to the left (positive: left, as the expert's
   overtaking lane), the trajectory the controller follows.
 
@@ -43,6 +45,22 @@ class TargetSpec(BaseModel):
         "the speed label is the expert profile's lowest over the distance the ego covers in this time: "
         "the controller's speed PID lags a falling reference, the label makes up for it"))
     horizon_m: float = Field(30.0, gt=2.0, description="length of the trajectory handed to the controller")
+    stop_band: float = Field(0.0, ge=0.0, lt=2.0, description=(
+        "actions a0 <= -1 + stop_band mean stop (label -1); 0: the speed is linear over the whole range"))
+    stop_below_mps: float = Field(0.3, ge=0.0, description=(
+        "with a stop band, an expert speed under this is labelled stop (the controller's stop threshold)"))
+
+    def speed_mps(self, a0: float) -> float:
+        """The target speed of action component ``a0`` (clipped to [-1, 1])."""
+        a0 = min(max(float(a0), -1.0), 1.0)
+        return max(a0 + 1.0 - self.stop_band, 0.0) / (2.0 - self.stop_band) * self.max_speed_mps
+
+    def speed_action(self, speed_mps: float) -> float:
+        """The action component ``a0`` of a target speed (the label of an expert speed)."""
+        if self.stop_band > 0.0 and speed_mps < self.stop_below_mps:
+            return -1.0
+        a0 = -1.0 + self.stop_band + (2.0 - self.stop_band) * speed_mps / self.max_speed_mps
+        return min(max(a0, -1.0), 1.0)
 
 
 def _left(yaw: np.ndarray) -> np.ndarray:
@@ -58,7 +76,7 @@ def target_plan(action: np.ndarray, route: Route, index: int, spec: TargetSpec, 
     if not np.isfinite(action).all():
         raise ValueError(f"target action must be finite, got {action.tolist()}")
     a = np.clip(action, -1.0, 1.0)
-    speed = (a[0] + 1.0) * 0.5 * spec.max_speed_mps
+    speed = spec.speed_mps(a[0])
     offset = a[1] * spec.max_offset_m
     s = route.s_m
     ahead = np.flatnonzero((s >= s[index]) & (s <= s[index] + spec.horizon_m))
@@ -84,8 +102,8 @@ def target_label(plan: Plan, route: Route, pose: PoseEstimate, spec: TargetSpec)
     point = xy[min(k, len(xy) - 1)]
     near = int(np.argmin(np.sum((route.points_xy - point) ** 2, axis=1)))
     offset = float(np.dot(point - route.points_xy[near], _left(np.asarray(route.yaw_rad[near]))))
-    return np.array([np.clip(2.0 * reference / spec.max_speed_mps - 1.0, -1.0, 1.0),
-                     np.clip(offset / spec.max_offset_m, -1.0, 1.0)], dtype=np.float32)
+    return np.array([spec.speed_action(reference), np.clip(offset / spec.max_offset_m, -1.0, 1.0)],
+                    dtype=np.float32)
 
 
 def oracle_pose(env) -> PoseEstimate:

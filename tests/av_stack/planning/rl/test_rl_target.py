@@ -202,3 +202,18 @@ def test_the_l1_action_loss_is_the_weighted_absolute_error(target_config):
             assert float(loss) == pytest.approx(float((per_dim * weights).sum(axis=1).mean()), rel=1e-5)
     with pytest.raises(ConfigError, match="action_loss"):
         load_policy_config({**TINY, "bc": {**TINY["bc"], "action_loss": "huber"}})
+
+
+def test_a_stop_band_makes_the_low_actions_stop_and_labels_slow_speeds_as_stop(env_at_start):
+    banded = TargetSpec(stop_band=0.5)
+    assert banded.speed_mps(-1.0) == banded.speed_mps(-0.6) == banded.speed_mps(-0.5) == 0.0
+    assert banded.speed_mps(1.0) == pytest.approx(10.0) and banded.speed_mps(0.25) == pytest.approx(5.0)
+    assert banded.speed_action(0.2) == -1.0 and banded.speed_action(5.0) == pytest.approx(0.25)
+    assert TargetSpec().speed_mps(-0.6) == pytest.approx(2.0), "no band: linear over the whole range"
+    route, pose = env_at_start.route, oracle_pose(env_at_start)
+    creeping = target_plan(np.array([-0.7, 0.0]), route, 0, banded, 0, 0.0, RoadOption.LANEFOLLOW)
+    np.testing.assert_allclose(creeping.target_speed_mps, 0.0)
+    for action in ((0.25, 0.0), (-0.2, 0.1)):
+        plan = target_plan(np.array(action), route, 0, banded, 0, 0.0, RoadOption.LANEFOLLOW)
+        np.testing.assert_allclose(target_label(plan, route, pose, banded), action, atol=1e-5)
+    assert target_label(creeping, route, pose, banded)[0] == -1.0
