@@ -1,5 +1,6 @@
 """The bridge between ``avsim/Driving-v0`` and the stack: the env's observation to a :class:`SensorFrame`,
-the env's route and map to a :class:`Mission`, and the stack's control back to an env action.
+the env's route and map to a :class:`Mission`, the ego's true pose to a :class:`PoseEstimate`, and the stack's
+control back to an env action.
 
 Only public parts of the env are read: the observation (the sensor suite's
 arrays and, for oracle stages, the privileged BEV), the ground truth the env
@@ -14,7 +15,9 @@ import math
 
 import numpy as np
 
-from av_stack.messages import (BevSpec, EgoSignals, Mission, SensorCalibration, SensorFrame, VehicleGeometry)
+from av_stack.messages import (BevSpec, EgoSignals, Mission, PoseEstimate, SensorCalibration, SensorFrame,
+                               VehicleGeometry)
+from sim.api import Pose
 from sim.env.actions import control_to_action
 from sim.env.bev import BevConfig
 
@@ -48,6 +51,16 @@ def mission_of(env) -> Mission:
     extent = tuple(float(v) for v in snapshot.extent_m[snapshot.index_of(env.ego_id)])
     return Mission(env.route, env.lanes, env.world.signals, VehicleGeometry(env.config.ego_blueprint, extent),
                    env.world.source.name)
+
+
+def oracle_pose(env) -> PoseEstimate:
+    """The ego's true pose in ``env`` (a ``DrivingEnv``), as the stack's oracle localization gives it."""
+    snapshot = env.world.snapshot()
+    row = snapshot.index_of(env.ego_id)
+    x, y, z = (float(v) for v in snapshot.location_m[row])
+    pitch, yaw, roll = (float(v) for v in snapshot.rotation_rad[row])
+    pose = Pose(x, y, z, yaw, pitch_rad=pitch, roll_rad=roll)
+    return PoseEstimate(snapshot.frame, snapshot.timestamp_s, pose, np.array(snapshot.velocity_mps[row]))
 
 
 class FrameBuilder:

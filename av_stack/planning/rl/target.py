@@ -12,8 +12,8 @@ An action ``(a0, a1)`` in [-1, 1]^2 means:
 :func:`target_plan` turns an action into that :class:`~av_stack.messages.Plan`; the stack's RL stage and
 the training env (:class:`TargetDriver`, :class:`TargetActions`) build it the same way and hand it to the
 same Stanley controller, so what the policy learned is what the stack drives. :func:`target_label` reads
-the expert's plan back as such an action (the behaviour-cloning label): the speed its controller tracks
-now, and the offset of its path ``lookahead_m`` ahead.
+the expert's plan back as such an action (the behaviour-cloning label): the lowest speed it plans over the
+next ``anticipation_s`` of travel, and the offset of its path ``lookahead_m`` ahead.
 
 With a target speed under the controller's stop threshold the controller brakes hard, so "stop" is one
 action away; the policy learns from the expert when to give it.
@@ -25,9 +25,10 @@ import gymnasium
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from av_stack.bridge import mission_of, oracle_pose
 from av_stack.control.path import clean_path, project
 from av_stack.messages import Plan, PoseEstimate
-from sim.api import Pose
+from sim.env.actions import control_to_action
 from sim.scenarios.routes import RoadOption, Route, RouteTracker
 
 __all__ = ["TargetActions", "TargetDriver", "TargetSpec", "target_label", "target_plan"]
@@ -88,8 +89,9 @@ def target_plan(action: np.ndarray, route: Route, index: int, spec: TargetSpec, 
 
 def target_label(plan: Plan, route: Route, pose: PoseEstimate, spec: TargetSpec) -> np.ndarray | None:
     """The ``target`` action that stands for the expert's ``plan`` (None where the plan is a direct control,
-    e.g. backing off a kerb): its speed at the point nearest the ego, and its path's signed offset from the
-    route ``spec.lookahead_m`` ahead of that point, both scaled to [-1, 1]."""
+    e.g. backing off a kerb): its lowest speed from the point nearest the ego over the distance the ego covers
+    in ``spec.anticipation_s``, and its path's signed offset from the route ``spec.lookahead_m`` ahead of that
+    point, both scaled to [-1, 1]."""
     if plan.control is not None or plan.trajectory_xy.shape[0] == 0:
         return None
     xy, speed, s = clean_path(plan.trajectory_xy, plan.target_speed_mps)
@@ -106,16 +108,6 @@ def target_label(plan: Plan, route: Route, pose: PoseEstimate, spec: TargetSpec)
                     dtype=np.float32)
 
 
-def oracle_pose(env) -> PoseEstimate:
-    """The ego's true pose in ``env`` (a ``DrivingEnv``), as the stack's oracle localization gives it."""
-    snapshot = env.world.snapshot()
-    row = snapshot.index_of(env.ego_id)
-    x, y, z = (float(v) for v in snapshot.location_m[row])
-    pitch, yaw, roll = (float(v) for v in snapshot.rotation_rad[row])
-    pose = Pose(x, y, z, yaw, pitch_rad=pitch, roll_rad=roll)
-    return PoseEstimate(snapshot.frame, snapshot.timestamp_s, pose, np.array(snapshot.velocity_mps[row]))
-
-
 class TargetDriver:
     """Turns ``target`` actions into the env's control in a training env: the true pose, the route tracked
     as the RL stage tracks it, :func:`target_plan`, and the stack's Stanley controller."""
@@ -129,8 +121,6 @@ class TargetDriver:
 
     def reset(self, env) -> None:
         """A new episode of ``env`` (a ``DrivingEnv``)."""
-        from av_stack.bridge import mission_of
-
         self.controller.reset(mission_of(env))
         self._tracker = RouteTracker(env.route)
 
@@ -146,8 +136,6 @@ class TargetDriver:
 
     def __call__(self, action: np.ndarray, env) -> np.ndarray:
         """The env action (in the env's action mode) that the controller gives for ``action``."""
-        from sim.env.actions import control_to_action
-
         plan, pose = self.plan(action, env)
         return control_to_action(self.controller.step(plan, pose), env.config.action.mode)
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from av_stack.agents import make_agent
-from av_stack.bridge import StackAgent, mission_of
+from av_stack.bridge import StackAgent, mission_of, oracle_pose
 from av_stack.messages import Plan, VehicleControl
 from av_stack.planning.rl.config import load_policy_config
 from av_stack.planning.rl.demos import ExpertLabeler
 from av_stack.planning.rl.observation import PolicyObservation
 from av_stack.planning.rl.policy import load_policy, new_ppo, save_policy, target_spec_of
-from av_stack.planning.rl.target import TargetActions, TargetSpec, oracle_pose, target_label, target_plan
+from av_stack.planning.rl.target import TargetActions, TargetSpec, target_label, target_plan
 from av_stack.stack import Stack
 from sim.config import ConfigError
 from sim.env.driving import DrivingEnv
