@@ -680,10 +680,7 @@ def serve(
     seed: int = _seed_option(help="Seed of the embedded world."),
 ) -> None:
     """Serve the embedded simulator over CARLA 0.9.16's protocol, for the unmodified carla client."""
-    import signal
-    import threading
-
-    from sim.carla_server.process import exit_with_parent
+    from sim.carla_server.process import exit_with_parent, wait_for_stop_signal
     from sim.carla_server.server import CarlaServer
     from sim.maps.loader import MapLoadError
 
@@ -694,15 +691,11 @@ def serve(
     except (MapLoadError, OSError, ValueError) as exc:
         _fail(f"cannot serve {map_name} on {host}:{port}: {exc}")
         return
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     with server:
         # One line on stdout when ready (scripts and tests wait for it; port 0 shows the chosen port).
         print(f"avsim serve: {server.world.source.name} on {host}:{server.port} (streams on {server.stream_port})",
               flush=True)
-        while not stop.wait(0.2):
-            pass
+        wait_for_stop_signal()
     console.print("avsim serve: stopped")
 
 

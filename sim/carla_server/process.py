@@ -86,3 +86,17 @@ def exit_with_parent() -> None:
         return
     if os.getppid() != int(expected):  # the parent died before the request was made
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def wait_for_stop_signal(poll_s: float = 0.2) -> None:
+    """Block until SIGINT or SIGTERM arrives (the main thread's serve loop).
+
+    The handler only sets a flag: a ``threading.Event.set`` from a signal handler can deadlock when the
+    signal lands while the main thread holds the event's lock inside ``Event.wait``.
+    """
+    received: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda signum, _frame: received.append(signum))
+    while not received:
+        time.sleep(poll_s)
+

@@ -9,13 +9,12 @@ before each measurement is serialized, until SIGTERM.
 from __future__ import annotations
 
 import pickle
-import signal
 import sys
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
+from sim.carla_server.process import wait_for_stop_signal
 from sim.carla_server.server import CarlaServer
 from sim.sensors.measurements import SensorMeasurement
 
@@ -30,12 +29,9 @@ def main(out_dir: Path) -> None:
         tmp.write_bytes(pickle.dumps(measurement))
         tmp.replace(path)  # whole files only: the test reads them while the server runs
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with CarlaServer("Town01", "127.0.0.1", 0, measurement_hook=record) as server:
         print(f"avsim serve: Town01 on 127.0.0.1:{server.port} (streams on {server.stream_port})", flush=True)
-        while not stop.wait(0.2):
-            pass
+        wait_for_stop_signal()
 
 
 if __name__ == "__main__":

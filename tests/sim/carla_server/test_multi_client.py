@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -114,3 +115,17 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as stat:  # a zombie (exited, not yet reaped) counts as gone
         return stat.read().split(") ")[1][0] != "Z"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_the_serve_loop_returns_on_a_stop_signal(signum: int):
+    """wait_for_stop_signal returns on SIGTERM and SIGINT, however often the handler lands mid-poll."""
+    script = ("from sim.carla_server.process import wait_for_stop_signal\nprint('waiting', flush=True)\n"
+              "wait_for_stop_signal(poll_s=0.0005)\nprint('stopped', flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout.readline().strip() == "waiting"
+    time.sleep(0.05)
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=10)
+    assert out.strip() == "stopped" and proc.returncode == 0
