@@ -32,7 +32,7 @@ from sim.scenarios.routes import RoadOption, RouteTracker
 
 __all__ = ["DEFAULT_POLICY", "RLPlanner"]
 
-DEFAULT_POLICY = "checkpoints/policy/policy.zip"
+DEFAULT_POLICY = "checkpoints/policy/target.zip"
 TRAJECTORY_M = 30.0
 
 
