@@ -29,7 +29,8 @@ from av_stack.data.config import NoiseConfig
 from av_stack.data.noise import NoiseProcess, NoiseSample
 from av_stack.files import replaced_atomically
 from av_stack.planning.rl.observation import pool_bev
-from av_stack.planning.rl.target import TargetSpec
+from av_stack.planning.rl.target import TargetSpec, target_label
+from sim.scenarios.routes import RouteTracker
 
 __all__ = ["ExpertLabeler", "ShardJob", "load_shards", "perturb_acc_steer", "record_shard"]
 
@@ -59,26 +60,32 @@ class ExpertLabeler:
         self.agent = expert_agent()
         self.target = target
         self.expert_action = np.zeros(2, dtype=np.float32)
+        self._tracker: RouteTracker | None = None
 
     def reset(self, env) -> None:
         """A new episode of ``env`` (a ``DrivingEnv``)."""
         self.agent.reset(env)
+        self._tracker = RouteTracker(env.route)
 
     def __call__(self, obs: dict, env) -> tuple[np.ndarray, bool]:
         """(label, valid): the expert's action; ``valid`` is False where it wants to reverse or holds a direct
         brake (label: full brake, or in ``target`` mode stop on the route)."""
         control = self.agent.control(obs, env)
+        progress = None
+        if self.target is not None:
+            if self._tracker is None:
+                raise RuntimeError("ExpertLabeler used before reset(env)")
+            pose = self.agent.outputs.pose
+            progress = self._tracker.update(pose.pose.x_m, pose.pose.y_m, pose.yaw_rad)
         if control.reverse:
             self.expert_action = np.array([-1.0, 0.0], dtype=np.float32)
             return self.expert_action.copy(), False
         acc = control.throttle if control.throttle > 0.0 else -control.brake
         self.expert_action = np.array([acc, control.steer], dtype=np.float32)
-        if self.target is None:
+        if self.target is None or progress is None:
             return self.expert_action.copy(), True
-        from av_stack.planning.rl.target import target_label
-
         outputs = self.agent.outputs
-        label = target_label(outputs.plan, env.route, outputs.pose, self.target)
+        label = target_label(outputs.plan, env.route, outputs.pose, self.target, progress.index)
         if label is None:
             return np.array([-1.0, 0.0], dtype=np.float32), False
         return label, True

@@ -87,11 +87,20 @@ def target_plan(action: np.ndarray, route: Route, index: int, spec: TargetSpec, 
     return Plan(frame, timestamp_s, path, np.full(len(path), speed), command)
 
 
-def target_label(plan: Plan, route: Route, pose: PoseEstimate, spec: TargetSpec) -> np.ndarray | None:
+LABEL_WINDOW_BEHIND_M = 10.0
+"""With a ``route_index``, :func:`target_label` measures the offset against the route from this far behind the
+ego to ``lookahead_m + LABEL_WINDOW_AHEAD_M`` ahead of it (a route that passes near itself stays out)."""
+LABEL_WINDOW_AHEAD_M = 20.0
+
+
+def target_label(plan: Plan, route: Route, pose: PoseEstimate, spec: TargetSpec,
+                 route_index: int | None = None) -> np.ndarray | None:
     """The ``target`` action that stands for the expert's ``plan`` (None where the plan is a direct control,
     e.g. backing off a kerb): its lowest speed from the point nearest the ego over the distance the ego covers
     in ``spec.anticipation_s``, and its path's signed offset from the route ``spec.lookahead_m`` ahead of that
-    point, both scaled to [-1, 1]."""
+    point, both scaled to [-1, 1]. ``route_index``: the ego's progress on the route (a
+    :class:`RouteTracker`'s), which keeps the offset's reference to the stretch of route around the ego;
+    without it the nearest point of the whole route is the reference."""
     if plan.control is not None or plan.trajectory_xy.shape[0] == 0:
         return None
     xy, speed, s = clean_path(plan.trajectory_xy, plan.target_speed_mps)
@@ -102,7 +111,13 @@ def target_label(plan: Plan, route: Route, pose: PoseEstimate, spec: TargetSpec)
     reference = float(speed[foot.nearest:max(int(np.searchsorted(s, reach, side="right")), foot.nearest + 1)].min())
     k = int(np.searchsorted(s, s[foot.nearest] + spec.lookahead_m))
     point = xy[min(k, len(xy) - 1)]
-    near = int(np.argmin(np.sum((route.points_xy - point) ** 2, axis=1)))
+    lo, hi = 0, len(route.points_xy)
+    if route_index is not None:
+        here = route.s_m[int(np.clip(route_index, 0, hi - 1))]
+        lo = int(np.searchsorted(route.s_m, here - LABEL_WINDOW_BEHIND_M))
+        hi = max(int(np.searchsorted(route.s_m, here + spec.lookahead_m + LABEL_WINDOW_AHEAD_M, side="right")),
+                 lo + 1)
+    near = lo + int(np.argmin(np.sum((route.points_xy[lo:hi] - point) ** 2, axis=1)))
     offset = float(np.dot(point - route.points_xy[near], _left(np.asarray(route.yaw_rad[near]))))
     return np.array([spec.speed_action(reference), np.clip(offset / spec.max_offset_m, -1.0, 1.0)],
                     dtype=np.float32)

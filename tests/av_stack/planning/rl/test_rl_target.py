@@ -8,7 +8,7 @@ import pytest
 
 from av_stack.agents import make_agent
 from av_stack.bridge import StackAgent, mission_of, oracle_pose
-from av_stack.messages import Plan, VehicleControl
+from av_stack.messages import Plan, PoseEstimate, VehicleControl
 from av_stack.planning.rl.config import load_policy_config
 from av_stack.planning.rl.demos import ExpertLabeler
 from av_stack.planning.rl.observation import PolicyObservation
@@ -17,7 +17,8 @@ from av_stack.planning.rl.target import TargetActions, TargetSpec, target_label,
 from av_stack.stack import Stack
 from sim.config import ConfigError
 from sim.env.driving import DrivingEnv
-from sim.scenarios.routes import RoadOption, RouteTracker
+from sim.api import Pose
+from sim.scenarios.routes import RoadOption, Route, RouteTracker
 from tests.av_stack.planning.rl.conftest import TINY
 
 SPEC = TargetSpec()
@@ -217,3 +218,34 @@ def test_a_stop_band_makes_the_low_actions_stop_and_labels_slow_speeds_as_stop(e
         plan = target_plan(np.array(action), route, 0, banded, 0, 0.0, RoadOption.LANEFOLLOW)
         np.testing.assert_allclose(target_label(plan, route, pose, banded), action, atol=1e-5)
     assert target_label(creeping, route, pose, banded)[0] == -1.0
+
+
+def _hairpin_route() -> Route:
+    """40 m along +x, a left U-turn of radius 2.5 m, 40 m back along -x: the legs lie 5 m apart."""
+    out = np.stack([np.arange(0.0, 40.0, 1.0), np.zeros(40)], axis=1)
+    turn = np.linspace(0.0, np.pi, 9)[1:-1]
+    bend = np.stack([40.0 + 2.5 * np.sin(turn), -2.5 + 2.5 * np.cos(turn)], axis=1)
+    back = np.stack([np.arange(40.0, -1.0, -1.0), np.full(41, -5.0)], axis=1)
+    xy = np.concatenate([out, bend, back])
+    step = np.diff(xy, axis=0)
+    yaw = np.arctan2(step[:, 1], step[:, 0])
+    yaw = np.append(yaw, yaw[-1])
+    s = np.concatenate([[0.0], np.cumsum(np.hypot(*step.T))])
+    n = len(xy)
+    return Route("hairpin", (0,), xy, yaw, s, np.zeros(n, dtype=np.int32), np.zeros(n, dtype=bool),
+                 np.full(n, int(RoadOption.LANEFOLLOW), dtype=np.int8), xy[[0, -1]])
+
+
+def test_the_offset_label_keeps_to_the_stretch_of_route_around_the_ego():
+    """A plan 3 m left of the first leg passes 2 m from the way back: with the ego's route index the offset
+    is measured against the first leg (3 m), not the nearest point of the whole route."""
+    route = _hairpin_route()
+    plan_x = np.arange(10.0, 40.0, 1.0)
+    plan = Plan(0, 0.0, np.stack([plan_x, np.full_like(plan_x, -3.0)], axis=1), np.full(plan_x.shape, 5.0))
+    pose = PoseEstimate(0, 0.0, Pose(10.0, -3.0, 0.0, 0.0), np.zeros(3))
+    index = RouteTracker(route).update(10.0, 0.0, 0.0).index
+    windowed = target_label(plan, route, pose, SPEC, index)
+    assert windowed[1] == pytest.approx(3.0 / SPEC.max_offset_m, abs=1e-6)
+    assert target_label(plan, route, pose, SPEC)[1] == pytest.approx(2.0 / SPEC.max_offset_m, abs=1e-6), \
+        "the whole route's nearest point is on the way back"
+    assert windowed[0] == pytest.approx(SPEC.speed_action(5.0))
