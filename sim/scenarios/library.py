@@ -41,6 +41,8 @@ VAN = "vehicle.mercedes.sprinter"
 YELLOW_S = 3.0
 """How long a light a scenario forced green shows yellow when released before the ego is through (the
 default ``lights.yellow_s``)."""
+RUNNER_BLOCKED_S = 5.0
+"""A red-light runner that stands this long after it set off has failed its run and is removed."""
 
 
 @dataclass
@@ -368,6 +370,7 @@ class RedLightRunner(Scenario):
         self.runner = None
         self.forced: list[int] = []
         self.yellow_until: float | None = None
+        self.standing_since: float | None = None
         entry = _next_junction_entry(route, self.ctx.anchor_s_m - 20.0, signals)
         if entry is None or entry == 0:
             return
@@ -426,12 +429,28 @@ class RedLightRunner(Scenario):
                                                                                          self.runner):
             self.runner = None  # its run is over: traffic takes it on instead of parking it in someone's lane
             return
+        if self.go and self._blocked_for_good(snapshot):
+            # Its run has failed (a car turning in the junction stands in its way, and that car now waits
+            # for it): gone, as CARLA's scenarios remove their actors when they end, not a lasting deadlock.
+            self.ctx.world.destroy([self.runner])
+            self.actors.remove(self.runner)
+            self.runner = None
+            return
         # the runner crosses the junction: what is in its way lies along its heading (along its curved path
         # it would also wait for cars crossing it at an angle, which wait for it)
         control = pursue(snapshot, self.runner, self.path, 9.0, ego_id=self.ctx.ego_id,
                          gap_along_path=False) if self.go else \
             VehicleControl(brake=1.0)
         self.ctx.world.apply_control(self.runner, control)
+
+    def _blocked_for_good(self, snapshot: WorldSnapshot) -> bool:
+        """Whether the running car has stood for :data:`RUNNER_BLOCKED_S` since it set off."""
+        row = snapshot.index_of(self.runner)
+        if float(np.hypot(*snapshot.velocity_mps[row, :2])) >= 0.3:
+            self.standing_since = None
+        elif self.standing_since is None:
+            self.standing_since = snapshot.timestamp_s
+        return self.standing_since is not None and snapshot.timestamp_s - self.standing_since >= RUNNER_BLOCKED_S
 
     def _to_yellow(self, now_s: float) -> None:
         """Release every forced light but the ego's green, which turns yellow for :data:`YELLOW_S` first."""

@@ -218,3 +218,34 @@ def test_the_leading_car_drives_off_when_traffic_queues_behind_it():
         snapshot = world.tick()
         scenario.tick(snapshot, far_behind)
     assert not scenario.started
+
+
+def test_a_red_light_runner_blocked_after_it_set_off_is_removed():
+    """A car stands in the runner's path (as a car turning in the junction that it ran into): the runner stops
+    short of it, and after RUNNER_BLOCKED_S standing it is gone, so neither waits for the other for good."""
+    from sim.api import Pose, VehicleControl
+    from sim.scenarios.library import RUNNER_BLOCKED_S
+
+    env, scenario = runner_env()
+    world, runner = env.world, scenario.runner
+    along = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(scenario.path, axis=0).T))])
+    k = int(np.searchsorted(along, 15.0))
+    heading = np.arctan2(*(scenario.path[k + 1] - scenario.path[k])[::-1])
+    blocker = world.spawn_vehicle("vehicle.lincoln.mkz_2020", Pose(*scenario.path[k], 0.3, float(heading)),
+                                  role_name="scenario")
+    far = scenario.entry_s + 40.0  # the ego is out of the way; the scenario is told it is 20 m short
+    world.teleport(env.ego_id, Pose(*env.route.points_xy[int(np.searchsorted(env.route.s_m, far))], 0.3, 0.0))
+    standing_from = None
+    snapshot = world.snapshot()
+    for tick in range(400):
+        world.apply_control(blocker, VehicleControl(brake=1.0))
+        scenario.tick(snapshot, scenario.entry_s - 20.0)
+        snapshot = world.tick()
+        if scenario.runner is None:
+            break
+        row = snapshot.index_of(runner)
+        if standing_from is None and scenario.go and tick > 20 and np.hypot(*snapshot.velocity_mps[row, :2]) < 0.3:
+            standing_from = snapshot.timestamp_s
+    assert scenario.go and standing_from is not None, "the runner set off and stopped behind the car"
+    assert scenario.runner is None and runner not in snapshot.actor_id and runner not in scenario.actors
+    assert RUNNER_BLOCKED_S - 0.5 <= snapshot.timestamp_s - standing_from <= RUNNER_BLOCKED_S + 1.0
