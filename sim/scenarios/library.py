@@ -16,7 +16,9 @@ role name ``scenario`` so the embedded gridlock relief never moves them.
 - ``red_light_runner``: at the next signalised junction on the route, a
   vehicle on a crossing approach runs its red light at 9 m/s as the ego
   arrives on green (the two lights are forced until the ego is through the
-  junction, at most 20 s: lights held for ever deadlock the junction).
+  junction, at most 20 s: lights held for ever deadlock the junction). A runner
+  that stands for 5 s after it set off (it ran into a car turning in the
+  junction, which then waits for it) is removed: its run has failed.
 - ``parked_car_blocking``: a car parked in the ego's lane.
 - ``dense_junction``: the next junction on the route gets a queue of NPC
   vehicles on every approach.
