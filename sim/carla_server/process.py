@@ -99,4 +99,3 @@ def wait_for_stop_signal(poll_s: float = 0.2) -> None:
         signal.signal(signum, lambda signum, _frame: received.append(signum))
     while not received:
         time.sleep(poll_s)
-

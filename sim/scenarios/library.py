@@ -257,6 +257,11 @@ class Scenario:
         self.actors.append(actor)
         return actor
 
+    def _remove(self, actor_id: int) -> None:
+        """Take one of the scenario's actors out of the world (the scene is over for it)."""
+        self.ctx.world.destroy([actor_id])
+        self.actors.remove(actor_id)
+
 
 class LeadingVehicleBrake(Scenario):
     """A leading vehicle brakes hard in front of the ego."""
@@ -337,8 +342,7 @@ class OccludedPedestrian(Scenario):
                 world.apply_walker_control(self.walker, self.across, 0.0)
                 self.across_done = True
             elif snapshot.timestamp_s - self.started_at > 20.0:
-                world.destroy([self.walker])
-                self.actors.remove(self.walker)
+                self._remove(self.walker)
                 self.walker = None
 
 
@@ -434,8 +438,7 @@ class RedLightRunner(Scenario):
         if self.go and self._blocked_for_good(snapshot):
             # Its run has failed (a car turning in the junction stands in its way, and that car now waits
             # for it): gone, as CARLA's scenarios remove their actors when they end, not a lasting deadlock.
-            self.ctx.world.destroy([self.runner])
-            self.actors.remove(self.runner)
+            self._remove(self.runner)
             self.runner = None
             return
         # the runner crosses the junction: what is in its way lies along its heading (along its curved path
@@ -447,8 +450,7 @@ class RedLightRunner(Scenario):
 
     def _blocked_for_good(self, snapshot: WorldSnapshot) -> bool:
         """Whether the running car has stood for :data:`RUNNER_BLOCKED_S` since it set off."""
-        row = snapshot.index_of(self.runner)
-        if float(np.hypot(*snapshot.velocity_mps[row, :2])) >= 0.3:
+        if float(snapshot.speed_mps()[snapshot.index_of(self.runner)]) >= 0.3:
             self.standing_since = None
         elif self.standing_since is None:
             self.standing_since = snapshot.timestamp_s

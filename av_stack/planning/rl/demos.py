@@ -71,20 +71,19 @@ class ExpertLabeler:
         """(label, valid): the expert's action; ``valid`` is False where it wants to reverse or holds a direct
         brake (label: full brake, or in ``target`` mode stop on the route)."""
         control = self.agent.control(obs, env)
+        outputs = self.agent.outputs
         progress = None
-        if self.target is not None:
+        if self.target is not None:  # tracked every step (reversing too): the label's stretch of route
             if self._tracker is None:
                 raise RuntimeError("ExpertLabeler used before reset(env)")
-            pose = self.agent.outputs.pose
-            progress = self._tracker.update(pose.pose.x_m, pose.pose.y_m, pose.yaw_rad)
+            progress = self._tracker.update(outputs.pose.pose.x_m, outputs.pose.pose.y_m, outputs.pose.yaw_rad)
         if control.reverse:
             self.expert_action = np.array([-1.0, 0.0], dtype=np.float32)
             return self.expert_action.copy(), False
         acc = control.throttle if control.throttle > 0.0 else -control.brake
         self.expert_action = np.array([acc, control.steer], dtype=np.float32)
-        if self.target is None or progress is None:
+        if progress is None:
             return self.expert_action.copy(), True
-        outputs = self.agent.outputs
         label = target_label(outputs.plan, env.route, outputs.pose, self.target, progress.index)
         if label is None:
             return np.array([-1.0, 0.0], dtype=np.float32), False
